@@ -1,0 +1,173 @@
+"""ResNet and its widened/grouped relatives, one class driven by a stage table.
+
+He et al., "Deep Residual Learning for Image Recognition" (2015); Xie et al., "Aggregated Residual
+Transformations" (ResNeXt, 2016); Zagoruyko & Komodakis, "Wide Residual Networks" (2016).
+Module names (`conv1`, `bn1`, `layer1..4`, `downsample.0/1`, `fc`) are torchvision's on purpose:
+they are the keys of the official weight files, which therefore load with `strict=True`.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from imgcls.models.base import ClassifierMixin
+from imgcls.models.registry import register_model
+
+
+def conv3x3(in_ch: int, out_ch: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, groups=groups, bias=False)
+
+
+def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with an identity (or projection) shortcut: ResNet-18/34."""
+
+    expansion = 1
+
+    def __init__(self, in_ch: int, planes: int, *, stride: int = 1, downsample: nn.Module | None = None,
+                 groups: int = 1, base_width: int = 64, stride_in_1x1: bool = False) -> None:
+        super().__init__()
+        if groups != 1 or base_width != 64:
+            raise ValueError("BasicBlock supports only groups=1 and base_width=64")
+        self.conv1 = conv3x3(in_ch, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3 (optionally grouped), 1x1 expand by 4: ResNet-50 and deeper, ResNeXt.
+
+    The stride sits on the 3x3 by default ("ResNet v1.5", as torchvision and most later work:
+    +0.5% top-1 for +6% FLOPs); `stride_in_1x1=True` gives the paper's v1 placement.
+    """
+
+    expansion = 4
+
+    def __init__(self, in_ch: int, planes: int, *, stride: int = 1, downsample: nn.Module | None = None,
+                 groups: int = 1, base_width: int = 64, stride_in_1x1: bool = False) -> None:
+        super().__init__()
+        width = int(planes * (base_width / 64.0)) * groups
+        s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.conv1 = conv1x1(in_ch, width, s1)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width, s3, groups)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = conv1x1(width, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class ResNet(ClassifierMixin, nn.Module):
+    """A 7x7 stem, four stages of residual blocks (64-128-256-512 planes), global pool, `fc`.
+
+    `num_classes=0` gives a headless backbone whose output is the pooled feature vector.
+    """
+
+    classifier_name = "fc"
+    stage_names = ("layer1", "layer2", "layer3", "layer4")
+    min_input_size = (32, 32)
+
+    def __init__(self, block: type[BasicBlock | Bottleneck], layers: tuple[int, int, int, int], *,
+                 num_classes: int = 1000, in_chans: int = 3, groups: int = 1, width_per_group: int = 64,
+                 stride_in_1x1: bool = False, zero_init_residual: bool = False) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self._block_kw = dict(groups=groups, base_width=width_per_group, stride_in_1x1=stride_in_1x1)
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.layer1 = self._make_stage(block, 64, layers[0], stride=1)
+        self.layer2 = self._make_stage(block, 128, layers[1], stride=2)
+        self.layer3 = self._make_stage(block, 256, layers[2], stride=2)
+        self.layer4 = self._make_stage(block, 512, layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.num_features = 512 * block.expansion
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if zero_init_residual:  # each block starts as the identity (Goyal et al., 2017)
+            for m in self.modules():
+                last_bn = m.bn3 if isinstance(m, Bottleneck) else m.bn2 if isinstance(m, BasicBlock) else None
+                if last_bn is not None:
+                    nn.init.zeros_(last_bn.weight)
+
+    def _make_stage(self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int, stride: int) -> nn.Sequential:
+        out_ch = planes * block.expansion
+        downsample = None
+        if stride != 1 or self.inplanes != out_ch:  # projection shortcut ("option B") only where shape changes
+            downsample = nn.Sequential(conv1x1(self.inplanes, out_ch, stride), nn.BatchNorm2d(out_ch))
+        layers = [block(self.inplanes, planes, stride=stride, downsample=downsample, **self._block_kw)]
+        self.inplanes = out_ch
+        layers += [block(out_ch, planes, **self._block_kw) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+# name: (block, blocks per stage, groups, width per group)
+RESNETS: dict[str, tuple[type[BasicBlock | Bottleneck], tuple[int, int, int, int], int, int]] = {
+    "resnet18": (BasicBlock, (2, 2, 2, 2), 1, 64),
+    "resnet34": (BasicBlock, (3, 4, 6, 3), 1, 64),
+    "resnet50": (Bottleneck, (3, 4, 6, 3), 1, 64),
+    "resnet101": (Bottleneck, (3, 4, 23, 3), 1, 64),
+    "resnet152": (Bottleneck, (3, 8, 36, 3), 1, 64),
+    "resnext50_32x4d": (Bottleneck, (3, 4, 6, 3), 32, 4),
+    "resnext101_32x8d": (Bottleneck, (3, 4, 23, 3), 32, 8),
+    "resnext101_64x4d": (Bottleneck, (3, 4, 23, 3), 64, 4),
+    "wide_resnet50_2": (Bottleneck, (3, 4, 6, 3), 1, 128),
+    "wide_resnet101_2": (Bottleneck, (3, 4, 23, 3), 1, 128),
+}
+
+
+def _resnet(name: str, **kwargs) -> ResNet:
+    block, layers, groups, width = RESNETS[name]
+    return ResNet(block, layers, groups=groups, width_per_group=width, **kwargs)
+
+
+def _make_builder(name: str):
+    def builder(*, num_classes: int = 1000, **kwargs) -> ResNet:
+        return _resnet(name, num_classes=num_classes, **kwargs)
+
+    block, layers, groups, width = RESNETS[name]
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = f"{name}: {block.__name__} x {list(layers)}, groups={groups}, width/group={width}."
+    return register_model(builder)
+
+
+for _name in RESNETS:
+    globals()[_name] = _make_builder(_name)

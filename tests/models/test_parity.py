@@ -1,0 +1,34 @@
+"""Keys, shapes, parameter counts and logits equal torchvision's (../shared/fixtures)."""
+import pytest
+import torch
+
+import imgcls
+from tests.conftest import SHARED
+
+_FIXTURE = SHARED / "fixtures" / "torchvision_parity.json"
+_OURS = [n for n in imgcls.list_models()]
+
+
+def _fixture_names() -> list[str]:
+    if not _FIXTURE.is_file():
+        return ["<fixture absent>"]
+    import json
+
+    return sorted(n for n in json.loads(_FIXTURE.read_text())["models"] if n in _OURS)
+
+
+@pytest.mark.parametrize("name", _fixture_names())
+def test_matches_torchvision(name, parity, parity_fixture):
+    entry = parity_fixture["models"][name]
+    model = imgcls.create_model(name).eval()
+    assert parity.keys_and_shapes(model.state_dict()) == entry["keys"]
+    assert sum(p.numel() for p in model.parameters()) == entry["params"]
+    model.load_state_dict(parity.fill(model.state_dict()), strict=True)
+    with torch.no_grad():
+        err = parity.compare(model(parity.probe_input()), entry)
+    assert err <= 1e-4
+
+
+def test_every_resnet_and_alexnet_is_covered(parity_fixture):
+    wanted = {n for n in parity_fixture["models"] if n.startswith(("resnet", "resnext", "wide_resnet", "alexnet"))}
+    assert wanted <= set(_OURS)

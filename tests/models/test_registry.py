@@ -1,0 +1,37 @@
+import pytest
+import torch
+
+import imgcls
+from imgcls.errors import ConfigError, WeightsError
+from imgcls.models.registry import register_model
+
+EXPECTED = {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "resnext101_32x8d",
+            "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2", "alexnet", "alexnet_paper"}
+
+
+def test_list_models_has_the_zoo():
+    assert EXPECTED <= set(imgcls.list_models())
+    assert imgcls.list_models("resnet1*") == ["resnet101", "resnet152", "resnet18"]
+
+
+def test_unknown_name_suggests_close_matches():
+    with pytest.raises(ConfigError, match=r"unknown model 'resnet35'.*resnet34"):
+        imgcls.create_model("resnet35")
+
+
+def test_duplicate_registration_refused():
+    with pytest.raises(RuntimeError, match="registered twice"):
+        register_model(type("resnet18", (), {"__name__": "resnet18"}))
+
+
+def test_weights_round_trip_and_wrong_class_count(tmp_path):
+    model = imgcls.create_model("resnet18", num_classes=5)
+    path = tmp_path / "w.pth"
+    torch.save(model.state_dict(), path)
+    again = imgcls.create_model("resnet18", num_classes=5, weights=path)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k]), k
+    with pytest.raises(WeightsError, match=r"w\.pth.*num_classes=7.*fc\.weight"):
+        imgcls.create_model("resnet18", num_classes=7, weights=path)
+    with pytest.raises(WeightsError, match="no such weight file"):
+        imgcls.create_model("resnet18", weights=tmp_path / "missing.pth")
