@@ -1,0 +1,84 @@
+"""A dataset of one sub-folder per class, as torchvision's ImageFolder, with bad files handled."""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from imgcls.data.decode import is_image_file, load_image
+from imgcls.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+def find_classes(root: str | Path) -> tuple[list[str], dict[str, int]]:
+    """Sorted class-folder names and their indices; hidden folders are ignored."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder; give a folder with one sub-folder of images per class")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"{root}: no class folders found; put each class's images in a sub-folder of it")
+    return classes, {c: i for i, c in enumerate(classes)}
+
+
+def scan_folder(root: str | Path) -> tuple[list[str], list[tuple[Path, int]]]:
+    """(classes, [(path, class index)]) for every image file below each class folder, sorted."""
+    root = Path(root)
+    classes, class_to_idx = find_classes(root)
+    samples: list[tuple[Path, int]] = []
+    for name in classes:
+        files = sorted(p for p in (root / name).rglob("*") if p.is_file() and is_image_file(p))
+        if not files:
+            raise DataError(f"{root / name}: class folder has no images (extensions: jpg, jpeg, png, bmp, "
+                            "gif, webp, tif, tiff); add some or remove the folder")
+        samples += [(p, class_to_idx[name]) for p in files]
+    return classes, samples
+
+
+def save_class_indices(classes: list[str], path: str | Path) -> None:
+    """class_indices.json as the seeds' scripts write it: {"0": "daisy", ...}."""
+    Path(path).write_text(json.dumps({str(i): c for i, c in enumerate(classes)}, indent=2) + "\n")
+
+
+class ImageFolder(Dataset):
+    """Images under `root/<class>/...`; items are (transform(image), class index).
+
+    `min_side` lets JPEGs decode reduced (draft mode) when the transform shrinks them anyway.
+    With `skip_bad`, an unreadable file found at load time is replaced by the next good one and
+    logged, so a run never dies at step 4,000; `imgcls check` finds such files before training.
+    """
+
+    def __init__(self, root: str | Path, transform: Callable | None = None, *, min_side: int | None = None,
+                 skip_bad: bool = False, samples: list[tuple[Path, int]] | None = None,
+                 classes: list[str] | None = None) -> None:
+        self.root = Path(root)
+        if samples is None:
+            classes, samples = scan_folder(self.root)
+        self.classes = list(classes or [])
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        self.samples = samples
+        self.targets = [t for _, t in samples]
+        self.transform = transform
+        self.min_side = min_side
+        self.skip_bad = skip_bad
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        for offset in range(len(self.samples)):
+            path, target = self.samples[(index + offset) % len(self.samples)]
+            try:
+                img = load_image(path, min_side=self.min_side)
+            except DataError as e:
+                if not self.skip_bad:
+                    raise
+                log.warning("skipping %s", e)
+                continue
+            return (self.transform(img) if self.transform else img), target
+        raise DataError(f"{self.root}: no readable image at all")

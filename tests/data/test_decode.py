@@ -1,0 +1,84 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgcls.data import load_image
+from imgcls.errors import DataError
+
+
+def _save(img: Image.Image, path, **kw):
+    img.save(path, **kw)
+    return path
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "CMYK", "I;16", "1", "RGB"])
+def test_every_mode_becomes_rgb(tmp_path, mode):
+    img = Image.new(mode, (7, 5))
+    path = _save(img, tmp_path / ("x.tiff" if mode in ("CMYK", "I;16") else "x.png"))
+    out = load_image(path)
+    assert out.mode == "RGB" and out.size == (7, 5)
+
+
+def test_palette_with_transparency_composites_on_white(tmp_path):
+    img = Image.new("P", (4, 4), 0)
+    img.putpalette([0, 0, 0] * 256)
+    path = _save(img, tmp_path / "p.png", transparency=0)
+    assert np.asarray(load_image(path)).min() == 255  # fully transparent black -> white, not black
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path):
+    img = Image.fromarray(np.full((3, 3), 40000, dtype=np.uint16))
+    out = np.asarray(load_image(_save(img, tmp_path / "g.png")))
+    assert (out == 40000 // 256).all()
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = Image.new("RGB", (40, 20), (255, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when shown
+    path = _save(img, tmp_path / "r.jpg", exif=exif.tobytes())
+    assert load_image(path).size == (20, 40)
+
+
+@pytest.mark.parametrize("content,match", [(b"", "empty file"), (b"hello, I am text", "not a readable image")])
+def test_unreadable_files_name_the_file(tmp_path, content, match):
+    path = tmp_path / "bad.jpg"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=rf"bad\.jpg: .*{match}"):
+        load_image(path)
+
+
+def test_truncated_jpeg_is_refused(tmp_path):
+    buf = io.BytesIO()
+    Image.effect_noise((64, 64), 50).convert("RGB").save(buf, "JPEG")
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(DataError, match=r"cut\.jpg: not a readable image"):
+        load_image(path)
+
+
+def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
+    path = _save(Image.new("L", (300, 300)), tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300 * 300 // 2 - 1)  # warning threshold
+    with pytest.raises(DataError, match=r"bomb\.png: refused as a possible decompression bomb"):
+        load_image(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        load_image(tmp_path / "nope.jpg")
+
+
+def test_one_pixel_image(tmp_path):
+    assert load_image(_save(Image.new("RGB", (1, 1)), tmp_path / "one.png")).size == (1, 1)
+
+
+def test_draft_mode_keeps_the_shorter_side(tmp_path):
+    path = _save(Image.effect_noise((1000, 600), 40).convert("RGB"), tmp_path / "big.jpg", quality=90)
+    full = load_image(path)
+    reduced = load_image(path, min_side=256)
+    assert full.size == (1000, 600)
+    assert reduced.size == (500, 300)  # 1/2 scale: 1/4 would make the shorter side 150 < 256
+    assert min(load_image(path, min_side=100).size) >= 100
