@@ -29,6 +29,16 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_split(args: argparse.Namespace) -> int:
+    from imgcls.data import make_split, write_split
+
+    split = make_split(args.source, val=args.val, test=args.test, seed=args.seed)
+    where = write_split(split, args.output, mode=args.mode, force=args.force)
+    print(split.table())
+    print(f"wrote {args.mode} split (seed {args.seed}, per-class counts rounded down) to {where}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imgcls", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -48,6 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ResNet bottlenecks: the paper's v1 stride on the first 1x1 instead of the 3x3")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_summary)
+
+    p = sub.add_parser("split", help="stratified, reproducible train/val(/test) split of a class-per-folder set")
+    p.add_argument("source", help="folder with one sub-folder of images per class (never modified)")
+    p.add_argument("-o", "--output", required=True, help="destination folder (must be empty unless --force)")
+    p.add_argument("--val", type=float, default=0.1, help="fraction of each class for validation (default 0.1)")
+    p.add_argument("--test", type=float, default=0.0, help="fraction of each class for test (default 0)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mode", choices=("copy", "link", "index"), default="copy",
+                   help="copy files, symlink them, or write only split.json (default copy)")
+    p.add_argument("--force", action="store_true", help="replace an earlier split in a non-empty destination")
+    p.set_defaults(func=_cmd_split)
     return parser
 
 

@@ -26,3 +26,12 @@ def test_eval_batch_with_draft_decoding(flowers):
         x, y = ds[i]
         assert x.shape == (3, 224, 224) and 0 <= y < 5
         assert -2.2 < float(x.min()) and float(x.max()) < 2.7  # normalised ImageNet range
+
+
+def test_the_seed_split_of_flowers(flowers):
+    from imgcls.data import make_split
+
+    split = make_split(flowers, val=0.1, seed=0)
+    counts = split.counts()
+    assert sum(counts["train"]) == 3306 and sum(counts["val"]) == 364
+    assert counts["val"] == [63, 89, 64, 69, 79]
