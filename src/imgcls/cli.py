@@ -39,6 +39,14 @@ def _cmd_split(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    from imgcls.data.check import check_dataset
+
+    report = check_dataset(args.path, min_side=args.min_side)
+    print(report.to_json() if args.json else report.to_text())
+    return 0 if report.clean else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imgcls", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -69,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="copy files, symlink them, or write only split.json (default copy)")
     p.add_argument("--force", action="store_true", help="replace an earlier split in a non-empty destination")
     p.set_defaults(func=_cmd_split)
+
+    p = sub.add_parser("check", help="find unreadable, too small and duplicated images, and split leaks",
+                       description="exit code: 0 clean, 1 findings, 2 unusable input")
+    p.add_argument("path", help="class-per-folder set, a split folder (train/ val/ test/), or split.json")
+    p.add_argument("--min-side", type=int, default=224, help="report images whose shorter side is below this")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_check)
     return parser
 
 

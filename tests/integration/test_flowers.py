@@ -35,3 +35,16 @@ def test_the_seed_split_of_flowers(flowers):
     counts = split.counts()
     assert sum(counts["train"]) == 3306 and sum(counts["val"]) == 364
     assert counts["val"] == [63, 89, 64, 69, 79]
+
+
+def test_checker_finds_the_known_duplicates(flowers):
+    from imgcls.data.check import check_dataset
+
+    report = check_dataset(flowers, min_side=1)
+    rel = lambda group: sorted(p.split("flower_photos/")[1] for p in group)  # noqa: E731
+    assert [rel(g) for g in report.duplicates["across_classes"]] == [
+        ["roses/15922772266_1167a06620.jpg", "tulips/15922772266_1167a06620.jpg"]]
+    assert sorted(rel(g) for g in report.duplicates["within_class"]) == [
+        ["sunflowers/14889392928_9742aed45b_m.jpg", "sunflowers/15066430311_fb57fa92b0_m.jpg"],
+        ["sunflowers/15069459615_7e0fd61914_n.jpg", "sunflowers/15072973261_73e2912ef2_n.jpg"]]
+    assert report.bad_files == [] and sum(report.counts["all"]) == 3670
