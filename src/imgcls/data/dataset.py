@@ -49,13 +49,15 @@ class ImageFolder(Dataset):
     """Images under `root/<class>/...`; items are (transform(image), class index).
 
     `min_side` lets JPEGs decode reduced (draft mode) when the transform shrinks them anyway.
+    `cache=True` decodes every image once into a memory-mapped store (see data.cache).
     With `skip_bad`, an unreadable file found at load time is replaced by the next good one and
     logged, so a run never dies at step 4,000; `imgcls check` finds such files before training.
     """
 
     def __init__(self, root: str | Path, transform: Callable | None = None, *, min_side: int | None = None,
                  skip_bad: bool = False, samples: list[tuple[Path, int]] | None = None,
-                 classes: list[str] | None = None) -> None:
+                 classes: list[str] | None = None, cache: bool = False, cache_side: int = 256,
+                 cache_dir: str | Path | None = None) -> None:
         self.root = Path(root)
         if samples is None:
             classes, samples = scan_folder(self.root)
@@ -66,15 +68,22 @@ class ImageFolder(Dataset):
         self.transform = transform
         self.min_side = min_side
         self.skip_bad = skip_bad
+        self.cache = None
+        if cache:
+            from imgcls.data.cache import DecodedCache
+
+            self.cache = DecodedCache([p for p, _ in samples], side=cache_side, cache_dir=cache_dir,
+                                      skip_bad=skip_bad)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         for offset in range(len(self.samples)):
-            path, target = self.samples[(index + offset) % len(self.samples)]
+            i = (index + offset) % len(self.samples)
+            path, target = self.samples[i]
             try:
-                img = load_image(path, min_side=self.min_side)
+                img = self.cache.image(i) if self.cache else load_image(path, min_side=self.min_side)
             except DataError as e:
                 if not self.skip_bad:
                     raise
