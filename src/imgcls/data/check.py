@@ -7,6 +7,7 @@ train/val/test (leakage that inflates validation accuracy).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -16,7 +17,7 @@ from PIL import Image
 
 from imgcls.data.dataset import scan_folder
 from imgcls.data.decode import load_image
-from imgcls.data.split import INDEX_NAME, PARTS, read_split
+from imgcls.data.split import PARTS, counts_table, is_split_index, read_split_index
 from imgcls.errors import DataError
 
 
@@ -44,13 +45,8 @@ class CheckReport:
         return json.dumps(asdict(self) | {"imbalance": self.imbalance, "clean": self.clean}, indent=2)
 
     def to_text(self) -> str:
-        parts = list(self.counts)
-        width = max(len(c) for c in self.classes + ["total"])
-        lines = [f"{self.root}: {len(self.classes)} classes, "
-                 f"{sum(map(sum, self.counts.values())):,} images",
-                 "class".ljust(width) + "".join(f"{p:>8}" for p in parts)]
-        for i, name in enumerate(self.classes):
-            lines.append(name.ljust(width) + "".join(f"{self.counts[p][i]:>8,}" for p in parts))
+        lines = [f"{self.root}: {len(self.classes)} classes, {sum(map(sum, self.counts.values())):,} images",
+                 counts_table(self.classes, self.counts)]
         lines.append(f"imbalance (largest / smallest class): {self.imbalance:.2f}")
         for path, why in self.bad_files:
             lines.append(f"unreadable: {path}: {why}")
@@ -68,15 +64,8 @@ class CheckReport:
 
 def _parts(path: Path) -> tuple[list[str], dict[str, list[tuple[Path, int]]], Path]:
     """(classes, part -> samples, root) for a class folder, a split folder, or a split index."""
-    if path.suffix == ".json" or (path / INDEX_NAME).is_file():
-        index = path if path.suffix == ".json" else path / INDEX_NAME
-        parts = {}
-        for part in PARTS:
-            try:
-                classes, parts[part] = read_split(index, part)
-            except DataError as e:
-                if "has no part" not in str(e):
-                    raise
+    if is_split_index(path):
+        classes, parts = read_split_index(path)
         return classes, {p: s for p, s in parts.items() if s}, path
     found = [p for p in PARTS if (path / p).is_dir()]
     if found:
@@ -90,10 +79,10 @@ def _parts(path: Path) -> tuple[list[str], dict[str, list[tuple[Path, int]]], Pa
     return classes, {"all": samples}, path
 
 
-def _probe(path: Path) -> tuple[int, int]:
+def _probe(path: Path, data: bytes) -> tuple[int, int]:
     """Original (w, h) after EXIF rotation, with a full (draft-reduced) decode to catch truncation."""
-    load_image(path, min_side=1)  # raises DataError for anything unreadable
-    with Image.open(path) as img:
+    load_image(path, min_side=1, data=data)  # raises DataError for anything unreadable
+    with Image.open(io.BytesIO(data)) as img:
         w, h = img.size
         rotated = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
     return (h, w) if rotated else (w, h)
@@ -109,14 +98,15 @@ def check_dataset(path: str | Path, *, min_side: int = 224) -> CheckReport:
         counts[part] = [0] * len(classes)
         for file, label in samples:
             counts[part][label] += 1
+            data = file.read_bytes()  # read once: decoded and hashed from memory
             try:
-                w, h = _probe(file)
+                w, h = _probe(file, data)
             except DataError as e:
                 report.bad_files.append((str(file), str(e).split(": ", 1)[-1]))
                 continue
             if min(w, h) < min_side:
                 report.too_small.append((str(file), w, h))
-            by_hash[hashlib.sha256(file.read_bytes()).hexdigest()].append((part, label, file))
+            by_hash[hashlib.sha256(data).hexdigest()].append((part, label, file))
     for group in by_hash.values():
         if len(group) < 2:
             continue

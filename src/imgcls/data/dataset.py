@@ -92,15 +92,3 @@ class ImageFolder(Dataset):
             return (self.transform(img) if self.transform else img), target
         raise DataError(f"{self.root}: no readable image at all")
 
-
-def open_dataset(path: str | Path, part: str | None = None, **kwargs) -> ImageFolder:
-    """A class-per-folder tree, a part of it (`path/part`), or a part of a split index (split.json)."""
-    from imgcls.data.split import INDEX_NAME, read_split
-
-    path = Path(path)
-    if path.suffix == ".json" or (path / INDEX_NAME).is_file():
-        if part is None:
-            raise DataError(f"{path}: a split index; say which part to read (train, val or test)")
-        classes, samples = read_split(path, part)
-        return ImageFolder(path, samples=samples, classes=classes, **kwargs)
-    return ImageFolder(path / part if part else path, **kwargs)

@@ -8,6 +8,7 @@ scaling instead of a bilinear filter), which is why draft mode is opt-in per cal
 """
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -22,8 +23,10 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
-def load_image(path: str | Path, *, min_side: int | None = None) -> Image.Image:
+def load_image(path: str | Path, *, min_side: int | None = None, data: bytes | None = None) -> Image.Image:
     """Decode `path` to an RGB image; with `min_side`, JPEGs decode reduced but keep that shorter side.
+
+    `data`, when given, is the file's bytes already read (errors still name `path`).
 
     Raises DataError naming the file for unreadable, truncated and decompression-bomb images.
     """
@@ -31,7 +34,7 @@ def load_image(path: str | Path, *, min_side: int | None = None) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(path if data is None else io.BytesIO(data)) as img:
                 if min_side is not None and img.format == "JPEG":
                     w, h = img.size
                     scale = min_side / min(w, h)
@@ -45,7 +48,8 @@ def load_image(path: str | Path, *, min_side: int | None = None) -> Image.Image:
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        what = "empty file" if path.is_file() and path.stat().st_size == 0 else f"{type(e).__name__}: {e}"
+        empty = data == b"" if data is not None else path.is_file() and path.stat().st_size == 0
+        what = "empty file" if empty else f"{type(e).__name__}: {e}"
         raise DataError(f"{path}: not a readable image ({what}); delete or replace it, or pass --skip-bad") from None
 
 

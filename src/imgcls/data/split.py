@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgcls.data.dataset import scan_folder
+from imgcls.data.dataset import ImageFolder, scan_folder
 from imgcls.errors import DataError
 
 PARTS = ("train", "val", "test")
@@ -40,13 +40,17 @@ class Split:
         return out
 
     def table(self) -> str:
-        counts = {p: c for p, c in self.counts().items() if sum(c)}
-        width = max(len(c) for c in self.classes + ["total"])
-        lines = ["class".ljust(width) + "".join(f"{p:>8}" for p in counts)]
-        for i, name in enumerate(self.classes):
-            lines.append(name.ljust(width) + "".join(f"{c[i]:>8,}" for c in counts.values()))
-        lines.append("total".ljust(width) + "".join(f"{sum(c):>8,}" for c in counts.values()))
-        return "\n".join(lines)
+        return counts_table(self.classes, {p: c for p, c in self.counts().items() if sum(c)})
+
+
+def counts_table(classes: list[str], counts: dict[str, list[int]]) -> str:
+    """Images per class (rows) and part (columns), with a total row."""
+    width = max(len(c) for c in classes + ["total"])
+    lines = ["class".ljust(width) + "".join(f"{p:>8}" for p in counts)]
+    for i, name in enumerate(classes):
+        lines.append(name.ljust(width) + "".join(f"{c[i]:>8,}" for c in counts.values()))
+    lines.append("total".ljust(width) + "".join(f"{sum(c):>8,}" for c in counts.values()))
+    return "\n".join(lines)
 
 
 def make_split(source: str | Path, *, val: float = 0.1, test: float = 0.0, seed: int = 0) -> Split:
@@ -104,16 +108,39 @@ def write_split(split: Split, dest: str | Path, *, mode: str = "copy", force: bo
     return dest
 
 
-def read_split(path: str | Path, part: str) -> tuple[list[str], list[tuple[Path, int]]]:
-    """(classes, samples) of one part of a split index (`split.json`, or a folder that holds one)."""
+def is_split_index(path: str | Path) -> bool:
+    path = Path(path)
+    return path.suffix == ".json" or (path / INDEX_NAME).is_file()
+
+
+def read_split_index(path: str | Path) -> tuple[list[str], dict[str, list[tuple[Path, int]]]]:
+    """(classes, part -> samples) of a split index (`split.json`, or a folder that holds one)."""
     path = Path(path)
     if path.is_dir():
         path = path / INDEX_NAME
     try:
         index = json.loads(path.read_text())
-        source, classes, parts = Path(index["source"]), index["classes"], index["parts"]
-    except (OSError, ValueError, KeyError) as e:
+        source, classes = Path(index["source"]), index["classes"]
+        parts = {part: [(source / rel, int(t)) for rel, t in samples] for part, samples in index["parts"].items()}
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise DataError(f"{path}: not a split index written by `imgcls split --mode index` ({e})") from None
+    return classes, parts
+
+
+def read_split(path: str | Path, part: str) -> tuple[list[str], list[tuple[Path, int]]]:
+    """(classes, samples) of one part of a split index."""
+    classes, parts = read_split_index(path)
     if part not in parts:
         raise DataError(f"{path}: has no part {part!r}; it has {sorted(parts)}")
-    return classes, [(source / rel, int(t)) for rel, t in parts[part]]
+    return classes, parts[part]
+
+
+def open_dataset(path: str | Path, part: str | None = None, **kwargs) -> ImageFolder:
+    """A class-per-folder tree, a part of it (`path/part`), or a part of a split index (split.json)."""
+    path = Path(path)
+    if is_split_index(path):
+        if part is None:
+            raise DataError(f"{path}: a split index; say which part to read (train, val or test)")
+        classes, samples = read_split(path, part)
+        return ImageFolder(path, samples=samples, classes=classes, **kwargs)
+    return ImageFolder(path / part if part else path, **kwargs)

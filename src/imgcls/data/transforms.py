@@ -113,10 +113,8 @@ class ToTensorNormalize:
     std: tuple[float, float, float] = IMAGENET_STD
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
-        x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255)
-        mean = torch.tensor(self.mean).view(3, 1, 1)
-        std = torch.tensor(self.std).view(3, 1, 1)
-        return x.sub_(mean).div_(std)
+        batch = torch.from_numpy(np.array(img, dtype=np.uint8))[None]  # a writable copy
+        return normalize_batch(batch, self.mean, self.std)[0].contiguous()
 
 
 @dataclass(frozen=True)
