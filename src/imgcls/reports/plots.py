@@ -1,0 +1,137 @@
+"""The two pictures a run leaves behind: the training curves and the confusion matrix.
+
+Figures are built with matplotlib's object API on an Agg canvas, never through pyplot: nothing enters
+pyplot's global figure list (so nothing leaks over hundreds of epochs), the user's backend is left
+alone, and it works on a headless server. matplotlib is imported only when a plot is drawn.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from imgcls.errors import ConfigError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+_CURVE_PANELS = (("loss", ("train_loss", "val_loss")),
+                 ("accuracy", ("train_acc", "val_top1", "val_top5")),
+                 ("learning rate", ("lr",)))
+_MAX_CELL_TEXT = 30  # classes; beyond this the numbers in the cells are unreadable
+
+
+def _figure(width: float, height: float, *, layout: str | None = None) -> Figure:
+    try:
+        import matplotlib  # noqa: F401  (a missing package fails here, not halfway through a plot)
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise ConfigError("drawing plots needs matplotlib, which is not installed: pip install matplotlib") from e
+    fig = Figure(figsize=(width, height), layout=layout)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | Path, dpi: int) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    fig.clear()  # the figure was never registered with pyplot: dropping it frees everything
+    return path
+
+
+def _num(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def plot_curves(rows: Sequence[Mapping[str, object]], path: str | Path) -> Path:
+    """Loss, accuracy and learning rate against epoch, as three panels of one PNG (rows of metrics.csv).
+
+    Columns that are missing, empty or NaN are left out of their panel; a panel with nothing to
+    draw says so. Without an `epoch` column the rows are numbered from 1.
+    """
+    fig = _figure(15, 4.2)
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.13, top=0.92, wspace=0.22)  # fixed: cheaper than a layout engine
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+    xs = [_num(r.get("epoch")) for r in rows]
+    if not all(math.isfinite(x) for x in xs):
+        xs = [float(i + 1) for i in range(len(rows))]
+    for ax, (title, keys) in zip(fig.subplots(1, 3), _CURVE_PANELS):
+        ys_drawn: list[float] = []
+        for key in keys:
+            points = [(x, y) for x, y in zip(xs, (_num(r.get(key)) for r in rows)) if math.isfinite(y)]
+            if points:
+                px, py = zip(*points)
+                ax.plot(px, py, marker="o" if len(points) <= 30 else None, markersize=4, label=key)
+                ys_drawn += py
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        if len(set(xs)) == 1:  # one epoch: a single tick, not 0.945 ... 1.050
+            ax.set_xticks(xs[:1])
+            ax.set_xlim(xs[0] - 0.5, xs[0] + 0.5)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if not ys_drawn:
+            ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", color="grey")
+            continue
+        if len(keys) > 1:
+            ax.legend()
+        if title == "accuracy" and max(ys_drawn) <= 1:
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        if title == "learning rate" and min(ys_drawn) > 0 and max(ys_drawn) / min(ys_drawn) > 10:
+            ax.set_yscale("log")  # step and cosine schedules span decades; a zero end-value stays linear
+    return _save(fig, path, dpi=100)
+
+
+def plot_confusion_matrix(cm: np.ndarray, classes: Sequence[str], path: str | Path, *,
+                          normalize: bool = True) -> Path:
+    """Heatmap of a [true, predicted] count matrix, titled with the overall accuracy.
+
+    With `normalize` the colours are row-normalised (each true class sums to 100%, so a small class is
+    as visible as a large one) and each cell shows the percentage over the count; without it, colours
+    and cells are counts. Cell text is drawn up to 30 classes; past that only colours, smaller labels.
+    """
+    cm = np.asarray(cm)
+    n = len(classes)
+    if cm.shape != (n, n):
+        raise ValueError(f"confusion matrix is {list(cm.shape)}, want [{n}, {n}] for {n} class names")
+    total, correct = int(cm.sum()), int(np.trace(cm))
+    row_sums = cm.sum(axis=1, keepdims=True)
+    share = np.divide(cm, row_sums, out=np.zeros(cm.shape), where=row_sums > 0)
+    shown = share if normalize else cm
+    vmax = 1.0 if normalize else max(1, int(cm.max(initial=0)))
+
+    side = min(4.5 + (0.4 if n <= _MAX_CELL_TEXT else 0.2) * n, 40)
+    fig = _figure(side + 1.2, side, layout="constrained")  # fits the class names, however long
+    from matplotlib.ticker import PercentFormatter
+
+    ax = fig.subplots()
+    image = ax.imshow(shown, cmap="Blues", vmin=0, vmax=vmax)
+    fig.colorbar(image, ax=ax, shrink=0.8, format=PercentFormatter(1.0) if normalize else None)
+    label_size = 9 if n <= _MAX_CELL_TEXT else 6
+    ax.set_xticks(range(n), list(classes), rotation=45 if n <= _MAX_CELL_TEXT else 90, ha="right",
+                  rotation_mode="anchor", fontsize=label_size)
+    ax.set_yticks(range(n), list(classes), fontsize=label_size)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    accuracy = correct / total if total else 0.0
+    ax.set_title(f"accuracy {accuracy:.2%} ({correct}/{total})")
+    if n <= _MAX_CELL_TEXT:
+        cell_size = 8 if n <= 10 else 6
+        for i in range(n):
+            for j in range(n):
+                if cm[i, j] == 0 and i != j:
+                    continue  # empty off-diagonal cells stay blank: the mistakes stand out
+                text = f"{share[i, j]:.0%}\n{cm[i, j]}" if normalize else f"{cm[i, j]}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=cell_size,
+                        color="white" if shown[i, j] > 0.5 * vmax else "black")
+    return _save(fig, path, dpi=100)

@@ -1,0 +1,71 @@
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from imgcls.errors import ConfigError
+from imgcls.reports import plot_confusion_matrix, plot_curves
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _is_png(path):
+    data = path.read_bytes()
+    return len(data) > 1000 and data[:8] == PNG
+
+
+def _rows(n):
+    return [{"epoch": e, "train_loss": 2 / e, "val_loss": 2.2 / e, "train_acc": 1 - 0.5 / e,
+             "val_top1": 1 - 0.6 / e, "val_top5": 1.0, "lr": 0.1 * 0.5 ** e} for e in range(1, n + 1)]
+
+
+def test_curves(tmp_path):
+    out = plot_curves(_rows(12), tmp_path / "plots" / "curves.png")
+    assert out == tmp_path / "plots" / "curves.png" and _is_png(out)
+
+
+@pytest.mark.parametrize("rows", [
+    _rows(1),  # a one-epoch run
+    [],  # nothing logged yet
+    [{"epoch": 1, "train_loss": 1.0, "val_loss": math.nan, "lr": ""},  # missing and NaN values,
+     {"epoch": 2, "train_loss": 0.5, "val_loss": 0.7, "train_acc": 0.6}],  # no val_top1/val_top5
+    [{"train_loss": 1.0}, {"train_loss": 0.8}],  # no epoch column
+], ids=["one-epoch", "empty", "gaps", "no-epoch"])
+def test_curves_degenerate(tmp_path, rows):
+    assert _is_png(plot_curves(rows, tmp_path / "c.png"))
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_confusion_matrix_png(tmp_path, normalize):
+    cm = np.array([[50, 3, 0], [4, 40, 6], [0, 0, 0]])  # the last class has no sample
+    assert _is_png(plot_confusion_matrix(cm, ["daisy", "dandelion", "roses"], tmp_path / "cm.png",
+                                         normalize=normalize))
+
+
+def test_confusion_matrix_40_classes(tmp_path):
+    rng = np.random.default_rng(0)
+    cm = rng.integers(0, 5, (40, 40)) + np.diag(rng.integers(20, 60, 40))
+    assert _is_png(plot_confusion_matrix(cm, [f"class_{i:02d}" for i in range(40)], tmp_path / "cm.png"))
+
+
+def test_shape_mismatch():
+    with pytest.raises(ValueError, match=r"want \[2, 2\]"):
+        plot_confusion_matrix(np.zeros((3, 3)), ["a", "b"], "unused.png")
+
+
+def test_no_figure_leak(tmp_path):
+    plt = pytest.importorskip("matplotlib.pyplot")
+    before = plt.get_fignums()
+    plot_curves(_rows(3), tmp_path / "c.png")
+    plot_confusion_matrix(np.eye(3, dtype=int), ["a", "b", "c"], tmp_path / "cm.png")
+    assert plt.get_fignums() == before
+
+
+def test_missing_matplotlib(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    for call in (lambda: plot_curves(_rows(2), tmp_path / "c.png"),
+                 lambda: plot_confusion_matrix(np.eye(2, dtype=int), ["a", "b"], tmp_path / "cm.png")):
+        with pytest.raises(ConfigError, match="pip install matplotlib"):
+            call()
+    assert not list(tmp_path.iterdir())
