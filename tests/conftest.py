@@ -26,3 +26,27 @@ def parity(shared):
 @pytest.fixture(scope="session")
 def parity_fixture(parity) -> dict:
     return parity.load_fixture()
+
+
+def make_tiny_folder(root: Path, *, classes: int = 3, per_class: int = 12, size: int = 40, seed: int = 0) -> Path:
+    """A learnable toy set: class k is a blob of colour k on noise, at a random place and size."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    colours = [(220, 40, 40), (40, 200, 60), (50, 70, 230), (230, 200, 40), (200, 60, 200)]
+    for k in range(classes):
+        folder = root / f"class_{k}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            img = rng.integers(0, 90, (size, size + 8, 3), dtype=np.uint8)
+            r = int(rng.integers(size // 4, size // 2))
+            y, x = (int(v) for v in rng.integers(0, size - r, 2))
+            img[y:y + r, x:x + r] = colours[k % len(colours)]
+            Image.fromarray(img).save(folder / f"img_{i:03d}.jpg", quality=92)
+    return root
+
+
+@pytest.fixture
+def tiny_folder(tmp_path) -> Path:
+    return make_tiny_folder(tmp_path / "tiny")

@@ -40,6 +40,25 @@ def scan_folder(root: str | Path) -> tuple[list[str], list[tuple[Path, int]]]:
     return classes, samples
 
 
+def find_bad_images(paths: list[Path], *, workers: int = 2) -> list[tuple[Path, str]]:
+    """(path, reason) for every file that does not decode, checked before a run starts.
+
+    Each file is fully decoded (truncation shows only at the end of the data), at JPEG draft
+    scale so it costs a fraction of a real decode; threads overlap Pillow's GIL-free decoding.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def probe(path: Path) -> tuple[Path, str] | None:
+        try:
+            load_image(path, min_side=32)
+        except DataError as e:
+            return path, str(e).removeprefix(f"{path}: ")
+        return None
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return [r for r in pool.map(probe, paths) if r is not None]
+
+
 def save_class_indices(classes: list[str], path: str | Path) -> None:
     """class_indices.json as the seeds' scripts write it: {"0": "daisy", ...}."""
     Path(path).write_text(json.dumps({str(i): c for i, c in enumerate(classes)}, indent=2) + "\n")

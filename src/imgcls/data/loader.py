@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 def default_workers() -> int:
@@ -30,18 +31,80 @@ def collate_uint8(batch: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, to
 
 def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool = False, workers: int | None = None,
                 seed: int = 0, device: str | torch.device = "cpu", drop_last: bool = False,
-                uint8: bool = True) -> DataLoader:
+                uint8: bool = True, sampler: Sampler | None = None) -> DataLoader:
     """A DataLoader whose order and augmentations depend only on `seed` and the worker count.
 
     With `workers=0` everything runs in the calling process (works everywhere, spawn included) and
     augmentations draw from torch's global generator, which the caller seeds. Workers persist
-    across epochs; memory is pinned only when batches go to a CUDA device.
+    across epochs; memory is pinned only when batches go to a CUDA device. With a `SeededSampler`,
+    pass the dataset wrapped in `SeededItems`: then batches do not depend on the worker count.
     """
     workers = default_workers() if workers is None else workers
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers, generator=generator,
+        dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else None, sampler=sampler,
+        num_workers=workers, generator=generator,
         worker_init_fn=_seed_worker if workers else None, persistent_workers=workers > 0,
         pin_memory=torch.device(device).type == "cuda", drop_last=drop_last,
         collate_fn=collate_uint8 if uint8 else None, prefetch_factor=4 if workers else None,
     )
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of one sample's augmentation: a function of (run seed, epoch, index) only."""
+    return ((seed * 1_000_003 + epoch) * 10_000_019 + index) % 2**63
+
+
+class SeededSampler(Sampler):
+    """Yields `(index, sample_seed)`: the epoch's order and every sample's augmentation seed.
+
+    Both depend only on (seed, epoch, index), never on the worker count or on what ran before,
+    so a run resumed mid-epoch (`set_epoch(epoch, start=steps_done * batch_size)`) sees exactly
+    the batches the uninterrupted run would have seen. With `world > 1` each rank takes every
+    world-th sample of the same permutation (DistributedDataParallel).
+    """
+
+    def __init__(self, n: int, *, seed: int = 0, shuffle: bool = True, rank: int = 0, world: int = 1) -> None:
+        self.n, self.seed, self.shuffle, self.rank, self.world = n, seed, shuffle, rank, world
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def _order(self) -> list[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, 2**40))
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        return order[self.rank::self.world]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for i in self._order()[self.start:]:
+            yield i, sample_seed(self.seed, self.epoch, i)
+
+    def __len__(self) -> int:
+        return max(0, len(range(self.rank, self.n, self.world)) - self.start)
+
+
+class SeededItems(Dataset):
+    """Wraps a dataset so item `(index, seed)` runs its random transforms from `seed`.
+
+    The transforms draw from torch's global generator; it is set to `seed` for the one item and
+    restored afterwards, so the caller's own random stream (dropout, init) is left untouched.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, seed = key
+        state = torch.get_rng_state()
+        torch.manual_seed(seed)
+        try:
+            return self.dataset[index]
+        finally:
+            torch.set_rng_state(state)

@@ -106,6 +106,29 @@ class RandomHorizontalFlip:
 
 
 @dataclass(frozen=True)
+class ColorJitter:
+    """Random brightness, contrast and saturation in a random order, as torchvision's PIL path does
+    it (ImageEnhance.Brightness / Contrast / Color with a factor drawn from [1 - s, 1 + s]).
+    Hue is left out: it is slow on PIL images and rarely helps on natural photos."""
+
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        from PIL import ImageEnhance
+
+        ops = [(ImageEnhance.Brightness, self.brightness), (ImageEnhance.Contrast, self.contrast),
+               (ImageEnhance.Color, self.saturation)]
+        for i in torch.randperm(len(ops)).tolist():
+            enhancer, strength = ops[i]
+            if strength > 0:
+                factor = float(torch.empty(1).uniform_(max(0.0, 1 - strength), 1 + strength))
+                img = enhancer(img).enhance(factor)
+        return img
+
+
+@dataclass(frozen=True)
 class ToTensorNormalize:
     """uint8 HWC image -> float CHW in [0, 1], then (x - mean) / std, in one pass."""
 
@@ -163,10 +186,13 @@ def eval_transform(*, resize: int = 256, crop: int = 224, mean=IMAGENET_MEAN, st
 
 def train_transform(*, crop: int = 224, scale: tuple[float, float] = (0.08, 1.0), hflip: float = 0.5,
                     mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation: str = "bilinear",
-                    uint8: bool = False) -> Compose:
-    """RandomResizedCrop + RandomHorizontalFlip + ToTensor + Normalize, torchvision's ImageNet train."""
+                    color_jitter: float = 0.0, uint8: bool = False) -> Compose:
+    """RandomResizedCrop + RandomHorizontalFlip (+ ColorJitter) + ToTensor + Normalize, torchvision's
+    ImageNet train recipe; `color_jitter=s` jitters brightness, contrast and saturation by +-s."""
     steps: list[Callable] = [RandomResizedCrop(crop, tuple(scale), interpolation=interpolation)]
     if hflip > 0:
         steps.append(RandomHorizontalFlip(hflip))
+    if color_jitter > 0:
+        steps.append(ColorJitter(color_jitter, color_jitter, color_jitter))
     steps.append(_finish(uint8, mean, std))
     return Compose(steps)
