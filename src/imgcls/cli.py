@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 
@@ -47,6 +48,114 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.clean else 1
 
 
+def _setup_logging() -> None:
+    import logging
+
+    log = logging.getLogger("imgcls")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per config field (see engine.config); defaults are left out of the namespace so
+    that only the flags a user gives override a --config file."""
+    import json
+
+    from imgcls.engine.config import field_specs
+
+    groups = {}
+    for section, f, typ in field_specs():
+        meta = dict(f.metadata)
+        help_text = meta.pop("help", "")
+        kind = meta.pop("cli", None)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        g = groups.setdefault(section, p.add_argument_group(f"{section} options"))
+        if kind == "positional":
+            g.add_argument(f.name, nargs="?", default=argparse.SUPPRESS, help=help_text)
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kw: dict = {"default": argparse.SUPPRESS, "help": f"{help_text} (default: {default})", "dest": f.name}
+        if typ is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif kind == "json":
+            kw["type"], kw["metavar"] = json.loads, "JSON"
+        elif "nargs" in meta:
+            kw.update(nargs=meta["nargs"], type=meta["type"])
+        else:
+            base = typ
+            args = getattr(typ, "__args__", ())
+            if args:  # Optional[X]
+                base = next(a for a in args if a is not type(None))
+            kw["type"] = base
+            if "choices" in meta:
+                kw["choices"] = meta["choices"]
+        g.add_argument(flag, **kw)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from imgcls.engine import Config, train
+    from imgcls.engine.config import field_specs
+
+    config = Config.load(args.config) if args.config else Config()
+    for _, f, _ in field_specs():
+        if hasattr(args, f.name):
+            config.set(f.name, getattr(args, f.name))
+    _setup_logging()
+    result = train(config)
+    return 130 if result.interrupted else 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from imgcls.engine.evaluate import evaluate
+
+    _setup_logging()
+    report, out = evaluate(args.checkpoint, args.data, part=args.part, batch_size=args.batch_size,
+                           workers=args.workers, device=args.device, out_dir=args.output, n_wrong=args.wrong)
+    print(report.to_text())
+    print(f"report, confusion_matrix.csv and confusion_matrix.png in {out}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import csv
+    import json
+
+    from imgcls.inference import Predictor
+
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, batch_size=args.batch_size)
+    preds = predictor.predict(args.inputs, topk=args.topk)
+    if args.json:
+        print(json.dumps([p.to_dict() for p in preds], indent=2))
+    elif args.csv:
+        w = csv.writer(sys.stdout)
+        w.writerow(["path", "rank", "label", "prob", "error"])
+        for p in preds:
+            if p.error:
+                w.writerow([p.source, "", "", "", p.error])
+            for r, (lab, pr) in enumerate(zip(p.labels, p.probs), start=1):
+                w.writerow([p.source, r, lab, f"{pr:.6f}", ""])
+    else:
+        for p in preds:
+            if p.error:
+                print(f"{p.source}: error: {p.error}")
+            else:
+                print(f"{p.source}: " + ", ".join(f"{lab} {pr:.1%}" for lab, pr in zip(p.labels, p.probs)))
+    bad = sum(1 for p in preds if p.error)
+    if bad:
+        print(f"imgcls: {bad} of {len(preds)} file(s) could not be read", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from imgcls.demo import run_demo
+
+    _setup_logging()
+    return run_demo(out_dir=args.output, epochs=args.epochs, model=args.model, progress=not args.no_progress)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imgcls", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -84,6 +193,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-side", type=int, default=224, help="report images whose shorter side is below this")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("train", help="train a model on a class-per-folder set (transfer learning or from scratch)",
+                       description="Every option is a field of imgcls.engine.Config; --config replays a run's "
+                                   "config.json/yaml and the options given beside it win.")
+    p.add_argument("--config", help="config.json or config.yaml of an earlier run")
+    _add_config_flags(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="top-1/top-5, per-class P/R/F1, confusion matrix and worst mistakes of a checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("data", help="class-per-folder set, a split folder (its val/ part) or split.json")
+    p.add_argument("--part", help="which part of a split (train, val, test)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("-o", "--output", help="report folder (default: beside the checkpoint, eval-<data name>)")
+    p.add_argument("--wrong", type=int, default=10, help="how many confidently wrong images to list")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("predict", help="top-k classes of images, folders or globs")
+    p.add_argument("checkpoint")
+    p.add_argument("inputs", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or globs")
+    p.add_argument("--topk", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="auto")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true")
+    out.add_argument("--csv", action="store_true")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("demo", help="train a small ResNet on the bundled flower photos, evaluate, predict (offline)")
+    p.add_argument("-o", "--output", default="runs", help="parent folder of the demo's run folder")
+    p.add_argument("--epochs", type=int, default=None, help="default: the demo's tuned setting")
+    p.add_argument("--model", default=None, help="default: the demo's small ResNet")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_demo)
     return parser
 
 

@@ -1,0 +1,161 @@
+"""From a config or a checkpoint to the pieces of a run: device, precision, datasets, model."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from imgcls.data import ImageFolder, eval_transform, find_bad_images, make_split, open_dataset, train_transform
+from imgcls.data.split import is_split_index
+from imgcls.engine.config import Config, DataConfig
+from imgcls.engine.transfer import TransferPolicy
+from imgcls.errors import ConfigError, DataError
+from imgcls.models import create_model
+
+log = logging.getLogger("imgcls")
+
+
+# -- device and precision ---------------------------------------------------------------------
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown --device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return device
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `--amp` on this device, or None for full fp32.
+
+    `auto` turns autocast on only for CUDA. On CPUs it stays off: a CPU that lists avx512_bf16 may
+    still run bf16 matmuls slower than fp32 (3x slower on this project's AVX-512 build machine), so
+    bf16 on CPU is an explicit `--amp bf16`, to be measured on the machine at hand.
+    """
+    if amp == "off":
+        return None
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise ConfigError("--amp fp16 needs a CUDA device (it trains with a gradient scaler there); "
+                              "use --amp bf16 or off")
+        return torch.float16
+    if amp == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return None
+
+
+# -- data -------------------------------------------------------------------------------------
+
+def eval_resize(cfg: DataConfig) -> int:
+    return cfg.resize_size or int(round(cfg.input_size / 0.875))
+
+
+def preprocessing(cfg: DataConfig) -> dict[str, Any]:
+    """What a checkpoint records so predict/export rebuild the exact eval transform."""
+    return {"resize": eval_resize(cfg), "crop": cfg.input_size, "mean": list(cfg.mean), "std": list(cfg.std),
+            "interpolation": cfg.interpolation}
+
+
+def transforms(cfg: DataConfig) -> tuple[Any, Any]:
+    """(train, eval) transforms producing uint8 HWC arrays; batches are normalised on the device."""
+    train = train_transform(crop=cfg.input_size, scale=tuple(cfg.scale), hflip=cfg.hflip, mean=cfg.mean,
+                            std=cfg.std, interpolation=cfg.interpolation, color_jitter=cfg.color_jitter,
+                            uint8=True)
+    evalt = eval_transform(resize=eval_resize(cfg), crop=cfg.input_size, mean=cfg.mean, std=cfg.std,
+                           interpolation=cfg.interpolation, uint8=True)
+    return train, evalt
+
+
+@dataclass
+class Datasets:
+    train: ImageFolder
+    val: ImageFolder
+    classes: list[str]
+    source: str  # how train/val were found, for the log
+
+
+def _with(ds: ImageFolder, samples: list, transform, cfg: DataConfig, side: int) -> ImageFolder:
+    return ImageFolder(ds.root, transform, samples=samples, classes=ds.classes, min_side=side,
+                       skip_bad=cfg.skip_bad, cache=cfg.cache, cache_side=cfg.cache_side)
+
+
+def build_datasets(cfg: DataConfig) -> Datasets:
+    """Train and val sets from DATA: a split index, a folder with train/ and val/, or one class-per-folder
+    tree split on the fly (stratified, `--val-fraction`, `--split-seed`). Bad files are found first."""
+    if not cfg.data:
+        raise ConfigError("no training data given: imgcls train DATA --model NAME")
+    path = Path(cfg.data)
+    if not path.exists():
+        raise DataError(f"{path}: no such folder; give a class-per-folder set, a split folder or split.json")
+    train_tf, eval_tf = transforms(cfg)
+    side = cfg.cache_side if cfg.cache else eval_resize(cfg)
+    if is_split_index(path):
+        tr, va = open_dataset(path, "train"), open_dataset(path, "val")
+        source = f"split index {path}"
+    elif (path / "train").is_dir():
+        tr = open_dataset(path, "train")
+        va = open_dataset(cfg.val_data) if cfg.val_data else open_dataset(path, "val")
+        source = f"{path}/train and {cfg.val_data or path / 'val'}"
+    elif cfg.val_data:
+        tr, va = open_dataset(path), open_dataset(cfg.val_data)
+        source = f"{path} and {cfg.val_data}"
+    else:
+        split = make_split(path, val=cfg.val_fraction, seed=cfg.split_seed)
+        if not split.parts["val"]:
+            raise DataError(f"{path}: --val-fraction {cfg.val_fraction} leaves no validation images")
+        tr = ImageFolder(path, samples=split.parts["train"], classes=split.classes)
+        va = ImageFolder(path, samples=split.parts["val"], classes=split.classes)
+        source = f"{path}, stratified split val={cfg.val_fraction} seed={cfg.split_seed}"
+    if tr.classes != va.classes:
+        raise DataError(f"train and val classes differ: {tr.classes} vs {va.classes}; use the same class folders")
+    train_samples, val_samples = _drop_bad(tr.samples, cfg), _drop_bad(va.samples, cfg)
+    return Datasets(_with(tr, train_samples, train_tf, cfg, side), _with(va, val_samples, eval_tf, cfg, side),
+                    tr.classes, source)
+
+
+def _drop_bad(samples: list[tuple[Path, int]], cfg: DataConfig) -> list[tuple[Path, int]]:
+    bad = find_bad_images([p for p, _ in samples])
+    if not bad:
+        return samples
+    if not cfg.skip_bad:
+        listing = "; ".join(f"{p} ({why})" for p, why in bad[:20]) + (f"; ... and {len(bad) - 20} more" if len(bad) > 20 else "")
+        raise DataError(f"{len(bad)} unreadable image(s): {listing} — delete or replace them, or pass --skip-bad")
+    log.warning("skipping %d unreadable image(s) (see `imgcls check` for the list)", len(bad))
+    dropped = {p for p, _ in bad}
+    return [(p, t) for p, t in samples if p not in dropped]
+
+
+# -- model ------------------------------------------------------------------------------------
+
+def arch_of(cfg: Config, num_classes: int, base_classes: int | None) -> dict[str, Any]:
+    return {"model": cfg.model.model, "num_classes": num_classes, "model_kwargs": dict(cfg.model.model_kwargs),
+            "transfer": cfg.model.transfer, "base_classes": base_classes}
+
+
+def build_model(arch: dict[str, Any]) -> nn.Module:
+    """The network a checkpoint's `arch` describes, freshly initialised (head+ included)."""
+    policy = TransferPolicy.parse(arch["transfer"])
+    kwargs = dict(arch.get("model_kwargs") or {})
+    try:
+        if policy.mode == "head+":
+            model = create_model(arch["model"], num_classes=arch["base_classes"], **kwargs)
+            policy.stack_head(model, arch["num_classes"])
+        else:
+            model = create_model(arch["model"], num_classes=arch["num_classes"], **kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{arch['model']} does not take the model arguments {kwargs}: {e}") from None
+    return model

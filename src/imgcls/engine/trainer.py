@@ -1,0 +1,466 @@
+"""The training loop: `train(config)` runs, checkpoints, resumes and reports one experiment.
+
+One loop serves every mode. With `--transfer full` or `last:` it feeds image batches to the
+whole network; with `head` / `head+` the frozen backbone runs once per image (or once per
+augmented view) and the loop trains the head on the cached features — the same optimizer,
+schedule, metrics and checkpoints, minutes instead of hours.
+
+Reproducibility: the seed fixes the initialisation, every epoch's order and every sample's
+augmentation (`SeededSampler`/`SeededItems`, independent of the worker count); checkpoints carry
+the generator states; on CPU with `deterministic` a run killed mid-epoch and resumed from its last
+checkpoint ends with the same weights as one that never stopped.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from imgcls.data import SeededItems, SeededSampler, make_loader, normalize_batch
+from imgcls.data.loader import default_workers
+from imgcls.engine import build
+from imgcls.engine.checkpoint import check_arch, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from imgcls.engine.config import Config
+from imgcls.engine.optim import LRSchedule, build_optimizer, param_groups, resolved_lr, resolved_weight_decay
+from imgcls.engine.transfer import TransferPolicy
+from imgcls.errors import ConfigError
+from imgcls.reports import MetricsLog, classification_report, plot_curves, topk_correct
+
+log = logging.getLogger("imgcls")
+
+METRIC_COLUMNS = ["epoch", "step", "train_loss", "train_acc", "val_loss", "val_top1", "val_top5", "lr",
+                  "epoch_seconds", "train_img_s"]
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    best_top1: float
+    best_epoch: int
+    epochs_run: int
+    seconds: float
+    stopped_early: bool = False
+    interrupted: bool = False
+    history: list[dict] = field(default_factory=list)
+
+    def summary_line(self, model: str) -> str:
+        how = "stopped early, " if self.stopped_early else ""
+        return (f"{model}: {self.epochs_run} epochs ({how}{_hms(self.seconds)}), best val top-1 "
+                f"{self.best_top1:.2%} at epoch {self.best_epoch}; run folder {self.run_dir} "
+                f"(best.ckpt, metrics.csv, curves.png, confusion_matrix.png)")
+
+
+def _hms(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m // 60}h{m % 60:02d}m{s:02d}s" if m >= 60 else f"{m}m{s:02d}s"
+
+
+def new_run_dir(out_dir: str | Path, name: str | None) -> Path:
+    out = Path(out_dir)
+    if name:
+        run = out / name
+        if run.exists() and any(run.iterdir()):
+            raise ConfigError(f"{run}: run folder exists and is not empty; pick another --name, or --resume {run}/last.ckpt")
+    else:
+        n = 1
+        while (out / f"exp{n}").exists():
+            n += 1
+        run = out / f"exp{n}"
+    run.mkdir(parents=True, exist_ok=True)
+    return run
+
+
+def compute_loss(output: Any, target: torch.Tensor, criterion: nn.Module, aux_weight: float
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, main logits). A tuple output is (logits, *auxiliary logits) as GoogLeNet gives in
+    training; each auxiliary loss is added with `aux_weight` (0.3 in the paper)."""
+    if isinstance(output, (tuple, list)):
+        logits, *aux = output
+        loss = criterion(logits, target)
+        for a in aux:
+            if a is not None:
+                loss = loss + aux_weight * criterion(a, target)
+        return loss, logits
+    return criterion(output, target), output
+
+
+# -- batches: images through the whole model, or cached features through the head -------------
+
+class ImageBatches:
+    def __init__(self, ds, cfg: Config, device: torch.device, *, train: bool, workers: int) -> None:
+        self.cfg, self.device, self.train = cfg, device, train
+        self.batch_size = cfg.data.batch_size
+        self.sampler = SeededSampler(len(ds), seed=cfg.train.seed, shuffle=train)
+        self.drop_last = train and len(ds) > self.batch_size
+        self.loader = make_loader(SeededItems(ds), batch_size=self.batch_size, sampler=self.sampler,
+                                  workers=workers, device=device, drop_last=self.drop_last)
+
+    def steps(self) -> int:
+        n = self.sampler.n  # the whole epoch, whatever a resume offset says
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.sampler.set_epoch(epoch, start=start_step * self.batch_size)
+        d = self.cfg.data
+        for images, targets in self.loader:
+            x = normalize_batch(images, d.mean, d.std, device=self.device)
+            if not self.cfg.model.channels_last:
+                x = x.contiguous()
+            yield x, targets.to(self.device, non_blocking=True)
+
+
+class FeatureBatches:
+    """Cached features [views, N, D]; epoch e reads view e % views in the epoch's seeded order."""
+
+    def __init__(self, feats: torch.Tensor, targets: torch.Tensor, *, batch_size: int, seed: int, train: bool) -> None:
+        self.feats, self.targets, self.batch_size, self.train = feats, targets, batch_size, train
+        self.sampler = SeededSampler(len(targets), seed=seed, shuffle=train)
+        self.drop_last = train and len(targets) > batch_size
+
+    def steps(self) -> int:
+        n = len(self.targets)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.sampler.set_epoch(epoch)
+        order = torch.tensor(self.sampler._order(), dtype=torch.long)
+        view = self.feats[epoch % self.feats.shape[0]]
+        for s in range(start_step, self.steps()):
+            idx = order[s * self.batch_size:(s + 1) * self.batch_size]
+            yield view[idx], self.targets[idx]
+
+
+@torch.no_grad()
+def extract_features(backbone: nn.Module, ds, cfg: Config, device: torch.device, *, views: int,
+                     workers: int, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the frozen backbone over `ds` `views` times (augmented when views > 1): [views, N, D]."""
+    from tqdm.auto import tqdm
+
+    backbone.eval()
+    out = []
+    batches = ImageBatches(ds, cfg, device, train=False, workers=workers)
+    for v in range(views):
+        feats, targets = [], []
+        bar = tqdm(batches.epoch(v), total=batches.steps(), desc=f"{desc} view {v + 1}/{views}" if views > 1 else desc,
+                   disable=not cfg.train.progress, leave=False, file=sys.stderr)
+        for x, y in bar:
+            feats.append(backbone(x).float().flatten(1).cpu())
+            targets.append(y.cpu())
+        out.append(torch.cat(feats))
+    return torch.stack(out), torch.cat(targets)
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+class Trainer:
+    def __init__(self, config: Config, *, callbacks: list[Callable[[Trainer], None]] | None = None) -> None:
+        self.callbacks = callbacks or []
+        self.resume_state: dict | None = None
+        if config.train.resume:
+            self.resume_state = load_checkpoint(config.train.resume)
+            saved = Config.from_dict(self.resume_state["config"])
+            saved.train.resume = config.train.resume
+            saved.train.progress = config.train.progress
+            config = saved
+        self.cfg = config
+        t = config.train
+        torch.manual_seed(t.seed)
+        if t.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        self.device = build.resolve_device(t.device)
+        self.amp_dtype = build.resolve_amp(t.amp, self.device)
+        self.policy = TransferPolicy.parse(config.model.transfer)
+        self.data = build.build_datasets(config.data)
+        self.classes = self.data.classes
+        self.workers = default_workers() if config.data.workers is None else config.data.workers
+        self.run_dir = Path(config.train.resume).parent if config.train.resume else new_run_dir(t.out_dir, t.name)
+        self._log_file_handler()
+        try:
+            if self.resume_state is not None:
+                check_arch(self.resume_state, config.train.resume, model=config.model.model,
+                           num_classes=len(self.classes))
+            self.model, self.load_report, base_classes = self._model()
+        except BaseException:
+            self._close_log()
+            raise
+        self.arch = build.arch_of(config, len(self.classes), base_classes)
+
+    # -- setup ---------------------------------------------------------------------------------
+    def _log_file_handler(self) -> None:
+        handler = logging.FileHandler(self.run_dir / "train.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.setLevel(logging.INFO)
+        if log.level == logging.NOTSET:  # train.log records the run even when the caller set up no logging
+            log.setLevel(logging.INFO)
+        log.addHandler(handler)
+        self._handler = handler
+
+    def _model(self) -> tuple[nn.Module, Any, int | None]:
+        cfg = self.cfg
+        n = len(self.classes)
+        report, base_classes, state = None, None, None
+        if cfg.model.weights and self.resume_state is None:
+            from imgcls.weights import read_state_dict, resolve_weights
+
+            path = resolve_weights(cfg.model.weights)
+            state, _ = read_state_dict(path)
+            self.weights_path = path
+        model = build.build_model({**build.arch_of(cfg, n, None), "transfer": "full"})
+        if self.policy.mode == "head+":  # keep the pretrained classifier: build it at its own size
+            key = f"{model.classifier_name}.weight"
+            base_classes = int(state[key].shape[0]) if state is not None and key in state else 1000
+            model.reset_classifier(base_classes)
+        if state is not None:
+            from imgcls.weights import load_pretrained
+
+            report = load_pretrained(model, state, source=str(self.weights_path))
+            log.info("%s", report.to_text())
+        self.policy.stack_head(model, n)
+        self.policy.apply(model)
+        if cfg.model.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model.to(self.device), report, base_classes
+
+    def _optimizer(self, steps_per_epoch: int) -> None:
+        cfg = self.cfg
+        lr = resolved_lr(cfg.optim, cfg.data.batch_size)
+        groups = param_groups(self.model.named_parameters(), lr=lr, weight_decay=resolved_weight_decay(cfg.optim),
+                              no_decay_norm_bias=not cfg.optim.decay_norm_bias,
+                              head_prefix=self.policy.head_name(self.model), backbone_lr_mult=cfg.model.backbone_lr_mult)
+        self.optimizer = build_optimizer(cfg.optim, groups)
+        self.schedule = LRSchedule(self.optimizer, kind=cfg.optim.schedule, total_steps=steps_per_epoch * cfg.train.epochs,
+                                   steps_per_epoch=steps_per_epoch,
+                                   warmup_steps=int(round(cfg.optim.warmup_epochs * steps_per_epoch)),
+                                   step_size=cfg.optim.step_size, gamma=cfg.optim.gamma)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def state(self, *, epoch: int, epoch_step: int, sums: dict) -> dict:
+        from imgcls.engine.build import preprocessing
+
+        return {"arch": self.arch, "model": self.model.state_dict(), "classes": list(self.classes),
+                "preprocessing": preprocessing(self.cfg.data), "config": self.cfg.to_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.schedule.state_dict(),
+                "scaler": self.scaler.state_dict(), "epoch": epoch, "epoch_step": epoch_step,
+                "global_step": self.global_step, "epoch_sums": dict(sums), "rng": rng_state(),
+                "best": {"top1": self.best_top1, "epoch": self.best_epoch}, "patience_left": self.patience_left,
+                "history": list(self.history)}
+
+    def _restore(self, s: dict) -> tuple[int, int, dict]:
+        self.model.load_state_dict(s["model"])
+        self.optimizer.load_state_dict(s["optimizer"])
+        self.schedule.load_state_dict(s["scheduler"])
+        self.scaler.load_state_dict(s["scaler"])
+        self.global_step = s["global_step"]
+        self.best_top1, self.best_epoch = s["best"]["top1"], s["best"]["epoch"]
+        self.patience_left = s["patience_left"]
+        self.history = list(s["history"])
+        set_rng_state(s["rng"])
+        return s["epoch"], s["epoch_step"], dict(s["epoch_sums"])
+
+    # -- loop ----------------------------------------------------------------------------------
+    def fit(self) -> RunResult:
+        from tqdm.auto import tqdm
+
+        cfg, t0 = self.cfg, time.perf_counter()
+        self.cfg.save(self.run_dir)
+        net, train_b, val_b = self._batches()
+        self._optimizer(train_b.steps())
+        criterion = nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
+        self.global_step, self.best_top1, self.best_epoch = 0, -1.0, 0
+        self.patience_left, self.history = cfg.train.patience, []
+        start_epoch, start_step, sums = 0, 0, {}
+        if self.resume_state is not None:
+            start_epoch, start_step, sums = self._restore(self.resume_state)
+            log.info("resuming %s at epoch %d step %d", cfg.train.resume, start_epoch + 1, start_step)
+        metrics_path = self.run_dir / "metrics.csv"
+        if self.resume_state is not None:  # the checkpoint's history is the truth; rows after it never happened
+            metrics_path.unlink(missing_ok=True)
+        metrics = MetricsLog(metrics_path, METRIC_COLUMNS)
+        for row in self.history:
+            metrics.append(row)
+        writer = self._tensorboard()
+        log.info("training %s on %s: %d train / %d val images, %d classes, transfer %s, device %s%s",
+                 cfg.model.model, self.data.source, len(self.data.train), len(self.data.val), len(self.classes),
+                 self.policy, self.device, f", autocast {self.amp_dtype}" if self.amp_dtype else "")
+        result = RunResult(self.run_dir, 0.0, 0, start_epoch, 0.0)
+        epoch, step = start_epoch, start_step
+        try:
+            for epoch in range(start_epoch, cfg.train.epochs):
+                first = start_step if epoch == start_epoch else 0
+                sums = sums if epoch == start_epoch else {}
+                tic = time.perf_counter()
+                if net is self.model:
+                    self.policy.set_train_mode(self.model)
+                else:
+                    net.train()
+                bar = tqdm(total=train_b.steps(), initial=first, desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+                           disable=not cfg.train.progress, file=sys.stderr, leave=False)
+                n_imgs = 0
+                for step, (x, y) in enumerate(train_b.epoch(epoch, first), start=first):
+                    loss, correct = self._step(net, x, y, criterion)
+                    for k, v in (("loss", loss * len(y)), ("correct", correct), ("n", len(y))):
+                        sums[k] = sums.get(k, 0.0) + v
+                    n_imgs += len(y)
+                    self.global_step += 1
+                    step += 1
+                    self._consistent = True
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{sums['loss'] / sums['n']:.3f}", acc=f"{sums['correct'] / sums['n']:.3f}",
+                                    lr=f"{self.schedule.get_last_lr()[0]:.2e}",
+                                    img_s=f"{n_imgs / (time.perf_counter() - tic):.0f}")
+                    if cfg.train.save_every and self.global_step % cfg.train.save_every == 0 and step < train_b.steps():
+                        save_checkpoint(self.state(epoch=epoch, epoch_step=step, sums=sums), self.run_dir / "last.ckpt")
+                    for cb in self.callbacks:
+                        cb(self)
+                bar.close()
+                seconds = time.perf_counter() - tic
+                val = self._validate(net, val_b, criterion)
+                row = {"epoch": epoch + 1, "step": self.global_step, "train_loss": sums.get("loss", 0) / max(1, sums.get("n", 0)),
+                       "train_acc": sums.get("correct", 0) / max(1, sums.get("n", 0)), **val,
+                       "lr": self.schedule.get_last_lr()[0], "epoch_seconds": seconds,
+                       "train_img_s": n_imgs / seconds if seconds > 0 else 0.0}
+                metrics.append(row)
+                self.history.append(row)
+                if writer is not None:
+                    for k, v in row.items():
+                        if k not in ("epoch", "step"):
+                            writer.add_scalar(k, v, epoch + 1)
+                improved = val["val_top1"] > self.best_top1
+                if improved:
+                    self.best_top1, self.best_epoch = val["val_top1"], epoch + 1
+                    self.patience_left = cfg.train.patience
+                elif self.patience_left is not None:
+                    self.patience_left -= 1
+                log.info("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f top-1 %.2f%% top-5 %.2f%%  %.0fs%s",
+                         epoch + 1, cfg.train.epochs, row["train_loss"], 100 * row["train_acc"], val["val_loss"],
+                         100 * val["val_top1"], 100 * val["val_top5"], seconds, "  *best*" if improved else "")
+                state = self.state(epoch=epoch + 1, epoch_step=0, sums={})
+                save_checkpoint(state, self.run_dir / "last.ckpt")
+                if improved:
+                    save_checkpoint(state, self.run_dir / "best.ckpt")
+                result.epochs_run = epoch + 1
+                if self.patience_left is not None and self.patience_left <= 0:
+                    log.info("early stop: no better val top-1 for %d epochs", cfg.train.patience)
+                    result.stopped_early = True
+                    break
+        except KeyboardInterrupt:
+            result.interrupted = True
+            if self._consistent:
+                save_checkpoint(self.state(epoch=epoch, epoch_step=step, sums=sums), self.run_dir / "last.ckpt")
+            log.warning("interrupted; continue with: imgcls train --resume %s", self.run_dir / "last.ckpt")
+        finally:
+            if writer is not None:
+                writer.close()
+            if sys.exc_info()[0] is not None:  # an error leaves the trainer: stop writing its log
+                self._close_log()
+        result.seconds = time.perf_counter() - t0
+        result.best_top1, result.best_epoch, result.history = self.best_top1, self.best_epoch, list(self.history)
+        if not result.interrupted and self.history:
+            self._final_report(net, val_b)
+            log.info("%s", result.summary_line(cfg.model.model))
+        self._close_log()
+        return result
+
+    def _close_log(self) -> None:
+        log.removeHandler(self._handler)
+        self._handler.close()
+
+    _consistent = True
+
+    def _step(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.Module) -> tuple[float, int]:
+        cfg = self.cfg
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            loss, logits = compute_loss(net(x), y, criterion, cfg.train.aux_weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if cfg.optim.clip_grad:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.clip_grad)
+        self._consistent = False  # parameters change from here until the counters follow
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.schedule.step()
+        return float(loss.detach()), int((logits.detach().argmax(1) == y).sum())
+
+    @torch.no_grad()
+    def _logits(self, net: nn.Module, batches) -> tuple[torch.Tensor, torch.Tensor]:
+        net.eval()
+        outs, targets = [], []
+        for x, y in batches.epoch(0):
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+                out = net(x)
+            outs.append((out[0] if isinstance(out, (tuple, list)) else out).float().cpu())
+            targets.append(y.cpu())
+        return torch.cat(outs), torch.cat(targets)
+
+    def _validate(self, net: nn.Module, val_b, criterion: nn.Module) -> dict[str, float]:
+        logits, targets = self._logits(net, val_b)
+        n = len(targets)
+        hits = topk_correct(logits, targets, ks=(1, 5))
+        return {"val_loss": float(nn.functional.cross_entropy(logits, targets)), "val_top1": hits[1] / n,
+                "val_top5": hits[5] / n}
+
+    def _batches(self) -> tuple[nn.Module, Any, Any]:
+        cfg = self.cfg
+        if not self.policy.caches_features:
+            return (self.model, ImageBatches(self.data.train, cfg, self.device, train=True, workers=self.workers),
+                    ImageBatches(self.data.val, cfg, self.device, train=False, workers=self.workers))
+        views = max(1, cfg.data.feature_views)
+        tic = time.perf_counter()
+        with self.policy.backbone_and_head(self.model) as (backbone, head):
+            train_ds = self.data.train if views > 1 else _with_transform(self.data.train, self.data.val.transform)
+            tf, tt = extract_features(backbone, train_ds, cfg, self.device, views=views, workers=self.workers,
+                                      desc="caching train features")
+            vf, vt = extract_features(backbone, self.data.val, cfg, self.device, views=1, workers=self.workers,
+                                      desc="caching val features")
+        log.info("cached backbone features: %d train x %d view(s), %d val, %d-wide, in %.1fs",
+                 tf.shape[1], views, vf.shape[1], tf.shape[2], time.perf_counter() - tic)
+        dev = self.device
+        return (head, FeatureBatches(tf.to(dev), tt.to(dev), batch_size=cfg.data.batch_size, seed=cfg.train.seed, train=True),
+                FeatureBatches(vf.to(dev), vt.to(dev), batch_size=max(256, cfg.data.batch_size), seed=0, train=False))
+
+    def _tensorboard(self):
+        if not self.cfg.train.tensorboard:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return None
+        return SummaryWriter(str(self.run_dir / "tb"))
+
+    def _final_report(self, net: nn.Module, val_b) -> None:
+        """Best weights on the val set: report.json, confusion matrix CSV/PNG, curves.png."""
+        best = self.run_dir / "best.ckpt"
+        current = {k: v.clone() for k, v in self.model.state_dict().items()}
+        if best.is_file():
+            self.model.load_state_dict(load_checkpoint(best)["model"])
+        logits, targets = self._logits(net, val_b)
+        self.model.load_state_dict(current)
+        paths = [str(p) for p, _ in self.data.val.samples]
+        report = classification_report(logits, targets, self.classes, paths=paths)
+        report.save(self.run_dir)
+        plot_curves(self.history, self.run_dir / "curves.png")
+        (self.run_dir / "report.txt").write_text(report.to_text() + "\n")
+
+
+def _with_transform(ds, transform):
+    import copy
+
+    clone = copy.copy(ds)
+    clone.transform = transform
+    return clone
+
+
+def train(config: Config, *, callbacks: list[Callable[[Trainer], None]] | None = None) -> RunResult:
+    """Train one run as `config` says; returns where it went and how well it did."""
+    return Trainer(config, callbacks=callbacks).fit()

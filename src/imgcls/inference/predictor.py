@@ -1,0 +1,158 @@
+"""Predictions from a checkpoint: `Predictor.from_checkpoint(path).predict(images)`.
+
+The checkpoint carries the architecture, the class names and the eval preprocessing, so a
+prediction needs nothing but the file. Every input gets an answer: images are batched (the last,
+smaller batch included) and an unreadable file comes back as a `Prediction` with its `error` set
+instead of stopping the others.
+"""
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from imgcls.data import eval_transform, load_image, make_loader, normalize_batch
+from imgcls.data.decode import is_image_file
+from imgcls.engine.build import build_model, resolve_device
+from imgcls.engine.checkpoint import load_checkpoint
+from imgcls.errors import CheckpointError, DataError
+
+
+@dataclass
+class Prediction:
+    source: str
+    labels: list[str] = field(default_factory=list)
+    probs: list[float] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def label(self) -> str | None:
+        return self.labels[0] if self.labels else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.source, "error": self.error,
+                "top": [{"label": lab, "index": i, "prob": round(p, 6)} for lab, i, p in zip(self.labels, self.indices, self.probs)]}
+
+
+def expand_inputs(inputs: list[str | Path]) -> list[Path]:
+    """Files as given, folders searched recursively for images (sorted), globs expanded; a name that
+    matches nothing is a DataError naming it."""
+    out: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
+            if not found:
+                raise DataError(f"{p}: folder has no images ({', '.join(sorted({'.jpg', '.png', '.webp'}))}, ...)")
+            out += found
+        elif p.exists():
+            out.append(p)
+        elif any(ch in str(item) for ch in "*?["):
+            matches = sorted(Path(m) for m in glob.glob(str(item), recursive=True) if Path(m).is_file())
+            if not matches:
+                raise DataError(f"{item}: pattern matches no files")
+            out += matches
+        else:
+            raise DataError(f"{p}: no such file or folder")
+    return out
+
+
+class _Paths(torch.utils.data.Dataset):
+    """Decoded + transformed images; a bad file yields a zero image and its error message."""
+
+    def __init__(self, paths: list[Path], transform, min_side: int, crop: int) -> None:
+        self.paths, self.transform, self.min_side, self.crop = paths, transform, min_side, crop
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        try:
+            return self.transform(load_image(self.paths[i], min_side=self.min_side)), ""
+        except DataError as e:
+            return np.zeros((self.crop, self.crop, 3), np.uint8), str(e)
+
+
+def _collate(batch):
+    return torch.from_numpy(np.stack([b[0] for b in batch])), [b[1] for b in batch]
+
+
+class Predictor:
+    def __init__(self, model: nn.Module, classes: list[str], preprocessing: dict[str, Any], *,
+                 device: str | torch.device = "auto", batch_size: int = 32, workers: int | None = 0) -> None:
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.model = model.to(self.device).eval()
+        self.classes = list(classes)
+        self.preprocessing = dict(preprocessing)
+        self.batch_size = batch_size
+        self.workers = workers
+        pre = self.preprocessing
+        self.transform = eval_transform(resize=pre["resize"], crop=pre["crop"], mean=pre["mean"], std=pre["std"],
+                                        interpolation=pre["interpolation"], uint8=True)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **kwargs) -> Predictor:
+        state = load_checkpoint(path)
+        model = build_model(state["arch"])
+        try:
+            model.load_state_dict(state["model"], strict=True)
+        except RuntimeError as e:
+            raise CheckpointError(f"{path}: weights do not fit {state['arch']['model']} "
+                                  f"({str(e).splitlines()[0][:120]})") from None
+        return cls(model, state["classes"], state["preprocessing"], **kwargs)
+
+    @torch.no_grad()
+    def _forward(self, images: torch.Tensor) -> torch.Tensor:
+        pre = self.preprocessing
+        x = normalize_batch(images, pre["mean"], pre["std"], device=self.device)
+        out = self.model(x)
+        return (out[0] if isinstance(out, (tuple, list)) else out).float().cpu()
+
+    def logits_of_dataset(self, ds, *, progress: bool = False) -> torch.Tensor:
+        """Logits for every item of a dataset whose items are (uint8 HWC image, target)."""
+        from tqdm.auto import tqdm
+
+        loader = make_loader(ds, batch_size=self.batch_size, workers=self.workers, device=self.device)
+        outs = [self._forward(images) for images, _ in tqdm(loader, disable=not progress, desc="evaluating", leave=False)]
+        return torch.cat(outs) if outs else torch.empty(0, len(self.classes))
+
+    def predict(self, images: list[str | Path | Image.Image] | str | Path | Image.Image, *, topk: int = 3) -> list[Prediction]:
+        """Top-k labels and probabilities for each image (paths, folders, globs or PIL images)."""
+        if isinstance(images, (str, Path, Image.Image)):
+            images = [images]
+        pil = [im for im in images if isinstance(im, Image.Image)]
+        if pil and len(pil) != len(images):
+            raise DataError("predict() takes either paths or PIL images in one call, not a mix")
+        k = max(1, min(topk, len(self.classes)))
+        if pil:
+            batch = torch.from_numpy(np.stack([self.transform(im.convert("RGB")) for im in pil]))
+            return self._top(self._forward(batch), ["<image %d>" % i for i in range(len(pil))], [""] * len(pil), k)
+        paths = expand_inputs(list(images))
+        ds = _Paths(paths, self.transform, self.preprocessing["resize"], self.preprocessing["crop"])
+        loader = torch.utils.data.DataLoader(ds, batch_size=self.batch_size, num_workers=self.workers or 0,
+                                             collate_fn=_collate)
+        preds: list[Prediction] = []
+        offset = 0
+        for batch, errors in loader:
+            names = [str(p) for p in paths[offset:offset + len(errors)]]
+            preds += self._top(self._forward(batch), names, errors, k)
+            offset += len(errors)
+        return preds
+
+    def _top(self, logits: torch.Tensor, names: list[str], errors: list[str], k: int) -> list[Prediction]:
+        probs = logits.softmax(1)
+        p, idx = probs.topk(k, dim=1)
+        out = []
+        for name, err, pi, ii in zip(names, errors, p.tolist(), idx.tolist()):
+            if err:
+                out.append(Prediction(name, error=err))
+            else:
+                out.append(Prediction(name, [self.classes[i] for i in ii], pi, ii))
+        return out

@@ -1,0 +1,137 @@
+"""The training loop on a toy set that the tests make (tests/conftest.make_tiny_folder)."""
+import csv
+import json
+
+import pytest
+import torch
+
+import imgcls
+from imgcls.engine import Config, Trainer, train
+from imgcls.engine.checkpoint import load_checkpoint
+from imgcls.engine.trainer import compute_loss
+from imgcls.errors import CheckpointError, DataError
+
+
+def tiny_config(data, out, **train_kw) -> Config:
+    cfg = Config()
+    cfg.data.data, cfg.data.input_size, cfg.data.batch_size, cfg.data.workers = str(data), 32, 8, 0
+    cfg.data.val_fraction = 0.25
+    cfg.model.model = "resnet18"
+    cfg.train.epochs, cfg.train.out_dir, cfg.train.progress, cfg.train.tensorboard = 2, str(out), False, False
+    for k, v in train_kw.items():
+        cfg.set(k, v)
+    return cfg
+
+
+def test_a_run_leaves_checkpoints_metrics_plots_and_its_config(tiny_folder, tmp_path):
+    result = train(tiny_config(tiny_folder, tmp_path / "runs"))
+    run = result.run_dir
+    assert run.name == "exp1" and result.epochs_run == 2 and 0 <= result.best_top1 <= 1
+    for name in ("best.ckpt", "last.ckpt", "config.json", "metrics.csv", "curves.png", "confusion_matrix.png",
+                 "confusion_matrix.csv", "report.json", "train.log"):
+        assert (run / name).is_file(), name
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[0]["train_loss"]) > 0
+    ckpt = load_checkpoint(run / "last.ckpt")
+    assert ckpt["classes"] == ["class_0", "class_1", "class_2"] and ckpt["epoch"] == 2
+    assert ckpt["preprocessing"] == {"resize": 37, "crop": 32, "mean": list(imgcls.engine.config.IMAGENET_MEAN),
+                                     "std": list(imgcls.engine.config.IMAGENET_STD), "interpolation": "bilinear"}
+    assert Config.load(run / "config.json") == Config.from_dict(ckpt["config"])
+    assert train(tiny_config(tiny_folder, tmp_path / "runs", epochs=1)).run_dir.name == "exp2"
+
+
+def _final_weights(run_dir):
+    return load_checkpoint(run_dir / "last.ckpt")["model"]
+
+
+@pytest.mark.parametrize("how", ["killed", "ctrl-c"])
+def test_resume_mid_epoch_gives_the_same_weights(tiny_folder, tmp_path, how):
+    # 27 train images, batch 8, drop_last: 3 steps per epoch, 3 epochs = 9 steps
+    cfg = tiny_config(tiny_folder, tmp_path / "a", epochs=3, save_every=2)
+    full = train(cfg)
+
+    def stop_at_step_5(trainer):
+        if trainer.global_step == 5:
+            raise (RuntimeError("killed") if how == "killed" else KeyboardInterrupt)
+
+    cfg = tiny_config(tiny_folder, tmp_path / "b", epochs=3, save_every=2)
+    if how == "killed":  # the process dies: only the checkpoint of step 4 (epoch 2, step 1) survives
+        with pytest.raises(RuntimeError, match="killed"):
+            Trainer(cfg, callbacks=[stop_at_step_5]).fit()
+    else:  # Ctrl-C: the loop saves where it stopped (epoch 2, step 2)
+        assert Trainer(cfg, callbacks=[stop_at_step_5]).fit().interrupted
+    stopped = load_checkpoint(tmp_path / "b" / "exp1" / "last.ckpt")
+    assert (stopped["epoch"], stopped["epoch_step"]) == ((1, 1) if how == "killed" else (1, 2))
+    resumed = train(tiny_config(tiny_folder, tmp_path / "ignored", resume=str(tmp_path / "b" / "exp1" / "last.ckpt")))
+    assert resumed.run_dir == tmp_path / "b" / "exp1" and resumed.epochs_run == 3
+    a, b = _final_weights(full.run_dir), _final_weights(resumed.run_dir)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rows = list(csv.DictReader((resumed.run_dir / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    want = list(csv.DictReader((full.run_dir / "metrics.csv").open()))
+    assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in want]
+
+
+def test_resuming_with_another_model_is_refused(tiny_folder, tmp_path):
+    run = train(tiny_config(tiny_folder, tmp_path, epochs=1)).run_dir
+    cfg = tiny_config(tiny_folder, tmp_path, resume=str(run / "last.ckpt"))
+    state = load_checkpoint(run / "last.ckpt")
+    state["arch"]["num_classes"] = 7
+    torch.save(state, tmp_path / "other.ckpt")
+    cfg.train.resume = str(tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointError, match="is for resnet18 with 7 classes, not resnet18 with 3 classes"):
+        Trainer(cfg)
+
+
+def test_bad_images_stop_the_run_before_it_starts_unless_skipped(tiny_folder, tmp_path):
+    (tiny_folder / "class_1" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (tiny_folder / "class_2" / "empty.png").write_bytes(b"")
+    with pytest.raises(DataError, match=r"2 unreadable image\(s\).*broken.jpg.*--skip-bad") as e:
+        Trainer(tiny_config(tiny_folder, tmp_path))
+    assert "empty.png" in str(e.value)
+    trainer = Trainer(tiny_config(tiny_folder, tmp_path, skip_bad=True))
+    names = {p.name for p, _ in trainer.data.train.samples + trainer.data.val.samples}
+    assert len(names) > 0 and not {"broken.jpg", "empty.png"} & names
+
+
+def test_head_training_caches_features_and_leaves_the_backbone_untouched(tiny_folder, tmp_path):
+    torch.manual_seed(1)
+    pretrained = imgcls.create_model("resnet18", num_classes=1000)
+    torch.save(pretrained.state_dict(), tmp_path / "pre.pth")
+    for mode, head_keys in (("head", {"fc.weight", "fc.bias"}), ("head+", {"fc.1.weight", "fc.1.bias"})):
+        cfg = tiny_config(tiny_folder, tmp_path / mode, weights=str(tmp_path / "pre.pth"), transfer=mode)
+        trainer = Trainer(cfg)
+        if mode == "head":
+            assert trainer.load_report.skipped_shape and "cannot take the pretrained parameters" in trainer.load_report.to_text()
+        result = trainer.fit()
+        state = _final_weights(result.run_dir)
+        backbone = {k: v for k, v in pretrained.state_dict().items() if not k.startswith("fc.")}
+        if mode == "head+":  # the original 1000-way layer stays, frozen, under the new one
+            backbone.update({"fc.0.weight": pretrained.fc.weight, "fc.0.bias": pretrained.fc.bias})
+        changed = {k for k, v in backbone.items() if not torch.equal(v, state[k])}
+        assert changed == set(), f"{mode}: frozen tensors changed: {sorted(changed)[:3]}"
+        assert head_keys <= set(state) and result.epochs_run == 2
+        log = (result.run_dir / "train.log").read_text()
+        assert "cached backbone features: 27 train x 1 view(s)" in log
+
+
+def test_aux_outputs_are_weighted_in_the_loss():
+    crit = torch.nn.CrossEntropyLoss()
+    y = torch.tensor([0, 1])
+    main, aux1, aux2 = torch.randn(2, 3), torch.randn(2, 3), torch.randn(2, 3)
+    loss, logits = compute_loss((main, aux2, aux1), y, crit, 0.3)
+    assert logits is main
+    assert torch.allclose(loss, crit(main, y) + 0.3 * (crit(aux1, y) + crit(aux2, y)))
+    assert compute_loss(main, y, crit, 0.3)[0] == crit(main, y)
+
+
+def test_early_stopping(tiny_folder, tmp_path):
+    cfg = tiny_config(tiny_folder, tmp_path, epochs=6, patience=1, lr=0.0)
+    result = train(cfg)  # lr 0: the val top-1 never improves after epoch 1
+    assert result.stopped_early and result.epochs_run == 2
+
+
+def test_a_named_run_folder_is_never_overwritten(tiny_folder, tmp_path):
+    train(tiny_config(tiny_folder, tmp_path, epochs=1, name="mine"))
+    with pytest.raises(imgcls.ConfigError, match="exists and is not empty"):
+        Trainer(tiny_config(tiny_folder, tmp_path, epochs=1, name="mine"))

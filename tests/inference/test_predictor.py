@@ -1,0 +1,80 @@
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from imgcls.cli import main
+from imgcls.engine import Config, train
+from imgcls.engine.evaluate import evaluate
+from imgcls.errors import DataError
+from imgcls.inference import Predictor, expand_inputs
+from tests.conftest import make_tiny_folder
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pred")
+    data = make_tiny_folder(root / "data")
+    cfg = Config()
+    cfg.data.data, cfg.data.input_size, cfg.data.batch_size, cfg.data.workers = str(data), 32, 8, 0
+    cfg.data.val_fraction = 0.25
+    cfg.train.epochs, cfg.train.out_dir, cfg.train.progress, cfg.train.tensorboard = 1, str(root / "runs"), False, False
+    return data, train(cfg).run_dir / "best.ckpt"
+
+
+def test_every_image_is_predicted_in_batches_and_bad_files_are_reported(trained, tmp_path):
+    data, ckpt = trained
+    (tmp_path / "broken.jpg").write_bytes(b"nope")
+    files = sorted((data / "class_0").glob("*.jpg"))[:6] + [tmp_path / "broken.jpg"]
+    predictor = Predictor.from_checkpoint(ckpt, batch_size=4)
+    preds = predictor.predict(files, topk=2)
+    assert [p.source for p in preds] == [str(f) for f in files]  # 7 images, batches of 4: none dropped
+    assert all(len(p.labels) == 2 and abs(sum(p.probs) - 1) < 1.0 for p in preds[:-1])
+    assert preds[-1].error and "broken.jpg" in preds[-1].error and preds[-1].labels == []
+    # the same image as a PIL image gives the same answer as its path
+    pil = predictor.predict(Image.open(files[0]), topk=2)[0]
+    assert pil.labels == preds[0].labels and pil.probs == pytest.approx(preds[0].probs, abs=1e-5)
+
+
+def test_predictions_equal_the_models_own_eval_forward(trained):
+    data, ckpt = trained
+    predictor = Predictor.from_checkpoint(ckpt)
+    path = sorted((data / "class_2").glob("*.jpg"))[0]
+    got = predictor.predict([path], topk=3)[0]
+    from imgcls.data import eval_transform, load_image
+
+    x = eval_transform(resize=37, crop=32)(load_image(path))[None]
+    with torch.no_grad():
+        probs = predictor.model(x).softmax(1)[0]
+    assert got.probs == pytest.approx(sorted(probs.tolist(), reverse=True), abs=1e-5)
+
+
+def test_expand_inputs(tmp_path):
+    make_tiny_folder(tmp_path / "d", classes=2, per_class=2)
+    assert len(expand_inputs([tmp_path / "d"])) == 4
+    assert len(expand_inputs([str(tmp_path / "d" / "class_1" / "*.jpg")])) == 2
+    with pytest.raises(DataError, match="matches no files"):
+        expand_inputs([str(tmp_path / "*.png")])
+    with pytest.raises(DataError, match="no such file or folder"):
+        expand_inputs([tmp_path / "missing.jpg"])
+
+
+def test_evaluate_writes_the_report_and_refuses_other_classes(trained, tmp_path):
+    data, ckpt = trained
+    report, out = evaluate(ckpt, data, out_dir=tmp_path / "ev", workers=0, progress=False)
+    assert report.n == 36 and (out / "confusion_matrix.png").is_file() and (out / "report.json").is_file()
+    other = make_tiny_folder(tmp_path / "other", classes=2, per_class=2)
+    with pytest.raises(DataError, match="has 2 classes .* was trained on 3"):
+        evaluate(ckpt, other, workers=0, progress=False)
+
+
+def test_cli_predict_json_and_eval(trained, tmp_path, capsys):
+    data, ckpt = trained
+    assert main(["predict", str(ckpt), str(data / "class_1"), "--json", "--topk", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out) == 12 and out[0]["top"][0]["label"] in ("class_0", "class_1", "class_2")
+    assert main(["eval", str(ckpt), str(data), "-o", str(tmp_path / "e"), "--workers", "0"]) == 0
+    assert "top-1" in capsys.readouterr().out
+    assert main(["predict", str(tmp_path / "missing.ckpt"), "x.jpg"]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
