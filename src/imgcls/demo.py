@@ -1,0 +1,62 @@
+"""`imgcls demo`: the whole workflow in a few minutes, offline, on photos bundled with the package.
+
+300 flower photos (5 classes x 60, downsized to a shorter side of 128 px; credits in
+assets/flowers_mini/LICENSE.txt) are split 4:1 per class; a ResNet-18 trains from scratch at
+112 px, is evaluated on the held-out fifth, and predicts one photo. The accuracy of a network
+trained from scratch on 240 photos is modest; the point is the workflow and the artefacts.
+"""
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from pathlib import Path
+
+from imgcls.engine import Config, train
+from imgcls.engine.evaluate import evaluate
+from imgcls.inference import Predictor
+
+log = logging.getLogger("imgcls")
+
+
+def demo_data() -> Path:
+    return Path(str(resources.files("imgcls") / "assets" / "flowers_mini"))
+
+
+def demo_config(out_dir: str | Path = "runs", *, epochs: int | None = None, model: str | None = None,
+                progress: bool = True) -> Config:
+    cfg = Config()
+    cfg.data.data = str(demo_data())
+    cfg.data.val_fraction = 0.2
+    cfg.data.input_size = 112
+    cfg.data.scale = [0.25, 1.0]
+    cfg.data.batch_size = 32
+    cfg.model.model = model or "resnet18"
+    cfg.optim.optimizer = "adamw"
+    cfg.optim.lr = 2e-3
+    cfg.optim.warmup_epochs = 1
+    cfg.optim.label_smoothing = 0.1
+    cfg.train.epochs = epochs or 20
+    cfg.train.out_dir = str(out_dir)
+    cfg.train.progress = progress
+    return cfg
+
+
+def run_demo(out_dir: str | Path = "runs", *, epochs: int | None = None, model: str | None = None,
+             progress: bool = True) -> int:
+    cfg = demo_config(out_dir, epochs=epochs, model=model, progress=progress)
+    log.info("imgcls demo: %s from scratch on %s (5 flower classes x 60 photos), %d epochs",
+             cfg.model.model, cfg.data.data, cfg.train.epochs)
+    result = train(cfg)
+    if result.interrupted:
+        return 130
+    best = result.run_dir / "best.ckpt"
+    report, where = evaluate(best, cfg.data.data, out_dir=result.run_dir / "eval", progress=False)
+    # the evaluation above covers all 300 photos; the run's own report.txt is the held-out fifth
+    log.info("held-out val top-1 %.1f%% (run report: %s)", 100 * result.best_top1, result.run_dir / "report.txt")
+    photo = sorted((demo_data() / "sunflowers").glob("*.jpg"))[0]
+    pred = Predictor.from_checkpoint(best, workers=0).predict([photo], topk=3)[0]
+    log.info("predict %s: %s", photo.name, ", ".join(f"{lab} {p:.1%}" for lab, p in zip(pred.labels, pred.probs)))
+    log.info("plots: %s and %s; all 300 photos: %s", result.run_dir / "curves.png",
+             result.run_dir / "confusion_matrix.png", where / "report.txt")
+    log.info("next: imgcls train YOUR_FOLDER --model resnet18 --weights resnet18.tv_in1k --transfer head")
+    return 0
