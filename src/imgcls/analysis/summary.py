@@ -11,9 +11,17 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from imgcls.errors import ConfigError
+
+
+def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+# torch has no formula for CPU's fused attention kernel; count it as its other attention kernels.
+_EXTRA_FORMULAS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops}
 
 # Leaf modules that change nothing a reader of the table needs (their cost is not counted anyway).
 _QUIET = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Dropout,
@@ -29,6 +37,11 @@ def conv_output_size(size: int, kernel: int, stride: int = 1, pad_before: int = 
     if ceil_mode and (n - 1) * stride >= size + pad_before:  # the last window must start inside the input
         n -= 1
     return n
+
+
+def _is_leaf(m: nn.Module) -> bool:
+    # nn.MultiheadAttention uses its `out_proj` child's weights without calling it: one row, not two
+    return next(m.children(), None) is None or isinstance(m, nn.MultiheadAttention)
 
 
 def _pair(v) -> tuple[int, int]:
@@ -131,16 +144,18 @@ def summarize(model: nn.Module, input_size: int | tuple[int, int] = 224, *, in_c
 
     def selected(n: str, m: nn.Module) -> bool:
         level = n.count(".") + 1
-        is_leaf = next(m.children(), None) is None
+        is_leaf = _is_leaf(m)
         if is_leaf and isinstance(m, _QUIET):
             return False
         return is_leaf if depth is None else level == depth or (is_leaf and level < depth)
 
     def pre_hook(m, args):
-        if next(m.children(), None) is None and args and isinstance(args[0], torch.Tensor):
+        if _is_leaf(m) and args and isinstance(args[0], torch.Tensor):
             current[:] = [(names[m], m, tuple(args[0].shape[1:]))]
 
     def post_hook(m, args, out):
+        if isinstance(m, nn.MultiheadAttention):
+            out = out[0]  # (output, attention weights)
         if selected(names[m], m) and isinstance(out, torch.Tensor):
             in_shape = tuple(args[0].shape[1:]) if args and isinstance(args[0], torch.Tensor) else ()
             records.append((names[m], m, in_shape, tuple(out.shape[1:])))
@@ -149,22 +164,29 @@ def summarize(model: nn.Module, input_size: int | tuple[int, int] = 224, *, in_c
               [m.register_forward_hook(post_hook) for m in names]
     was_training = model.training
     model.eval()
+    # nn.MultiheadAttention's inference fast path is one fused op the counter cannot see into:
+    # take its op-by-op path (same result) while counting
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
     try:
-        with torch.no_grad(), FlopCounterMode(display=False, depth=None) as counter:
+        with torch.no_grad(), FlopCounterMode(display=False, depth=None, custom_mapping=_EXTRA_FORMULAS) as counter:
             model(torch.zeros(1, in_chans, h, w))
+    except ValueError as e:  # a model's own check of its input size (LeNet-5, ViT), which names the fix
+        raise ConfigError(f"{name} cannot take a {in_chans}x{h}x{w} input: {e}") from None
     except RuntimeError as e:
         raise ConfigError(_too_small_message(name, (in_chans, h, w), current, model, e)) from None
     finally:
         for handle in handles:
             handle.remove()
         model.train(was_training)
+        torch.backends.mha.set_fastpath_enabled(fastpath)
 
     flops = counter.get_flop_counts()
     seen: set[int] = set()
     for n, m, in_shape, out_shape in records:
         first = id(m) not in seen
         seen.add(id(m))
-        geom = _geometry(m) if next(m.children(), None) is None else None
+        geom = _geometry(m) if _is_leaf(m) else None
         row = LayerRow(name=n, kind=type(m).__name__, out_shape=out_shape,
                        params=sum(p.numel() for p in m.parameters()) if first else 0,
                        macs=sum(flops.get(f"{root}.{n}", {}).values()) // 2 if first else 0)

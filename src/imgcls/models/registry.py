@@ -38,13 +38,21 @@ def get_builder(name: str) -> Callable[..., nn.Module]:
 
 
 def create_model(name: str, num_classes: int = 1000, weights: str | Path | None = None, **kwargs) -> nn.Module:
-    """Build a registered model; `weights` is a torchvision-format state-dict file loaded strictly."""
+    """Build a registered model; `weights` is a torchvision-format state-dict file loaded strictly.
+
+    A model with a `remap_state_dict(state_dict)` method gets the file's state dict through it
+    first (DenseNet: legacy key names; ViT: position embeddings resized to its image size), as in
+    `imgcls.weights.load_pretrained`.
+    """
     model = get_builder(name)(num_classes=num_classes, **kwargs)
     if weights is not None:
         path = Path(weights)
         if not path.is_file():
             raise WeightsError(f"{path}: no such weight file")
         state = torch.load(path, map_location="cpu", weights_only=True)
+        remap = getattr(model, "remap_state_dict", None)
+        if callable(remap):
+            state = remap(dict(state))
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as e:

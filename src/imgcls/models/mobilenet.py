@@ -1,0 +1,337 @@
+"""MobileNet v1, v2 and v3: the depthwise-separable family.
+
+- v1: Howard et al., "MobileNets: Efficient Convolutional Neural Networks for Mobile Vision
+  Applications" (2017, arXiv:1704.04861) — 3x3 depthwise + 1x1 pointwise pairs, a width
+  multiplier alpha (`width_mult`); the resolution multiplier is just the input size.
+- v2: Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks" (2018,
+  arXiv:1801.04381) — expand 1x1 (ReLU6), depthwise 3x3 (ReLU6), project 1x1 with no activation,
+  a residual between the narrow ends; the rows of its Table 2 (t, c, n, s) are the table below.
+- v3: Howard et al., "Searching for MobileNetV3" (2019, arXiv:1905.02244) — v2 blocks with
+  squeeze-and-excitation (hard-sigmoid gate) and hard-swish in the deeper half; Tables 1 and 2.
+
+v2 and v3 use torchvision's module names (`features.N`, `features.N.conv` / `.block`,
+`classifier`), so the official weight files load with `strict=True`. torchvision has no v1: its
+names here are ours (`features.N.depthwise/pointwise`, `fc`), in the same style.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from imgcls.models.base import ClassifierMixin
+from imgcls.models.registry import register_model
+
+
+def make_divisible(v: float, divisor: int = 8) -> int:
+    """Round a scaled width to a multiple of `divisor`, never more than 10% down (the reference
+    TensorFlow code's rule, kept by torchvision; widths must match for the weights to load)."""
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+class ConvBNAct(nn.Sequential):
+    """Conv (no bias, 'same' padding) -> BatchNorm -> activation; torchvision's Conv2dNormActivation,
+    a Sequential so that its keys are `.0` (conv) and `.1` (norm)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, *, stride: int = 1, groups: int = 1,
+                 activation: type[nn.Module] | None = nn.ReLU, bn_eps: float = 1e-5, bn_momentum: float = 0.1) -> None:
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=(kernel_size - 1) // 2, groups=groups,
+                      bias=False),
+            nn.BatchNorm2d(out_ch, eps=bn_eps, momentum=bn_momentum),
+        ]
+        if activation is not None:
+            layers.append(activation(inplace=True))
+        super().__init__(*layers)
+        self.out_channels = out_ch
+
+
+class SqueezeExcitation(nn.Module):
+    """Hu et al., "Squeeze-and-Excitation Networks" (2017): channel gates from the pooled map.
+    MobileNetV3 uses a hard-sigmoid gate; `fc1`/`fc2` are 1x1 convolutions (torchvision's names)."""
+
+    def __init__(self, channels: int, squeeze: int) -> None:
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(channels, squeeze, 1)
+        self.activation = nn.ReLU()
+        self.fc2 = nn.Conv2d(squeeze, channels, 1)
+        self.scale_activation = nn.Hardsigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.fc2(self.activation(self.fc1(self.avgpool(x))))
+        return self.scale_activation(scale) * x
+
+
+# ---------------------------------------------------------------------------------------------
+# blocks
+# ---------------------------------------------------------------------------------------------
+
+class DepthwiseSeparable(nn.Module):
+    """MobileNetV1's unit (its Figure 3): 3x3 depthwise conv-BN-ReLU, then 1x1 pointwise conv-BN-ReLU."""
+
+    def __init__(self, in_ch: int, out_ch: int, *, stride: int) -> None:
+        super().__init__()
+        self.depthwise = ConvBNAct(in_ch, in_ch, 3, stride=stride, groups=in_ch)
+        self.pointwise = ConvBNAct(in_ch, out_ch, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x))
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2's bottleneck: expand 1x1 by t (ReLU6), depthwise 3x3 (ReLU6), linear 1x1 project.
+
+    The residual joins the narrow ends (hence "inverted"), only where stride is 1 and the width is
+    unchanged; the projection has no activation because ReLU on a narrow layer destroys
+    information (the "linear bottleneck" of the paper's Section 3.2).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, *, stride: int, expand_ratio: int) -> None:
+        super().__init__()
+        hidden = int(round(in_ch * expand_ratio))
+        self.use_res_connect = stride == 1 and in_ch == out_ch
+        layers: list[nn.Module] = []
+        if expand_ratio != 1:
+            layers.append(ConvBNAct(in_ch, hidden, 1, activation=nn.ReLU6))
+        layers += [ConvBNAct(hidden, hidden, 3, stride=stride, groups=hidden, activation=nn.ReLU6),
+                   nn.Conv2d(hidden, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch)]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+
+
+class InvertedResidualV3(nn.Module):
+    """MobileNetV3's bneck: the v2 block with a k x k depthwise conv, optional squeeze-and-excitation
+    (squeezed to a quarter of the expanded width) and ReLU or hard-swish."""
+
+    def __init__(self, in_ch: int, kernel: int, expanded: int, out_ch: int, *, use_se: bool, hswish: bool,
+                 stride: int) -> None:
+        super().__init__()
+        self.use_res_connect = stride == 1 and in_ch == out_ch
+        act = nn.Hardswish if hswish else nn.ReLU
+        bn = dict(bn_eps=0.001, bn_momentum=0.01)  # TensorFlow's defaults, as the reference training
+        layers: list[nn.Module] = []
+        if expanded != in_ch:
+            layers.append(ConvBNAct(in_ch, expanded, 1, activation=act, **bn))
+        layers.append(ConvBNAct(expanded, expanded, kernel, stride=stride, groups=expanded, activation=act, **bn))
+        if use_se:
+            layers.append(SqueezeExcitation(expanded, make_divisible(expanded // 4)))
+        layers.append(ConvBNAct(expanded, out_ch, 1, activation=None, **bn))
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.block(x)
+        return out + x if self.use_res_connect else out
+
+
+# ---------------------------------------------------------------------------------------------
+# models
+# ---------------------------------------------------------------------------------------------
+
+def _init_weights(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
+
+
+class _MobileNet(ClassifierMixin, nn.Module):
+    """What the three versions share: `features`, global average pool, a classifier."""
+
+    min_input_size = (32, 32)  # stride 32 overall: 32 -> 1
+
+    def _stages(self) -> tuple[str, ...]:
+        # the last layer at each resolution: the outputs at strides 2, 4, 8, 16 and 32
+        ends = [i - 1 for i, m in enumerate(self.features) if i > 0 and _stride(m) == 2] + [len(self.features) - 1]
+        return tuple(f"features.{i}" for i in ends)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(x), 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _stride(m: nn.Module) -> int:
+    return max(c.stride[0] for c in m.modules() if isinstance(c, nn.Conv2d))
+
+
+class MobileNetV1(_MobileNet):
+    """A 3x3 stride-2 stem and 13 depthwise-separable units (the paper's Table 1), pool, `fc`."""
+
+    classifier_name = "fc"
+
+    def __init__(self, *, num_classes: int = 1000, width_mult: float = 1.0, in_chans: int = 3,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        width = lambda c: make_divisible(c * width_mult)  # noqa: E731  (= int(c * alpha) for the paper's alphas)
+        layers: list[nn.Module] = [ConvBNAct(in_chans, width(32), 3, stride=2)]
+        in_ch = width(32)
+        for c, s in MOBILENET_V1:
+            layers.append(DepthwiseSeparable(in_ch, width(c), stride=s))
+            in_ch = width(c)
+        self.features = nn.Sequential(*layers)
+        self.stage_names = self._stages()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.num_features = in_ch
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(in_ch, num_classes) if num_classes > 0 else nn.Identity()
+        _init_weights(self)
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
+
+
+class MobileNetV2(_MobileNet):
+    """A 3x3 stride-2 stem, the inverted-residual rows of Table 2, a 1x1 conv to 1280, pool, classifier."""
+
+    classifier_name = "classifier.1"
+
+    def __init__(self, *, num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        in_ch = make_divisible(32 * width_mult)
+        layers: list[nn.Module] = [ConvBNAct(3, in_ch, 3, stride=2, activation=nn.ReLU6)]
+        for t, c, n, s in MOBILENET_V2:
+            out_ch = make_divisible(c * width_mult)
+            for i in range(n):
+                layers.append(InvertedResidual(in_ch, out_ch, stride=s if i == 0 else 1, expand_ratio=t))
+                in_ch = out_ch
+        self.num_features = make_divisible(1280 * max(1.0, width_mult))  # the last layer never narrows
+        layers.append(ConvBNAct(in_ch, self.num_features, 1, activation=nn.ReLU6))
+        self.features = nn.Sequential(*layers)
+        self.stage_names = self._stages()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity(),
+        )
+        _init_weights(self)
+
+
+class MobileNetV3(_MobileNet):
+    """A hard-swish stem, bneck rows (Tables 1 and 2), a 1x1 conv to 6x the last width, pool, and a
+    classifier that keeps the paper's 1x1 "NBN" layer (Linear 1280 or 1024, hard-swish, dropout)
+    before the final Linear, so `num_features` is 1280 (large) or 1024 (small)."""
+
+    classifier_name = "classifier.3"
+
+    def __init__(self, rows: tuple[tuple[int, int, int, int, bool, bool, int], ...], last_channel: int, *,
+                 num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        width = lambda c: make_divisible(c * width_mult)  # noqa: E731
+        bn = dict(bn_eps=0.001, bn_momentum=0.01)
+        in_ch = width(rows[0][0])
+        layers: list[nn.Module] = [ConvBNAct(3, in_ch, 3, stride=2, activation=nn.Hardswish, **bn)]
+        for inp, k, exp, out, se, hs, s in rows:
+            layers.append(InvertedResidualV3(width(inp), k, width(exp), width(out), use_se=se, hswish=hs, stride=s))
+            in_ch = width(out)
+        layers.append(ConvBNAct(in_ch, 6 * in_ch, 1, activation=nn.Hardswish, **bn))
+        self.features = nn.Sequential(*layers)
+        self.stage_names = self._stages()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.num_features = width(last_channel)
+        self.classifier = nn.Sequential(
+            nn.Linear(6 * in_ch, self.num_features), nn.Hardswish(inplace=True), nn.Dropout(dropout, inplace=True),
+            nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity(),
+        )
+        _init_weights(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# tables
+# ---------------------------------------------------------------------------------------------
+
+# v1, Table 1 after the stem: (pointwise output width, depthwise stride)
+MOBILENET_V1: tuple[tuple[int, int], ...] = (
+    (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
+    (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1),
+)
+
+# v2, Table 2: expansion t, output width c, repeats n, first stride s
+MOBILENET_V2: tuple[tuple[int, int, int, int], ...] = (
+    (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1),
+)
+
+# v3, Tables 1 (large) and 2 (small): (input width, kernel, expanded width, output width, SE,
+# hard-swish, stride), and the width of the penultimate Linear
+MOBILENET_V3: dict[str, tuple[tuple[tuple[int, int, int, int, bool, bool, int], ...], int]] = {
+    "mobilenet_v3_large": ((
+        (16, 3, 16, 16, False, False, 1),
+        (16, 3, 64, 24, False, False, 2),
+        (24, 3, 72, 24, False, False, 1),
+        (24, 5, 72, 40, True, False, 2),
+        (40, 5, 120, 40, True, False, 1),
+        (40, 5, 120, 40, True, False, 1),
+        (40, 3, 240, 80, False, True, 2),
+        (80, 3, 200, 80, False, True, 1),
+        (80, 3, 184, 80, False, True, 1),
+        (80, 3, 184, 80, False, True, 1),
+        (80, 3, 480, 112, True, True, 1),
+        (112, 3, 672, 112, True, True, 1),
+        (112, 5, 672, 160, True, True, 2),
+        (160, 5, 960, 160, True, True, 1),
+        (160, 5, 960, 160, True, True, 1),
+    ), 1280),
+    "mobilenet_v3_small": ((
+        (16, 3, 16, 16, True, False, 2),
+        (16, 3, 72, 24, False, False, 2),
+        (24, 3, 88, 24, False, False, 1),
+        (24, 5, 96, 40, True, True, 2),
+        (40, 5, 240, 40, True, True, 1),
+        (40, 5, 240, 40, True, True, 1),
+        (40, 5, 120, 48, True, True, 1),
+        (48, 5, 144, 48, True, True, 1),
+        (48, 5, 288, 96, True, True, 2),
+        (96, 5, 576, 96, True, True, 1),
+        (96, 5, 576, 96, True, True, 1),
+    ), 1024),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# builders
+# ---------------------------------------------------------------------------------------------
+
+@register_model
+def mobilenet_v1(*, num_classes: int = 1000, width_mult: float = 1.0, in_chans: int = 3,
+                 dropout: float = 0.0) -> MobileNetV1:
+    """MobileNetV1 (Howard et al. 2017), width multiplier alpha = `width_mult` (1.0: 4.2M parameters,
+    0.57 GMACs at 224, the paper's Table 8)."""
+    return MobileNetV1(num_classes=num_classes, width_mult=width_mult, in_chans=in_chans, dropout=dropout)
+
+
+@register_model
+def mobilenet_v2(*, num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2) -> MobileNetV2:
+    """MobileNetV2 (Sandler et al. 2018) with torchvision's names; loads the official weights."""
+    return MobileNetV2(num_classes=num_classes, width_mult=width_mult, dropout=dropout)
+
+
+def _make_v3_builder(name: str):
+    rows, last = MOBILENET_V3[name]
+
+    def builder(*, num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2) -> MobileNetV3:
+        return MobileNetV3(rows, last, num_classes=num_classes, width_mult=width_mult, dropout=dropout)
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = (f"{name}: MobileNetV3-{name.rsplit('_', 1)[1].capitalize()} (Howard et al. 2019), "
+                       f"{len(rows)} bneck blocks, torchvision's names; loads the official weights.")
+    return register_model(builder)
+
+
+for _name in MOBILENET_V3:
+    globals()[_name] = _make_v3_builder(_name)

@@ -1,0 +1,107 @@
+"""VGG: Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image Recognition"
+(2014, arXiv:1409.1556).
+
+Stacks of 3x3 convolutions (stride 1, padding 1) separated by 2x2 max pools; configurations A, B,
+D and E of the paper's Table 1 are VGG-11, -13, -16 and -19, and the `_bn` variants put a
+BatchNorm after every convolution (not in the paper; torchvision's). Module names are
+torchvision's (`features.N` numbered as the layers are listed, `classifier.0/3/6`, an adaptive
+7x7 `avgpool`), so the official weight files load with `strict=True`. The adaptive pool makes any
+input of at least 32x32 work; at 224x224 it is the identity.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from imgcls.models.base import ClassifierMixin
+from imgcls.models.registry import register_model
+
+
+def make_features(cfg: tuple[int | str, ...], *, batch_norm: bool, in_chans: int = 3) -> nn.Sequential:
+    """One `features` Sequential from a column of Table 1: ints are 3x3 conv widths, "M" a 2x2 pool."""
+    layers: list[nn.Module] = []
+    for v in cfg:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, stride=2))
+            continue
+        layers.append(nn.Conv2d(in_chans, v, 3, padding=1))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(v))
+        layers.append(nn.ReLU(inplace=True))
+        in_chans = v
+    return nn.Sequential(*layers)
+
+
+class VGG(ClassifierMixin, nn.Module):
+    """`features` (the conv stacks), a 7x7 adaptive pool, and three fully connected layers."""
+
+    classifier_name = "classifier.6"  # the two 4096-wide layers before it are features to keep
+    min_input_size = (32, 32)  # five 2x2 pools: 32 -> 1
+
+    def __init__(self, features: nn.Sequential, *, num_classes: int = 1000, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.features = features
+        # each max pool closes a stage: "features.4", "features.9", ... for the feature pyramid
+        self.stage_names = tuple(f"features.{i}" for i, m in enumerate(features) if isinstance(m, nn.MaxPool2d))
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.num_features = 4096
+        self.classifier = nn.Sequential(
+            nn.Linear(512 * 7 * 7, 4096), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity(),
+        )
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(x), 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+# The columns of the paper's Table 1 (A-LRN, C with its 1x1 convolutions, are left out).
+CFGS: dict[str, tuple[int | str, ...]] = {
+    "A": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+    "B": (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+    "D": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
+    "E": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"),
+}
+
+# name: (configuration, batch norm)
+VGGS: dict[str, tuple[str, bool]] = {
+    "vgg11": ("A", False), "vgg11_bn": ("A", True),
+    "vgg13": ("B", False), "vgg13_bn": ("B", True),
+    "vgg16": ("D", False), "vgg16_bn": ("D", True),
+    "vgg19": ("E", False), "vgg19_bn": ("E", True),
+}
+
+
+def _make_builder(name: str):
+    cfg, bn = VGGS[name]
+
+    def builder(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5) -> VGG:
+        return VGG(make_features(CFGS[cfg], batch_norm=bn, in_chans=in_chans), num_classes=num_classes, dropout=dropout)
+
+    depth = sum(isinstance(v, int) for v in CFGS[cfg]) + 3
+    builder.__name__ = builder.__qualname__ = name
+    bn_note = ", BatchNorm after each conv" if bn else ""
+    builder.__doc__ = f"{name}: VGG-{depth} (configuration {cfg} of Table 1){bn_note}."
+    return register_model(builder)
+
+
+for _name in VGGS:
+    globals()[_name] = _make_builder(_name)
