@@ -418,3 +418,15 @@ def test_load_weights_from_a_file_path(tmp_path, resnet18_in1k):
     torch.save({"model": resnet18_in1k, "classes": ["a"]}, tmp_path / "run.ckpt")
     report = load_weights(imgcls.create_model("resnet18", num_classes=2), tmp_path / "run.ckpt")
     assert report.source == "run.ckpt" and report.head_only and len(report.skipped_shape) == 2
+
+
+def test_googlenet_auxiliary_heads_count_as_head_when_the_classes_change():
+    import imgcls
+    from imgcls.weights import load_pretrained
+
+    src = imgcls.create_model("googlenet", num_classes=1000).state_dict()
+    model = imgcls.create_model("googlenet", num_classes=4)
+    report = load_pretrained(model, src, source="googlenet.pth")
+    skipped = {k for k, _, _ in report.skipped_shape}
+    assert skipped == {"fc.weight", "fc.bias", "aux1.fc2.weight", "aux1.fc2.bias", "aux2.fc2.weight", "aux2.fc2.bias"}
+    assert torch.equal(model.aux1.fc1.weight, src["aux1.fc1.weight"])

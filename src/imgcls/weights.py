@@ -129,6 +129,26 @@ _TORCHVISION_WEIGHTS: dict[str, tuple[str, str, float, int, str]] = {
     "wide_resnet101_2.tv2_in1k": ("wide_resnet101_2", "wide_resnet101_2-d733dc28.pth", 82.510, 232,
                                   "Wide_ResNet101_2_Weights.IMAGENET1K_V2"),
     "alexnet.tv_in1k": ("alexnet", "alexnet-owt-7be5be79.pth", 56.522, 256, "AlexNet_Weights.IMAGENET1K_V1"),
+    # googlenet's file was trained with transform_input=True: build it with that option to reproduce the 69.8%;
+    # densenet files use the legacy `norm.1` key names, remapped on load.
+    "vgg11.tv_in1k": ("vgg11", "vgg11-8a719046.pth", 69.020, 256, "VGG11_Weights.IMAGENET1K_V1"),
+    "vgg11_bn.tv_in1k": ("vgg11_bn", "vgg11_bn-6002323d.pth", 70.370, 256, "VGG11_BN_Weights.IMAGENET1K_V1"),
+    "vgg13.tv_in1k": ("vgg13", "vgg13-19584684.pth", 69.928, 256, "VGG13_Weights.IMAGENET1K_V1"),
+    "vgg13_bn.tv_in1k": ("vgg13_bn", "vgg13_bn-abd245e5.pth", 71.586, 256, "VGG13_BN_Weights.IMAGENET1K_V1"),
+    "vgg16.tv_in1k": ("vgg16", "vgg16-397923af.pth", 71.592, 256, "VGG16_Weights.IMAGENET1K_V1"),
+    "vgg16_bn.tv_in1k": ("vgg16_bn", "vgg16_bn-6c64b313.pth", 73.360, 256, "VGG16_BN_Weights.IMAGENET1K_V1"),
+    "vgg19.tv_in1k": ("vgg19", "vgg19-dcbb9e9d.pth", 72.376, 256, "VGG19_Weights.IMAGENET1K_V1"),
+    "vgg19_bn.tv_in1k": ("vgg19_bn", "vgg19_bn-c79401a0.pth", 74.218, 256, "VGG19_BN_Weights.IMAGENET1K_V1"),
+    "googlenet.tv_in1k": ("googlenet", "googlenet-1378be20.pth", 69.778, 256, "GoogLeNet_Weights.IMAGENET1K_V1"),
+    "mobilenet_v2.tv_in1k": ("mobilenet_v2", "mobilenet_v2-b0353104.pth", 71.878, 256, "MobileNet_V2_Weights.IMAGENET1K_V1"),
+    "mobilenet_v3_large.tv_in1k": ("mobilenet_v3_large", "mobilenet_v3_large-8738ca79.pth", 74.042, 256, "MobileNet_V3_Large_Weights.IMAGENET1K_V1"),
+    "mobilenet_v3_small.tv_in1k": ("mobilenet_v3_small", "mobilenet_v3_small-047dcff4.pth", 67.668, 256, "MobileNet_V3_Small_Weights.IMAGENET1K_V1"),
+    "densenet121.tv_in1k": ("densenet121", "densenet121-a639ec97.pth", 74.434, 256, "DenseNet121_Weights.IMAGENET1K_V1"),
+    "densenet161.tv_in1k": ("densenet161", "densenet161-8d451a50.pth", 77.138, 256, "DenseNet161_Weights.IMAGENET1K_V1"),
+    "densenet169.tv_in1k": ("densenet169", "densenet169-b2777c0a.pth", 75.600, 256, "DenseNet169_Weights.IMAGENET1K_V1"),
+    "densenet201.tv_in1k": ("densenet201", "densenet201-c1103571.pth", 76.896, 256, "DenseNet201_Weights.IMAGENET1K_V1"),
+    "vit_b_16.tv_in1k": ("vit_b_16", "vit_b_16-c867db91.pth", 81.072, 256, "ViT_B_16_Weights.IMAGENET1K_V1"),
+    "vit_b_32.tv_in1k": ("vit_b_32", "vit_b_32-d86f8d99.pth", 75.912, 256, "ViT_B_32_Weights.IMAGENET1K_V1"),
 }
 
 WEIGHTS: dict[str, WeightSpec] = {
@@ -439,9 +459,11 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)  # in the model, not in the file
     unexpected: list[str] = field(default_factory=list)  # in the file, not in the model
     classifier_name: str | None = None
+    extra_heads: tuple[str, ...] = ()  # further class-sized layers, e.g. GoogLeNet's aux1.fc2, aux2.fc2
 
     def _in_head(self, key: str) -> bool:
-        return self.classifier_name is not None and key.startswith(self.classifier_name + ".")
+        heads = ((self.classifier_name,) if self.classifier_name is not None else ()) + self.extra_heads
+        return any(key.startswith(h + ".") for h in heads)
 
     @property
     def total(self) -> int:
@@ -485,7 +507,8 @@ def load_pretrained(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *,
     """Copy every tensor of `state_dict` whose name and shape match into `model`; report the rest.
 
     Only the classifier (`classifier_name`, by default the model's own, e.g. "fc" or
-    "classifier.6") may disagree with the file: a different number of classes, or a headless
+    "classifier.6", plus the model's `extra_head_names` such as GoogLeNet's auxiliary outputs) may
+    disagree with the file: a different number of classes, or a headless
     model or file. Those tensors are skipped and keep the model's fresh initialisation. Anything
     else that is mismatched, missing or unexpected raises WeightsError and loads nothing. A model
     with a `remap_state_dict(state_dict)` method (legacy key names) has it applied first.
@@ -494,7 +517,8 @@ def load_pretrained(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *,
     if callable(remap):
         state_dict = remap(dict(state_dict))
     head = classifier_name if classifier_name is not None else getattr(model, "classifier_name", None)
-    report = LoadReport(source=source, classifier_name=head)
+    report = LoadReport(source=source, classifier_name=head,
+                        extra_heads=tuple(getattr(model, "extra_head_names", ())) if classifier_name is None else ())
     model_state = model.state_dict()
     filtered: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():

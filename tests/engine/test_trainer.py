@@ -135,3 +135,18 @@ def test_a_named_run_folder_is_never_overwritten(tiny_folder, tmp_path):
     train(tiny_config(tiny_folder, tmp_path, epochs=1, name="mine"))
     with pytest.raises(imgcls.ConfigError, match="exists and is not empty"):
         Trainer(tiny_config(tiny_folder, tmp_path, epochs=1, name="mine"))
+
+
+@pytest.mark.parametrize("views", [0, 2])
+def test_head_with_augmented_views_or_without_a_cache(tiny_folder, tmp_path, views):
+    torch.manual_seed(2)
+    pretrained = imgcls.create_model("resnet18", num_classes=1000)
+    torch.save(pretrained.state_dict(), tmp_path / "pre.pth")
+    cfg = tiny_config(tiny_folder, tmp_path / "runs", weights=str(tmp_path / "pre.pth"), transfer="head",
+                      feature_views=views)
+    result = train(cfg)
+    state = _final_weights(result.run_dir)
+    assert all(torch.equal(v, state[k]) for k, v in pretrained.state_dict().items() if not k.startswith("fc."))
+    log = (result.run_dir / "train.log").read_text()
+    assert ("cached backbone features: 27 train x 2 view(s)" in log) == (views == 2)
+    assert ("cached backbone features" in log) == (views > 0)

@@ -93,3 +93,16 @@ def test_backbone_and_head_swap_and_restore():
     with pytest.raises(ConfigError):
         with TransferPolicy("full").backbone_and_head(model):
             pass
+
+
+@pytest.mark.parametrize("name", imgcls.list_models())
+def test_every_model_tells_the_policies_its_classifier_and_stages(name):
+    with torch.device("meta"):  # no memory, no init cost: only the module tree matters here
+        model = imgcls.create_model(name, num_classes=3)
+    head = TransferPolicy("head").apply(model)
+    cls = model.classifier_name
+    assert _trainable(head) == {f"{cls}.weight", f"{cls}.bias"}
+    top_stage = model.stage_names[-1]
+    last = TransferPolicy("last", (top_stage, cls)).apply(model)
+    stage_params = {f"{top_stage}.{n}" for n, _ in model.get_submodule(top_stage).named_parameters()}
+    assert _trainable(last) == stage_params | {f"{cls}.weight", f"{cls}.bias"}

@@ -59,7 +59,7 @@ class DataConfig:
     cache_side: int = _f(256, "shorter side of the decoded cache")
     skip_bad: bool = _f(False, "skip unreadable images with one warning instead of stopping")
     feature_views: int = _f(1, "head/head+: cached backbone views per image (1 = the centre crop; "
-                               "K > 1 = K augmented views)")
+                               "K > 1 = K augmented views; 0 = no cache, the backbone runs every step)")
 
 
 @dataclass

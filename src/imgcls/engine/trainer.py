@@ -217,7 +217,10 @@ class Trainer:
         model = build.build_model({**build.arch_of(cfg, n, None), "transfer": "full"})
         if self.policy.mode == "head+":  # keep the pretrained classifier: build it at its own size
             key = f"{model.classifier_name}.weight"
-            base_classes = int(state[key].shape[0]) if state is not None and key in state else 1000
+            if self.resume_state is not None:
+                base_classes = int(self.resume_state["arch"]["base_classes"])
+            else:
+                base_classes = int(state[key].shape[0]) if state is not None and key in state else 1000
             model.reset_classifier(base_classes)
         if state is not None:
             from imgcls.weights import load_pretrained
@@ -274,6 +277,7 @@ class Trainer:
         cfg, t0 = self.cfg, time.perf_counter()
         self.cfg.save(self.run_dir)
         net, train_b, val_b = self._batches()
+        step_net = torch.compile(net) if cfg.model.compile else net  # shares net's parameters
         self._optimizer(train_b.steps())
         criterion = nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
         self.global_step, self.best_top1, self.best_epoch = 0, -1.0, 0
@@ -307,7 +311,7 @@ class Trainer:
                            disable=not cfg.train.progress, file=sys.stderr, leave=False)
                 n_imgs = 0
                 for step, (x, y) in enumerate(train_b.epoch(epoch, first), start=first):
-                    loss, correct = self._step(net, x, y, criterion)
+                    loss, correct = self._step(step_net, x, y, criterion)
                     for k, v in (("loss", loss * len(y)), ("correct", correct), ("n", len(y))):
                         sums[k] = sums.get(k, 0.0) + v
                     n_imgs += len(y)
@@ -412,10 +416,10 @@ class Trainer:
 
     def _batches(self) -> tuple[nn.Module, Any, Any]:
         cfg = self.cfg
-        if not self.policy.caches_features:
+        if not self.policy.caches_features or cfg.data.feature_views == 0:
             return (self.model, ImageBatches(self.data.train, cfg, self.device, train=True, workers=self.workers),
                     ImageBatches(self.data.val, cfg, self.device, train=False, workers=self.workers))
-        views = max(1, cfg.data.feature_views)
+        views = cfg.data.feature_views
         tic = time.perf_counter()
         with self.policy.backbone_and_head(self.model) as (backbone, head):
             train_ds = self.data.train if views > 1 else _with_transform(self.data.train, self.data.val.transform)
