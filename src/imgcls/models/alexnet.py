@@ -50,15 +50,6 @@ class AlexNet(ClassifierMixin, nn.Module):
             nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity(),
         )
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
 
 def _torchvision_features() -> nn.Sequential:
     relu = lambda: nn.ReLU(inplace=True)  # noqa: E731

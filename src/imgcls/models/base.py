@@ -1,6 +1,7 @@
 """What every imgcls model answers, so generic code (freezing, heads, CAM, export) never guesses.
 
-A model sets three class attributes and implements `forward_features` / `forward_head`:
+A model sets three class attributes and, unless it is the common features -> avgpool -> classifier
+shape (the defaults below), implements `forward_features` / `forward_head`:
 - `classifier_name`: the attribute holding the final classifier (`fc`, `classifier`, `head`);
 - `stage_names`: the modules that produce its feature stages, shallow to deep;
 - `min_input_size`: the smallest (H, W) the network accepts.
@@ -29,6 +30,16 @@ class ClassifierMixin:
     def _set_module(self, name: str, module: nn.Module) -> None:
         parent, _, leaf = name.rpartition(".")
         setattr(self.get_submodule(parent) if parent else self, leaf, module)
+
+    # The common shape features -> avgpool -> flatten -> classifier; families that differ override.
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(x), 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The output of every stage in `stage_names` (for Grad-CAM, FPN-style heads)."""

@@ -145,16 +145,10 @@ class DenseNet(ClassifierMixin, nn.Module):
         """Called by the weight loaders before loading: legacy torchvision key names are renamed."""
         return remap_legacy_densenet_keys(state_dict)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         # norm5 has no ReLU after it inside `features`: torchvision applies it here, before the pool
         # (not in place: `x` may be a cached output of forward_features)
         return self.classifier(torch.flatten(self.avgpool(F.relu(x)), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 # name: (growth rate k, layers per dense block, stem width); the paper's Table 1 (161: k=48)

@@ -49,9 +49,6 @@ class LeNet5(ClassifierMixin, nn.Module):
         x = self.relu(self.fc1(torch.flatten(x, 1)))
         return self.fc3(self.relu(self.fc2(x)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
 
 @register_model
 def lenet5(*, num_classes: int = 10, in_chans: int = 3) -> LeNet5:

@@ -154,15 +154,6 @@ class _MobileNet(ClassifierMixin, nn.Module):
         ends = [i - 1 for i, m in enumerate(self.features) if i > 0 and _stride(m) == 2] + [len(self.features) - 1]
         return tuple(f"features.{i}" for i in ends)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
 
 def _stride(m: nn.Module) -> int:
     return max(c.stride[0] for c in m.modules() if isinstance(c, nn.Conv2d))

@@ -135,9 +135,6 @@ class ResNet(ClassifierMixin, nn.Module):
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
 
 # name: (block, blocks per stage, groups, width per group)
 RESNETS: dict[str, tuple[type[BasicBlock | Bottleneck], tuple[int, int, int, int], int, int]] = {

@@ -63,15 +63,6 @@ class VGG(ClassifierMixin, nn.Module):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
 
 # The columns of the paper's Table 1 (A-LRN, C with its 1x1 convolutions, are left out).
 CFGS: dict[str, tuple[int | str, ...]] = {

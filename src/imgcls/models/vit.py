@@ -150,9 +150,6 @@ class VisionTransformer(ClassifierMixin, nn.Module):
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.heads(x[:, 0])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
 
 # name: (patch size, layers, heads, hidden width, MLP width); the paper's Table 1 ("B" = Base)
 VITS: dict[str, tuple[int, int, int, int, int]] = {
