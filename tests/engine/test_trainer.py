@@ -150,3 +150,18 @@ def test_head_with_augmented_views_or_without_a_cache(tiny_folder, tmp_path, vie
     log = (result.run_dir / "train.log").read_text()
     assert ("cached backbone features: 27 train x 2 view(s)" in log) == (views == 2)
     assert ("cached backbone features" in log) == (views > 0)
+
+
+def test_googlenet_trains_with_its_auxiliary_heads(tiny_folder, tmp_path):
+    size = max(imgcls.create_model("googlenet", num_classes=3).min_input_size)
+    cfg = tiny_config(tiny_folder, tmp_path, epochs=1, model="googlenet", input_size=size)
+    seen = []
+
+    def aux_is_used(trainer):
+        out = trainer.model(torch.zeros(2, 3, size, size))
+        seen.append(type(out).__name__)
+
+    result = Trainer(cfg, callbacks=[aux_is_used]).fit()
+    assert seen and seen[0] == "GoogLeNetOutputs" and result.epochs_run == 1
+    state = _final_weights(result.run_dir)
+    assert state["aux1.fc2.weight"].shape[0] == 3

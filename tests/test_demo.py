@@ -1,0 +1,29 @@
+"""`imgcls demo` end to end, shortened to one epoch."""
+from PIL import Image
+
+import imgcls
+from imgcls.cli import main
+from imgcls.demo import demo_data
+
+
+def test_bundled_subset_is_small_licensed_and_complete():
+    root = demo_data()
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    assert classes == ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
+    files = sorted(root.rglob("*.jpg"))
+    assert len(files) == 300 and sum(f.stat().st_size for f in files) < 5_000_000
+    credits = (root / "LICENSE.txt").read_text()
+    assert "creativecommons.org/licenses/by/2.0" in credits
+    assert all(f"{f.parent.name}/{f.name} CC-BY" in credits for f in files)
+    with Image.open(files[0]) as im:
+        assert min(im.size) == 128
+
+
+def test_demo_runs_offline_and_leaves_its_artefacts(tmp_path, caplog):
+    caplog.set_level("INFO", logger="imgcls")
+    assert main(["demo", "-o", str(tmp_path), "--epochs", "1", "--no-progress"]) == 0
+    run = tmp_path / "exp1"
+    for name in ("best.ckpt", "curves.png", "confusion_matrix.png", "report.txt", "eval/report.txt"):
+        assert (run / name).is_file(), name
+    assert "predict 14348961225_09bd803317_n.jpg: " in caplog.text
+    assert imgcls.Predictor.from_checkpoint(run / "best.ckpt").classes[3] == "sunflowers"
