@@ -2,15 +2,17 @@
 
 (a) baseline: what a user writes by hand — Image.open().convert("RGB"), crop + resize, flip,
     float tensor per image, Normalize per image, default collate;
-(b) imgcls default: ImageFolder + train_transform(uint8=True) + make_loader + normalize_batch;
+(b) imgcls default: ImageFolder + train_transform(uint8=True) + make_loader + BatchNormalizer, as
+    `imgcls train` runs it;
 (c) imgcls with the decoded cache (built once before timing; build time reported separately).
-All three use the same DataLoader worker count and batch size.
+All three use the same DataLoader worker count, batch size and main-process thread count.
 
-    python benchmarks/data_pipeline.py [--root ../shared/data/flower_photos] [--images 2000]
+    python benchmarks/data_pipeline.py [--root ../shared/data/flower_photos] [--images 3000] [--rounds 3]
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -18,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
-from imgcls.data import ImageFolder, make_loader, normalize_batch, scan_folder, train_transform
+from imgcls.data import BatchNormalizer, ImageFolder, make_loader, scan_folder, train_transform
 from imgcls.data.loader import default_workers
 from imgcls.data.transforms import RandomResizedCrop
 
@@ -47,16 +49,15 @@ class HandWritten(Dataset):
         return (x - MEAN) / STD, target
 
 
-def timed(loader, prepare, n_images: int) -> float:
+def timed(loader, prepare, warm_batches: int) -> float:
+    """img/s over one epoch of `loader` after `warm_batches` untimed batches (workers started, prefetch
+    queue filled). The epoch is the round's subset, so when it ends no worker has work left that
+    would run on into the next pipeline's timing."""
     it = iter(loader)
-    prepare(next(it)[0])  # warm-up: workers started, first batch ready
+    for _ in range(warm_batches):
+        prepare(next(it)[0])
     seen, start = 0, time.perf_counter()
-    while seen < n_images:
-        try:
-            x, _ = next(it)
-        except StopIteration:
-            it = iter(loader)
-            continue
+    for x, _ in it:
         prepare(x)
         seen += x.shape[0]
     return seen / (time.perf_counter() - start)
@@ -65,34 +66,57 @@ def timed(loader, prepare, n_images: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", default=str(Path(__file__).resolve().parents[2] / "shared/data/flower_photos"))
-    ap.add_argument("--images", type=int, default=2000)
+    ap.add_argument("--images", type=int, default=3000)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=default_workers())
     ap.add_argument("--cache-dir", default=None, help="default: a temporary folder, removed afterwards")
+    ap.add_argument("--main-threads", type=int, default=1,
+                    help="torch threads of the main process (1: the workers get the cores, as they would "
+                         "while the model waits for its next batch; torch's default is one per core)")
     args = ap.parse_args()
+    torch.set_num_threads(args.main_threads)
     classes, samples = scan_folder(args.root)
     rng = np.random.default_rng(0)
     samples = [samples[i] for i in rng.permutation(len(samples))]
     torch.manual_seed(0)
 
-    base = DataLoader(HandWritten(samples), batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-                      persistent_workers=args.workers > 0)
+    base = HandWritten(samples)
     ours = ImageFolder(args.root, train_transform(uint8=True), samples=samples, classes=classes)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         cached = ImageFolder(args.root, train_transform(uint8=True), samples=samples, classes=classes, cache=True,
                              cache_dir=args.cache_dir or tmp)
         build = time.perf_counter() - t0
-        rows = [("(a) hand-written baseline", timed(base, lambda x: x, args.images)),
-                ("(b) imgcls default", timed(make_loader(ours, batch_size=args.batch_size, shuffle=True,
-                                                         workers=args.workers), normalize_batch, args.images)),
-                ("(c) imgcls + decoded cache", timed(make_loader(cached, batch_size=args.batch_size, shuffle=True,
-                                                                 workers=args.workers), normalize_batch, args.images))]
-    print(f"flower_photos, {args.images} images per pipeline, batch {args.batch_size}, {args.workers} workers, "
+        bs, workers = args.batch_size, args.workers
+        pipelines = [
+            ("(a) hand-written baseline", base, lambda ds: DataLoader(ds, batch_size=bs, shuffle=True,
+                                                                      num_workers=workers), lambda x: x),
+            ("(b) imgcls default", ours, lambda ds: make_loader(ds, batch_size=bs, shuffle=True, workers=workers),
+             BatchNormalizer()),
+            ("(c) imgcls + decoded cache", cached, lambda ds: make_loader(ds, batch_size=bs, shuffle=True,
+                                                                          workers=workers), BatchNormalizer()),
+        ]
+        # Interleaved rounds (a, b, c, a, b, c, ...) so the machine's drift hits every pipeline alike;
+        # each round times one epoch over the same random subset in every pipeline, after a warm-up
+        # of as many batches as the loaders prefetch.
+        warm = max(1, 4 * workers)
+        per_round = (args.images // args.rounds // bs + warm) * bs
+        speeds = {name: [] for name, _, _, _ in pipelines}
+        for r in range(args.rounds):
+            subset = np.random.default_rng(r).choice(len(samples), min(per_round, len(samples)), replace=False)
+            for name, ds, loader_of, prepare in pipelines:
+                loader = loader_of(Subset(ds, subset.tolist()))
+                speeds[name].append(timed(loader, prepare, warm))
+                del loader
+    print(f"flower_photos, {args.images} images per pipeline in {args.rounds} interleaved rounds, batch "
+          f"{args.batch_size}, {args.workers} workers, {args.main_threads} main-process torch thread(s), "
           f"torch {torch.__version__}; cache build (once, {len(samples)} images): {build:.1f} s")
-    print(f"| pipeline | img/s | vs (a) |\n|---|---:|---:|")
-    for name, speed in rows:
-        print(f"| {name} | {speed:,.0f} | {speed / rows[0][1]:.2f}x |")
+    print("| pipeline | img/s (median) | vs (a) | rounds |\n|---|---:|---:|---|")
+    base_speed = statistics.median(speeds["(a) hand-written baseline"])
+    for name, runs in speeds.items():
+        speed = statistics.median(runs)
+        print(f"| {name} | {speed:,.0f} | {speed / base_speed:.2f}x | {', '.join(f'{r:,.0f}' for r in runs)} |")
 
 
 if __name__ == "__main__":

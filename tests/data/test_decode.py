@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgcls.data import load_image
+from imgcls.data import load_array, load_image
 from imgcls.errors import DataError
 
 
@@ -82,3 +82,43 @@ def test_draft_mode_keeps_the_shorter_side(tmp_path):
     assert full.size == (1000, 600)
     assert reduced.size == (500, 300)  # 1/2 scale: 1/4 would make the shorter side 150 < 256
     assert min(load_image(path, min_side=100).size) >= 100
+
+
+def _jpeg(path, img, **kw):
+    img.save(path, "JPEG", quality=92, **kw)
+    return path
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+def test_load_array_gives_load_image_pixels(tmp_path, mode):
+    # plain RGB and grey JPEGs go through simplejpeg, CMYK through Pillow: same pixels either way
+    img = Image.effect_noise((61, 47), 60).convert(mode)
+    path = _jpeg(tmp_path / f"{mode}.jpg", img)
+    arr = load_array(path)
+    assert arr.dtype == np.uint8 and arr.shape == (47, 61, 3)
+    assert np.array_equal(arr, np.asarray(load_image(path)))
+
+
+def test_load_array_applies_exif_orientation_and_draft(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated = _jpeg(tmp_path / "r.jpg", Image.new("RGB", (40, 20), (255, 0, 0)), exif=exif.tobytes())
+    assert load_array(rotated).shape == (40, 20, 3)
+    big = _jpeg(tmp_path / "big.jpg", Image.effect_noise((1000, 600), 40).convert("RGB"))
+    assert np.array_equal(load_array(big, min_side=256), np.asarray(load_image(big, min_side=256)))
+    assert load_array(big, min_side=256).shape == (300, 500, 3)
+
+
+def test_load_array_refuses_what_load_image_refuses(tmp_path):
+    buf = io.BytesIO()
+    Image.effect_noise((64, 64), 50).convert("RGB").save(buf, "JPEG")
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(DataError, match=r"cut\.jpg: not a readable image"):
+        load_array(cut)
+    with pytest.raises(DataError, match=r"empty\.jpg: .*empty file"):
+        load_array(empty)
+    with pytest.raises(DataError, match="no such file"):
+        load_array(tmp_path / "nope.jpg")

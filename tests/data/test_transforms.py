@@ -3,7 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from imgcls.data import CenterCrop, RandomResizedCrop, Resize, eval_transform, train_transform
+from imgcls.data import (IMAGENET_MEAN, IMAGENET_STD, BatchNormalizer, CenterCrop, RandomHorizontalFlip, RandomResizedCrop,
+                         Resize, eval_transform, normalize_batch, train_transform)
 from imgcls.data.transforms import center_crop_box, resized_size
 
 
@@ -74,3 +75,44 @@ def test_train_transform_is_seeded():
     b = torch.stack([t(img) for _ in range(4)])
     assert a.shape == (4, 3, 64, 64) and torch.equal(a, b)
     assert not torch.equal(a[0], a[1])
+
+
+def test_tensor_random_resized_crop_matches_pillow_within_rounding():
+    rng = np.random.default_rng(3)
+    arr = rng.integers(0, 256, (333, 500, 3), dtype=np.uint8)
+    arr = np.asarray(Image.fromarray(arr).resize((250, 166)).resize((500, 333)))  # smooth: filters comparable
+    for scale in ((0.08, 0.1), (0.9, 1.0)):  # enlarging and shrinking crops
+        torch.manual_seed(0)
+        fast = RandomResizedCrop(224, scale)(arr)
+        torch.manual_seed(0)
+        ref = np.asarray(RandomResizedCrop(224, scale, backend="pil")(Image.fromarray(arr)))
+        assert fast.shape == ref.shape == (224, 224, 3) and fast.dtype == np.uint8
+        diff = np.abs(fast.astype(int) - ref.astype(int))
+        assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 3
+
+
+def test_flip_of_arrays_and_read_only_arrays():
+    arr = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    arr.flags.writeable = False  # as the decoded cache hands them out
+    out = RandomHorizontalFlip(p=1.0)(arr)
+    assert np.array_equal(out, arr[:, ::-1]) and RandomHorizontalFlip(p=0.0)(arr) is arr
+
+
+def test_normalize_batch_and_batch_normalizer_reuse_their_buffer():
+    batch = torch.randint(0, 256, (5, 6, 7, 3), dtype=torch.uint8)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    ref = (batch.permute(0, 3, 1, 2).float() / 255 - mean) / std
+    norm = BatchNormalizer()
+    first = norm(batch)
+    assert first.shape == (5, 3, 6, 7) and first.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(first, ref, atol=1e-6) and torch.allclose(normalize_batch(batch), ref, atol=1e-6)
+    tail = norm(batch[:2])  # a smaller last batch writes into the same buffer
+    assert tail.data_ptr() == first.data_ptr() and torch.allclose(tail, ref[:2], atol=1e-6)
+    assert norm(torch.zeros(1, 4, 4, 3, dtype=torch.uint8)).shape == (1, 3, 4, 4)  # new size: new buffer
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic", "nearest"])
+def test_tensor_crop_returns_contiguous_hwc(interpolation):
+    arr = np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    out = RandomResizedCrop(32, interpolation=interpolation)(arr)
+    assert out.shape == (32, 32, 3) and out.dtype == np.uint8 and out.flags.c_contiguous

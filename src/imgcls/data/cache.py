@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from imgcls.data.decode import load_image
+from imgcls.data.decode import load_array
 from imgcls.data.transforms import Resize
 from imgcls.errors import DataError
 
@@ -55,7 +55,7 @@ class DecodedCache:
         with open(tmp, "wb") as f:
             for path in self.paths:
                 try:
-                    pixels = np.asarray(resize(load_image(path, min_side=self.side)), dtype=np.uint8)
+                    pixels = np.asarray(resize(load_array(path, min_side=self.side)), dtype=np.uint8)
                 except DataError:
                     if not skip_bad:
                         tmp.unlink()
@@ -77,11 +77,15 @@ class DecodedCache:
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "_data"} | {"_data": None}
 
-    def image(self, i: int) -> Image.Image:
+    def array(self, i: int) -> np.ndarray:
+        """Image `i` as a read-only HWC uint8 view of the mapped file (no copy)."""
         h, w, c = self.shapes[i]
         if h == 0:
             raise DataError(f"{self.paths[i]}: not a readable image (found when the cache was built)")
         if self._data is None:
             self._data = np.memmap(self.data_path, dtype=np.uint8, mode="r")
         start = self.offsets[i]
-        return Image.fromarray(np.asarray(self._data[start:start + h * w * c]).reshape(h, w, c))
+        return np.asarray(self._data[start:start + h * w * c]).reshape(h, w, c)
+
+    def image(self, i: int) -> Image.Image:
+        return Image.fromarray(self.array(i))

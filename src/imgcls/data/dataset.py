@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from imgcls.data.decode import is_image_file, load_image
+from imgcls.data.decode import is_image_file, load_array, load_image
 from imgcls.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,11 @@ class ImageFolder(Dataset):
             i = (index + offset) % len(self.samples)
             path, target = self.samples[i]
             try:
-                img = self.cache.image(i) if self.cache else load_image(path, min_side=self.min_side)
+                # transforms take HWC arrays (decoded, or mapped from the cache); no transform: PIL
+                if self.cache is not None:
+                    img = self.cache.array(i) if self.transform else self.cache.image(i)
+                else:
+                    img = (load_array if self.transform else load_image)(path, min_side=self.min_side)
             except DataError as e:
                 if not self.skip_bad:
                     raise

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 
 def default_workers() -> int:
@@ -24,8 +24,19 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def collate_uint8(batch: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack HWC uint8 arrays into one NHWC uint8 tensor (see transforms.normalize_batch)."""
-    images = torch.from_numpy(np.stack([img for img, _ in batch]))
+    """Stack HWC uint8 arrays into one NHWC uint8 tensor (see transforms.normalize_batch).
+
+    In a loader worker the batch is stacked straight into shared memory, as torch's default
+    collate does, instead of being copied there when it is sent to the main process.
+    """
+    arrays = [np.asarray(img) for img, _ in batch]
+    shape = (len(arrays), *arrays[0].shape)
+    if get_worker_info() is not None:
+        storage = torch.UntypedStorage._new_shared(int(np.prod(shape)))
+        images = torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
+    else:
+        images = torch.empty(shape, dtype=torch.uint8)
+    np.stack(arrays, out=images.numpy())
     return images, torch.tensor([t for _, t in batch], dtype=torch.long)
 
 

@@ -5,6 +5,12 @@ arithmetic as torchvision (shorter side to `size`, longer side `int(size * long 
 crop offsets `int(round((h - crop) / 2))`, Python's round-half-to-even included), so the eval
 pipeline gives the same tensors that torchvision's Resize(256) + CenterCrop(224) + ToTensor() +
 Normalize() would. Randomness comes from torch's global generator, which DataLoader seeds per worker.
+
+Images travel between steps as PIL images or as uint8 HWC numpy arrays (what the decoded cache
+and the fast train path hand over). The eval steps (Resize, CenterCrop) always use Pillow, for
+parity. The train crop uses torch's uint8 antialiased resize kernel on arrays (about 4x faster
+than Pillow's here; the same bilinear/bicubic filter with antialias, so values differ from
+Pillow's by rounding only) unless `backend="pil"` asks for Pillow's.
 """
 from __future__ import annotations
 
@@ -14,11 +20,40 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INTERPOLATION = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
+
+
+def to_pil(img: Image.Image | np.ndarray) -> Image.Image:
+    return img if isinstance(img, Image.Image) else Image.fromarray(np.ascontiguousarray(img))
+
+
+def image_size(img: Image.Image | np.ndarray) -> tuple[int, int]:
+    """(width, height) of a PIL image or an HWC array."""
+    return img.size if isinstance(img, Image.Image) else (img.shape[1], img.shape[0])
+
+
+def resize_crop_uint8(img: np.ndarray, box: tuple[int, int, int, int], size: tuple[int, int],
+                      interpolation: str = "bilinear") -> np.ndarray:
+    """Resize the (left, top, right, bottom) box of an HWC uint8 array to (width, height).
+
+    Only the box is copied (HWC is the channels_last layout torch's vectorised uint8 kernel wants);
+    bilinear and bicubic are antialiased when shrinking, like Pillow's filters.
+    """
+    left, top, right, bottom = box
+    crop = torch.from_numpy(np.array(img[top:bottom, left:right], order="C"))  # a writable copy
+    # 1HWC -> 1CHW view with canonical channels_last strides: only then does torch pick its
+    # vectorised uint8 kernel and give a channels_last result (2x faster, and HWC for free)
+    x = crop.unsqueeze(0).permute(0, 3, 1, 2)
+    if interpolation == "nearest":
+        out = F.interpolate(x, size=(size[1], size[0]), mode="nearest-exact")
+    else:
+        out = F.interpolate(x, size=(size[1], size[0]), mode=interpolation, antialias=True, align_corners=False)
+    return out[0].permute(1, 2, 0).contiguous().numpy()  # HWC (a no-op copy when channels_last)
 
 
 def resized_size(width: int, height: int, size: int) -> tuple[int, int]:
@@ -40,7 +75,8 @@ class Resize:
     size: int
     interpolation: str = "bilinear"
 
-    def __call__(self, img: Image.Image) -> Image.Image:
+    def __call__(self, img: Image.Image | np.ndarray) -> Image.Image:
+        img = to_pil(img)
         new = resized_size(*img.size, self.size)
         return img if new == img.size else img.resize(new, INTERPOLATION[self.interpolation])
 
@@ -49,7 +85,8 @@ class Resize:
 class CenterCrop:
     size: int
 
-    def __call__(self, img: Image.Image) -> Image.Image:
+    def __call__(self, img: Image.Image | np.ndarray) -> Image.Image:
+        img = to_pil(img)
         w, h = img.size
         if w < self.size or h < self.size:  # torchvision pads with zeros first, split as below
             pad_l, pad_t = max(self.size - w, 0) // 2, max(self.size - h, 0) // 2
@@ -67,6 +104,7 @@ class RandomResizedCrop:
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     interpolation: str = "bilinear"
+    backend: str = "tensor"  # or "pil": Pillow's resize, torchvision's PIL path to the rounding
 
     def get_params(self, width: int, height: int) -> tuple[int, int, int, int]:
         """(top, left, h, w), torchvision's sampling: 10 tries, then a central crop of clamped ratio."""
@@ -90,19 +128,27 @@ class RandomResizedCrop:
             w, h = width, height
         return (height - h) // 2, (width - w) // 2, h, w
 
-    def __call__(self, img: Image.Image) -> Image.Image:
-        top, left, h, w = self.get_params(*img.size)
-        # resize straight from the box: no intermediate crop copy (torchvision crops first; the
-        # filter may read up to a pixel outside the box, which does not matter for augmentation)
-        return img.resize((self.size, self.size), INTERPOLATION[self.interpolation], box=(left, top, left + w, top + h))
+    def __call__(self, img: Image.Image | np.ndarray) -> Image.Image | np.ndarray:
+        top, left, h, w = self.get_params(*image_size(img))
+        box = (left, top, left + w, top + h)
+        if self.backend == "pil":
+            return to_pil(img).crop(box).resize((self.size, self.size), INTERPOLATION[self.interpolation])
+        if isinstance(img, Image.Image):
+            img = np.asarray(img)
+        return resize_crop_uint8(img, box, (self.size, self.size), self.interpolation)
 
 
 @dataclass(frozen=True)
 class RandomHorizontalFlip:
     p: float = 0.5
 
-    def __call__(self, img: Image.Image) -> Image.Image:
-        return img.transpose(Image.FLIP_LEFT_RIGHT) if torch.rand(1).item() < self.p else img
+    def __call__(self, img: Image.Image | np.ndarray) -> Image.Image | np.ndarray:
+        if torch.rand(1).item() >= self.p:
+            return img
+        if isinstance(img, Image.Image):
+            return img.transpose(Image.FLIP_LEFT_RIGHT)
+        # torch's flip kernel: ~10x faster than numpy copying a negative-stride HWC view
+        return torch.from_numpy(img if img.flags.writeable else img.copy()).flip(1).numpy()
 
 
 @dataclass(frozen=True)
@@ -115,9 +161,10 @@ class ColorJitter:
     contrast: float = 0.4
     saturation: float = 0.4
 
-    def __call__(self, img: Image.Image) -> Image.Image:
+    def __call__(self, img: Image.Image | np.ndarray) -> Image.Image:
         from PIL import ImageEnhance
 
+        img = to_pil(img)
         ops = [(ImageEnhance.Brightness, self.brightness), (ImageEnhance.Contrast, self.contrast),
                (ImageEnhance.Color, self.saturation)]
         for i in torch.randperm(len(ops)).tolist():
@@ -135,7 +182,7 @@ class ToTensorNormalize:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
-    def __call__(self, img: Image.Image) -> torch.Tensor:
+    def __call__(self, img: Image.Image | np.ndarray) -> torch.Tensor:
         batch = torch.from_numpy(np.array(img, dtype=np.uint8))[None]  # a writable copy
         return normalize_batch(batch, self.mean, self.std)[0].contiguous()
 
@@ -145,17 +192,46 @@ class ToUint8:
     """Image -> uint8 HWC numpy array: what loader workers ship (4x less than float) before the
     batch is normalised in one vectorised step by `normalize_batch`."""
 
-    def __call__(self, img: Image.Image) -> np.ndarray:
-        return np.asarray(img, dtype=np.uint8)
+    def __call__(self, img: Image.Image | np.ndarray) -> np.ndarray:
+        return np.asarray(img, dtype=np.uint8)  # arrays pass as they are; collate copies them once
 
 
 def normalize_batch(batch: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD, *,
-                    device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 NHWC -> normalised float NCHW, channels_last in memory (the faster layout for CNNs)."""
-    x = batch.to(device, non_blocking=True).permute(0, 3, 1, 2).to(dtype)
-    scale = torch.tensor([1 / (255 * s) for s in std], device=x.device, dtype=dtype).view(1, 3, 1, 1)
-    shift = torch.tensor([m / s for m, s in zip(mean, std)], device=x.device, dtype=dtype).view(1, 3, 1, 1)
-    return x.mul_(scale).sub_(shift)
+                    device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                    out: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 NHWC -> normalised float NCHW, channels_last in memory (the faster layout for CNNs).
+
+    One vectorised cast, then one fused multiply-add against a per-row pattern of the W*C
+    interleaved channel constants: about 5x faster on a CPU than broadcasting over a 3-wide
+    channel axis (or casting inside a mixed-dtype op, which falls off the vectorised path).
+    `out`, an NHWC tensor of the batch's shape, dtype and device, receives the result (see
+    BatchNormalizer: a reused buffer spares the page faults of a fresh 19 MB tensor per batch).
+    """
+    n, h, w, c = batch.shape
+    if out is None:
+        out = torch.empty((n, h, w, c), dtype=dtype, device=device)
+    out.copy_(batch.to(out.device, non_blocking=True))  # the cast, on the target device
+    scale = torch.tensor([1 / (255 * s) for s in std], device=out.device, dtype=out.dtype).repeat(w)
+    shift = torch.tensor([-m / s for m, s in zip(mean, std)], device=out.device, dtype=out.dtype).repeat(w)
+    rows = out.view(n * h, w * c)
+    torch.addcmul(shift, rows, scale, out=rows)
+    return out.permute(0, 3, 1, 2)
+
+
+class BatchNormalizer:
+    """`normalize_batch` writing into one kept buffer: the tensor it returns is overwritten by the
+    next call, so use it before asking for the next batch (a training or inference step does)."""
+
+    def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD, *, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> None:
+        self.mean, self.std, self.device, self.dtype = tuple(mean), tuple(std), torch.device(device), dtype
+        self._buffer: torch.Tensor | None = None
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        buf = self._buffer
+        if buf is None or buf.shape[1:] != batch.shape[1:] or buf.shape[0] < batch.shape[0]:
+            buf = self._buffer = torch.empty(tuple(batch.shape), dtype=self.dtype, device=self.device)
+        return normalize_batch(batch, self.mean, self.std, out=buf[:batch.shape[0]])
 
 
 class Compose:

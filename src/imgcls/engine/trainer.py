@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from imgcls.data import SeededItems, SeededSampler, make_loader, normalize_batch
+from imgcls.data import BatchNormalizer, SeededItems, SeededSampler, make_loader
 from imgcls.data.loader import default_workers
 from imgcls.engine import build
 from imgcls.engine.checkpoint import check_arch, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -102,6 +102,8 @@ class ImageBatches:
         self.drop_last = train and len(ds) > self.batch_size
         self.loader = make_loader(SeededItems(ds), batch_size=self.batch_size, sampler=self.sampler,
                                   workers=workers, device=device, drop_last=self.drop_last)
+        # one kept input buffer: each step is done with its batch before the next is made
+        self.normalize = BatchNormalizer(cfg.data.mean, cfg.data.std, device=device)
 
     def steps(self) -> int:
         n = self.sampler.n  # the whole epoch, whatever a resume offset says
@@ -109,9 +111,8 @@ class ImageBatches:
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self.sampler.set_epoch(epoch, start=start_step * self.batch_size)
-        d = self.cfg.data
         for images, targets in self.loader:
-            x = normalize_batch(images, d.mean, d.std, device=self.device)
+            x = self.normalize(images)
             if not self.cfg.model.channels_last:
                 x = x.contiguous()
             yield x, targets.to(self.device, non_blocking=True)

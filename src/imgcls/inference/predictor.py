@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from imgcls.data import eval_transform, load_image, make_loader, normalize_batch
+from imgcls.data import BatchNormalizer, eval_transform, load_array, make_loader
 from imgcls.data.decode import is_image_file
 from imgcls.engine.build import build_model, resolve_device
 from imgcls.engine.checkpoint import load_checkpoint
@@ -75,7 +75,7 @@ class _Paths(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         try:
-            return self.transform(load_image(self.paths[i], min_side=self.min_side)), ""
+            return self.transform(load_array(self.paths[i], min_side=self.min_side)), ""
         except DataError as e:
             return np.zeros((self.crop, self.crop, 3), np.uint8), str(e)
 
@@ -96,6 +96,7 @@ class Predictor:
         pre = self.preprocessing
         self.transform = eval_transform(resize=pre["resize"], crop=pre["crop"], mean=pre["mean"], std=pre["std"],
                                         interpolation=pre["interpolation"], uint8=True)
+        self._normalize: BatchNormalizer | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs) -> Predictor:
@@ -111,7 +112,9 @@ class Predictor:
     @torch.no_grad()
     def _forward(self, images: torch.Tensor) -> torch.Tensor:
         pre = self.preprocessing
-        x = normalize_batch(images, pre["mean"], pre["std"], device=self.device)
+        if self._normalize is None:
+            self._normalize = BatchNormalizer(pre["mean"], pre["std"], device=self.device)
+        x = self._normalize(images)
         out = self.model(x)
         return (out[0] if isinstance(out, (tuple, list)) else out).float().cpu()
 
