@@ -113,7 +113,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     _setup_logging()
     report, out = evaluate(args.checkpoint, args.data, part=args.part, batch_size=args.batch_size,
-                           workers=args.workers, device=args.device, out_dir=args.output, n_wrong=args.wrong)
+                           workers=args.workers, device=args.device, out_dir=args.output, n_wrong=args.wrong,
+                           draft=not args.no_draft)
     print(report.to_text())
     print(f"report, confusion_matrix.csv and confusion_matrix.png in {out}")
     return 0
@@ -125,7 +126,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     from imgcls.inference import Predictor
 
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, batch_size=args.batch_size)
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, batch_size=args.batch_size,
+                                          draft=not args.no_draft)
     preds = predictor.predict(args.inputs, topk=args.topk)
     if args.json:
         print(json.dumps([p.to_dict() for p in preds], indent=2))
@@ -210,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("-o", "--output", help="report folder (default: beside the checkpoint, eval-<data name>)")
     p.add_argument("--wrong", type=int, default=10, help="how many confidently wrong images to list")
+    p.add_argument("--no-draft", action="store_true",
+                   help="decode JPEGs at full size (torchvision's exact pixels) instead of letting JPEG draft "
+                        "mode reduce photos at least twice the resize size; slower on big photos")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("predict", help="top-k classes of images, folders or globs")
@@ -218,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topk", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto")
+    p.add_argument("--no-draft", action="store_true",
+                   help="decode JPEGs at full size (torchvision's exact pixels) instead of letting JPEG draft "
+                        "mode reduce photos at least twice the resize size; slower on big photos")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true")
     out.add_argument("--csv", action="store_true")

@@ -78,3 +78,18 @@ def test_cli_predict_json_and_eval(trained, tmp_path, capsys):
     assert "top-1" in capsys.readouterr().out
     assert main(["predict", str(tmp_path / "missing.ckpt"), "x.jpg"]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_no_draft_gives_full_decode_pixels_and_draft_reduces_big_jpegs(trained, tmp_path):
+    _, ckpt = trained
+    big = tmp_path / "big.jpg"  # shorter side 200 >= 2 x the checkpoint's resize (37): draft applies
+    Image.effect_noise((300, 200), 60).convert("RGB").save(big, quality=90)
+    from imgcls.data import eval_transform, load_image
+
+    full = eval_transform(resize=37, crop=32)(load_image(big))[None]
+    exact, drafted = Predictor.from_checkpoint(ckpt, draft=False), Predictor.from_checkpoint(ckpt)
+    assert exact.min_side is None and drafted.min_side == 37
+    with torch.no_grad():
+        want = exact.model(full).softmax(1)[0]
+    assert exact.predict([big], topk=3)[0].probs == pytest.approx(sorted(want.tolist(), reverse=True), abs=1e-5)
+    assert drafted.predict([big], topk=3)[0].probs != pytest.approx(sorted(want.tolist(), reverse=True), abs=1e-6)

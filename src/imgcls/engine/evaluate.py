@@ -15,19 +15,21 @@ from imgcls.reports import ClassificationReport, classification_report
 
 def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = None, batch_size: int = 64,
              workers: int | None = None, device: str = "auto", out_dir: str | Path | None = None,
-             n_wrong: int = 10, progress: bool = True) -> tuple[ClassificationReport, Path]:
+             n_wrong: int = 10, progress: bool = True, draft: bool = True) -> tuple[ClassificationReport, Path]:
     """Evaluate `checkpoint` on `data` (a class-per-folder tree, or `part` of a split) and save the report.
 
     The data's classes must be the checkpoint's, by name and order; the report goes to `out_dir`
-    (default: beside the checkpoint, `eval-<data folder name>/`).
+    (default: beside the checkpoint, `eval-<data folder name>/`). `draft=False` decodes JPEGs at full
+    size, exactly as torchvision does, instead of letting JPEG draft mode reduce big ones.
     """
-    predictor = Predictor.from_checkpoint(checkpoint, device=device, batch_size=batch_size, workers=workers)
+    predictor = Predictor.from_checkpoint(checkpoint, device=device, batch_size=batch_size, workers=workers,
+                                          draft=draft)
     if part is None and Path(data).is_dir() and (Path(data) / "val").is_dir() and not (Path(data) / "train").is_dir():
         part = "val"
     pre = predictor.preprocessing
     tf = eval_transform(resize=pre["resize"], crop=pre["crop"], mean=pre["mean"], std=pre["std"],
                         interpolation=pre["interpolation"], uint8=True)
-    ds = open_dataset(data, part, transform=tf, min_side=pre["resize"])
+    ds = open_dataset(data, part, transform=tf, min_side=predictor.min_side)
     if ds.classes != predictor.classes:
         raise DataError(f"{data}: has {len(ds.classes)} classes {ds.classes[:6]}{'...' if len(ds.classes) > 6 else ''}, "
                         f"but {checkpoint} was trained on {len(predictor.classes)}: {predictor.classes[:6]}"

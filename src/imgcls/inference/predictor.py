@@ -86,8 +86,12 @@ def _collate(batch):
 
 class Predictor:
     def __init__(self, model: nn.Module, classes: list[str], preprocessing: dict[str, Any], *,
-                 device: str | torch.device = "auto", batch_size: int = 32, workers: int | None = 0) -> None:
+                 device: str | torch.device = "auto", batch_size: int = 32, workers: int | None = 0,
+                 draft: bool = True) -> None:
+        """`draft=False` decodes JPEGs at full size: exactly torchvision's pixels, slower on big photos
+        (benchmarks/draft_mode.py measures both)."""
         self.device = resolve_device(device) if isinstance(device, str) else device
+        self.draft = draft
         self.model = model.to(self.device).eval()
         self.classes = list(classes)
         self.preprocessing = dict(preprocessing)
@@ -97,6 +101,11 @@ class Predictor:
         self.transform = eval_transform(resize=pre["resize"], crop=pre["crop"], mean=pre["mean"], std=pre["std"],
                                         interpolation=pre["interpolation"], uint8=True)
         self._normalize: BatchNormalizer | None = None
+
+    @property
+    def min_side(self) -> int | None:
+        """What JPEG decoding may reduce to (draft mode), or None for full-size decoding."""
+        return self.preprocessing["resize"] if self.draft else None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs) -> Predictor:
@@ -138,7 +147,7 @@ class Predictor:
             batch = torch.from_numpy(np.stack([self.transform(im.convert("RGB")) for im in pil]))
             return self._top(self._forward(batch), ["<image %d>" % i for i in range(len(pil))], [""] * len(pil), k)
         paths = expand_inputs(list(images))
-        ds = _Paths(paths, self.transform, self.preprocessing["resize"], self.preprocessing["crop"])
+        ds = _Paths(paths, self.transform, self.min_side, self.preprocessing["crop"])
         loader = torch.utils.data.DataLoader(ds, batch_size=self.batch_size, num_workers=self.workers or 0,
                                              collate_fn=_collate)
         preds: list[Prediction] = []
