@@ -103,8 +103,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        server.sent.append(len(body))  # before writing: once the client has the bytes, the count is there
         self.wfile.write(body)
-        server.sent.append(len(body))
 
     def log_message(self, *args) -> None:
         pass
