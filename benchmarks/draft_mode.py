@@ -25,9 +25,12 @@ import torch
 from imgcls.data import CenterCrop, Resize, load_array, scan_folder
 
 
-def crop_of(path: Path, resize: int, crop: int, draft: bool) -> np.ndarray:
-    img = load_array(path, min_side=resize if draft else None)
+def eval_crop(img: np.ndarray, resize: int, crop: int) -> np.ndarray:
     return np.asarray(CenterCrop(crop)(Resize(resize)(img)))
+
+
+def crop_of(path: Path, resize: int, crop: int, draft: bool) -> np.ndarray:
+    return eval_crop(load_array(path, min_side=resize if draft else None), resize, crop)
 
 
 def speed(paths: list[Path], resize: int, crop: int, rounds: int) -> dict[str, float]:
@@ -45,10 +48,10 @@ def pixel_effect(paths: list[Path], resize: int, crop: int) -> tuple[int, float,
     """(images reduced, mean |diff|, 99th percentile |diff|, PSNR dB) over the reduced images."""
     diffs = []
     for p in paths:
-        if min(load_array(p, min_side=resize).shape[:2]) == min(load_array(p).shape[:2]):
+        full, draft = load_array(p), load_array(p, min_side=resize)
+        if full.shape == draft.shape:
             continue  # draft did not reduce this one: identical pixels
-        a = crop_of(p, resize, crop, False).astype(np.int16)
-        b = crop_of(p, resize, crop, True).astype(np.int16)
+        a, b = eval_crop(full, resize, crop).astype(np.int16), eval_crop(draft, resize, crop).astype(np.int16)
         diffs.append(np.abs(a - b).ravel())
     if not diffs:
         return 0, 0.0, 0.0, float("inf")
@@ -59,16 +62,13 @@ def pixel_effect(paths: list[Path], resize: int, crop: int) -> tuple[int, float,
 
 def accuracy(checkpoint: str, data: str, part: str | None) -> tuple[float, float, float, int]:
     """(top-1 full, top-1 draft, share of changed predictions, images) of a checkpoint on data."""
-    from imgcls.data import eval_transform, open_dataset
+    from imgcls.data import open_dataset
     from imgcls.inference import Predictor
 
     predictor = Predictor.from_checkpoint(checkpoint, device="cpu", batch_size=64, workers=0)
-    pre = predictor.preprocessing
-    tf = eval_transform(resize=pre["resize"], crop=pre["crop"], mean=pre["mean"], std=pre["std"],
-                        interpolation=pre["interpolation"], uint8=True)
     preds = []
-    for min_side in (None, pre["resize"]):
-        ds = open_dataset(data, part, transform=tf, min_side=min_side)
+    for min_side in (None, predictor.preprocessing["resize"]):
+        ds = open_dataset(data, part, transform=predictor.transform, min_side=min_side)
         preds.append(predictor.logits_of_dataset(ds).argmax(1))
     targets = torch.tensor(ds.targets)
     full, draft = preds

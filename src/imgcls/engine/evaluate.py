@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from imgcls.data import eval_transform, open_dataset
+from imgcls.data import open_dataset
 from imgcls.engine.build import resolve_device
 from imgcls.errors import DataError
 from imgcls.inference.predictor import Predictor
@@ -26,10 +26,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
                                           draft=draft)
     if part is None and Path(data).is_dir() and (Path(data) / "val").is_dir() and not (Path(data) / "train").is_dir():
         part = "val"
-    pre = predictor.preprocessing
-    tf = eval_transform(resize=pre["resize"], crop=pre["crop"], mean=pre["mean"], std=pre["std"],
-                        interpolation=pre["interpolation"], uint8=True)
-    ds = open_dataset(data, part, transform=tf, min_side=predictor.min_side)
+    ds = open_dataset(data, part, transform=predictor.transform, min_side=predictor.min_side)
     if ds.classes != predictor.classes:
         raise DataError(f"{data}: has {len(ds.classes)} classes {ds.classes[:6]}{'...' if len(ds.classes) > 6 else ''}, "
                         f"but {checkpoint} was trained on {len(predictor.classes)}: {predictor.classes[:6]}"

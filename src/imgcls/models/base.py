@@ -51,3 +51,19 @@ class ClassifierMixin:
             for h in hooks:
                 h.remove()
         return outs
+
+
+def init_conv_bn_linear(model: nn.Module) -> None:
+    """torchvision's init for VGG and the MobileNets: convs Kaiming-normal (fan_out, ReLU gain),
+    BatchNorm weight 1 / bias 0, Linear N(0, 0.01), every bias 0."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)

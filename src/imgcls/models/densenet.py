@@ -24,7 +24,7 @@ import torch.utils.checkpoint as cp
 from torch import nn
 
 from imgcls.models.base import ClassifierMixin
-from imgcls.models.registry import register_model
+from imgcls.models.registry import register_variant
 
 # "features.denseblock1.denselayer1.norm.1.weight" -> "features.denseblock1.denselayer1.norm1.weight"
 _LEGACY_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12]\.(?:weight|bias|running_mean|running_var))$")
@@ -160,18 +160,16 @@ DENSENETS: dict[str, tuple[int, tuple[int, int, int, int], int]] = {
 }
 
 
-def _make_builder(name: str):
+def _make_builder(name: str) -> None:
     growth, blocks, stem = DENSENETS[name]
 
+    @register_variant(name, f"{name}: growth rate {growth}, dense blocks of {list(blocks)} layers, stem width {stem}.",
+                      globals())
     def builder(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                 memory_efficient: bool = False) -> DenseNet:
         return DenseNet(growth, blocks, stem, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                         memory_efficient=memory_efficient)
 
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = f"{name}: growth rate {growth}, dense blocks of {list(blocks)} layers, stem width {stem}."
-    return register_model(builder)
-
 
 for _name in DENSENETS:
-    globals()[_name] = _make_builder(_name)
+    _make_builder(_name)

@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from imgcls.models.base import ClassifierMixin
-from imgcls.models.registry import register_model
+from imgcls.models.base import ClassifierMixin, init_conv_bn_linear
+from imgcls.models.registry import register_model, register_variant
 
 
 def make_divisible(v: float, divisor: int = 8) -> int:
@@ -130,20 +130,6 @@ class InvertedResidualV3(nn.Module):
 # models
 # ---------------------------------------------------------------------------------------------
 
-def _init_weights(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
-
-
 class _MobileNet(ClassifierMixin, nn.Module):
     """What the three versions share: `features`, global average pool, a classifier."""
 
@@ -180,7 +166,7 @@ class MobileNetV1(_MobileNet):
         self.num_features = in_ch
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(in_ch, num_classes) if num_classes > 0 else nn.Identity()
-        _init_weights(self)
+        init_conv_bn_linear(self)
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
@@ -210,7 +196,7 @@ class MobileNetV2(_MobileNet):
             nn.Dropout(dropout),
             nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity(),
         )
-        _init_weights(self)
+        init_conv_bn_linear(self)
 
 
 class MobileNetV3(_MobileNet):
@@ -240,7 +226,7 @@ class MobileNetV3(_MobileNet):
             nn.Linear(6 * in_ch, self.num_features), nn.Hardswish(inplace=True), nn.Dropout(dropout, inplace=True),
             nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity(),
         )
-        _init_weights(self)
+        init_conv_bn_linear(self)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,17 +298,14 @@ def mobilenet_v2(*, num_classes: int = 1000, width_mult: float = 1.0, dropout: f
     return MobileNetV2(num_classes=num_classes, width_mult=width_mult, dropout=dropout)
 
 
-def _make_v3_builder(name: str):
+def _make_v3_builder(name: str) -> None:
     rows, last = MOBILENET_V3[name]
 
+    @register_variant(name, f"{name}: MobileNetV3-{name.rsplit('_', 1)[1].capitalize()} (Howard et al. 2019), "
+                            f"{len(rows)} bneck blocks, torchvision's names; loads the official weights.", globals())
     def builder(*, num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2) -> MobileNetV3:
         return MobileNetV3(rows, last, num_classes=num_classes, width_mult=width_mult, dropout=dropout)
 
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = (f"{name}: MobileNetV3-{name.rsplit('_', 1)[1].capitalize()} (Howard et al. 2019), "
-                       f"{len(rows)} bneck blocks, torchvision's names; loads the official weights.")
-    return register_model(builder)
-
 
 for _name in MOBILENET_V3:
-    globals()[_name] = _make_v3_builder(_name)
+    _make_v3_builder(_name)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from imgcls.models.base import ClassifierMixin
-from imgcls.models.registry import register_model
+from imgcls.models.registry import register_variant
 
 
 def conv3x3(in_ch: int, out_ch: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -156,15 +156,14 @@ def _resnet(name: str, **kwargs) -> ResNet:
     return ResNet(block, layers, groups=groups, width_per_group=width, **kwargs)
 
 
-def _make_builder(name: str):
+def _make_builder(name: str) -> None:
+    block, layers, groups, width = RESNETS[name]
+
+    @register_variant(name, f"{name}: {block.__name__} x {list(layers)}, groups={groups}, width/group={width}.",
+                      globals())
     def builder(*, num_classes: int = 1000, **kwargs) -> ResNet:
         return _resnet(name, num_classes=num_classes, **kwargs)
 
-    block, layers, groups, width = RESNETS[name]
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = f"{name}: {block.__name__} x {list(layers)}, groups={groups}, width/group={width}."
-    return register_model(builder)
-
 
 for _name in RESNETS:
-    globals()[_name] = _make_builder(_name)
+    _make_builder(_name)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from imgcls.models.base import ClassifierMixin
-from imgcls.models.registry import register_model
+from imgcls.models.base import ClassifierMixin, init_conv_bn_linear
+from imgcls.models.registry import register_variant
 
 
 def make_features(cfg: tuple[int | str, ...], *, batch_norm: bool, in_chans: int = 3) -> nn.Sequential:
@@ -52,16 +52,7 @@ class VGG(ClassifierMixin, nn.Module):
             nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity(),
         )
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_conv_bn_linear(self)
 
 
 # The columns of the paper's Table 1 (A-LRN, C with its 1x1 convolutions, are left out).
@@ -81,18 +72,15 @@ VGGS: dict[str, tuple[str, bool]] = {
 }
 
 
-def _make_builder(name: str):
+def _make_builder(name: str) -> None:
     cfg, bn = VGGS[name]
+    depth = sum(isinstance(v, int) for v in CFGS[cfg]) + 3
+    bn_note = ", BatchNorm after each conv" if bn else ""
 
+    @register_variant(name, f"{name}: VGG-{depth} (configuration {cfg} of Table 1){bn_note}.", globals())
     def builder(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5) -> VGG:
         return VGG(make_features(CFGS[cfg], batch_norm=bn, in_chans=in_chans), num_classes=num_classes, dropout=dropout)
 
-    depth = sum(isinstance(v, int) for v in CFGS[cfg]) + 3
-    builder.__name__ = builder.__qualname__ = name
-    bn_note = ", BatchNorm after each conv" if bn else ""
-    builder.__doc__ = f"{name}: VGG-{depth} (configuration {cfg} of Table 1){bn_note}."
-    return register_model(builder)
-
 
 for _name in VGGS:
-    globals()[_name] = _make_builder(_name)
+    _make_builder(_name)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from imgcls.models.base import ClassifierMixin
-from imgcls.models.registry import register_model
+from imgcls.models.registry import register_variant
 
 
 def interpolate_pos_embedding(state_dict: dict[str, torch.Tensor], image_size: int, patch_size: int, *,
@@ -158,20 +158,17 @@ VITS: dict[str, tuple[int, int, int, int, int]] = {
 }
 
 
-def _make_builder(name: str):
+def _make_builder(name: str) -> None:
     patch, layers, heads, dim, mlp = VITS[name]
 
+    @register_variant(name, f"{name}: ViT-B/{patch}, {layers} layers, {heads} heads, width {dim}, MLP {mlp}; "
+                            f"takes image_size x image_size inputs (default 224, a multiple of {patch}).", globals())
     def builder(*, num_classes: int = 1000, image_size: int = 224, dropout: float = 0.0,
                 attention_dropout: float = 0.0) -> VisionTransformer:
         return VisionTransformer(image_size=image_size, patch_size=patch, num_layers=layers, num_heads=heads,
                                  hidden_dim=dim, mlp_dim=mlp, num_classes=num_classes, dropout=dropout,
                                  attention_dropout=attention_dropout)
 
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = (f"{name}: ViT-B/{patch}, {layers} layers, {heads} heads, width {dim}, MLP {mlp}; "
-                       f"takes image_size x image_size inputs (default 224, a multiple of {patch}).")
-    return register_model(builder)
-
 
 for _name in VITS:
-    globals()[_name] = _make_builder(_name)
+    _make_builder(_name)
