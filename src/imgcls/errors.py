@@ -20,3 +20,7 @@ class WeightsError(ImgclsError):
 
 class CheckpointError(ImgclsError):
     """A checkpoint that is missing, corrupt, or for another model."""
+
+
+class TrainingError(ImgclsError):
+    """A run that cannot go on: the loss became NaN or infinite."""

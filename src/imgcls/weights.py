@@ -23,7 +23,6 @@ import hashlib
 import http.client
 import logging
 import os
-import pickle
 import re
 import urllib.error
 import urllib.parse
@@ -391,19 +390,70 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return state, meta
 
 
+def _pickle_imports(data: bytes) -> list[str]:
+    """The `module.name` globals a pickle stream would import, read with pickletools (nothing runs)."""
+    import pickletools
+
+    names, strings = [], []
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                strings.append(arg)
+            elif op.name == "GLOBAL":
+                names.append(arg.replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                names.append(f"{strings[-2]}.{strings[-1]}")
+    except Exception:  # noqa: BLE001 - a damaged stream: report what was read before the damage
+        pass
+    return names
+
+
+def _pickle_bytes(path: Path) -> bytes:
+    """The pickle stream of a torch file: data.pkl inside the zip container, or the file itself."""
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            name = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+            return z.read(name) if name else b""
+    return path.read_bytes()
+
+
+_SAFE_MODULES = ("torch", "collections", "numpy", "builtins", "_codecs")
+
+
+def unreadable_reason(path: Path, error: BaseException) -> str:
+    """Why torch.load(weights_only=True) refused `path`, in words that never suggest turning the safety
+    check off: an empty file, a pickle that would import and run code, or not a PyTorch file at all."""
+    size = path.stat().st_size if path.is_file() else 0
+    if size == 0:
+        return "it is an empty file (0 bytes)"
+    with path.open("rb") as f:
+        head = f.read(512)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # neither torch's zip nor a pickle
+        text = head.lstrip().lower()
+        kind = ("an HTML page" if text.startswith((b"<!doctype html", b"<html")) else
+                "text" if all(32 <= c < 127 or c in (9, 10, 13) for c in head) else "binary data of another kind")
+        return f"it is {kind}, not a PyTorch weights file"
+    try:
+        imports = _pickle_imports(_pickle_bytes(path))
+    except Exception:  # noqa: BLE001 - a damaged container
+        imports = []
+    code = [n for n in imports if not n.startswith(_SAFE_MODULES)]
+    if code:
+        return (f"it would import and run code ({', '.join(sorted(set(code))[:3])}); imgcls refuses to run code "
+                "from a weights file: re-save only the tensors, e.g. torch.save(model.state_dict(), path)")
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if "Weights only load failed" in first:
+        first = "it holds objects other than tensors, numbers, strings, lists and dicts"
+    return f"it is damaged or not a weights file imgcls can read safely ({first[:120]})"
+
+
 def _read_torch(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        if refused:
-            raise WeightsError(f"{path}: holds a Python object ({refused.group(1)}) that safe loading "
-                               "(weights_only=True) refuses; save only tensors, e.g. "
-                               "torch.save(model.state_dict(), path)") from None
-        raise WeightsError(f"{path}: corrupt or not a PyTorch weight file (cannot unpickle it)") from None
-    except Exception as e:  # a truncated zip (RuntimeError), an empty file (EOFError), ...
-        first = str(e).split(".")[0].strip() or type(e).__name__
-        raise WeightsError(f"{path}: corrupt or not a PyTorch weight file ({first})") from None
+    except Exception as e:  # noqa: BLE001 - a truncated zip (RuntimeError), an empty file (EOFError), a pickle ...
+        raise WeightsError(f"{path}: cannot be read as weights: {unreadable_reason(path, e)}") from None
 
 
 def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:

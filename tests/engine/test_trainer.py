@@ -62,7 +62,8 @@ def test_resume_mid_epoch_gives_the_same_weights(tiny_folder, tmp_path, how):
         assert Trainer(cfg, callbacks=[stop_at_step_5]).fit().interrupted
     stopped = load_checkpoint(tmp_path / "b" / "exp1" / "last.ckpt")
     assert (stopped["epoch"], stopped["epoch_step"]) == ((1, 1) if how == "killed" else (1, 2))
-    resumed = train(tiny_config(tiny_folder, tmp_path / "ignored", resume=str(tmp_path / "b" / "exp1" / "last.ckpt")))
+    # the same settings as the interrupted run: nothing to reconcile (engine.resume)
+    resumed = train(tiny_config(tiny_folder, tmp_path / "b", epochs=3, resume=str(tmp_path / "b" / "exp1" / "last.ckpt")))
     assert resumed.run_dir == tmp_path / "b" / "exp1" and resumed.epochs_run == 3
     a, b = _final_weights(full.run_dir), _final_weights(resumed.run_dir)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -88,7 +88,7 @@ class Datasets:
     source: str  # how train/val were found, for the log
 
 
-def _with(ds: ImageFolder, samples: list, transform, cfg: DataConfig, side: int) -> ImageFolder:
+def _with(ds: ImageFolder, samples: list, transform, cfg: DataConfig, side: int | None) -> ImageFolder:
     return ImageFolder(ds.root, transform, samples=samples, classes=ds.classes, min_side=side,
                        skip_bad=cfg.skip_bad, cache=cfg.cache, cache_side=cfg.cache_side)
 
@@ -102,7 +102,8 @@ def build_datasets(cfg: DataConfig) -> Datasets:
     if not path.exists():
         raise DataError(f"{path}: no such folder; give a class-per-folder set, a split folder or split.json")
     train_tf, eval_tf = transforms(cfg)
-    side = cfg.cache_side if cfg.cache else eval_resize(cfg)
+    # JPEG draft decoding (opt-in) may reduce a photo to this shorter side; None decodes at full size
+    side = cfg.cache_side if cfg.cache else eval_resize(cfg) if cfg.draft else None
     if is_split_index(path):
         tr, va = open_dataset(path, "train"), open_dataset(path, "val")
         source = f"split index {path}"
@@ -122,6 +123,9 @@ def build_datasets(cfg: DataConfig) -> Datasets:
         source = f"{path}, stratified split val={cfg.val_fraction} seed={cfg.split_seed}"
     if tr.classes != va.classes:
         raise DataError(f"train and val classes differ: {tr.classes} vs {va.classes}; use the same class folders")
+    if len(tr.classes) < 2:
+        raise DataError(f"{path}: has one class ({tr.classes[0]}); a classifier needs at least 2 classes, each in "
+                        "its own sub-folder")
     train_samples, val_samples = _drop_bad(tr.samples, cfg), _drop_bad(va.samples, cfg)
     return Datasets(_with(tr, train_samples, train_tf, cfg, side), _with(va, val_samples, eval_tf, cfg, side),
                     tr.classes, source)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,25 +28,80 @@ from imgcls.errors import CheckpointError
 FORMAT = "imgcls-checkpoint"
 
 
+_TEMP_SUFFIX = ".tmp"
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write `state` to a temporary file beside `path`, flush it to disk, then rename over `path`:
-    a crash leaves either the old checkpoint or the new one, never half of one."""
+    a crash leaves either the old checkpoint or the new one, never half of one.
+
+    The temporary name carries the writer's process id, so the temporary files that a killed writer
+    left behind are recognised and removed at the next save in that folder (`remove_stale_temps`).
+    A full disk is one CheckpointError that says the previous checkpoint is intact.
+    """
     from imgcls import __version__
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path.parent)
     state = {"format": FORMAT, "imgcls_version": __version__, **state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(path)}{os.getpid()}.", suffix=_TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        full = _os_error(e)
+        if full is not None:
+            kept = f"the previous {path.name} is intact" if path.is_file() else f"no {path.name} was written"
+            raise CheckpointError(f"{path}: cannot write the checkpoint: {full.strerror or full} "
+                                  f"({shutil.disk_usage(path.parent).free / 2**20:.0f} MB free there); {kept}; "
+                                  "free some space, then continue with --resume") from None
         raise
     return path
+
+
+def _os_error(e: BaseException) -> OSError | None:
+    """The OSError behind `e` (torch wraps a failed write in a RuntimeError), if any."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _writer_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Remove the temporary checkpoint files (`.NAME.PID.XXXX.tmp`) whose writer is no longer running:
+    what a save interrupted by kill -9 leaves. Files of a live writer and any other file are kept."""
+    removed = []
+    for p in Path(folder).glob(f".*.ckpt.*{_TEMP_SUFFIX}"):
+        pid = p.name.split(".ckpt.", 1)[1].split(".", 1)[0]
+        if pid.isdigit() and _writer_alive(int(pid)):
+            continue
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -55,8 +111,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for a damaged file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({first[:160]})") from None
+        from imgcls.weights import unreadable_reason
+
+        raise CheckpointError(f"{path}: not a checkpoint imgcls can read: {unreadable_reason(path, e)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an imgcls checkpoint (a plain state dict? pass it as --weights)")
     return state

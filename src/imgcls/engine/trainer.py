@@ -26,12 +26,14 @@ from torch import nn
 
 from imgcls.data import BatchNormalizer, SeededItems, SeededSampler, make_loader
 from imgcls.data.loader import default_workers
-from imgcls.engine import build
-from imgcls.engine.checkpoint import check_arch, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from imgcls.engine import build, resume
+from imgcls.engine.checkpoint import (check_arch, load_checkpoint, remove_stale_temps, rng_state, save_checkpoint,
+                                      set_rng_state)
 from imgcls.engine.config import Config
 from imgcls.engine.optim import LRSchedule, build_optimizer, param_groups, resolved_lr, resolved_weight_decay
+from imgcls.engine.interrupt import defer_interrupt
 from imgcls.engine.transfer import TransferPolicy
-from imgcls.errors import ConfigError
+from imgcls.errors import ConfigError, TrainingError
 from imgcls.reports import MetricsLog, classification_report, plot_curves, topk_correct
 
 log = logging.getLogger("imgcls")
@@ -162,15 +164,31 @@ def extract_features(backbone: nn.Module, ds, cfg: Config, device: torch.device,
 # -- the run ----------------------------------------------------------------------------------
 
 class Trainer:
-    def __init__(self, config: Config, *, callbacks: list[Callable[[Trainer], None]] | None = None) -> None:
+    """One run. Everything that can be refused (config values, data, weights, a --resume that does not
+    fit) is checked here, before the run folder exists, so a refused run leaves nothing behind.
+
+    `given` names the settings the caller set explicitly (the CLI's flags); it matters only with
+    `resume`, where those settings are reconciled with the checkpoint's (engine.resume). By default
+    it is every setting that differs from its default.
+    """
+
+    def __init__(self, config: Config, *, callbacks: list[Callable[[Trainer], None]] | None = None,
+                 given: set[str] | None = None) -> None:
         self.callbacks = callbacks or []
         self.resume_state: dict | None = None
         if config.train.resume:
-            self.resume_state = load_checkpoint(config.train.resume)
-            saved = Config.from_dict(self.resume_state["config"])
-            saved.train.resume = config.train.resume
-            saved.train.progress = config.train.progress
-            config = saved
+            checkpoint = Path(config.train.resume)
+            self.resume_state = load_checkpoint(checkpoint)
+            saved = Config.from_dict(self.resume_state["config"], source=str(checkpoint))
+            names = config.changed_fields() if given is None else set(given)
+            config, changed = resume.resumed_config(saved, config, names, checkpoint)
+            self.new_folder = bool(changed & {"name", "out_dir"})
+            resume.check_epochs(config, self.resume_state["epoch"], self.resume_state["epoch_step"])
+        else:
+            config.validate()
+            for key in ("data", "val_data"):  # absolute, so a resume from another directory finds it
+                if config.get(key):
+                    config.set(key, str(Path(config.get(key)).resolve()))
         self.cfg = config
         t = config.train
         torch.manual_seed(t.seed)
@@ -182,18 +200,30 @@ class Trainer:
         self.policy = TransferPolicy.parse(config.model.transfer)
         self.data = build.build_datasets(config.data)
         self.classes = self.data.classes
+        self.ks = (1, 5) if len(self.classes) > 5 else (1,)  # top-k only for k < classes
+        self.data_files = resume.data_files(self.data.train.samples, self.data.val.samples)
         self.workers = default_workers() if config.data.workers is None else config.data.workers
-        self.run_dir = Path(config.train.resume).parent if config.train.resume else new_run_dir(t.out_dir, t.name)
-        self._log_file_handler()
-        try:
-            if self.resume_state is not None:
-                check_arch(self.resume_state, config.train.resume, model=config.model.model,
-                           num_classes=len(self.classes))
-            self.model, self.load_report, base_classes = self._model()
-        except BaseException:
-            self._close_log()
-            raise
+        if self.resume_state is not None:
+            check_arch(self.resume_state, t.resume, model=config.model.model, num_classes=len(self.classes))
+            resume.check_data(self.resume_state, self.classes, self.data_files, t.resume)
+            resume.check_threads(self.resume_state, t.resume)
+        self.model, self.load_report, base_classes = self._model()
         self.arch = build.arch_of(config, len(self.classes), base_classes)
+        self.run_dir = self._run_dir()
+        self._log_file_handler()
+        if self.load_report is not None:
+            log.info("%s", self.load_report.to_text())
+
+    def _run_dir(self) -> Path:
+        t = self.cfg.train
+        if not t.resume:
+            return new_run_dir(t.out_dir, t.name)
+        checkpoint = Path(t.resume)
+        if self.new_folder:  # continue in a new folder; the checkpoint's own folder is left as it is
+            return new_run_dir(t.out_dir, t.name)
+        resume.check_not_older(checkpoint, self.resume_state, checkpoint.parent)
+        remove_stale_temps(checkpoint.parent)
+        return checkpoint.parent
 
     # -- setup ---------------------------------------------------------------------------------
     def _log_file_handler(self) -> None:
@@ -227,7 +257,6 @@ class Trainer:
             from imgcls.weights import load_pretrained
 
             report = load_pretrained(model, state, source=str(self.weights_path))
-            log.info("%s", report.to_text())
         self.policy.stack_head(model, n)
         self.policy.apply(model)
         if cfg.model.channels_last:
@@ -248,7 +277,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
     # -- checkpoints ---------------------------------------------------------------------------
-    def state(self, *, epoch: int, epoch_step: int, sums: dict) -> dict:
+    def state(self, epoch: int, epoch_step: int, sums: dict) -> dict:
         from imgcls.engine.build import preprocessing
 
         return {"arch": self.arch, "model": self.model.state_dict(), "classes": list(self.classes),
@@ -257,7 +286,7 @@ class Trainer:
                 "scaler": self.scaler.state_dict(), "epoch": epoch, "epoch_step": epoch_step,
                 "global_step": self.global_step, "epoch_sums": dict(sums), "rng": rng_state(),
                 "best": {"top1": self.best_top1, "epoch": self.best_epoch}, "patience_left": self.patience_left,
-                "history": list(self.history)}
+                "history": list(self.history), "threads": torch.get_num_threads(), "data_files": self.data_files}
 
     def _restore(self, s: dict) -> tuple[int, int, dict]:
         self.model.load_state_dict(s["model"])
@@ -286,23 +315,28 @@ class Trainer:
         start_epoch, start_step, sums = 0, 0, {}
         if self.resume_state is not None:
             start_epoch, start_step, sums = self._restore(self.resume_state)
+            resume.log_schedule_change(self.resume_state["config"]["train"]["epochs"], cfg.train.epochs,
+                                       cfg.optim.schedule, self.schedule.get_last_lr()[0])
             log.info("resuming %s at epoch %d step %d", cfg.train.resume, start_epoch + 1, start_step)
         metrics_path = self.run_dir / "metrics.csv"
         if self.resume_state is not None:  # the checkpoint's history is the truth; rows after it never happened
             metrics_path.unlink(missing_ok=True)
-        metrics = MetricsLog(metrics_path, METRIC_COLUMNS)
+        columns = [c for c in METRIC_COLUMNS if not c.startswith("val_top") or int(c[7:]) in self.ks]
+        metrics = MetricsLog(metrics_path, columns)
         for row in self.history:
-            metrics.append(row)
+            metrics.append({k: v for k, v in row.items() if k in columns})
         writer = self._tensorboard()
         log.info("training %s on %s: %d train / %d val images, %d classes, transfer %s, device %s%s",
                  cfg.model.model, self.data.source, len(self.data.train), len(self.data.val), len(self.classes),
                  self.policy, self.device, f", autocast {self.amp_dtype}" if self.amp_dtype else "")
         result = RunResult(self.run_dir, 0.0, 0, start_epoch, 0.0)
-        epoch, step = start_epoch, start_step
+        # (epoch, step in epoch, running sums): what a checkpoint written at this moment holds. It
+        # changes only together with the weights (under defer_interrupt), so Ctrl-C saves a consistent
+        # state wherever it lands: in a step, before an epoch's first step, or during validation.
+        pos = (start_epoch, start_step, sums)
         try:
             for epoch in range(start_epoch, cfg.train.epochs):
-                first = start_step if epoch == start_epoch else 0
-                sums = sums if epoch == start_epoch else {}
+                first, sums = pos[1], pos[2]
                 tic = time.perf_counter()
                 if net is self.model:
                     self.policy.set_train_mode(self.model)
@@ -311,48 +345,36 @@ class Trainer:
                 bar = tqdm(total=train_b.steps(), initial=first, desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
                            disable=not cfg.train.progress, file=sys.stderr, leave=False)
                 n_imgs = 0
-                for step, (x, y) in enumerate(train_b.epoch(epoch, first), start=first):
-                    loss, correct = self._step(step_net, x, y, criterion)
-                    for k, v in (("loss", loss * len(y)), ("correct", correct), ("n", len(y))):
-                        sums[k] = sums.get(k, 0.0) + v
+                for step, (x, y) in enumerate(train_b.epoch(epoch, first), start=first + 1):
+                    with defer_interrupt():
+                        loss, correct = self._step(step_net, x, y, criterion, epoch=epoch, step=step)
+                        sums = {k: sums.get(k, 0.0) + v for k, v in (("loss", loss * len(y)), ("correct", correct),
+                                                                      ("n", len(y)))}
+                        self.global_step += 1
+                        pos = (epoch, step, sums)
                     n_imgs += len(y)
-                    self.global_step += 1
-                    step += 1
-                    self._consistent = True
                     bar.update(1)
                     bar.set_postfix(loss=f"{sums['loss'] / sums['n']:.3f}", acc=f"{sums['correct'] / sums['n']:.3f}",
                                     lr=f"{self.schedule.get_last_lr()[0]:.2e}",
                                     img_s=f"{n_imgs / (time.perf_counter() - tic):.0f}")
                     if cfg.train.save_every and self.global_step % cfg.train.save_every == 0 and step < train_b.steps():
-                        save_checkpoint(self.state(epoch=epoch, epoch_step=step, sums=sums), self.run_dir / "last.ckpt")
+                        save_checkpoint(self.state(*pos), self.run_dir / "last.ckpt")
                     for cb in self.callbacks:
                         cb(self)
                 bar.close()
                 seconds = time.perf_counter() - tic
-                val = self._validate(net, val_b, criterion)
+                val = self._validate(net, val_b, criterion, epoch=epoch)
                 row = {"epoch": epoch + 1, "step": self.global_step, "train_loss": sums.get("loss", 0) / max(1, sums.get("n", 0)),
                        "train_acc": sums.get("correct", 0) / max(1, sums.get("n", 0)), **val,
                        "lr": self.schedule.get_last_lr()[0], "epoch_seconds": seconds,
                        "train_img_s": n_imgs / seconds if seconds > 0 else 0.0}
-                metrics.append(row)
-                self.history.append(row)
-                if writer is not None:
-                    for k, v in row.items():
-                        if k not in ("epoch", "step"):
-                            writer.add_scalar(k, v, epoch + 1)
-                improved = val["val_top1"] > self.best_top1
-                if improved:
-                    self.best_top1, self.best_epoch = val["val_top1"], epoch + 1
-                    self.patience_left = cfg.train.patience
-                elif self.patience_left is not None:
-                    self.patience_left -= 1
-                log.info("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f top-1 %.2f%% top-5 %.2f%%  %.0fs%s",
-                         epoch + 1, cfg.train.epochs, row["train_loss"], 100 * row["train_acc"], val["val_loss"],
-                         100 * val["val_top1"], 100 * val["val_top5"], seconds, "  *best*" if improved else "")
-                state = self.state(epoch=epoch + 1, epoch_step=0, sums={})
-                save_checkpoint(state, self.run_dir / "last.ckpt")
-                if improved:
-                    save_checkpoint(state, self.run_dir / "best.ckpt")
+                with defer_interrupt():
+                    improved = self._end_epoch(row, metrics, writer)
+                    pos = (epoch + 1, 0, {})
+                    state = self.state(*pos)
+                    save_checkpoint(state, self.run_dir / "last.ckpt")
+                    if improved:
+                        save_checkpoint(state, self.run_dir / "best.ckpt")
                 result.epochs_run = epoch + 1
                 if self.patience_left is not None and self.patience_left <= 0:
                     log.info("early stop: no better val top-1 for %d epochs", cfg.train.patience)
@@ -360,8 +382,7 @@ class Trainer:
                     break
         except KeyboardInterrupt:
             result.interrupted = True
-            if self._consistent:
-                save_checkpoint(self.state(epoch=epoch, epoch_step=step, sums=sums), self.run_dir / "last.ckpt")
+            save_checkpoint(self.state(*pos), self.run_dir / "last.ckpt")
             log.warning("interrupted; continue with: imgcls train --resume %s", self.run_dir / "last.ckpt")
         finally:
             if writer is not None:
@@ -376,26 +397,56 @@ class Trainer:
         self._close_log()
         return result
 
+    def _end_epoch(self, row: dict, metrics: MetricsLog, writer) -> bool:
+        """Record an epoch's row (metrics.csv, TensorBoard, log) and the best/patience bookkeeping;
+        True when its val top-1 is the best so far."""
+        metrics.append(row)
+        self.history.append(row)
+        if writer is not None:
+            for k, v in row.items():
+                if k not in ("epoch", "step"):
+                    writer.add_scalar(k, v, row["epoch"])
+        improved = row["val_top1"] > self.best_top1
+        if improved:
+            self.best_top1, self.best_epoch = row["val_top1"], row["epoch"]
+            self.patience_left = self.cfg.train.patience
+        elif self.patience_left is not None:
+            self.patience_left -= 1
+        top5 = f" top-5 {100 * row['val_top5']:.2f}%" if "val_top5" in row else ""
+        log.info("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f top-1 %.2f%%%s  %.0fs%s",
+                 row["epoch"], self.cfg.train.epochs, row["train_loss"], 100 * row["train_acc"], row["val_loss"],
+                 100 * row["val_top1"], top5, row["epoch_seconds"], "  *best*" if improved else "")
+        return improved
+
     def _close_log(self) -> None:
         log.removeHandler(self._handler)
         self._handler.close()
 
-    _consistent = True
+    def _diverged(self, what: str, value: float, *, epoch: int, step: int | None = None) -> TrainingError:
+        where = f"epoch {epoch + 1}" + (f" step {step}" if step is not None else " (validation)")
+        last = self.run_dir / "last.ckpt"
+        kept = (f"; {last} holds the last finite state" if last.is_file() else "; no checkpoint was written")
+        return TrainingError(f"the {what} became {value} at {where} with lr {self.schedule.get_last_lr()[0]:.3g}: "
+                             f"the run stopped{kept}; lower --lr (or add --warmup-epochs / --clip-grad) and "
+                             "start a new run")
 
-    def _step(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.Module) -> tuple[float, int]:
+    def _step(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.Module, *, epoch: int,
+              step: int) -> tuple[float, int]:
         cfg = self.cfg
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             loss, logits = compute_loss(net(x), y, criterion, cfg.train.aux_weight)
+        value = float(loss.detach())
+        if not math.isfinite(value):  # before the update: the weights stay finite, no checkpoint gets NaN
+            raise self._diverged("training loss", value, epoch=epoch, step=step)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if cfg.optim.clip_grad:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.clip_grad)
-        self._consistent = False  # parameters change from here until the counters follow
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.schedule.step()
-        return float(loss.detach()), int((logits.detach().argmax(1) == y).sum())
+        return value, int((logits.detach().argmax(1) == y).sum())
 
     @torch.no_grad()
     def _logits(self, net: nn.Module, batches) -> tuple[torch.Tensor, torch.Tensor]:
@@ -408,12 +459,13 @@ class Trainer:
             targets.append(y.cpu())
         return torch.cat(outs), torch.cat(targets)
 
-    def _validate(self, net: nn.Module, val_b, criterion: nn.Module) -> dict[str, float]:
+    def _validate(self, net: nn.Module, val_b, criterion: nn.Module, *, epoch: int) -> dict[str, float]:
         logits, targets = self._logits(net, val_b)
-        n = len(targets)
-        hits = topk_correct(logits, targets, ks=(1, 5))
-        return {"val_loss": float(nn.functional.cross_entropy(logits, targets)), "val_top1": hits[1] / n,
-                "val_top5": hits[5] / n}
+        loss = float(nn.functional.cross_entropy(logits, targets))
+        if not math.isfinite(loss):
+            raise self._diverged("validation loss", loss, epoch=epoch)
+        hits = topk_correct(logits, targets, ks=self.ks)
+        return {"val_loss": loss, **{f"val_top{k}": hits[k] / len(targets) for k in self.ks}}
 
     def _batches(self) -> tuple[nn.Module, Any, Any]:
         cfg = self.cfg
@@ -466,6 +518,8 @@ def _with_transform(ds, transform):
     return clone
 
 
-def train(config: Config, *, callbacks: list[Callable[[Trainer], None]] | None = None) -> RunResult:
-    """Train one run as `config` says; returns where it went and how well it did."""
-    return Trainer(config, callbacks=callbacks).fit()
+def train(config: Config, *, callbacks: list[Callable[[Trainer], None]] | None = None,
+          given: set[str] | None = None) -> RunResult:
+    """Train one run as `config` says; returns where it went and how well it did. With
+    `config.train.resume`, `given` names the settings to change on resume (see engine.resume)."""
+    return Trainer(config, callbacks=callbacks, given=given).fit()
