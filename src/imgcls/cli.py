@@ -9,6 +9,23 @@ from collections.abc import Sequence
 from imgcls.errors import ImgclsError
 
 
+def at_least(minimum: int):
+    """An argparse type for an integer option with a lower bound: `--batch-size 0` is refused while
+    parsing, with the sub-command's usage and "must be >= 1"."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value}: must be >= {minimum}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from imgcls.models import list_models
 
@@ -25,6 +42,9 @@ def _cmd_summary(args: argparse.Namespace) -> int:
         model = create_model(args.model, num_classes=args.num_classes, **kwargs)
     except TypeError as e:
         raise ImgclsError(f"{args.model} does not take that option: {e}") from None
+    low = max(getattr(model, "min_input_size", (1, 1)))
+    if args.input < low:
+        raise ImgclsError(f"--input {args.input} is below {args.model}'s minimum of {low} px; use --input {low} or more")
     summary = summarize(model, args.input, in_chans=args.in_chans, depth=args.depth, name=args.model)
     print(summary.to_json() if args.json else summary.to_text())
     return 0
@@ -51,9 +71,20 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _setup_logging() -> None:
     import logging
 
+    class StderrHandler(logging.StreamHandler):
+        """Writes to whatever sys.stderr is at the time (a test's capture, a redirected stream)."""
+
+        @property
+        def stream(self):
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, _value) -> None:
+            pass
+
     log = logging.getLogger("imgcls")
     if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
@@ -85,14 +116,33 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         elif "nargs" in meta:
             kw.update(nargs=meta["nargs"], type=meta["type"])
         else:
-            base = typ
-            args = getattr(typ, "__args__", ())
-            if args:  # Optional[X]
-                base = next(a for a in args if a is not type(None))
-            kw["type"] = base
+            kw["type"] = _checked(flag, f, typ)
             if "choices" in meta:
                 kw["choices"] = meta["choices"]
+        if "nargs" in meta:
+            kw["type"] = _checked(flag, f, meta["type"], each=True)
         g.add_argument(flag, **kw)
+
+
+def _checked(flag: str, f: dataclasses.Field, typ: type, *, each: bool = False):
+    """An argparse type that parses a config field's value and checks its range, so a bad value is
+    refused while parsing, with the sub-command's usage: "--batch-size 0: must be >= 1"."""
+    from imgcls.engine.config import check_item, check_value
+
+    base = next((a for a in getattr(typ, "__args__", ()) if a is not type(None)), typ)
+
+    def parse(text: str):
+        try:
+            value = base(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if base is int else 'a number'}") from None
+        try:
+            return check_item(value, f.metadata, base) if each else check_value(flag, value, f, typ)
+        except ImgclsError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix(f"{flag} ")) from None
+
+    parse.__name__ = base.__name__
+    return parse
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -100,11 +150,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from imgcls.engine.config import field_specs
 
     config = Config.load(args.config) if args.config else Config()
+    given = config.changed_fields() if args.config else set()  # what a --resume must reconcile
     for _, f, _ in field_specs():
         if hasattr(args, f.name):
             config.set(f.name, getattr(args, f.name))
+            given.add(f.name)
     _setup_logging()
-    result = train(config)
+    result = train(config, given=given - {"resume"})
     return 130 if result.interrupted else 0
 
 
@@ -167,11 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("summary", help="per-layer table: output sizes, parameters, FLOPs")
-    p.add_argument("model")
-    p.add_argument("--input", type=int, default=224, metavar="SIZE", help="input height and width (default 224)")
-    p.add_argument("--in-chans", type=int, default=3)
-    p.add_argument("--num-classes", type=int, default=1000)
-    p.add_argument("--depth", type=int, default=None,
+    p.add_argument("model", help="registered model name (see `imgcls models`)")
+    p.add_argument("--input", type=at_least(1), default=224, metavar="SIZE", help="input height and width (default 224)")
+    p.add_argument("--in-chans", type=at_least(1), default=3, help="input channels (default 3)")
+    p.add_argument("--num-classes", type=at_least(0), default=1000, help="classifier outputs; 0: no classifier (default 1000)")
+    p.add_argument("--depth", type=at_least(1), default=None,
                    help="group rows at this level of module names (1: stem and stages); default: every layer")
     p.add_argument("--stride-in-1x1", action="store_true",
                    help="ResNet bottlenecks: the paper's v1 stride on the first 1x1 instead of the 3x3")
@@ -197,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("train", help="train a model on a class-per-folder set (transfer learning or from scratch)",
+                       usage="%(prog)s [DATA] [--model NAME] [--epochs N] [options]  (all options: --help)",
                        description="Every option is a field of imgcls.engine.Config; --config replays a run's "
                                    "config.json/yaml and the options given beside it win.")
     p.add_argument("--config", help="config.json or config.yaml of an earlier run")
@@ -237,16 +290,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="default: the demo's small ResNet")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_demo)
+    for name, sub_parser in sub.choices.items():  # errors after parsing show the sub-command's usage
+        sub_parser.set_defaults(_parser=sub_parser)
     return parser
 
 
+def _refuse_unknown(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> None:
+    """Unknown arguments are reported by the sub-command's own parser (its usage, not the top-level
+    one), with the closest real option: "unrecognized arguments: --input-szie (did you mean --input-size?)"."""
+    import difflib
+
+    sub = getattr(args, "_parser", parser)
+    options = [o for a in sub._actions for o in a.option_strings if o.startswith("--")]
+    hints = []
+    for word in extra:
+        close = difflib.get_close_matches(word.split("=", 1)[0], options, n=1) if word.startswith("-") else []
+        hints.append(f"{word} (did you mean {close[0]}?)" if close else word)
+    sub.error("unrecognized arguments: " + " ".join(hints))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _refuse_unknown(parser, args, extra)
     try:
         return args.func(args)
     except ImgclsError as e:
         print(f"imgcls: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("imgcls: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

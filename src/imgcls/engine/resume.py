@@ -32,13 +32,14 @@ RESUMABLE = ("epochs", "workers", "device", "progress", "tensorboard", "save_eve
              "name", "out_dir")
 
 
-def resumed_config(saved: Config, given: Config, names: set[str], checkpoint: str | Path) -> tuple[Config, set[str]]:
+def resumed_config(saved: Config, given: Config, names: set[str], checkpoint: str | Path
+                   ) -> tuple[Config, dict[str, tuple[Any, Any]]]:
     """The checkpoint's config with the allowed changes among `names` (the settings the user gave)
-    applied and logged, and the names of those that changed; a ConfigError naming the first setting
-    that may not change."""
+    applied, and those changes (name -> (old, new)); a ConfigError naming the first setting that may
+    not change."""
     config = Config.from_dict(saved.to_dict(), source=str(checkpoint))
     config.train.resume = str(checkpoint)
-    changed = set()
+    changed = {}
     for name in sorted(names - {"resume"}):
         new, old = given.get(name), saved.get(name)
         if name in ("data", "val_data") and new:
@@ -50,8 +51,7 @@ def resumed_config(saved: Config, given: Config, names: set[str], checkpoint: st
                               "change the experiment; drop the flag, or start a new run (with --weights "
                               f"{checkpoint} to begin from these weights)")
         config.set(name, new)
-        changed.add(name)
-        log.info("resume: %s %r -> %r", flag_name(name), old, new)
+        changed[name] = (old, new)
     config.validate()
     return config, changed
 
@@ -62,6 +62,11 @@ def check_epochs(config: Config, done: int, epoch_step: int) -> None:
     if total < done or (total == done and epoch_step == 0):
         raise ConfigError(f"--epochs {total}: the checkpoint has finished {done} epoch(s) already; "
                           f"pass --epochs N with N > {done} to train further")
+
+
+def log_changes(changed: dict[str, tuple[Any, Any]]) -> None:
+    for name, (old, new) in changed.items():
+        log.info("resume: %s %s -> %s", flag_name(name), old, new)
 
 
 def log_schedule_change(old_epochs: int, new_epochs: int, kind: str, lr: float) -> None:

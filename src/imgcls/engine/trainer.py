@@ -181,8 +181,8 @@ class Trainer:
             self.resume_state = load_checkpoint(checkpoint)
             saved = Config.from_dict(self.resume_state["config"], source=str(checkpoint))
             names = config.changed_fields() if given is None else set(given)
-            config, changed = resume.resumed_config(saved, config, names, checkpoint)
-            self.new_folder = bool(changed & {"name", "out_dir"})
+            config, self.resume_changes = resume.resumed_config(saved, config, names, checkpoint)
+            self.new_folder = bool(self.resume_changes.keys() & {"name", "out_dir"})
             resume.check_epochs(config, self.resume_state["epoch"], self.resume_state["epoch_step"])
         else:
             config.validate()
@@ -204,13 +204,15 @@ class Trainer:
         self.data_files = resume.data_files(self.data.train.samples, self.data.val.samples)
         self.workers = default_workers() if config.data.workers is None else config.data.workers
         if self.resume_state is not None:
-            check_arch(self.resume_state, t.resume, model=config.model.model, num_classes=len(self.classes))
             resume.check_data(self.resume_state, self.classes, self.data_files, t.resume)
+            check_arch(self.resume_state, t.resume, model=config.model.model, num_classes=len(self.classes))
             resume.check_threads(self.resume_state, t.resume)
         self.model, self.load_report, base_classes = self._model()
         self.arch = build.arch_of(config, len(self.classes), base_classes)
         self.run_dir = self._run_dir()
         self._log_file_handler()
+        if self.resume_state is not None:
+            resume.log_changes(self.resume_changes)
         if self.load_report is not None:
             log.info("%s", self.load_report.to_text())
 
