@@ -15,7 +15,7 @@ import torch
 from imgcls.cli import main
 from imgcls.engine import Trainer
 from imgcls.engine.checkpoint import load_checkpoint, save_checkpoint
-from imgcls.engine.trainer import ImageBatches
+from imgcls.engine.loop import ImageBatches
 from imgcls.errors import CheckpointError
 from tests.conftest import make_tiny_folder
 

@@ -8,7 +8,7 @@ import torch
 import imgcls
 from imgcls.engine import Config, Trainer, train
 from imgcls.engine.checkpoint import load_checkpoint
-from imgcls.engine.trainer import compute_loss
+from imgcls.engine.loop import compute_loss
 from imgcls.errors import CheckpointError, DataError
 
 

@@ -82,7 +82,7 @@ class SeededSampler(Sampler):
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
 
-    def _order(self) -> list[int]:
+    def order(self) -> list[int]:
         if self.shuffle:
             g = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, 2**40))
             order = torch.randperm(self.n, generator=g).tolist()
@@ -91,7 +91,7 @@ class SeededSampler(Sampler):
         return order[self.rank::self.world]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        for i in self._order()[self.start:]:
+        for i in self.order()[self.start:]:
             yield i, sample_seed(self.seed, self.epoch, i)
 
     def __len__(self) -> int:

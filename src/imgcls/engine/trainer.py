@@ -1,9 +1,9 @@
-"""The training loop: `train(config)` runs, checkpoints, resumes and reports one experiment.
+"""A training run: `train(config)` checks, builds, trains, checkpoints, resumes and reports one experiment.
 
-One loop serves every mode. With `--transfer full` or `last:` it feeds image batches to the
-whole network; with `head` / `head+` the frozen backbone runs once per image (or once per
-augmented view) and the loop trains the head on the cached features — the same optimizer,
-schedule, metrics and checkpoints, minutes instead of hours.
+`Trainer.__init__` does everything that can be refused before the run folder exists; `fit` is the
+loop, reading top to bottom: batches (engine.loop: images, or cached features for head-only
+transfer), one epoch of steps, validation, then the epoch's row, best checkpoint and early
+stopping (engine.callbacks).
 
 Reproducibility: the seed fixes the initialisation, every epoch's order and every sample's
 augmentation (`SeededSampler`/`SeededItems`, independent of the worker count); checkpoints carry
@@ -16,30 +16,29 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from imgcls.data import BatchNormalizer, SeededItems, SeededSampler, make_loader
 from imgcls.data.loader import default_workers
 from imgcls.engine import build, resume
-from imgcls.engine.checkpoint import (check_arch, load_checkpoint, remove_stale_temps, rng_state, save_checkpoint,
-                                      set_rng_state)
+from imgcls.engine.callbacks import Checkpoints, EarlyStopping, EpochLog
+from imgcls.engine.checkpoint import check_arch, load_checkpoint, remove_stale_temps, rng_state, set_rng_state
 from imgcls.engine.config import Config
-from imgcls.engine.optim import LRSchedule, build_optimizer, param_groups, resolved_lr, resolved_weight_decay
 from imgcls.engine.interrupt import defer_interrupt
+from imgcls.engine.loop import (FeatureBatches, ImageBatches, Position, compute_loss, epoch_row, extract_features,
+                                train_one_epoch)
+from imgcls.engine.optim import LRSchedule, build_optimizer, param_groups, resolved_lr, resolved_weight_decay
 from imgcls.engine.transfer import TransferPolicy
 from imgcls.errors import ConfigError, TrainingError
-from imgcls.reports import MetricsLog, classification_report, plot_curves, topk_correct
+from imgcls.reports import classification_report, plot_curves, topk_correct
 
 log = logging.getLogger("imgcls")
-
-METRIC_COLUMNS = ["epoch", "step", "train_loss", "train_acc", "val_loss", "val_top1", "val_top5", "lr",
-                  "epoch_seconds", "train_img_s"]
 
 
 @dataclass
@@ -78,87 +77,6 @@ def new_run_dir(out_dir: str | Path, name: str | None) -> Path:
         run = out / f"exp{n}"
     run.mkdir(parents=True, exist_ok=True)
     return run
-
-
-def compute_loss(output: Any, target: torch.Tensor, criterion: nn.Module, aux_weight: float
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss, main logits). A tuple output is (logits, *auxiliary logits) as GoogLeNet gives in
-    training; each auxiliary loss is added with `aux_weight` (0.3 in the paper)."""
-    if isinstance(output, (tuple, list)):
-        logits, *aux = output
-        loss = criterion(logits, target)
-        for a in aux:
-            if a is not None:
-                loss = loss + aux_weight * criterion(a, target)
-        return loss, logits
-    return criterion(output, target), output
-
-
-# -- batches: images through the whole model, or cached features through the head -------------
-
-class ImageBatches:
-    def __init__(self, ds, cfg: Config, device: torch.device, *, train: bool, workers: int) -> None:
-        self.cfg, self.device, self.train = cfg, device, train
-        self.batch_size = cfg.data.batch_size
-        self.sampler = SeededSampler(len(ds), seed=cfg.train.seed, shuffle=train)
-        self.drop_last = train and len(ds) > self.batch_size
-        self.loader = make_loader(SeededItems(ds), batch_size=self.batch_size, sampler=self.sampler,
-                                  workers=workers, device=device, drop_last=self.drop_last)
-        # one kept input buffer: each step is done with its batch before the next is made
-        self.normalize = BatchNormalizer(cfg.data.mean, cfg.data.std, device=device)
-
-    def steps(self) -> int:
-        n = self.sampler.n  # the whole epoch, whatever a resume offset says
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
-
-    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        self.sampler.set_epoch(epoch, start=start_step * self.batch_size)
-        for images, targets in self.loader:
-            x = self.normalize(images)
-            if not self.cfg.model.channels_last:
-                x = x.contiguous()
-            yield x, targets.to(self.device, non_blocking=True)
-
-
-class FeatureBatches:
-    """Cached features [views, N, D]; epoch e reads view e % views in the epoch's seeded order."""
-
-    def __init__(self, feats: torch.Tensor, targets: torch.Tensor, *, batch_size: int, seed: int, train: bool) -> None:
-        self.feats, self.targets, self.batch_size, self.train = feats, targets, batch_size, train
-        self.sampler = SeededSampler(len(targets), seed=seed, shuffle=train)
-        self.drop_last = train and len(targets) > batch_size
-
-    def steps(self) -> int:
-        n = len(self.targets)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
-
-    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        self.sampler.set_epoch(epoch)
-        order = torch.tensor(self.sampler._order(), dtype=torch.long)
-        view = self.feats[epoch % self.feats.shape[0]]
-        for s in range(start_step, self.steps()):
-            idx = order[s * self.batch_size:(s + 1) * self.batch_size]
-            yield view[idx], self.targets[idx]
-
-
-@torch.no_grad()
-def extract_features(backbone: nn.Module, ds, cfg: Config, device: torch.device, *, views: int,
-                     workers: int, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the frozen backbone over `ds` `views` times (augmented when views > 1): [views, N, D]."""
-    from tqdm.auto import tqdm
-
-    backbone.eval()
-    out = []
-    batches = ImageBatches(ds, cfg, device, train=False, workers=workers)
-    for v in range(views):
-        feats, targets = [], []
-        bar = tqdm(batches.epoch(v), total=batches.steps(), desc=f"{desc} view {v + 1}/{views}" if views > 1 else desc,
-                   disable=not cfg.train.progress, leave=False, file=sys.stderr)
-        for x, y in bar:
-            feats.append(backbone(x).float().flatten(1).cpu())
-            targets.append(y.cpu())
-        out.append(torch.cat(feats))
-    return torch.stack(out), torch.cat(targets)
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -279,146 +197,108 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
     # -- checkpoints ---------------------------------------------------------------------------
-    def state(self, epoch: int, epoch_step: int, sums: dict) -> dict:
+    def state(self, pos: Position) -> dict:
         from imgcls.engine.build import preprocessing
 
         return {"arch": self.arch, "model": self.model.state_dict(), "classes": list(self.classes),
                 "preprocessing": preprocessing(self.cfg.data), "config": self.cfg.to_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.schedule.state_dict(),
-                "scaler": self.scaler.state_dict(), "epoch": epoch, "epoch_step": epoch_step,
-                "global_step": self.global_step, "epoch_sums": dict(sums), "rng": rng_state(),
-                "best": {"top1": self.best_top1, "epoch": self.best_epoch}, "patience_left": self.patience_left,
-                "history": list(self.history), "threads": torch.get_num_threads(), "data_files": self.data_files}
+                "scaler": self.scaler.state_dict(), "epoch": pos.epoch, "epoch_step": pos.step,
+                "global_step": self.global_step, "epoch_sums": dict(pos.sums), "rng": rng_state(),
+                **self.stopping.state(), "history": list(self.history), "threads": torch.get_num_threads(),
+                "data_files": self.data_files}
 
-    def _restore(self, s: dict) -> tuple[int, int, dict]:
+    def _start(self) -> Position:
+        """Fresh counters, or everything a checkpoint holds restored; the Position to start from."""
+        self.global_step, self.history = 0, []
+        self.stopping = EarlyStopping(self.cfg.train.patience)
+        s = self.resume_state
+        if s is None:
+            return Position(0)
         self.model.load_state_dict(s["model"])
         self.optimizer.load_state_dict(s["optimizer"])
         self.schedule.load_state_dict(s["scheduler"])
         self.scaler.load_state_dict(s["scaler"])
-        self.global_step = s["global_step"]
-        self.best_top1, self.best_epoch = s["best"]["top1"], s["best"]["epoch"]
-        self.patience_left = s["patience_left"]
-        self.history = list(s["history"])
+        self.global_step, self.history = s["global_step"], list(s["history"])
+        self.stopping = EarlyStopping(self.cfg.train.patience, best_top1=s["best"]["top1"],
+                                      best_epoch=s["best"]["epoch"], patience_left=s["patience_left"], fresh=False)
         set_rng_state(s["rng"])
-        return s["epoch"], s["epoch_step"], dict(s["epoch_sums"])
+        resume.log_schedule_change(s["config"]["train"]["epochs"], self.cfg.train.epochs, self.cfg.optim.schedule,
+                                   self.schedule.get_last_lr()[0])
+        log.info("resuming %s at epoch %d step %d", self.cfg.train.resume, s["epoch"] + 1, s["epoch_step"])
+        return Position(s["epoch"], s["epoch_step"], dict(s["epoch_sums"]))
 
     # -- loop ----------------------------------------------------------------------------------
     def fit(self) -> RunResult:
-        from tqdm.auto import tqdm
-
         cfg, t0 = self.cfg, time.perf_counter()
-        self.cfg.save(self.run_dir)
+        cfg.save(self.run_dir)
         net, train_b, val_b = self._batches()
         step_net = torch.compile(net) if cfg.model.compile else net  # shares net's parameters
         self._optimizer(train_b.steps())
         criterion = nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
-        self.global_step, self.best_top1, self.best_epoch = 0, -1.0, 0
-        self.patience_left, self.history = cfg.train.patience, []
-        start_epoch, start_step, sums = 0, 0, {}
-        if self.resume_state is not None:
-            start_epoch, start_step, sums = self._restore(self.resume_state)
-            resume.log_schedule_change(self.resume_state["config"]["train"]["epochs"], cfg.train.epochs,
-                                       cfg.optim.schedule, self.schedule.get_last_lr()[0])
-            log.info("resuming %s at epoch %d step %d", cfg.train.resume, start_epoch + 1, start_step)
-        metrics_path = self.run_dir / "metrics.csv"
-        if self.resume_state is not None:  # the checkpoint's history is the truth; rows after it never happened
-            metrics_path.unlink(missing_ok=True)
-        columns = [c for c in METRIC_COLUMNS if not c.startswith("val_top") or int(c[7:]) in self.ks]
-        metrics = MetricsLog(metrics_path, columns)
-        for row in self.history:
-            metrics.append({k: v for k, v in row.items() if k in columns})
-        writer = self._tensorboard()
-        log.info("training %s on %s: %d train / %d val images, %d classes, transfer %s, device %s%s",
-                 cfg.model.model, self.data.source, len(self.data.train), len(self.data.val), len(self.classes),
-                 self.policy, self.device, f", autocast {self.amp_dtype}" if self.amp_dtype else "")
-        result = RunResult(self.run_dir, 0.0, 0, start_epoch, 0.0)
-        # (epoch, step in epoch, running sums): what a checkpoint written at this moment holds. It
-        # changes only together with the weights (under defer_interrupt), so Ctrl-C saves a consistent
-        # state wherever it lands: in a step, before an epoch's first step, or during validation.
-        pos = (start_epoch, start_step, sums)
+        # what a Ctrl-C checkpoint holds; it moves only together with the weights (loop.train_one_epoch)
+        self.pos = self._start()
+        epochs = EpochLog(self.run_dir, self.ks, self.history, epochs=cfg.train.epochs,
+                          tensorboard=cfg.train.tensorboard, fresh=self.resume_state is None)
+        saves = Checkpoints(self.run_dir, save_every=cfg.train.save_every, steps_per_epoch=train_b.steps())
+        self._log_start()
+        result = RunResult(self.run_dir, 0.0, 0, self.pos.epoch, 0.0)
         try:
-            for epoch in range(start_epoch, cfg.train.epochs):
-                first, sums = pos[1], pos[2]
-                tic = time.perf_counter()
-                if net is self.model:
-                    self.policy.set_train_mode(self.model)
-                else:
-                    net.train()
-                bar = tqdm(total=train_b.steps(), initial=first, desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-                           disable=not cfg.train.progress, file=sys.stderr, leave=False)
-                n_imgs = 0
-                for step, (x, y) in enumerate(train_b.epoch(epoch, first), start=first + 1):
-                    with defer_interrupt():
-                        loss, correct = self._step(step_net, x, y, criterion, epoch=epoch, step=step)
-                        sums = {k: sums.get(k, 0.0) + v for k, v in (("loss", loss * len(y)), ("correct", correct),
-                                                                      ("n", len(y)))}
-                        self.global_step += 1
-                        pos = (epoch, step, sums)
-                    n_imgs += len(y)
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{sums['loss'] / sums['n']:.3f}", acc=f"{sums['correct'] / sums['n']:.3f}",
-                                    lr=f"{self.schedule.get_last_lr()[0]:.2e}",
-                                    img_s=f"{n_imgs / (time.perf_counter() - tic):.0f}")
-                    if cfg.train.save_every and self.global_step % cfg.train.save_every == 0 and step < train_b.steps():
-                        save_checkpoint(self.state(*pos), self.run_dir / "last.ckpt")
-                    for cb in self.callbacks:
-                        cb(self)
-                bar.close()
-                seconds = time.perf_counter() - tic
-                val = self._validate(net, val_b, criterion, epoch=epoch)
-                row = {"epoch": epoch + 1, "step": self.global_step, "train_loss": sums.get("loss", 0) / max(1, sums.get("n", 0)),
-                       "train_acc": sums.get("correct", 0) / max(1, sums.get("n", 0)), **val,
-                       "lr": self.schedule.get_last_lr()[0], "epoch_seconds": seconds,
-                       "train_img_s": n_imgs / seconds if seconds > 0 else 0.0}
-                with defer_interrupt():
-                    improved = self._end_epoch(row, metrics, writer)
-                    pos = (epoch + 1, 0, {})
-                    state = self.state(*pos)
-                    save_checkpoint(state, self.run_dir / "last.ckpt")
-                    if improved:
-                        save_checkpoint(state, self.run_dir / "best.ckpt")
+            for epoch in range(self.pos.epoch, cfg.train.epochs):
+                self._train_mode(net)
+                step = partial(self._step, step_net, criterion=criterion, epoch=epoch)
+                pos, n_imgs, seconds = train_one_epoch(step, train_b, self.pos, moved=partial(self._moved, saves),
+                                                       desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+                                                       progress=cfg.train.progress)
+                val = self._validate(net, val_b, epoch=epoch)
+                row = epoch_row(pos, val, global_step=self.global_step, lr=self.schedule.get_last_lr()[0],
+                                n_imgs=n_imgs, seconds=seconds)
+                with defer_interrupt():  # the epoch's row, best and checkpoints go together
+                    improved = self.stopping.update(row)
+                    self.history.append(row)
+                    epochs.record(row, improved=improved)
+                    self.pos = Position(epoch + 1)
+                    saves.epoch_end(self.state(self.pos), improved=improved)
                 result.epochs_run = epoch + 1
-                if self.patience_left is not None and self.patience_left <= 0:
+                if self.stopping.should_stop:
                     log.info("early stop: no better val top-1 for %d epochs", cfg.train.patience)
                     result.stopped_early = True
                     break
         except KeyboardInterrupt:
             result.interrupted = True
-            save_checkpoint(self.state(*pos), self.run_dir / "last.ckpt")
-            log.warning("interrupted; continue with: imgcls train --resume %s", self.run_dir / "last.ckpt")
+            saves.interrupted(self.state(self.pos))
         finally:
-            if writer is not None:
-                writer.close()
+            epochs.close()
             if sys.exc_info()[0] is not None:  # an error leaves the trainer: stop writing its log
                 self._close_log()
         result.seconds = time.perf_counter() - t0
-        result.best_top1, result.best_epoch, result.history = self.best_top1, self.best_epoch, list(self.history)
+        result.best_top1, result.best_epoch = self.stopping.best_top1, self.stopping.best_epoch
+        result.history = list(self.history)
         if not result.interrupted and self.history:
             self._final_report(net, val_b)
             log.info("%s", result.summary_line(cfg.model.model))
         self._close_log()
         return result
 
-    def _end_epoch(self, row: dict, metrics: MetricsLog, writer) -> bool:
-        """Record an epoch's row (metrics.csv, TensorBoard, log) and the best/patience bookkeeping;
-        True when its val top-1 is the best so far."""
-        metrics.append(row)
-        self.history.append(row)
-        if writer is not None:
-            for k, v in row.items():
-                if k not in ("epoch", "step"):
-                    writer.add_scalar(k, v, row["epoch"])
-        improved = row["val_top1"] > self.best_top1
-        if improved:
-            self.best_top1, self.best_epoch = row["val_top1"], row["epoch"]
-            self.patience_left = self.cfg.train.patience
-        elif self.patience_left is not None:
-            self.patience_left -= 1
-        top5 = f" top-5 {100 * row['val_top5']:.2f}%" if "val_top5" in row else ""
-        log.info("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f top-1 %.2f%%%s  %.0fs%s",
-                 row["epoch"], self.cfg.train.epochs, row["train_loss"], 100 * row["train_acc"], row["val_loss"],
-                 100 * row["val_top1"], top5, row["epoch_seconds"], "  *best*" if improved else "")
-        return improved
+    def _moved(self, saves: Checkpoints, pos: Position) -> None:
+        """After each step: the new position, a checkpoint every --save-every steps, the callbacks."""
+        self.global_step += 1
+        self.pos = pos
+        saves.step(lambda: self.state(pos), global_step=self.global_step, epoch_step=pos.step)
+        for cb in self.callbacks:
+            cb(self)
+
+    def _train_mode(self, net: nn.Module) -> None:
+        if net is self.model:
+            self.policy.set_train_mode(self.model)  # frozen BatchNorm stays in eval mode
+        else:
+            net.train()
+
+    def _log_start(self) -> None:
+        cfg = self.cfg
+        log.info("training %s on %s: %d train / %d val images, %d classes, transfer %s, device %s%s",
+                 cfg.model.model, self.data.source, len(self.data.train), len(self.data.val), len(self.classes),
+                 self.policy, self.device, f", autocast {self.amp_dtype}" if self.amp_dtype else "")
 
     def _close_log(self) -> None:
         log.removeHandler(self._handler)
@@ -432,8 +312,8 @@ class Trainer:
                              f"the run stopped{kept}; lower --lr (or add --warmup-epochs / --clip-grad) and "
                              "start a new run")
 
-    def _step(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.Module, *, epoch: int,
-              step: int) -> tuple[float, int]:
+    def _step(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int, *, criterion: nn.Module,
+              epoch: int) -> tuple[float, int]:
         cfg = self.cfg
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             loss, logits = compute_loss(net(x), y, criterion, cfg.train.aux_weight)
@@ -461,7 +341,7 @@ class Trainer:
             targets.append(y.cpu())
         return torch.cat(outs), torch.cat(targets)
 
-    def _validate(self, net: nn.Module, val_b, criterion: nn.Module, *, epoch: int) -> dict[str, float]:
+    def _validate(self, net: nn.Module, val_b, *, epoch: int) -> dict[str, float]:
         logits, targets = self._logits(net, val_b)
         loss = float(nn.functional.cross_entropy(logits, targets))
         if not math.isfinite(loss):
@@ -487,15 +367,6 @@ class Trainer:
         dev = self.device
         return (head, FeatureBatches(tf.to(dev), tt.to(dev), batch_size=cfg.data.batch_size, seed=cfg.train.seed, train=True),
                 FeatureBatches(vf.to(dev), vt.to(dev), batch_size=max(256, cfg.data.batch_size), seed=0, train=False))
-
-    def _tensorboard(self):
-        if not self.cfg.train.tensorboard:
-            return None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            return None
-        return SummaryWriter(str(self.run_dir / "tb"))
 
     def _final_report(self, net: nn.Module, val_b) -> None:
         """Best weights on the val set: report.json, confusion matrix CSV/PNG, curves.png."""

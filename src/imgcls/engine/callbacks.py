@@ -1,0 +1,110 @@
+"""The side effects of a run, each in one small object the loop calls by name: the log of epochs
+(metrics.csv, TensorBoard, the log line), the checkpoints (last, best, every N steps, on Ctrl-C)
+and early stopping. Under DistributedDataParallel only rank 0 gets the writing ones.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from imgcls.engine.checkpoint import save_checkpoint
+from imgcls.reports import MetricsLog
+from imgcls.reports.metrics import EPOCH_COLUMNS
+
+log = logging.getLogger("imgcls")
+
+
+def metric_columns(ks: tuple[int, ...]) -> list[str]:
+    """metrics.csv's columns for a run that reports top-k for `ks` (top-5 only with more than 5 classes)."""
+    return [c for c in EPOCH_COLUMNS if not c.startswith("val_top") or int(c.removeprefix("val_top")) in ks]
+
+
+class EpochLog:
+    """metrics.csv (rewritten from the checkpoint's history on resume: rows after it never happened),
+    TensorBoard when installed and wanted, and one log line per epoch."""
+
+    def __init__(self, run_dir: Path, ks: tuple[int, ...], history: list[dict], *, epochs: int, tensorboard: bool,
+                 fresh: bool) -> None:
+        path = run_dir / "metrics.csv"
+        if not fresh:
+            path.unlink(missing_ok=True)
+        self.columns = metric_columns(ks)
+        self.metrics = MetricsLog(path, self.columns)
+        for row in history:
+            self.metrics.append({k: v for k, v in row.items() if k in self.columns})
+        self.epochs = epochs
+        self.writer = _tensorboard(run_dir) if tensorboard else None
+
+    def record(self, row: dict[str, Any], *, improved: bool) -> None:
+        self.metrics.append(row)
+        if self.writer is not None:
+            for k, v in row.items():
+                if k not in ("epoch", "step"):
+                    self.writer.add_scalar(k, v, row["epoch"])
+        top5 = f" top-5 {100 * row['val_top5']:.2f}%" if "val_top5" in row else ""
+        log.info("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f top-1 %.2f%%%s  %.0fs%s",
+                 row["epoch"], self.epochs, row["train_loss"], 100 * row["train_acc"], row["val_loss"],
+                 100 * row["val_top1"], top5, row["epoch_seconds"], "  *best*" if improved else "")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _tensorboard(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(run_dir / "tb"))
+
+
+class Checkpoints:
+    """last.ckpt at every epoch end, every `save_every` steps inside an epoch and on Ctrl-C; best.ckpt
+    when the epoch's val top-1 is the best so far."""
+
+    def __init__(self, run_dir: Path, *, save_every: int, steps_per_epoch: int) -> None:
+        self.last, self.best = run_dir / "last.ckpt", run_dir / "best.ckpt"
+        self.save_every, self.steps_per_epoch = save_every, steps_per_epoch
+
+    def step(self, state_fn, *, global_step: int, epoch_step: int) -> None:
+        if self.save_every and global_step % self.save_every == 0 and epoch_step < self.steps_per_epoch:
+            save_checkpoint(state_fn(), self.last)
+
+    def epoch_end(self, state: dict, *, improved: bool) -> None:
+        save_checkpoint(state, self.last)
+        if improved:
+            save_checkpoint(state, self.best)
+
+    def interrupted(self, state: dict) -> None:
+        save_checkpoint(state, self.last)
+        log.warning("interrupted; continue with: imgcls train --resume %s", self.last)
+
+
+class EarlyStopping:
+    """The best val top-1 so far and, with `patience`, how many more epochs without a better one."""
+
+    def __init__(self, patience: int | None, *, best_top1: float = -1.0, best_epoch: int = 0,
+                 patience_left: int | None = None, fresh: bool = True) -> None:
+        self.patience = patience
+        self.best_top1, self.best_epoch = best_top1, best_epoch
+        self.patience_left = (None if patience is None else
+                              patience if fresh or patience_left is None else patience_left)
+
+    def update(self, row: dict[str, Any]) -> bool:
+        """Take an epoch's row; True when it is the best so far."""
+        if row["val_top1"] > self.best_top1:
+            self.best_top1, self.best_epoch = row["val_top1"], row["epoch"]
+            self.patience_left = self.patience
+            return True
+        if self.patience_left is not None:
+            self.patience_left -= 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience_left is not None and self.patience_left <= 0
+
+    def state(self) -> dict[str, Any]:
+        return {"best": {"top1": self.best_top1, "epoch": self.best_epoch}, "patience_left": self.patience_left}
