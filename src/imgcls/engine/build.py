@@ -1,4 +1,5 @@
-"""From a config or a checkpoint to the pieces of a run: device, precision, datasets, model."""
+"""From a config to the pieces of a run: datasets, preprocessing, arch (device, precision and
+build_model live in the layers below and are re-exported here)."""
 from __future__ import annotations
 
 import logging
@@ -6,56 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
 
+from imgcls.checkpoint import build_model
 from imgcls.data import ImageFolder, eval_transform, find_bad_images, make_split, open_dataset, train_transform
 from imgcls.data.split import is_split_index
 from imgcls.engine.config import Config, DataConfig
 from imgcls.engine.transfer import TransferPolicy
 from imgcls.errors import ConfigError, DataError
-from imgcls.models import create_model
+from imgcls.runtime import resolve_amp, resolve_device
 
 log = logging.getLogger("imgcls")
-
-
-# -- device and precision ---------------------------------------------------------------------
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown --device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return device
-
-
-def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for `--amp` on this device, or None for full fp32.
-
-    `auto` turns autocast on only for CUDA. On CPUs it stays off: a CPU that lists avx512_bf16 may
-    still run bf16 matmuls slower than fp32 (3x slower on this project's AVX-512 build machine), so
-    bf16 on CPU is an explicit `--amp bf16`, to be measured on the machine at hand.
-    """
-    if amp == "off":
-        return None
-    if amp == "fp16":
-        if device.type != "cuda":
-            raise ConfigError("--amp fp16 needs a CUDA device (it trains with a gradient scaler there); "
-                              "use --amp bf16 or off")
-        return torch.float16
-    if amp == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return None
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -146,20 +107,11 @@ def _drop_bad(samples: list[tuple[Path, int]], cfg: DataConfig) -> list[tuple[Pa
 # -- model ------------------------------------------------------------------------------------
 
 def arch_of(cfg: Config, num_classes: int, base_classes: int | None) -> dict[str, Any]:
+    """What a checkpoint records to rebuild the network (imgcls.checkpoint.build_model)."""
+    stacked = TransferPolicy.parse(cfg.model.transfer).mode == "head+"
     return {"model": cfg.model.model, "num_classes": num_classes, "model_kwargs": dict(cfg.model.model_kwargs),
-            "transfer": cfg.model.transfer, "base_classes": base_classes}
+            "head": "stacked" if stacked else "linear", "transfer": cfg.model.transfer, "base_classes": base_classes}
 
 
-def build_model(arch: dict[str, Any]) -> nn.Module:
-    """The network a checkpoint's `arch` describes, freshly initialised (head+ included)."""
-    policy = TransferPolicy.parse(arch["transfer"])
-    kwargs = dict(arch.get("model_kwargs") or {})
-    try:
-        if policy.mode == "head+":
-            model = create_model(arch["model"], num_classes=arch["base_classes"], **kwargs)
-            policy.stack_head(model, arch["num_classes"])
-        else:
-            model = create_model(arch["model"], num_classes=arch["num_classes"], **kwargs)
-    except TypeError as e:
-        raise ConfigError(f"{arch['model']} does not take the model arguments {kwargs}: {e}") from None
-    return model
+__all__ = ["Datasets", "arch_of", "build_datasets", "build_model", "eval_resize", "preprocessing", "resolve_amp",
+           "resolve_device", "transforms"]

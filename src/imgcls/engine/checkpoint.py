@@ -1,136 +1,19 @@
-"""Checkpoints: written atomically, read without unpickling code.
-
-A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so
-`torch.load(path, weights_only=True)` reads it:
-
-    format, imgcls_version      "imgcls-checkpoint", the version that wrote it
-    arch                        {"model", "num_classes", "model_kwargs", "transfer", "base_classes"}
-    model                       the state dict
-    classes, preprocessing      class names in index order; eval resize/crop/mean/std/interpolation
-    config                      the run's resolved Config as a dict
-    optimizer, scheduler, scaler, epoch, epoch_step, global_step, rng, best, patience_left
-                                everything `--resume` needs to continue bit-for-bit on CPU
+"""Training checkpoints: the file format lives in `imgcls.checkpoint` (layer 2, shared with inference and
+export); what only training needs is here: the random-generator states that make a resume bit-exact.
 """
 from __future__ import annotations
 
-import os
 import random
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from imgcls.errors import CheckpointError
+from imgcls.checkpoint import (FORMAT, check_arch, describe_arch, load_checkpoint, remove_stale_temps,
+                               save_checkpoint)
 
-FORMAT = "imgcls-checkpoint"
-
-
-_TEMP_SUFFIX = ".tmp"
-
-
-def _temp_prefix(path: Path) -> str:
-    return f".{path.name}."
-
-
-def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Write `state` to a temporary file beside `path`, flush it to disk, then rename over `path`:
-    a crash leaves either the old checkpoint or the new one, never half of one.
-
-    The temporary name carries the writer's process id, so the temporary files that a killed writer
-    left behind are recognised and removed at the next save in that folder (`remove_stale_temps`).
-    A full disk is one CheckpointError that says the previous checkpoint is intact.
-    """
-    from imgcls import __version__
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path.parent)
-    state = {"format": FORMAT, "imgcls_version": __version__, **state}
-    fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(path)}{os.getpid()}.", suffix=_TEMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        full = _os_error(e)
-        if full is not None:
-            kept = f"the previous {path.name} is intact" if path.is_file() else f"no {path.name} was written"
-            raise CheckpointError(f"{path}: cannot write the checkpoint: {full.strerror or full} "
-                                  f"({shutil.disk_usage(path.parent).free / 2**20:.0f} MB free there); {kept}; "
-                                  "free some space, then continue with --resume") from None
-        raise
-    return path
-
-
-def _os_error(e: BaseException) -> OSError | None:
-    """The OSError behind `e` (torch wraps a failed write in a RuntimeError), if any."""
-    seen = set()
-    while e is not None and id(e) not in seen:
-        if isinstance(e, OSError):
-            return e
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    return None
-
-
-def _writer_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-def remove_stale_temps(folder: str | Path) -> list[Path]:
-    """Remove the temporary checkpoint files (`.NAME.PID.XXXX.tmp`) whose writer is no longer running:
-    what a save interrupted by kill -9 leaves. Files of a live writer and any other file are kept."""
-    removed = []
-    for p in Path(folder).glob(f".*.ckpt.*{_TEMP_SUFFIX}"):
-        pid = p.name.split(".ckpt.", 1)[1].split(".", 1)[0]
-        if pid.isdigit() and _writer_alive(int(pid)):
-            continue
-        p.unlink(missing_ok=True)
-        removed.append(p)
-    return removed
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for a damaged file
-        from imgcls.weights import unreadable_reason
-
-        raise CheckpointError(f"{path}: not a checkpoint imgcls can read: {unreadable_reason(path, e)}") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an imgcls checkpoint (a plain state dict? pass it as --weights)")
-    return state
-
-
-def describe_arch(arch: dict[str, Any]) -> str:
-    return f"{arch['model']} with {arch['num_classes']} classes"
-
-
-def check_arch(state: dict[str, Any], path: str | Path, *, model: str | None = None,
-               num_classes: int | None = None) -> None:
-    """One-line CheckpointError when a checkpoint is for another model or class count."""
-    arch = state["arch"]
-    if (model is not None and arch["model"] != model) or (num_classes is not None and arch["num_classes"] != num_classes):
-        want = f"{model or arch['model']} with {num_classes if num_classes is not None else arch['num_classes']} classes"
-        raise CheckpointError(f"{path}: checkpoint is for {describe_arch(arch)}, not {want}; "
-                              f"pick the matching --model/data or start a new run")
+__all__ = ["FORMAT", "check_arch", "describe_arch", "load_checkpoint", "remove_stale_temps", "save_checkpoint",
+           "rng_state", "set_rng_state"]
 
 
 def rng_state() -> dict[str, Any]:

@@ -36,7 +36,9 @@ from imgcls.engine.loop import (FeatureBatches, ImageBatches, Position, compute_
 from imgcls.engine.optim import LRSchedule, build_optimizer, param_groups, resolved_lr, resolved_weight_decay
 from imgcls.engine.transfer import TransferPolicy
 from imgcls.errors import ConfigError, TrainingError
+from imgcls.models.heads import stack_head
 from imgcls.reports import classification_report, plot_curves, topk_correct
+from imgcls.runtime import run_model
 
 log = logging.getLogger("imgcls")
 
@@ -165,7 +167,7 @@ class Trainer:
             path = resolve_weights(cfg.model.weights)
             state, _ = read_state_dict(path)
             self.weights_path = path
-        model = build.build_model({**build.arch_of(cfg, n, None), "transfer": "full"})
+        model = build.build_model({**build.arch_of(cfg, n, None), "head": "linear"})
         if self.policy.mode == "head+":  # keep the pretrained classifier: build it at its own size
             key = f"{model.classifier_name}.weight"
             if self.resume_state is not None:
@@ -177,7 +179,8 @@ class Trainer:
             from imgcls.weights import load_pretrained
 
             report = load_pretrained(model, state, source=str(self.weights_path))
-        self.policy.stack_head(model, n)
+        if self.policy.mode == "head+":
+            stack_head(model, n)
         self.policy.apply(model)
         if cfg.model.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -330,16 +333,8 @@ class Trainer:
         self.schedule.step()
         return value, int((logits.detach().argmax(1) == y).sum())
 
-    @torch.no_grad()
     def _logits(self, net: nn.Module, batches) -> tuple[torch.Tensor, torch.Tensor]:
-        net.eval()
-        outs, targets = [], []
-        for x, y in batches.epoch(0):
-            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-                out = net(x)
-            outs.append((out[0] if isinstance(out, (tuple, list)) else out).float().cpu())
-            targets.append(y.cpu())
-        return torch.cat(outs), torch.cat(targets)
+        return run_model(net, batches.epoch(0), amp_dtype=self.amp_dtype)
 
     def _validate(self, net: nn.Module, val_b, *, epoch: int) -> dict[str, float]:
         logits, targets = self._logits(net, val_b)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from imgcls.errors import ConfigError
+from imgcls.models.heads import stacked_head_name
 
 MODES = ("full", "last", "head", "head+")
 
@@ -51,19 +52,7 @@ class TransferPolicy:
 
     def head_name(self, model: nn.Module) -> str:
         """The module the new classes are read from: the classifier, or the stacked layer for head+."""
-        name = model.classifier_name
-        return f"{name}.1" if self.mode == "head+" else name
-
-    def stack_head(self, model: nn.Module, num_classes: int) -> nn.Module:
-        """head+: replace the classifier by Sequential(original classifier, new Linear)."""
-        if self.mode != "head+":
-            return model
-        old = model.get_classifier()
-        if not isinstance(old, nn.Linear):
-            raise ConfigError(f"head+ needs a Linear classifier; {model.classifier_name} is {type(old).__name__}")
-        model._set_module(model.classifier_name, nn.Sequential(old, nn.Linear(old.out_features, num_classes)))
-        model.num_classes = num_classes
-        return model
+        return stacked_head_name(model) if self.mode == "head+" else model.classifier_name
 
     def trainable_names(self, model: nn.Module) -> tuple[str, ...]:
         if self.mode == "full":

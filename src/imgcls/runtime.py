@@ -1,0 +1,65 @@
+"""Where and how a model runs: the device, the autocast precision, and one loop that runs a model over
+batches. Layer 2: training (validation), `imgcls eval` and the Predictor all use the same `run_model`.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from imgcls.errors import ConfigError
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown --device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return device
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `--amp` on this device, or None for full fp32.
+
+    `auto` turns autocast on only for CUDA. On CPUs it stays off: a CPU that lists avx512_bf16 may
+    still run bf16 matmuls slower than fp32 (3x slower on this project's AVX-512 build machine), so
+    bf16 on CPU is an explicit `--amp bf16`, to be measured on the machine at hand.
+    """
+    if amp == "off":
+        return None
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise ConfigError("--amp fp16 needs a CUDA device (it trains with a gradient scaler there); "
+                              "use --amp bf16 or off")
+        return torch.float16
+    if amp == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return None
+
+
+@torch.no_grad()
+def run_model(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
+              amp_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits [N, C] float on the CPU, targets [N]) of `model` in eval mode over (input, target) batches.
+    A tuple output (GoogLeNet's aux heads in training) counts by its first element."""
+    model.eval()
+    outs, targets = [], []
+    for x, y in batches:
+        with torch.autocast(x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            out = model(x)
+        outs.append((out[0] if isinstance(out, (tuple, list)) else out).float().cpu())
+        targets.append(torch.as_tensor(y).cpu())
+    if not outs:
+        return torch.empty(0, 0), torch.empty(0, dtype=torch.long)
+    return torch.cat(outs), torch.cat(targets)
