@@ -4,12 +4,10 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from collections.abc import Callable
-from pathlib import Path
 
-import torch
 from torch import nn
 
-from imgcls.errors import ConfigError, WeightsError
+from imgcls.errors import ConfigError
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -50,25 +48,10 @@ def get_builder(name: str) -> Callable[..., nn.Module]:
         raise ConfigError(f"unknown model {name!r}{hint} (see `imgcls models` or imgcls.list_models())") from None
 
 
-def create_model(name: str, num_classes: int = 1000, weights: str | Path | None = None, **kwargs) -> nn.Module:
-    """Build a registered model; `weights` is a torchvision-format state-dict file loaded strictly.
-
-    A model with a `remap_state_dict(state_dict)` method gets the file's state dict through it
-    first (DenseNet: legacy key names; ViT: position embeddings resized to its image size), as in
-    `imgcls.weights.load_pretrained`.
-    """
-    model = get_builder(name)(num_classes=num_classes, **kwargs)
-    if weights is not None:
-        path = Path(weights)
-        if not path.is_file():
-            raise WeightsError(f"{path}: no such weight file")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        remap = getattr(model, "remap_state_dict", None)
-        if callable(remap):
-            state = remap(dict(state))
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
-            raise WeightsError(f"{path}: does not fit {name} with num_classes={num_classes}: {first}") from None
-    return model
+def create_model(name: str, num_classes: int = 1000, **kwargs) -> nn.Module:
+    """Build a registered model, freshly initialised. Loading weights is layer 2's job:
+    `imgcls.create_model(name, num_classes, weights=...)` (`imgcls.weights.create_model_with_weights`)."""
+    if "weights" in kwargs:
+        raise TypeError("imgcls.models.create_model builds untrained models; load weights with "
+                        "imgcls.create_model(name, weights=...) or imgcls.weights.load_weights(model, ...)")
+    return get_builder(name)(num_classes=num_classes, **kwargs)

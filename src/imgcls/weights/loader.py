@@ -1,0 +1,199 @@
+"""The one loader: state dicts go into models here, through the model's own `remap_state_dict`.
+
+`load_pretrained(model, state_dict)` copies every tensor whose name and shape match; only the
+classifier may disagree (a 1000-way ImageNet head in a 5-class model) and starts fresh. The
+`LoadReport` says what loaded and what did not; anything else that does not fit is an error.
+`load_weights(model, name_or_path)` chains `resolve_weights`, `read_state_dict` and
+`load_pretrained`. `create_model_with_weights` is `imgcls.create_model`: it builds a model with
+`imgcls.models.create_model` (layer 1, no I/O) and loads `weights=` through the same reader and
+loader, strictly for a file.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from imgcls.errors import WeightsError
+from imgcls.models import create_model
+from imgcls.weights.fetch import resolve_weights
+from imgcls.weights.reader import read_state_dict
+from imgcls.weights.specs import WeightSpec
+
+log = logging.getLogger(__name__)
+
+
+def _fmt_shape(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]"
+
+
+def _fmt_keys(keys: list[str], limit: int = 5) -> str:
+    more = f" ... and {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def _remapped(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+    # Legacy key names (DenseNet's `norm.1`), position embeddings for another image size (ViT),
+    # auxiliary heads the model does not have (GoogLeNet): the model knows, the loader asks it.
+    remap = getattr(model, "remap_state_dict", None)
+    return remap(dict(state_dict)) if callable(remap) else state_dict
+
+
+@dataclass
+class LoadReport:
+    """What `load_pretrained` did with each tensor of the file and of the model."""
+
+    source: str
+    loaded: list[str] = field(default_factory=list)
+    skipped_shape: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)  # key, file, model
+    missing: list[str] = field(default_factory=list)  # in the model, not in the file
+    unexpected: list[str] = field(default_factory=list)  # in the file, not in the model
+    classifier_name: str | None = None
+    extra_heads: tuple[str, ...] = ()  # further class-sized layers, e.g. GoogLeNet's aux1.fc2, aux2.fc2
+
+    def _in_head(self, key: str) -> bool:
+        heads = ((self.classifier_name,) if self.classifier_name is not None else ()) + self.extra_heads
+        return any(key.startswith(h + ".") for h in heads)
+
+    @property
+    def total(self) -> int:
+        """The number of tensors in the model's state dict."""
+        return len(self.loaded) + len(self.skipped_shape) + len(self.missing)
+
+    @property
+    def head_only(self) -> bool:
+        """True when every tensor that did not load belongs to the classifier (vacuously when all did)."""
+        keys = [k for k, _, _ in self.skipped_shape] + self.missing + self.unexpected
+        return all(self._in_head(k) for k in keys)
+
+    def to_text(self) -> str:
+        lines = [f"loaded {len(self.loaded)}/{self.total} tensors from {self.source}"]
+        head_skipped = [s for s in self.skipped_shape if self._in_head(s[0])]
+        if head_skipped:
+            key, file_shape, model_shape = next((s for s in head_skipped if s[0].endswith(".weight")), head_skipped[0])
+            classes = f" ({model_shape[0]} classes)" if key.endswith(".weight") and model_shape else ""
+            lines.append(f"the last layer cannot take the pretrained parameters: {key} is {_fmt_shape(file_shape)} "
+                         f"in the file and {_fmt_shape(model_shape)} in the model{classes}; "
+                         "it starts from a fresh initialisation")
+        head_missing = [k for k in self.missing if self._in_head(k)]
+        if head_missing:
+            lines.append(f"the file has no classifier ({_fmt_keys(head_missing)}); "
+                         "the last layer starts from a fresh initialisation")
+        head_unexpected = [k for k in self.unexpected if self._in_head(k)]
+        if head_unexpected:
+            lines.append(f"the file's classifier is not used, the model has none: {_fmt_keys(head_unexpected)}")
+        other_skipped = [f"{k} {_fmt_shape(f)} in the file, {_fmt_shape(m)} in the model"
+                         for k, f, m in self.skipped_shape if not self._in_head(k)]
+        for label, keys in (("skipped for a shape mismatch", other_skipped),
+                            ("missing from the file", [k for k in self.missing if not self._in_head(k)]),
+                            ("unexpected in the file", [k for k in self.unexpected if not self._in_head(k)])):
+            if keys:
+                lines.append(f"{label}: {_fmt_keys(keys)}")
+        return "\n".join(lines)
+
+
+def load_pretrained(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str = "weights",
+                    classifier_name: str | None = None) -> LoadReport:
+    """Copy every tensor of `state_dict` whose name and shape match into `model`; report the rest.
+
+    Only the classifier (`classifier_name`, by default the model's own, e.g. "fc" or
+    "classifier.6", plus the model's `extra_head_names` such as GoogLeNet's auxiliary outputs) may
+    disagree with the file: a different number of classes, or a headless
+    model or file. Those tensors are skipped and keep the model's fresh initialisation. Anything
+    else that is mismatched, missing or unexpected raises WeightsError and loads nothing. A model
+    with a `remap_state_dict(state_dict)` method (legacy key names) has it applied first.
+    """
+    state_dict = _remapped(model, state_dict)
+    head = classifier_name if classifier_name is not None else getattr(model, "classifier_name", None)
+    report = LoadReport(source=source, classifier_name=head,
+                        extra_heads=tuple(getattr(model, "extra_head_names", ())) if classifier_name is None else ())
+    model_state = model.state_dict()
+    filtered: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        if key not in model_state:
+            report.unexpected.append(key)
+            continue
+        file_shape, model_shape = tuple(getattr(value, "shape", ())), tuple(getattr(model_state[key], "shape", ()))
+        if file_shape != model_shape:  # (`_extra_state` entries need not be tensors: no shape)
+            report.skipped_shape.append((key, file_shape, model_shape))
+        else:
+            filtered[key] = value
+            report.loaded.append(key)
+    report.missing = [k for k in model_state if k not in state_dict]
+
+    if not report.head_only:
+        _raise_misfit(model, report, model_state, state_dict)
+    result = model.load_state_dict(filtered, strict=False)
+    # load_state_dict's own bookkeeping must agree with ours: what it lacks is what we held back
+    assert not result.unexpected_keys, result.unexpected_keys
+    assert set(result.missing_keys) == set(report.missing) | {k for k, _, _ in report.skipped_shape}
+    return report
+
+
+def _raise_misfit(model: nn.Module, report: LoadReport, model_state: Mapping[str, torch.Tensor],
+                  state_dict: Mapping[str, torch.Tensor]) -> None:
+    """The one-line WeightsError for a file that does not fit beyond the classifier."""
+    name = type(model).__name__
+    if not report.loaded:
+        raise WeightsError(
+            f"{report.source}: none of its {len(state_dict)} tensors fits this {name} (its keys look like "
+            f"{_fmt_keys(list(state_dict), 3)}; the model's like {_fmt_keys(list(model_state), 3)}); "
+            "is it a weight file for another architecture?")
+    shape = [(k, f, m) for k, f, m in report.skipped_shape if not report._in_head(k)]
+    missing = [k for k in report.missing if not report._in_head(k)]
+    unexpected = [k for k in report.unexpected if not report._in_head(k)]
+    counts = [f"{n} {what}" for n, what in ((len(shape), "of another shape"), (len(missing), "missing from the file"),
+                                           (len(unexpected), "unexpected")) if n]
+    examples = [f"{k} is {_fmt_shape(f)} in the file and {_fmt_shape(m)} in the model" for k, f, m in shape[:1]]
+    examples += [f"missing {k}" for k in missing[:1]] + [f"unexpected {k}" for k in unexpected[:1]]
+    raise WeightsError(
+        f"{report.source} does not fit this {name} (tensors: {', '.join(counts)}; e.g. {'; '.join(examples)}); "
+        "is it a weight file for another architecture or depth (e.g. resnet50 weights for a resnet18)?")
+
+
+def _load_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str, target: str) -> None:
+    """Every tensor of the model from the file, the classifier included, nothing left over."""
+    try:
+        model.load_state_dict(_remapped(model, state_dict), strict=True)
+    except RuntimeError as e:  # torch lists every problem, one per line after a heading: keep the first
+        first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
+        raise WeightsError(f"{source}: does not fit {target}: {first}") from None
+
+
+def load_weights(model: nn.Module, name_or_path: str | os.PathLike | WeightSpec, *,
+                 cache_dir: str | os.PathLike | None = None, download_missing: bool = True) -> LoadReport:
+    """`resolve_weights`, `read_state_dict` and `load_pretrained` in one call."""
+    path = resolve_weights(name_or_path, cache_dir=cache_dir, download_missing=download_missing)
+    state, _ = read_state_dict(path)
+    return load_pretrained(model, state, source=path.name)
+
+
+def create_model_with_weights(name: str, num_classes: int = 1000,
+                              weights: str | os.PathLike | WeightSpec | None = None, **kwargs: Any) -> nn.Module:
+    """Build the registered model `name` and load `weights` into it; this is `imgcls.create_model`.
+
+    A weight file (a state dict saved from this model, plain or from DDP/torch.compile, an imgcls
+    or Lightning checkpoint, a .safetensors file) is loaded strictly: a file for another number
+    of classes is an error naming `num_classes`. A registry name or spec ("resnet18",
+    "resnet50.tv2_in1k") is fetched by `resolve_weights` and loaded by `load_pretrained`: with
+    another `num_classes` than the spec's, the classifier starts fresh (the report is logged).
+    """
+    model = create_model(name, num_classes=num_classes, **kwargs)
+    if weights is None:
+        return model
+    # the same rule as resolve_weights: a Path or an existing file is a file, any other string a name
+    registered = isinstance(weights, WeightSpec) or (
+        isinstance(weights, str) and not Path(weights).expanduser().is_file())
+    path = resolve_weights(weights)
+    state, _ = read_state_dict(path)
+    if registered:
+        log.info("%s", load_pretrained(model, state, source=path.name).to_text())
+    else:
+        _load_strict(model, state, source=str(path), target=f"{name} with num_classes={num_classes}")
+    return model

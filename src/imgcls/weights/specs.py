@@ -1,0 +1,170 @@
+"""Which pretrained weights exist: one `WeightSpec` per file, kept in one table.
+
+A spec says where a file comes from (URL and sha256 prefix), what it was trained for (arch,
+classes, published top-1) and how its images must be prepared (`preprocessing`). That last field
+is the single source of truth for a weight's eval transform: `spec_preprocessing(name)` hands it
+to whoever builds one, nobody retypes resize/crop/mean/std.
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+import re
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imgcls.errors import WeightsError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_TORCHVISION_URL = "https://download.pytorch.org/models/"
+# torchvision's file names end in the first hex digits of the file's sha256: resnet18-f37072fd.pth
+_HASH_IN_NAME = re.compile(r"-([0-9a-f]{6,64})\.")
+_HEX_HASH = re.compile(r"[0-9a-f]{6,64}")
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One pretrained weight file and everything needed to use it.
+
+    `sha256` is the hash *prefix* torchvision puts in the file name (`resnet18-f37072fd.pth` ->
+    "f37072fd"). torchvision's own check (`torch.hub.download_url_to_file(hash_prefix=...)`)
+    compares exactly that prefix of the file's sha256, and so do we; a full 64-hex-digit hash is
+    accepted too (it is just a longer prefix). `preprocessing` holds the keyword arguments of
+    `imgcls.data.transforms.eval_transform` that reproduce the published accuracy `acc1`.
+    """
+
+    name: str
+    arch: str
+    url: str
+    sha256: str
+    num_classes: int = 1000
+    preprocessing: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    acc1: float | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not _HEX_HASH.fullmatch(self.sha256):
+            raise ValueError(f"{self.name}: sha256 must be 6 to 64 lowercase hex digits, got {self.sha256!r}")
+
+    @property
+    def filename(self) -> str:
+        """The cache file name: the last component of the URL (torchvision's, hash included)."""
+        return Path(urllib.parse.urlparse(self.url).path).name
+
+
+def imagenet_preprocessing(resize: int = 256, crop: int = 224) -> dict[str, Any]:
+    """torchvision's `ImageClassification` preset: resize the short side, centre crop, normalise."""
+    return {"resize": resize, "crop": crop, "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
+            "interpolation": "bilinear"}
+
+
+def _torchvision(name: str, arch: str, filename: str, acc1: float, *, resize: int = 256, source: str) -> WeightSpec:
+    return WeightSpec(name=name, arch=arch, url=_TORCHVISION_URL + filename,
+                      sha256=_HASH_IN_NAME.search(filename).group(1), num_classes=1000,
+                      preprocessing=imagenet_preprocessing(resize), acc1=acc1, source=source)
+
+
+# name: (arch, file under download.pytorch.org/models, ImageNet-1k top-1 as torchvision publishes
+# it, resize before the 224 crop, torchvision's enum member). "tv_in1k" is IMAGENET1K_V1 (the
+# original recipe, resize 256); "tv2_in1k" is IMAGENET1K_V2 (the 2021 recipe, evaluated at
+# resize 232). resnext101_64x4d only ever had new-recipe weights, published as V1.
+# A new family is new rows here, e.g. "vgg16.tv_in1k": ("vgg16", "vgg16-397923af.pth", 71.592).
+_TORCHVISION_WEIGHTS: dict[str, tuple[str, str, float, int, str]] = {
+    "resnet18.tv_in1k": ("resnet18", "resnet18-f37072fd.pth", 69.758, 256, "ResNet18_Weights.IMAGENET1K_V1"),
+    "resnet34.tv_in1k": ("resnet34", "resnet34-b627a593.pth", 73.314, 256, "ResNet34_Weights.IMAGENET1K_V1"),
+    "resnet50.tv_in1k": ("resnet50", "resnet50-0676ba61.pth", 76.130, 256, "ResNet50_Weights.IMAGENET1K_V1"),
+    "resnet50.tv2_in1k": ("resnet50", "resnet50-11ad3fa6.pth", 80.858, 232, "ResNet50_Weights.IMAGENET1K_V2"),
+    "resnet101.tv_in1k": ("resnet101", "resnet101-63fe2227.pth", 77.374, 256, "ResNet101_Weights.IMAGENET1K_V1"),
+    "resnet101.tv2_in1k": ("resnet101", "resnet101-cd907fc2.pth", 81.886, 232, "ResNet101_Weights.IMAGENET1K_V2"),
+    "resnet152.tv_in1k": ("resnet152", "resnet152-394f9c45.pth", 78.312, 256, "ResNet152_Weights.IMAGENET1K_V1"),
+    "resnet152.tv2_in1k": ("resnet152", "resnet152-f82ba261.pth", 82.284, 232, "ResNet152_Weights.IMAGENET1K_V2"),
+    "resnext50_32x4d.tv_in1k": ("resnext50_32x4d", "resnext50_32x4d-7cdf4587.pth", 77.618, 256,
+                                "ResNeXt50_32X4D_Weights.IMAGENET1K_V1"),
+    "resnext50_32x4d.tv2_in1k": ("resnext50_32x4d", "resnext50_32x4d-1a0047aa.pth", 81.198, 232,
+                                 "ResNeXt50_32X4D_Weights.IMAGENET1K_V2"),
+    "resnext101_32x8d.tv_in1k": ("resnext101_32x8d", "resnext101_32x8d-8ba56ff5.pth", 79.312, 256,
+                                 "ResNeXt101_32X8D_Weights.IMAGENET1K_V1"),
+    "resnext101_32x8d.tv2_in1k": ("resnext101_32x8d", "resnext101_32x8d-110c445d.pth", 82.834, 232,
+                                  "ResNeXt101_32X8D_Weights.IMAGENET1K_V2"),
+    "resnext101_64x4d.tv_in1k": ("resnext101_64x4d", "resnext101_64x4d-173b62eb.pth", 83.246, 232,
+                                 "ResNeXt101_64X4D_Weights.IMAGENET1K_V1"),
+    "wide_resnet50_2.tv_in1k": ("wide_resnet50_2", "wide_resnet50_2-95faca4d.pth", 78.468, 256,
+                                "Wide_ResNet50_2_Weights.IMAGENET1K_V1"),
+    "wide_resnet50_2.tv2_in1k": ("wide_resnet50_2", "wide_resnet50_2-9ba9bcbe.pth", 81.602, 232,
+                                 "Wide_ResNet50_2_Weights.IMAGENET1K_V2"),
+    "wide_resnet101_2.tv_in1k": ("wide_resnet101_2", "wide_resnet101_2-32ee1156.pth", 78.848, 256,
+                                 "Wide_ResNet101_2_Weights.IMAGENET1K_V1"),
+    "wide_resnet101_2.tv2_in1k": ("wide_resnet101_2", "wide_resnet101_2-d733dc28.pth", 82.510, 232,
+                                  "Wide_ResNet101_2_Weights.IMAGENET1K_V2"),
+    "alexnet.tv_in1k": ("alexnet", "alexnet-owt-7be5be79.pth", 56.522, 256, "AlexNet_Weights.IMAGENET1K_V1"),
+    # googlenet's file was trained with transform_input=True: build it with that option to reproduce the 69.8%;
+    # densenet files use the legacy `norm.1` key names, remapped on load.
+    "vgg11.tv_in1k": ("vgg11", "vgg11-8a719046.pth", 69.020, 256, "VGG11_Weights.IMAGENET1K_V1"),
+    "vgg11_bn.tv_in1k": ("vgg11_bn", "vgg11_bn-6002323d.pth", 70.370, 256, "VGG11_BN_Weights.IMAGENET1K_V1"),
+    "vgg13.tv_in1k": ("vgg13", "vgg13-19584684.pth", 69.928, 256, "VGG13_Weights.IMAGENET1K_V1"),
+    "vgg13_bn.tv_in1k": ("vgg13_bn", "vgg13_bn-abd245e5.pth", 71.586, 256, "VGG13_BN_Weights.IMAGENET1K_V1"),
+    "vgg16.tv_in1k": ("vgg16", "vgg16-397923af.pth", 71.592, 256, "VGG16_Weights.IMAGENET1K_V1"),
+    "vgg16_bn.tv_in1k": ("vgg16_bn", "vgg16_bn-6c64b313.pth", 73.360, 256, "VGG16_BN_Weights.IMAGENET1K_V1"),
+    "vgg19.tv_in1k": ("vgg19", "vgg19-dcbb9e9d.pth", 72.376, 256, "VGG19_Weights.IMAGENET1K_V1"),
+    "vgg19_bn.tv_in1k": ("vgg19_bn", "vgg19_bn-c79401a0.pth", 74.218, 256, "VGG19_BN_Weights.IMAGENET1K_V1"),
+    "googlenet.tv_in1k": ("googlenet", "googlenet-1378be20.pth", 69.778, 256, "GoogLeNet_Weights.IMAGENET1K_V1"),
+    "mobilenet_v2.tv_in1k": ("mobilenet_v2", "mobilenet_v2-b0353104.pth", 71.878, 256, "MobileNet_V2_Weights.IMAGENET1K_V1"),
+    "mobilenet_v3_large.tv_in1k": ("mobilenet_v3_large", "mobilenet_v3_large-8738ca79.pth", 74.042, 256, "MobileNet_V3_Large_Weights.IMAGENET1K_V1"),
+    "mobilenet_v3_small.tv_in1k": ("mobilenet_v3_small", "mobilenet_v3_small-047dcff4.pth", 67.668, 256, "MobileNet_V3_Small_Weights.IMAGENET1K_V1"),
+    "densenet121.tv_in1k": ("densenet121", "densenet121-a639ec97.pth", 74.434, 256, "DenseNet121_Weights.IMAGENET1K_V1"),
+    "densenet161.tv_in1k": ("densenet161", "densenet161-8d451a50.pth", 77.138, 256, "DenseNet161_Weights.IMAGENET1K_V1"),
+    "densenet169.tv_in1k": ("densenet169", "densenet169-b2777c0a.pth", 75.600, 256, "DenseNet169_Weights.IMAGENET1K_V1"),
+    "densenet201.tv_in1k": ("densenet201", "densenet201-c1103571.pth", 76.896, 256, "DenseNet201_Weights.IMAGENET1K_V1"),
+    "vit_b_16.tv_in1k": ("vit_b_16", "vit_b_16-c867db91.pth", 81.072, 256, "ViT_B_16_Weights.IMAGENET1K_V1"),
+    "vit_b_32.tv_in1k": ("vit_b_32", "vit_b_32-d86f8d99.pth", 75.912, 256, "ViT_B_32_Weights.IMAGENET1K_V1"),
+}
+
+WEIGHTS: dict[str, WeightSpec] = {
+    name: _torchvision(name, arch, filename, acc1, resize=resize, source=f"torchvision {member}")
+    for name, (arch, filename, acc1, resize, member) in _TORCHVISION_WEIGHTS.items()
+}
+
+# The bare model name means its torchvision V1 weights, the ones `pretrained=True` used to give.
+_ALIASES: dict[str, str] = {spec.arch: name for name, spec in WEIGHTS.items() if name.endswith(".tv_in1k")}
+
+
+def list_weights(pattern: str | None = None) -> list[str]:
+    """Registered weight names, sorted; `pattern` is a shell-style filter such as 'resnet50.*'."""
+    names = sorted(WEIGHTS)
+    return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
+
+
+def _lookup(name: str) -> WeightSpec | None:
+    return WEIGHTS.get(name) or (WEIGHTS[_ALIASES[name]] if name in _ALIASES else None)
+
+
+def get_weight_spec(name: str) -> WeightSpec:
+    """The spec registered as `name` ("resnet18.tv_in1k") or for the bare model name ("resnet18")."""
+    spec = _lookup(name)
+    if spec is None:
+        close = difflib.get_close_matches(name, [*WEIGHTS, *_ALIASES], n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise WeightsError(f"unknown weights {name!r}{hint} (see imgcls.weights.list_weights())")
+    return spec
+
+
+
+def spec_preprocessing(name_or_path: str | os.PathLike | WeightSpec) -> dict[str, Any] | None:
+    """The eval preprocessing (resize, crop, mean, std, interpolation) of registered weights.
+
+    A registry name ("resnet50.tv2_in1k", or the bare "resnet50") or a spec gives a copy of the
+    spec's `preprocessing`: the keyword arguments of `imgcls.data.transforms.eval_transform`.
+    A file path gives None (a plain file does not say how its images were prepared; an imgcls
+    checkpoint keeps its own), and so does a name that is not registered. Names and paths are
+    told apart as `resolve_weights` does: a Path or an existing file is a file.
+    """
+    if isinstance(name_or_path, WeightSpec):
+        return dict(name_or_path.preprocessing)
+    if isinstance(name_or_path, os.PathLike) or Path(name_or_path).expanduser().is_file():
+        return None
+    spec = _lookup(name_or_path)
+    return dict(spec.preprocessing) if spec is not None else None
