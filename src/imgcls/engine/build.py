@@ -104,6 +104,29 @@ def _drop_bad(samples: list[tuple[Path, int]], cfg: DataConfig) -> list[tuple[Pa
     return [(p, t) for p, t in samples if p not in dropped]
 
 
+def take_weight_preprocessing(cfg: Config, given: set[str]) -> list[str]:
+    """Registered weights carry the eval preprocessing they were measured with (weights/specs.py, the
+    one source): a run with `--weights NAME` uses it for every setting the user did not give, so
+    `resnet50.tv2_in1k` evaluates at resize 232, not 256. Returns what was taken, for the log."""
+    from imgcls.weights import spec_preprocessing
+
+    pre = spec_preprocessing(cfg.model.weights) if cfg.model.weights else None
+    if pre is None:
+        return []
+    d, taken = cfg.data, []
+    if "input_size" not in given:
+        d.input_size = pre["crop"]
+    if "resize_size" not in given:  # the spec's resize/crop ratio at the input size the run uses
+        d.resize_size = pre["resize"] if d.input_size == pre["crop"] else round(d.input_size * pre["resize"] / pre["crop"])
+    for key, field_name in (("mean", "mean"), ("std", "std"), ("interpolation", "interpolation")):
+        if field_name not in given:
+            setattr(d, field_name, list(pre[key]) if key != "interpolation" else pre[key])
+    for name in ("input_size", "resize_size", "mean", "std", "interpolation"):
+        if name not in given:
+            taken.append(f"{name}={getattr(d, name)}")
+    return taken
+
+
 # -- model ------------------------------------------------------------------------------------
 
 def arch_of(cfg: Config, num_classes: int, base_classes: int | None) -> dict[str, Any]:

@@ -105,6 +105,8 @@ class Trainer:
             self.new_folder = bool(self.resume_changes.keys() & {"name", "out_dir"})
             resume.check_epochs(config, self.resume_state["epoch"], self.resume_state["epoch_step"])
         else:
+            self.weight_preprocessing = build.take_weight_preprocessing(
+                config, config.changed_fields() if given is None else set(given))
             config.validate()
             for key in ("data", "val_data"):  # absolute, so a resume from another directory finds it
                 if config.get(key):
@@ -135,6 +137,8 @@ class Trainer:
             resume.log_changes(self.resume_changes)
         if self.load_report is not None:
             log.info("%s", self.load_report.to_text())
+        if self.resume_state is None and self.weight_preprocessing:
+            log.info("preprocessing of %s: %s", config.model.weights, ", ".join(self.weight_preprocessing))
 
     def _run_dir(self) -> Path:
         t = self.cfg.train

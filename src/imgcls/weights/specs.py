@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imgcls.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from imgcls.errors import WeightsError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _TORCHVISION_URL = "https://download.pytorch.org/models/"
 # torchvision's file names end in the first hex digits of the file's sha256: resnet18-f37072fd.pth
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{6,64})\.")

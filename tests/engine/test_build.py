@@ -1,0 +1,58 @@
+"""engine.build: a run's preprocessing comes from its registered weights' spec (the one source)."""
+import pytest
+
+import imgcls.weights
+from imgcls.engine import Config, Trainer
+from imgcls.engine.build import preprocessing, take_weight_preprocessing
+
+
+def _cfg(**data) -> Config:
+    cfg = Config()
+    cfg.model.model, cfg.model.weights = "resnet50", "resnet50.tv2_in1k"
+    for k, v in data.items():
+        setattr(cfg.data, k, v)
+    return cfg
+
+
+def test_registered_weights_bring_their_eval_preprocessing():
+    cfg = _cfg()
+    taken = take_weight_preprocessing(cfg, set())
+    assert preprocessing(cfg.data)["resize"] == 232 and preprocessing(cfg.data)["crop"] == 224
+    assert "resize_size=232" in taken
+    cfg = _cfg(input_size=112)
+    take_weight_preprocessing(cfg, {"input_size"})
+    assert preprocessing(cfg.data)["resize"] == 116  # the spec's 232/224 ratio at the size the run uses
+    cfg = _cfg(resize_size=250, interpolation="bicubic")
+    take_weight_preprocessing(cfg, {"resize_size", "interpolation"})
+    assert preprocessing(cfg.data)["resize"] == 250 and cfg.data.interpolation == "bicubic"  # given flags win
+
+
+def test_a_weight_file_brings_nothing(tmp_path):
+    cfg = _cfg()
+    cfg.model.weights = str(tmp_path / "mine.pth")
+    (tmp_path / "mine.pth").write_bytes(b"x")
+    assert take_weight_preprocessing(cfg, set()) == [] and preprocessing(cfg.data)["resize"] == 256
+
+
+def test_a_run_with_tv2_weights_records_resize_232(tiny_folder, tmp_path, monkeypatch):
+    # the weight file cannot be downloaded here: hand the trainer a state dict of the right shape
+    model = imgcls.create_model("resnet50", num_classes=1000)
+    monkeypatch.setattr(imgcls.weights, "resolve_weights", lambda name, **kw: tmp_path / "resnet50-11ad3fa6.pth")
+    monkeypatch.setattr(imgcls.weights, "read_state_dict", lambda path: (model.state_dict(), {}))
+    cfg = _cfg()
+    cfg.data.data, cfg.data.workers, cfg.data.val_fraction = str(tiny_folder), 0, 0.25
+    cfg.model.transfer, cfg.train.out_dir, cfg.train.progress = "head", str(tmp_path / "runs"), False
+    trainer = Trainer(cfg)
+    assert preprocessing(trainer.cfg.data) == {"resize": 232, "crop": 224, "mean": [0.485, 0.456, 0.406],
+                                               "std": [0.229, 0.224, 0.225], "interpolation": "bilinear"}
+    assert "preprocessing of resnet50.tv2_in1k: input_size=224, resize_size=232" in \
+        (trainer.run_dir / "train.log").read_text()
+    trainer._close_log()
+
+
+@pytest.mark.parametrize("name", ["resnet50.tv_in1k", "resnet18.tv_in1k"])
+def test_v1_weights_keep_resize_256(name):
+    cfg = _cfg()
+    cfg.model.weights = name
+    take_weight_preprocessing(cfg, set())
+    assert preprocessing(cfg.data)["resize"] == 256
