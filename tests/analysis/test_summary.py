@@ -73,7 +73,7 @@ def test_cli_summary_table_and_json(capsys):
     assert main(["summary", "resnet34"]) == 0
     out = capsys.readouterr().out
     assert "layer4.2.conv2" in out and "21,797,672" in out and "3.66 G" in out
-    assert main(["summary", "resnet50", "--json", "--stride-in-1x1", "--num-classes", "5", "--depth", "1"]) == 0
+    assert main(["summary", "resnet50", "--json", "--model-kw", "stride_in_1x1=true", "--num-classes", "5", "--depth", "1"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert round(data["gmacs"], 2) == 3.86 and data["rows"][-1]["out_shape"] == [5]
 
@@ -84,7 +84,7 @@ def test_cli_errors_are_one_line(capsys):
     assert err.count("\n") == 1 and "did you mean resnet34" in err
     assert main(["summary", "alexnet", "--input", "16"]) == 2
     assert "vanished at" in capsys.readouterr().err
-    assert main(["summary", "alexnet", "--stride-in-1x1"]) == 2
+    assert main(["summary", "alexnet", "--model-kw", "stride_in_1x1=true"]) == 2
     assert "does not take" in capsys.readouterr().err
 
 

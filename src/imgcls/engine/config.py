@@ -34,7 +34,8 @@ class ModelConfig:
                                    "or a registry name such as resnet18.tv_in1k")
     transfer: str = _f("full", "what trains: full | last:<modules> (e.g. last:layer4,fc) | head | head+")
     backbone_lr_mult: float = _f(1.0, "learning-rate multiplier for the pretrained (non-classifier) parameters", ge=0)
-    model_kwargs: dict = _f({}, "extra builder arguments, e.g. {\"zero_init_residual\": true}", cli="json")
+    model_kwargs: dict = _f({}, "a builder argument, repeatable: KEY=VALUE (e.g. zero_init_residual=true) or a "
+                                "JSON object", cli="model_kw")
     channels_last: bool = _f(True, "NHWC memory layout (about 1.4x faster for CNNs on CPU)")
     compile: bool = _f(False, "torch.compile the model (opt-in: small gains, long warm-up)")
 
