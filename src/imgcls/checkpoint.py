@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from imgcls.errors import CheckpointError, ConfigError
+from imgcls.errors import CheckpointError, ConfigError, summary_of
 from imgcls.models import create_model
 from imgcls.models.heads import head_of, stack_head
 
@@ -155,5 +155,5 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         model.load_state_dict(state["model"], strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not fit {describe_arch(state['arch'])} "
-                              f"({str(e).splitlines()[0][:120]})") from None
+                              f"({summary_of(e, limit=120)})") from None
     return model, state

@@ -2,6 +2,17 @@
 from __future__ import annotations
 
 
+def summary_of(error: BaseException, limit: int = 160) -> str:
+    """One line that says what a library exception says: its first non-empty line, or the next one when
+    the first only introduces it ("Error(s) in loading state_dict for ResNet:"), or its type's name
+    when it says nothing; cut at `limit` characters. The one way imgcls quotes a library's error."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    text = lines[1] if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 class ImgclsError(Exception):
     """Base class: a user-facing error whose message names the file or key and the fix."""
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from imgcls.errors import ConfigError
+from imgcls.errors import ConfigError, summary_of
 
 
 def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -207,9 +207,9 @@ def _too_small_message(name: str, shape: tuple[int, int, int], current: list, mo
     minimum = getattr(model, "min_input_size", None)
     hint = f"; use at least {minimum[0]}x{minimum[1]}" if minimum else ""
     if not current:
-        return f"{name} cannot take a {c}x{h}x{w} input: {str(error).splitlines()[0]}{hint}"
+        return f"{name} cannot take a {c}x{h}x{w} input: {summary_of(error, limit=300)}{hint}"
     layer, module, in_shape = current[0]
     where = f"{layer} ({type(module).__name__}), whose input is {'x'.join(map(str, in_shape))}"
     if any(s <= 1 for s in in_shape[1:]) or "size" in str(error).lower():
         return f"input {c}x{h}x{w} is too small for {name}: the feature map vanished at {where}{hint}"
-    return f"{name} cannot take a {c}x{h}x{w} input: it failed at {where}: {str(error).splitlines()[0]}{hint}"
+    return f"{name} cannot take a {c}x{h}x{w} input: it failed at {where}: {summary_of(error, limit=300)}{hint}"

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from imgcls.errors import WeightsError
+from imgcls.errors import WeightsError, summary_of
 from imgcls.models import create_model
 from imgcls.weights.fetch import resolve_weights
 from imgcls.weights.reader import read_state_dict
@@ -162,7 +162,7 @@ def _load_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, so
     try:
         model.load_state_dict(_remapped(model, state_dict), strict=True)
     except RuntimeError as e:  # torch lists every problem, one per line after a heading: keep the first
-        first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
+        first = summary_of(e)
         raise WeightsError(f"{source}: does not fit {target}: {first}") from None
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from imgcls.errors import WeightsError
+from imgcls.errors import WeightsError, summary_of
 
 # The keys under which known checkpoint formats keep the model's tensors: imgcls's own checkpoints
 # ("model"), Lightning ("state_dict"), the PyTorch tutorials' habit ("model_state_dict").
@@ -101,10 +101,10 @@ def unreadable_reason(path: Path, error: BaseException) -> str:
     if code:
         return (f"it would import and run code ({', '.join(sorted(set(code))[:3])}); imgcls refuses to run code "
                 "from a weights file: re-save only the tensors, e.g. torch.save(model.state_dict(), path)")
-    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    first = summary_of(error, limit=120)
     if "Weights only load failed" in first:
         first = "it holds objects other than tensors, numbers, strings, lists and dicts"
-    return f"it is damaged or not a weights file imgcls can read safely ({first[:120]})"
+    return f"it is damaged or not a weights file imgcls can read safely ({first})"
 
 
 def _read_torch(path: Path) -> Any:
