@@ -1,10 +1,12 @@
 import json
 
+import pytest
 from PIL import Image
 
 from imgcls.cli import main
 from imgcls.data import make_split, write_split
-from imgcls.data.check import check_dataset
+from imgcls.data.check import CheckReport, check_dataset
+from imgcls.errors import ConfigError
 
 
 def _make(root, layout):
@@ -51,6 +53,24 @@ def test_cli_exit_codes(tmp_path, capsys):
     root = _make(tmp_path / "s", {"a/1.png": (1, 0, 0), "b/1.png": (2, 0, 0)})
     assert main(["check", str(root), "--min-side", "10", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["clean"] is True
-    assert main(["check", str(root)]) == 1
-    assert "smaller than 224px" in capsys.readouterr().out
+    assert main(["check", str(root)]) == 0  # 64x48: below 224 px but upsampled fine, flagged only on request
+    assert main(["check", str(root), "--min-side", "50"]) == 1
+    assert "smaller than 50px: 2" in capsys.readouterr().out
     assert main(["check", str(tmp_path / "missing")]) == 2
+
+
+def test_text_shows_a_few_of_each_kind_and_verbose_all():
+    report = CheckReport("s", ["a", "b"], {"all": [7, 1]}, bad_files=[(f"s/a/{i}.jpg", "empty") for i in range(7)],
+                         problems=["one problem"])
+    text = report.to_text().splitlines()
+    assert text[6:] == ["problem: 1", "  one problem", "unreadable: 7", *(f"  s/a/{i}.jpg: empty" for i in range(5)),
+                        "  ... and 2 more (--verbose lists them all)", "8 finding(s)"]
+    assert report.to_text(verbose=True).count(": empty") == 7 and not report.clean
+
+
+def test_min_side_is_checked(tmp_path):
+    root = _make(tmp_path / "s", {"a/1.png": (1, 0, 0), "b/1.png": (2, 0, 0)})
+    with pytest.raises(ConfigError, match="--min-side 0: must be at least 1"):
+        check_dataset(root, min_side=0)
+    assert check_dataset(root).clean and check_dataset(root, min_side=49).too_small == [
+        (str(root / "a" / "1.png"), 64, 48), (str(root / "b" / "1.png"), 64, 48)]

@@ -66,3 +66,19 @@ def test_dataloader_batches(folder):
     ds = ImageFolder(folder, eval_transform(resize=32, crop=24))
     batches = list(torch.utils.data.DataLoader(ds, batch_size=2))
     assert [len(b[1]) for b in batches] == [2, 2, 1]  # no dropped last batch
+
+
+def test_scan_keeps_broken_links_for_the_prescan_to_report(folder):
+    from imgcls.data import find_bad_images
+
+    (folder / "daisy" / "gone.jpg").symlink_to("nowhere.jpg")
+    (folder / "daisy" / "loop.png").symlink_to("loop.png")
+    (folder / "daisy" / "up").symlink_to("..", target_is_directory=True)  # a folder loop: not followed
+    (folder / "daisy" / "linked.png").symlink_to(folder / "daisy" / "1.png")
+    _, samples = scan_folder(folder)
+    daisy = [p.name for p, t in samples if t == 0]
+    assert daisy == ["0.JPG", "1.png", "gone.jpg", "linked.png", "loop.png"]
+    bad = find_bad_images([p for p, _ in samples])
+    assert [(p.name, why) for p, why in bad] == [
+        ("gone.jpg", "broken symbolic link -> nowhere.jpg; fix or delete the link, or pass --skip-bad"),
+        ("loop.png", "symbolic link loop (-> loop.png); fix or delete the link, or pass --skip-bad")]

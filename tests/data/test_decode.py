@@ -42,7 +42,7 @@ def test_exif_orientation_is_applied(tmp_path):
     assert load_image(path).size == (20, 40)
 
 
-@pytest.mark.parametrize("content,match", [(b"", "empty file"), (b"hello, I am text", "not a readable image")])
+@pytest.mark.parametrize("content,match", [(b"", "empty file"), (b"hello, I am text", "not an image: looks like text")])
 def test_unreadable_files_name_the_file(tmp_path, content, match):
     path = tmp_path / "bad.jpg"
     path.write_bytes(content)
@@ -122,3 +122,29 @@ def test_load_array_refuses_what_load_image_refuses(tmp_path):
         load_array(empty)
     with pytest.raises(DataError, match="no such file"):
         load_array(tmp_path / "nope.jpg")
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"\xef\xbb\xbf  <!doctype HTML><title>Flickr</title>", "looks like HTML (a saved web page?)"),
+    ("день, ночь\n".encode(), "looks like text"),
+    (b"\x00\x01\x02\x03binary", "unknown format (first bytes 0x0001020362696e61)"),
+])
+@pytest.mark.parametrize("load", [load_image, load_array])
+def test_a_file_that_is_not_an_image_says_what_it_looks_like(tmp_path, content, says, load):
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(content)
+    with pytest.raises(DataError) as e:
+        load(path)
+    assert str(e.value) == f"{path}: not an image: {says}; delete or replace it, or pass --skip-bad"
+
+
+def test_broken_and_looping_links_say_so(tmp_path):
+    (tmp_path / "gone.jpg").symlink_to("elsewhere/x.jpg")
+    (tmp_path / "l1.jpg").symlink_to("l2.jpg")
+    (tmp_path / "l2.jpg").symlink_to("l1.jpg")
+    with pytest.raises(DataError, match=r"gone\.jpg: broken symbolic link -> elsewhere/x\.jpg; fix or delete the link"):
+        load_image(tmp_path / "gone.jpg")
+    with pytest.raises(DataError, match=r"l1\.jpg: symbolic link loop \(-> l2\.jpg\)"):
+        load_array(tmp_path / "l1.jpg")
+    with pytest.raises(DataError, match=r"cannot read it \(Is a directory\)"):
+        load_image(tmp_path)

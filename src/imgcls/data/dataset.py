@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from imgcls.data.decode import is_image_file, load_array, load_image
+from imgcls.data.names import safe_name
 from imgcls.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -27,12 +28,18 @@ def find_classes(root: str | Path) -> tuple[list[str], dict[str, int]]:
 
 
 def scan_folder(root: str | Path) -> tuple[list[str], list[tuple[Path, int]]]:
-    """(classes, [(path, class index)]) for every image file below each class folder, sorted."""
+    """(classes, [(path, class index)]) for every image file below each class folder, sorted.
+
+    Symbolic links named like images are kept even when broken or looping, so that the bad-file
+    prescan and `imgcls check` report them instead of a run silently training on fewer images.
+    rglob does not descend into linked folders, so a folder link loop cannot hang the scan.
+    """
     root = Path(root)
     classes, class_to_idx = find_classes(root)
     samples: list[tuple[Path, int]] = []
     for name in classes:
-        files = sorted(p for p in (root / name).rglob("*") if p.is_file() and is_image_file(p))
+        files = sorted(p for p in (root / name).rglob("*")
+                       if is_image_file(p) and (p.is_file() or p.is_symlink() and not p.is_dir()))
         if not files:
             raise DataError(f"{root / name}: class folder has no images (extensions: jpg, jpeg, png, bmp, "
                             "gif, webp, tif, tiff); add some or remove the folder")
@@ -52,7 +59,7 @@ def find_bad_images(paths: list[Path], *, workers: int = 2) -> list[tuple[Path, 
         try:
             load_image(path, min_side=32)
         except DataError as e:
-            return path, str(e).removeprefix(f"{path}: ")
+            return path, str(e).removeprefix(f"{safe_name(path)}: ")
         return None
 
     with ThreadPoolExecutor(max(1, workers)) as pool:

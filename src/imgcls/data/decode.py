@@ -4,7 +4,9 @@
 JPEGs (RGB or grey, no EXIF rotation, no draft reduction) with simplejpeg, which calls the
 same libjpeg-turbo as Pillow without Pillow's per-image overhead: about 25% faster on the
 flower photos, identical pixels (tested). Everything else, and anything simplejpeg refuses,
-goes through Pillow, so errors are always Pillow's and name the file.
+goes through Pillow. Every error is a DataError that names the file and says what it is instead
+of Pillow's "cannot identify image file <_io.BytesIO ...>": empty, text, a saved web page, a broken
+or looping symbolic link.
 
 Draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale straight from the DCT coefficients, which
 is several times faster than a full decode followed by a downscale. Pillow only reduces while the
@@ -14,13 +16,16 @@ scaling instead of a bilinear filter), which is why draft mode is opt-in per cal
 """
 from __future__ import annotations
 
+import errno
 import io
+import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from imgcls.data.names import safe_name
 from imgcls.errors import DataError
 
 try:
@@ -61,13 +66,53 @@ def _draft_size(size: tuple[int, int], min_side: int | None) -> tuple[int, int] 
     return max(1, int(w * scale + 0.999)), max(1, int(h * scale + 0.999))
 
 
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes, or a DataError that says why not: missing, a broken or looping link, a folder."""
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{safe_name(path)}: {_why_unopenable(path, e)}") from None
+
+
+def _why_unopenable(path: Path, e: OSError) -> str:
+    if path.is_symlink() and e.errno in (errno.ENOENT, errno.ELOOP):
+        target = safe_name(os.readlink(path))
+        link = f"symbolic link loop (-> {target})" if e.errno == errno.ELOOP else f"broken symbolic link -> {target}"
+        return f"{link}; fix or delete the link, or pass --skip-bad"
+    if e.errno == errno.ENOENT:
+        return "no such file"
+    return f"cannot read it ({e.strerror}); delete or replace it, or pass --skip-bad"
+
+
+def _sniff(data: bytes) -> str:
+    """What a file that Pillow cannot identify seems to be, from its first bytes."""
+    if not data:
+        return "empty file"
+    head = data[:1024]
+    if b"<html" in head.lower() or b"<!doctype html" in head.lower():
+        return "looks like HTML (a saved web page?)"
+    if _is_text(head):
+        return "looks like text"
+    return f"unknown format (first bytes 0x{head[:8].hex()})"
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(head) - 3:  # more than a character cut in two at the end
+            return False
+        text = head[:e.start].decode("utf-8")
+    return all(c.isprintable() or c in "\t\n\r\f" for c in text)
+
+
 def _decode(path: Path, min_side: int | None, data: bytes | None, *, as_array: bool):
+    if data is None:
+        data = read_bytes(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            if as_array and simplejpeg is not None and data is None:
-                data = path.read_bytes()
-            with Image.open(path if data is None else io.BytesIO(data)) as img:  # header only, bomb check
+            with Image.open(io.BytesIO(data)) as img:  # header only, bomb check
                 draft = _draft_size(img.size, min_side) if img.format == "JPEG" else None
                 if (as_array and simplejpeg is not None and img.format == "JPEG" and draft is None
                         and img.mode in ("RGB", "L") and img.getexif().get(EXIF_ORIENTATION, 1) == 1):
@@ -81,14 +126,14 @@ def _decode(path: Path, min_side: int | None, data: bytes | None, *, as_array: b
                 img = _to_rgb(ImageOps.exif_transpose(img))
                 return np.asarray(img) if as_array else img
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise DataError(f"{path}: refused as a possible decompression bomb ({e}); remove the file or "
+        raise DataError(f"{safe_name(path)}: refused as a possible decompression bomb ({e}); remove the file or "
                         "raise PIL.Image.MAX_IMAGE_PIXELS if you trust it") from None
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        empty = data == b"" if data is not None else path.is_file() and path.stat().st_size == 0
-        what = "empty file" if empty else f"{type(e).__name__}: {e}"
-        raise DataError(f"{path}: not a readable image ({what}); delete or replace it, or pass --skip-bad") from None
+    except UnidentifiedImageError:  # its message names the BytesIO, not the file: say what the file is
+        raise DataError(f"{safe_name(path)}: not an image: {_sniff(data)}; delete or replace it, "
+                        "or pass --skip-bad") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{safe_name(path)}: not a readable image ({type(e).__name__}: {e}); delete or replace it, "
+                        "or pass --skip-bad") from None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
