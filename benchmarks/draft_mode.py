@@ -3,7 +3,7 @@
 Draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale when Resize(shorter side -> R) would
 shrink the image at least that much anyway. This compares, on the same JPEGs:
   full:  load_array(path)               + Resize(R) + CenterCrop(C)   (torchvision's pipeline)
-  draft: load_array(path, min_side=R)   + Resize(R) + CenterCrop(C)   (imgcls's eval default)
+  draft: load_array(path, min_side=R)   + Resize(R) + CenterCrop(C)   (imgcls --draft, opt-in)
 and reports img/s of both (interleaved rounds, median), the share of images draft mode reduced,
 and how the final uint8 crops differ (mean and 99th-percentile absolute difference, PSNR) over the
 reduced ones. With --checkpoint, it also evaluates the model on --data both ways and reports

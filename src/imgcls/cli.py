@@ -6,6 +6,7 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
+from imgcls import __version__
 from imgcls.errors import ImgclsError
 
 
@@ -26,6 +27,36 @@ def at_least(minimum: int):
     return parse
 
 
+def parse_model_kw(text: str) -> dict:
+    """One `--model-kw`: KEY=VALUE (VALUE read as JSON when it can be: true, 3, 0.2, null; else a
+    string) or a JSON object of several."""
+    import json
+
+    if text.lstrip().startswith("{"):
+        try:
+            value = json.loads(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object ({e})") from None
+        if not isinstance(value, dict):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object")
+        return value
+    key, eq, raw = text.partition("=")
+    if not eq or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, e.g. stride_in_1x1=true")
+    try:
+        return {key: json.loads({"True": "true", "False": "false", "None": "null"}.get(raw, raw))}
+    except ValueError:
+        return {key: raw}
+
+
+class MergeKw(argparse.Action):
+    """Repeated `--model-kw` values merge into one dict (a later key wins)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        current = getattr(namespace, self.dest, None)
+        setattr(namespace, self.dest, {**(current if isinstance(current, dict) else {}), **values})
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from imgcls.models import list_models
 
@@ -37,26 +68,26 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     from imgcls.analysis import summarize
     from imgcls.models import create_model
 
-    kwargs = {"stride_in_1x1": True} if args.stride_in_1x1 else {}
+    kwargs = args.model_kw or {}
     try:
         model = create_model(args.model, num_classes=args.num_classes, **kwargs)
     except TypeError as e:
-        raise ImgclsError(f"{args.model} does not take that option: {e}") from None
-    low = max(getattr(model, "min_input_size", (1, 1)))
-    if args.input < low:
-        raise ImgclsError(f"--input {args.input} is below {args.model}'s minimum of {low} px; use --input {low} or more")
+        raise ImgclsError(f"{args.model} does not take the option(s) {kwargs}: {e}") from None
     summary = summarize(model, args.input, in_chans=args.in_chans, depth=args.depth, name=args.model)
     print(summary.to_json() if args.json else summary.to_text())
     return 0
 
 
 def _cmd_split(args: argparse.Namespace) -> int:
-    from imgcls.data import make_split, write_split
+    from imgcls.data import make_split, safe_name, write_split
 
-    split = make_split(args.source, val=args.val, test=args.test, seed=args.seed)
+    split = make_split(args.source, val=args.val, test=args.test, seed=args.seed,
+                       duplicates="drop" if args.dedup else "report")
     where = write_split(split, args.output, mode=args.mode, force=args.force)
+    for line in split.duplicate_warnings():
+        print(f"imgcls: warning: {line}", file=sys.stderr)
     print(split.table())
-    print(f"wrote {args.mode} split (seed {args.seed}, per-class counts rounded down) to {where}")
+    print(f"wrote {args.mode} split (seed {args.seed}, per-class counts rounded down) to {safe_name(where)}")
     return 0
 
 
@@ -64,7 +95,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from imgcls.data.check import check_dataset
 
     report = check_dataset(args.path, min_side=args.min_side)
-    print(report.to_json() if args.json else report.to_text())
+    print(report.to_json() if args.json else report.to_text(verbose=args.verbose))
     return 0 if report.clean else 1
 
 
@@ -93,8 +124,6 @@ def _setup_logging() -> None:
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     """One flag per config field (see engine.config); defaults are left out of the namespace so
     that only the flags a user gives override a --config file."""
-    import json
-
     from imgcls.engine.config import field_specs
 
     groups = {}
@@ -111,8 +140,10 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         kw: dict = {"default": argparse.SUPPRESS, "help": f"{help_text} (default: {default})", "dest": f.name}
         if typ is bool:
             kw["action"] = argparse.BooleanOptionalAction
-        elif kind == "json":
-            kw["type"], kw["metavar"] = json.loads, "JSON"
+        elif kind == "model_kw":  # --model-kw KEY=VALUE, repeatable; --model-kwargs JSON is the same flag
+            kw.update(type=parse_model_kw, metavar="KEY=VALUE", action=MergeKw)
+            g.add_argument("--model-kw", flag, **kw)
+            continue
         elif "nargs" in meta:
             kw.update(nargs=meta["nargs"], type=meta["type"])
         else:
@@ -161,14 +192,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from imgcls.data import safe_name
     from imgcls.engine.evaluate import evaluate
 
     _setup_logging()
     report, out = evaluate(args.checkpoint, args.data, part=args.part, batch_size=args.batch_size,
                            workers=args.workers, device=args.device, out_dir=args.output, n_wrong=args.wrong,
-                           draft=not args.no_draft)
+                           draft=args.draft, skip_bad=args.skip_bad)
     print(report.to_text())
-    print(f"report, confusion_matrix.csv and confusion_matrix.png in {out}")
+    print(f"report.txt, report.json, confusion_matrix.csv and confusion_matrix.png in {safe_name(out)}")
     return 0
 
 
@@ -176,42 +208,82 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import csv
     import json
 
+    from imgcls.data import safe_name
+    from imgcls.errors import ConfigError
     from imgcls.inference import Predictor
+    from imgcls.reports import skipped_line
 
+    if args.topk < 1:
+        raise ConfigError(f"--topk must be >= 1, got {args.topk}")
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, batch_size=args.batch_size,
-                                          draft=not args.no_draft)
+                                          draft=args.draft)
+    n_classes = len(predictor.classes)
+    if args.topk > n_classes:
+        print(f"imgcls: --topk {args.topk} > {n_classes} classes; showing {n_classes}", file=sys.stderr)
     preds = predictor.predict(args.inputs, topk=args.topk)
+    bad = [p for p in preds if p.error]
+    shown = [p for p in preds if not p.error] if args.skip_bad else preds
     if args.json:
-        print(json.dumps([p.to_dict() for p in preds], indent=2))
+        print(json.dumps([p.to_dict() for p in shown], indent=2))
     elif args.csv:
         w = csv.writer(sys.stdout)
         w.writerow(["path", "rank", "label", "prob", "error"])
-        for p in preds:
+        for p in shown:
             if p.error:
-                w.writerow([p.source, "", "", "", p.error])
+                w.writerow([safe_name(p.source), "", "", "", safe_name(p.error)])
             for r, (lab, pr) in enumerate(zip(p.labels, p.probs), start=1):
-                w.writerow([p.source, r, lab, f"{pr:.6f}", ""])
+                w.writerow([safe_name(p.source), r, safe_name(lab), f"{pr:.6f}", ""])
     else:
-        for p in preds:
+        for p in shown:
             if p.error:
-                print(f"{p.source}: error: {p.error}")
+                print(f"{safe_name(p.source)}: error: {safe_name(p.error)}")
             else:
-                print(f"{p.source}: " + ", ".join(f"{lab} {pr:.1%}" for lab, pr in zip(p.labels, p.probs)))
-    bad = sum(1 for p in preds if p.error)
-    if bad:
-        print(f"imgcls: {bad} of {len(preds)} file(s) could not be read", file=sys.stderr)
-    return 1 if bad else 0
+                print(f"{safe_name(p.source)}: " + ", ".join(f"{safe_name(lab)} {pr:.1%}"
+                                                              for lab, pr in zip(p.labels, p.probs)))
+    if bad and args.skip_bad:
+        print(f"imgcls: {skipped_line([p.source for p in bad])}", file=sys.stderr)
+    elif bad:
+        print(f"imgcls: {len(bad)} of {len(preds)} file(s) could not be read; --skip-bad leaves them out",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from imgcls.demo import run_demo
 
     _setup_logging()
-    return run_demo(out_dir=args.output, epochs=args.epochs, model=args.model, progress=not args.no_progress)
+    return run_demo(out_dir=args.output, epochs=args.epochs, model=args.model, progress=args.progress)
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from imgcls.data import safe_name
+    from imgcls.data.cache import clear_caches, default_cache_dir, human_size, list_caches
+
+    folder = Path(args.dir) if args.dir else default_cache_dir()
+    if args.clear:
+        removed = clear_caches(folder)
+        print(f"removed {len(removed)} file(s) from {safe_name(folder)}, "
+              f"{human_size(sum(size for _, size in removed))} freed")
+        return 0
+    caches = list_caches(folder)
+    for c in caches:
+        built = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.created))
+        what = (f"{c.images:,} images from {safe_name(c.source)}" if c.complete
+                else "incomplete (being built, or left by an interrupted build)")
+        print(f"{c.key}  {human_size(c.size):>8}  {built}  {what}")
+    total = human_size(sum(c.size for c in caches))
+    print(f"{len(caches)} decoded cache(s), {total}, in {safe_name(folder)}"
+          + ("; imgcls cache --clear removes them" if caches else ""))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imgcls", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"imgcls {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("models", help="list the registered models")
@@ -225,27 +297,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=at_least(0), default=1000, help="classifier outputs; 0: no classifier (default 1000)")
     p.add_argument("--depth", type=at_least(1), default=None,
                    help="group rows at this level of module names (1: stem and stages); default: every layer")
-    p.add_argument("--stride-in-1x1", action="store_true",
-                   help="ResNet bottlenecks: the paper's v1 stride on the first 1x1 instead of the 3x3")
+    p.add_argument("--model-kw", action=MergeKw, type=parse_model_kw, metavar="KEY=VALUE",
+                   help="a builder argument, repeatable: e.g. stride_in_1x1=true (ResNet bottlenecks: the "
+                        "paper's v1 stride on the first 1x1 instead of the 3x3), zero_init_residual=true")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_summary)
 
-    p = sub.add_parser("split", help="stratified, reproducible train/val(/test) split of a class-per-folder set")
+    p = sub.add_parser("split", help="stratified, reproducible train/val(/test) split of a class-per-folder set",
+                       description="Writes DEST/<part>/<class>/ (or DEST/split.json) and DEST/.imgcls-split.json, "
+                                   "the list of what it wrote. Byte-identical images are reported (or dropped with "
+                                   "--dedup). DEST may not be the source, hold it or lie inside it (symbolic "
+                                   "links resolved).")
     p.add_argument("source", help="folder with one sub-folder of images per class (never modified)")
-    p.add_argument("-o", "--output", required=True, help="destination folder (must be empty unless --force)")
+    p.add_argument("-o", "--output", required=True, metavar="DEST",
+                   help="destination folder: new or empty, or holding an earlier split (with --force)")
     p.add_argument("--val", type=float, default=0.1, help="fraction of each class for validation (default 0.1)")
     p.add_argument("--test", type=float, default=0.0, help="fraction of each class for test (default 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mode", choices=("copy", "link", "index"), default="copy",
                    help="copy files, symlink them, or write only split.json (default copy)")
-    p.add_argument("--force", action="store_true", help="replace an earlier split in a non-empty destination")
+    p.add_argument("--force", action="store_true",
+                   help="replace an earlier imgcls split in DEST: delete only the files listed in its "
+                        ".imgcls-split.json, then its emptied folders; any other file is kept, and a DEST "
+                        "without that list is refused")
+    p.add_argument("--dedup", action="store_true",
+                   help="drop byte-identical copies before splitting: of copies within one class keep the "
+                        "first (by path); of an image found in two or more classes drop every copy, as its "
+                        "label is ambiguous (default: only warn)")
     p.set_defaults(func=_cmd_split)
 
     p = sub.add_parser("check", help="find unreadable, too small and duplicated images, and split leaks",
                        description="exit code: 0 clean, 1 findings, 2 unusable input")
     p.add_argument("path", help="class-per-folder set, a split folder (train/ val/ test/), or split.json")
-    p.add_argument("--min-side", type=int, default=224, help="report images whose shorter side is below this")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--min-side", type=int, default=None, metavar="PX",
+                   help="flag images whose shorter side is below PX (default: only below 32 px, too small "
+                        "to show anything; the default transforms upsample photos smaller than 224 px fine)")
+    p.add_argument("-v", "--verbose", action="store_true", help="list every finding (default: the first 5 of each kind)")
+    p.add_argument("--json", action="store_true", help="machine-readable report with every finding")
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("train", help="train a model on a class-per-folder set (transfer learning or from scratch)",
@@ -256,40 +344,62 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p)
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("eval", help="top-1/top-5, per-class P/R/F1, confusion matrix and worst mistakes of a checkpoint")
-    p.add_argument("checkpoint")
+    draft_help = "decode big JPEGs reduced (JPEG draft mode): faster, pixels differ slightly from torchvision's"
+    p = sub.add_parser("eval", help="top-1 (top-5 with more than 5 classes), per-class P/R/F1, confusion matrix "
+                                    "and worst mistakes of a checkpoint",
+                       description="exit code: 0 done, 2 unusable input (an unreadable image without --skip-bad)")
+    p.add_argument("checkpoint", help="a checkpoint written by `imgcls train` (best.ckpt, last.ckpt)")
     p.add_argument("data", help="class-per-folder set, a split folder (its val/ part) or split.json")
-    p.add_argument("--part", help="which part of a split (train, val, test)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--part", choices=("train", "val", "test"), help="which part of a split folder or split.json")
+    p.add_argument("--batch-size", type=at_least(1), default=64, help="images per forward pass (default 64)")
+    p.add_argument("--workers", type=at_least(0), default=None,
+                   help="decoding processes; 0: decode in the main process (default: one per core, at most 8)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("-o", "--output", help="report folder (default: beside the checkpoint, eval-<data name>)")
-    p.add_argument("--wrong", type=int, default=10, help="how many confidently wrong images to list")
-    p.add_argument("--no-draft", action="store_true",
-                   help="decode JPEGs at full size (torchvision's exact pixels) instead of letting JPEG draft "
-                        "mode reduce photos at least twice the resize size; slower on big photos")
+    p.add_argument("--wrong", type=at_least(0), default=10,
+                   help="how many confidently wrong images to list (default 10)")
+    p.add_argument("--draft", action=argparse.BooleanOptionalAction, default=False, help=draft_help)
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave unreadable images out (the report names them) instead of stopping before any work")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("predict", help="top-k classes of images, folders or globs")
-    p.add_argument("checkpoint")
+    p = sub.add_parser("predict", help="top-k classes of images, folders or globs",
+                       description="exit code: 0 every file predicted (or skipped with --skip-bad), "
+                                   "1 some files unreadable, 2 unusable input")
+    p.add_argument("checkpoint", help="a checkpoint written by `imgcls train` (best.ckpt, last.ckpt)")
     p.add_argument("inputs", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or globs")
-    p.add_argument("--topk", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-draft", action="store_true",
-                   help="decode JPEGs at full size (torchvision's exact pixels) instead of letting JPEG draft "
-                        "mode reduce photos at least twice the resize size; slower on big photos")
+    p.add_argument("--topk", type=int, default=3,
+                   help="how many classes to show per image, best first (default 3; at most the number of classes)")
+    p.add_argument("--batch-size", type=at_least(1), default=32, help="images per forward pass (default 32)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument("--draft", action=argparse.BooleanOptionalAction, default=False, help=draft_help)
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave unreadable files out of the output (a count on stderr, exit 0) instead of an "
+                        "error line each and exit 1")
     out = p.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true")
-    out.add_argument("--csv", action="store_true")
+    out.add_argument("--json", action="store_true", help="one JSON list: path, error, top (label, index, prob)")
+    out.add_argument("--csv", action="store_true", help="CSV rows: path, rank, label, prob, error")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("demo", help="train a small ResNet on the bundled flower photos, evaluate, predict (offline)")
-    p.add_argument("-o", "--output", default="runs", help="parent folder of the demo's run folder")
-    p.add_argument("--epochs", type=int, default=None, help="default: the demo's tuned setting")
+    p.add_argument("-o", "--output", default="runs", help="parent folder of the demo's run folder (default runs)")
+    p.add_argument("--epochs", type=at_least(1), default=None, help="default: the demo's tuned setting")
     p.add_argument("--model", default=None, help="default: the demo's small ResNet")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="progress bars while training (default on)")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("cache", help="list or clear the decoded-image caches that `train --cache` writes",
+                       description="The caches are in $IMGCLS_HOME/cache/decoded, else "
+                                   "$XDG_CACHE_HOME/imgcls/decoded, else ~/.cache/imgcls/decoded.")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--list", action="store_true",
+                      help="each cache: size, when it was built, image count, source folder (the default)")
+    what.add_argument("--clear", action="store_true",
+                      help="delete imgcls's cache files (<key>.u8, <key>.json, temporaries of stopped builds) "
+                           "and say how much that freed; other files in the folder are left alone")
+    p.add_argument("--dir", help="the cache folder to list or clear instead of the default one")
+    p.set_defaults(func=_cmd_cache)
     for name, sub_parser in sub.choices.items():  # errors after parsing show the sub-command's usage
         sub_parser.set_defaults(_parser=sub_parser)
     return parser

@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ import torch
 from PIL import Image
 
 from imgcls.data import ImageFolder, eval_transform, train_transform
-from imgcls.data.cache import DecodedCache
+from imgcls.data.cache import DecodedCache, clear_caches, default_cache_dir, human_size, list_caches
 from imgcls.data.loader import make_loader
 from imgcls.data.transforms import normalize_batch
 from imgcls.errors import DataError
@@ -76,3 +77,51 @@ def test_loader_is_seeded_and_batches_normalise(folder, tmp_path):
     ref = (a[0][0].permute(0, 3, 1, 2).float() / 255 - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) \
         / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     assert torch.allclose(x, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("env, want", [
+    ({"IMGCLS_HOME": "/srv/imgcls", "XDG_CACHE_HOME": "/xdg"}, "/srv/imgcls/cache/decoded"),
+    ({"XDG_CACHE_HOME": "/xdg"}, "/xdg/imgcls/decoded"),
+    ({}, "~/.cache/imgcls/decoded"),
+])
+def test_default_cache_dir_follows_the_environment(monkeypatch, env, want):
+    for name in ("IMGCLS_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert default_cache_dir() == Path(want).expanduser()
+
+
+def test_a_build_says_where_and_how_much(folder, tmp_path, monkeypatch, caplog):
+    caplog.set_level("INFO", logger="imgcls")
+    monkeypatch.setenv("IMGCLS_HOME", str(tmp_path / "home"))
+    cache = DecodedCache(sorted(folder.rglob("*.png")), side=32)
+    assert cache.data_path.parent == tmp_path / "home" / "cache" / "decoded"
+    size = cache.data_path.stat().st_size
+    assert (f"decoded cache: 10 images, {human_size(size)} at {cache.data_path} (imgcls cache --clear removes it)"
+            in caplog.text)
+    caplog.clear()
+    DecodedCache(sorted(folder.rglob("*.png")), side=32)
+    assert "decoded cache" not in caplog.text  # reused: nothing built, nothing to say
+
+
+def test_list_and_clear_touch_only_imgclss_own_files(folder, tmp_path):
+    where = tmp_path / "c"
+    first = DecodedCache(sorted(folder.rglob("*.png")), side=32, cache_dir=where)
+    second = DecodedCache(sorted((folder / "a").glob("*.png")), side=24, cache_dir=where)
+    stale = where / f"{'0' * 24}.tmp{2**22 + 7}"  # a build whose process is gone (pid above Linux's maximum)
+    stale.write_bytes(b"x" * 10)
+    running = where / f"{'1' * 24}.tmp{os.getpid()}"  # a build that is still running: kept
+    running.write_bytes(b"y")
+    (where / "notes.json").write_text("{}")  # not ours: kept
+    caches = list_caches(where)
+    assert {c.key for c in caches} == {first.key, second.key, "0" * 24, "1" * 24}
+    done = {c.key: c for c in caches if c.complete}
+    assert done[first.key].images == 10 and done[first.key].source == str(folder.resolve())
+    assert done[second.key].images == 5 and done[second.key].source == str((folder / "a").resolve())
+    assert done[first.key].size == first.data_path.stat().st_size + first.index_path.stat().st_size
+    removed = clear_caches(where)
+    assert sorted(p.name for p, _ in removed) == sorted(
+        [f"{first.key}.u8", f"{first.key}.json", f"{second.key}.u8", f"{second.key}.json", stale.name])
+    assert sorted(p.name for p in where.iterdir()) == sorted([running.name, "notes.json"])
+    assert clear_caches(tmp_path / "nothing-here") == [] and list_caches(tmp_path / "nothing-here") == []

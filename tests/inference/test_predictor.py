@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import torch
@@ -7,8 +8,8 @@ from PIL import Image
 from imgcls.cli import main
 from imgcls.engine import Config, train
 from imgcls.engine.evaluate import evaluate
-from imgcls.errors import DataError
-from imgcls.inference import Predictor, expand_inputs
+from imgcls.errors import ConfigError, DataError
+from imgcls.inference import Prediction, Predictor, expand_inputs
 from tests.conftest import make_tiny_folder
 
 
@@ -80,16 +81,33 @@ def test_cli_predict_json_and_eval(trained, tmp_path, capsys):
     assert "no such checkpoint" in capsys.readouterr().err
 
 
-def test_no_draft_gives_full_decode_pixels_and_draft_reduces_big_jpegs(trained, tmp_path):
+def test_full_decode_by_default_and_draft_reduces_big_jpegs(trained, tmp_path):
     _, ckpt = trained
     big = tmp_path / "big.jpg"  # shorter side 200 >= 2 x the checkpoint's resize (37): draft applies
     Image.effect_noise((300, 200), 60).convert("RGB").save(big, quality=90)
     from imgcls.data import eval_transform, load_image
 
     full = eval_transform(resize=37, crop=32)(load_image(big))[None]
-    exact, drafted = Predictor.from_checkpoint(ckpt, draft=False), Predictor.from_checkpoint(ckpt)
+    exact, drafted = Predictor.from_checkpoint(ckpt), Predictor.from_checkpoint(ckpt, draft=True)
     assert exact.min_side is None and drafted.min_side == 37
     with torch.no_grad():
         want = exact.model(full).softmax(1)[0]
     assert exact.predict([big], topk=3)[0].probs == pytest.approx(sorted(want.tolist(), reverse=True), abs=1e-5)
     assert drafted.predict([big], topk=3)[0].probs != pytest.approx(sorted(want.tolist(), reverse=True), abs=1e-6)
+
+
+def test_topk_is_checked_and_clamped(trained):
+    data, ckpt = trained
+    predictor = Predictor.from_checkpoint(ckpt)
+    path = sorted((data / "class_0").glob("*.jpg"))[0]
+    for k in (0, -1):
+        with pytest.raises(ConfigError, match="topk must be >= 1"):
+            predictor.predict([path], topk=k)
+    assert len(predictor.predict([path], topk=10)[0].labels) == 3  # three classes
+
+
+def test_prediction_to_dict_escapes_names_that_are_not_utf8():
+    name = os.fsdecode(b"/photos/bad\xff.jpg")
+    d = Prediction(name, ["daisy"], [0.5], [0]).to_dict()
+    assert d["path"] == "/photos/bad\\xff.jpg"
+    json.dumps(d, ensure_ascii=False).encode("utf-8")  # no surrogate left to refuse

@@ -1,6 +1,7 @@
 import csv
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from imgcls.errors import ConfigError
-from imgcls.reports import MetricsLog, classification_report, confusion_matrix, topk_correct
+from imgcls.reports import MetricsLog, classification_report, confusion_matrix, reported_ks, topk_correct
 
 PNG = b"\x89PNG\r\n\x1a\n"
 CLASSES = ["daisy", "roses", "tulips"]
@@ -88,20 +89,37 @@ def test_bad_inputs():
         classification_report(PROBS[:0], TARGETS[:0], CLASSES)
 
 
+def test_reported_ks():
+    assert reported_ks(2) == (1,) and reported_ks(5) == (1,) and reported_ks(6) == (1, 5)
+    assert reported_ks(1000, ks=(1, 3, 5)) == (1, 3, 5) and reported_ks(4, ks=(1, 3, 5)) == (1, 3)
+
+
 def test_to_text():
     text = classification_report(PROBS, TARGETS, CLASSES, paths=PATHS).to_text()
     assert all(c in text for c in CLASSES) and "macro avg" in text
-    assert "top-1 50.00% (3/6)" in text and "top-5 100.00% (6/6)" in text
+    assert "top-1 50.00% (3/6)   loss" in text and "top-5" not in text  # 3 classes: top-5 is always 100%
     assert "img4.jpg" in text.split("most confident mistakes")[1]
     table = text.splitlines()[:5]  # header, three classes, macro avg: columns aligned
     assert len({len(line) for line in table}) == 1 and table[4].startswith("macro avg")
 
 
+def test_top5_is_reported_only_with_more_than_five_classes():
+    six = torch.cat([PROBS, torch.zeros(6, 3)], 1)
+    r = classification_report(six, TARGETS, [*CLASSES, "a", "b", "c"])
+    assert "top-5 100.00% (6/6)" in r.to_text() and r.to_dict()["top5_correct"] == 6
+    five = classification_report(six[:, :5], TARGETS, [*CLASSES, "a", "b"])
+    assert "top-5" not in five.to_text() and "top5" not in five.to_dict()
+
+
 def test_save_writes_json_csv_png(tmp_path):
     r = classification_report(PROBS, TARGETS, CLASSES, paths=PATHS)
     out = r.save(tmp_path / "eval")
+    assert (out / "report.txt").read_text(encoding="utf-8") == r.to_text() + "\n"
+    assert sorted(f.name for f in out.iterdir()) == ["confusion_matrix.csv", "confusion_matrix.png", "report.json",
+                                                      "report.txt"]  # no temporary file left behind
     data = json.loads((out / "report.json").read_text())
     assert data["top1"] == 0.5 and data["top1_correct"] == 3 and data["classes"] == CLASSES
+    assert "top5" not in data and data["skipped"] == []
     assert data["per_class"][1] == {"class": "roses", "precision": pytest.approx(2 / 3), "recall": 1.0,
                                     "f1": pytest.approx(0.8), "support": 2}
     assert data["most_confident_wrong"][0]["sample"] == "img4.jpg"
@@ -110,6 +128,31 @@ def test_save_writes_json_csv_png(tmp_path):
     assert rows[0] == ["true\\pred", *CLASSES]
     assert rows[1:] == [["daisy", "1", "1", "0"], ["roses", "0", "2", "0"], ["tulips", "2", "0", "0"]]
     assert (out / "confusion_matrix.png").read_bytes()[:8] == PNG
+
+
+def test_names_that_are_not_utf8_are_written_escaped(tmp_path):
+    bad_file, bad_class = os.fsdecode(b"/data/x/bad\xff.jpg"), os.fsdecode(b"ros\xe9s")  # Latin-1 names
+    r = classification_report(PROBS, TARGETS, ["daisy", bad_class, "tulips"], paths=[bad_file] * 6)
+    r.skipped = [os.fsdecode(b"/data/x/gone\xfe.jpg")]
+    out = r.save(tmp_path / "eval")
+    text = (out / "report.txt").read_text(encoding="utf-8")
+    assert "predicted ros\\xe9s: /data/x/bad\\xff.jpg" in text
+    assert "skipped 1 unreadable image(s): /data/x/gone\\xfe.jpg" in text
+    data = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert data["classes"][1] == "ros\\xe9s" and data["most_confident_wrong"][0]["sample"] == "/data/x/bad\\xff.jpg"
+    header = (out / "confusion_matrix.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert header == "true\\pred,daisy,ros\\xe9s,tulips"
+    log = MetricsLog(tmp_path / "metrics.csv", ["epoch", "note"])
+    log.append({"epoch": 1, "note": bad_file})
+    assert log.read() == [{"epoch": 1, "note": "/data/x/bad\\xff.jpg"}]
+
+
+def test_skipped_files_are_counted_in_text_and_json():
+    r = classification_report(PROBS, TARGETS, CLASSES)
+    r.skipped = [f"/d/broken{i}.jpg" for i in range(7)]
+    line = next(x for x in r.to_text().splitlines() if x.startswith("skipped"))
+    assert line == "skipped 7 unreadable image(s): " + ", ".join(f"/d/broken{i}.jpg" for i in range(5)) + ", ..."
+    assert r.to_dict()["skipped"] == r.skipped
 
 
 def test_metrics_log_append_resume_read(tmp_path):

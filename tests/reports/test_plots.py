@@ -69,3 +69,21 @@ def test_missing_matplotlib(tmp_path, monkeypatch):
         with pytest.raises(ConfigError, match="pip install matplotlib"):
             call()
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("top5, lines", [(1.0, ["train_acc", "val_top1", "val_top5"]),
+                                         ("", ["train_acc", "val_top1"]), (math.nan, ["train_acc", "val_top1"])])
+def test_curves_draw_top5_only_when_logged(tmp_path, monkeypatch, top5, lines):
+    """A run with 5 classes or fewer logs no top-5 (it would always be 100%): no line for it."""
+    import imgcls.reports.plots as plots
+
+    drawn = {}
+    save = plots._save
+
+    def keep_labels(fig, path, dpi):
+        drawn.update({ax.get_title(): [line.get_label() for line in ax.get_lines()] for ax in fig.axes})
+        return save(fig, path, dpi)
+
+    monkeypatch.setattr(plots, "_save", keep_labels)
+    plot_curves([{**row, "val_top5": top5} for row in _rows(3)], tmp_path / "c.png")
+    assert drawn["accuracy"] == lines

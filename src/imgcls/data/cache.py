@@ -6,6 +6,10 @@ anyway; train crops then come from that image instead of the full-size one). The
 by every source file's path, size and modification time and by `side`, so a changed, added or
 removed file makes a new cache instead of stale pixels; it is written to a temporary name and
 renamed, so an interrupted build leaves nothing half-written behind.
+
+Caches live in $IMGCLS_HOME/cache/decoded, else $XDG_CACHE_HOME/imgcls/decoded, else
+~/.cache/imgcls/decoded; a build logs where and how big, `list_caches` and `clear_caches`
+(`imgcls cache --list / --clear`) show and remove them.
 """
 from __future__ import annotations
 
@@ -13,21 +17,47 @@ import hashlib
 import json
 import logging
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from imgcls.data.decode import load_array
+from imgcls.data.names import safe_name
 from imgcls.data.transforms import Resize
 from imgcls.errors import DataError
 
 log = logging.getLogger(__name__)
 
 
+_OWN_FILE = re.compile(r"([0-9a-f]{24})\.(u8|json|tmp(\d+))")  # <key>.u8, <key>.json, <key>.tmp<pid>
+
+
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "imgcls" / "decoded"
+    """$IMGCLS_HOME/cache/decoded, else $XDG_CACHE_HOME/imgcls/decoded, else ~/.cache/imgcls/decoded."""
+    if os.environ.get("IMGCLS_HOME"):
+        return Path(os.environ["IMGCLS_HOME"]).expanduser() / "cache" / "decoded"
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "imgcls" / "decoded"
+    return Path.home() / ".cache" / "imgcls" / "decoded"
+
+
+def human_size(n: int) -> str:
+    """Bytes as 1.2 GB, 412 MB, 35 kB or 900 B (powers of 1000)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}" if unit == "GB" else f"{n / scale:.0f} {unit}"
+    return f"{n} B"
+
+
+def _home_short(path: Path) -> str:
+    """`path` with the home folder written as ~ (as a user would type it), printable."""
+    try:
+        return safe_name(Path("~") / path.relative_to(Path.home()))
+    except ValueError:
+        return safe_name(path)
 
 
 class DecodedCache:
@@ -41,17 +71,17 @@ class DecodedCache:
         self.data_path = self.dir / f"{self.key}.u8"
         self.index_path = self.dir / f"{self.key}.json"
         if not self.index_path.is_file():
-            self._build(skip_bad)
-        index = json.loads(self.index_path.read_text())
+            self._build(skip_bad, [name for name, _, _ in stamp])
+        index = json.loads(self.index_path.read_text(encoding="utf-8"))
         self.offsets, self.shapes = index["offsets"], index["shapes"]
         self._data: np.memmap | None = None  # opened lazily, once per process (workers too)
 
-    def _build(self, skip_bad: bool) -> None:
+    def _build(self, skip_bad: bool, files: list[str]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         resize = Resize(self.side)
         offsets, shapes, offset = [], [], 0
         tmp = self.data_path.with_suffix(f".tmp{os.getpid()}")
-        log.info("decoding %d images once into %s", len(self.paths), self.data_path)
+        log.info("decoding %d images once into %s", len(self.paths), safe_name(self.data_path))
         with open(tmp, "wb") as f:
             for path in self.paths:
                 try:
@@ -67,9 +97,11 @@ class DecodedCache:
                 offset += pixels.size
         os.replace(tmp, self.data_path)
         tmp_index = self.index_path.with_suffix(f".tmp{os.getpid()}")
-        tmp_index.write_text(json.dumps({"side": self.side, "offsets": offsets, "shapes": shapes,
-                                         "files": [str(p) for p in self.paths]}))
+        tmp_index.write_text(json.dumps({"side": self.side, "offsets": offsets, "shapes": shapes, "files": files}),
+                             encoding="utf-8")
         os.replace(tmp_index, self.index_path)  # the index last: its presence means complete
+        log.info("decoded cache: %s images, %s at %s (imgcls cache --clear removes it)", f"{len(files):,}",
+                 human_size(offset), _home_short(self.data_path))
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -89,3 +121,73 @@ class DecodedCache:
 
     def image(self, i: int) -> Image.Image:
         return Image.fromarray(self.array(i))
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    """One decoded cache in a cache folder, as `imgcls cache --list` shows it."""
+
+    key: str
+    files: list[Path]  # its .u8, .json and temporary files
+    size: int  # bytes, all of its files
+    images: int
+    created: float  # POSIX time its index was written (an incomplete one: its newest file)
+    source: str  # the folder its images came from ("" when incomplete)
+    complete: bool  # False: being built, or left behind by an interrupted build
+
+
+def _own_files(folder: Path) -> dict[str, list[Path]]:
+    """imgcls's cache files in `folder`, by key; anything else there is never touched."""
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"{folder}: not a folder; give the decoded-cache folder with --dir")
+    found: dict[str, list[Path]] = {}
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        match = _OWN_FILE.fullmatch(path.name)
+        if match and path.is_file():
+            found.setdefault(match.group(1), []).append(path)
+    return found
+
+
+def list_caches(dir: str | Path | None = None) -> list[CacheInfo]:
+    """The caches in `dir` (default: `default_cache_dir()`), oldest first."""
+    infos = []
+    for key, files in _own_files(Path(dir) if dir else default_cache_dir()).items():
+        index_path, size = files[0].with_name(f"{key}.json"), sum(f.stat().st_size for f in files)
+        try:
+            names = json.loads(index_path.read_text(encoding="utf-8"))["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            infos.append(CacheInfo(key, files, size, 0, max(f.stat().st_mtime for f in files), "", False))
+            continue
+        source = os.path.commonpath(names) if len(names) > 1 else os.path.dirname(names[0]) if names else ""
+        infos.append(CacheInfo(key, files, size, len(names), index_path.stat().st_mtime, source,
+                               index_path.with_suffix(".u8").is_file()))
+    return sorted(infos, key=lambda info: info.created)
+
+
+def _build_running(path: Path) -> bool:
+    """Whether `path` is the temporary file of a build that is still running (`<key>.tmp<pid>`)."""
+    match = _OWN_FILE.fullmatch(path.name)
+    if match is None or match.group(3) is None:
+        return False
+    try:
+        os.kill(int(match.group(3)), 0)  # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        pass
+    return True
+
+
+def clear_caches(dir: str | Path | None = None) -> list[tuple[Path, int]]:
+    """Delete every cache in `dir` (default: `default_cache_dir()`): its .u8 and .json files and the
+    temporary files of builds that are no longer running; other files are left alone.
+    Returns (path, bytes) of what was removed."""
+    removed = []
+    for files in _own_files(Path(dir) if dir else default_cache_dir()).values():
+        for path in files:
+            if _build_running(path):
+                continue
+            size = path.stat().st_size
+            path.unlink(missing_ok=True)
+            removed.append((path, size))
+    return removed

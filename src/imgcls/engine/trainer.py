@@ -37,7 +37,7 @@ from imgcls.engine.optim import LRSchedule, build_optimizer, param_groups, resol
 from imgcls.engine.transfer import TransferPolicy
 from imgcls.errors import ConfigError, TrainingError
 from imgcls.models.heads import stack_head
-from imgcls.reports import classification_report, plot_curves, topk_correct
+from imgcls.reports import classification_report, plot_curves, reported_ks, topk_correct
 from imgcls.runtime import run_model
 
 log = logging.getLogger("imgcls")
@@ -122,7 +122,7 @@ class Trainer:
         self.policy = TransferPolicy.parse(config.model.transfer)
         self.data = build.build_datasets(config.data)
         self.classes = self.data.classes
-        self.ks = (1, 5) if len(self.classes) > 5 else (1,)  # top-k only for k < classes
+        self.ks = reported_ks(len(self.classes))  # top-5 only with more than 5 classes
         self.data_files = resume.data_files(self.data.train.samples, self.data.val.samples)
         self.workers = default_workers() if config.data.workers is None else config.data.workers
         if self.resume_state is not None:
@@ -368,7 +368,7 @@ class Trainer:
                 FeatureBatches(vf.to(dev), vt.to(dev), batch_size=max(256, cfg.data.batch_size), seed=0, train=False))
 
     def _final_report(self, net: nn.Module, val_b) -> None:
-        """Best weights on the val set: report.json, confusion matrix CSV/PNG, curves.png."""
+        """Best weights on the val set: report.txt/json, confusion matrix CSV/PNG, curves.png."""
         best = self.run_dir / "best.ckpt"
         current = {k: v.clone() for k, v in self.model.state_dict().items()}
         if best.is_file():
@@ -379,7 +379,6 @@ class Trainer:
         report = classification_report(logits, targets, self.classes, paths=paths)
         report.save(self.run_dir)
         plot_curves(self.history, self.run_dir / "curves.png")
-        (self.run_dir / "report.txt").write_text(report.to_text() + "\n")
 
 
 def _with_transform(ds, transform):

@@ -17,11 +17,12 @@ import torch
 from PIL import Image
 from torch import nn
 
+from imgcls.checkpoint import load_model
 from imgcls.data import BatchNormalizer, eval_transform, load_array, make_loader
 from imgcls.data.decode import is_image_file
-from imgcls.engine.build import build_model, resolve_device
-from imgcls.engine.checkpoint import load_checkpoint
-from imgcls.errors import CheckpointError, DataError
+from imgcls.data.names import safe_name
+from imgcls.errors import ConfigError, DataError
+from imgcls.runtime import resolve_device
 
 
 @dataclass
@@ -37,8 +38,10 @@ class Prediction:
         return self.labels[0] if self.labels else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.source, "error": self.error,
-                "top": [{"label": lab, "index": i, "prob": round(p, 6)} for lab, i, p in zip(self.labels, self.indices, self.probs)]}
+        """Plain JSON types; a file name that is not UTF-8 is escaped (see data.safe_name)."""
+        return {"path": safe_name(self.source), "error": safe_name(self.error) if self.error else None,
+                "top": [{"label": safe_name(lab), "index": i, "prob": round(p, 6)}
+                        for lab, i, p in zip(self.labels, self.indices, self.probs)]}
 
 
 def expand_inputs(inputs: list[str | Path]) -> list[Path]:
@@ -87,8 +90,9 @@ def _collate(batch):
 class Predictor:
     def __init__(self, model: nn.Module, classes: list[str], preprocessing: dict[str, Any], *,
                  device: str | torch.device = "auto", batch_size: int = 32, workers: int | None = 0,
-                 draft: bool = True) -> None:
-        """`draft=False` decodes JPEGs at full size: exactly torchvision's pixels, slower on big photos
+                 draft: bool = False) -> None:
+        """JPEGs decode at full size, so the pixels are torchvision's eval pixels (EXIF orientation
+        applied); `draft=True` lets JPEG draft mode decode big ones reduced: faster, pixels differ slightly
         (benchmarks/draft_mode.py measures both)."""
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.draft = draft
@@ -109,13 +113,7 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs) -> Predictor:
-        state = load_checkpoint(path)
-        model = build_model(state["arch"])
-        try:
-            model.load_state_dict(state["model"], strict=True)
-        except RuntimeError as e:
-            raise CheckpointError(f"{path}: weights do not fit {state['arch']['model']} "
-                                  f"({str(e).splitlines()[0][:120]})") from None
+        model, state = load_model(path)
         return cls(model, state["classes"], state["preprocessing"], **kwargs)
 
     @torch.no_grad()
@@ -136,13 +134,16 @@ class Predictor:
         return torch.cat(outs) if outs else torch.empty(0, len(self.classes))
 
     def predict(self, images: list[str | Path | Image.Image] | str | Path | Image.Image, *, topk: int = 3) -> list[Prediction]:
-        """Top-k labels and probabilities for each image (paths, folders, globs or PIL images)."""
+        """Top-k labels and probabilities for each image (paths, folders, globs or PIL images); `topk`
+        above the number of classes gives every class."""
         if isinstance(images, (str, Path, Image.Image)):
             images = [images]
         pil = [im for im in images if isinstance(im, Image.Image)]
         if pil and len(pil) != len(images):
             raise DataError("predict() takes either paths or PIL images in one call, not a mix")
-        k = max(1, min(topk, len(self.classes)))
+        if topk < 1:
+            raise ConfigError(f"topk must be >= 1, got {topk}")
+        k = min(topk, len(self.classes))
         if pil:
             batch = torch.from_numpy(np.stack([self.transform(im.convert("RGB")) for im in pil]))
             return self._top(self._forward(batch), ["<image %d>" % i for i in range(len(pil))], [""] * len(pil), k)

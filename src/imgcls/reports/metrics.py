@@ -8,10 +8,12 @@ sample) is 0.0, and macro averages are plain means over every class, those inclu
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +21,34 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from imgcls.data.names import safe_name
 from imgcls.errors import ConfigError
 from imgcls.reports.plots import plot_confusion_matrix
 
 EPOCH_COLUMNS = ("epoch", "step", "train_loss", "train_acc", "val_loss", "val_top1", "val_top5", "lr",
                  "epoch_seconds", "train_img_s")
+
+
+def reported_ks(num_classes: int, ks: Iterable[int] = (1, 5)) -> tuple[int, ...]:
+    """The top-k accuracies worth reporting for `num_classes` classes: k = 1 always, any other k only
+    when k < num_classes (top-5 of 5 classes is 100% whatever the model does)."""
+    return tuple(k for k in ks if k == 1 or k < num_classes)
+
+
+def skipped_line(paths: Sequence[str]) -> str:
+    """"skipped N unreadable image(s): a, b, c, d, e, ..." (the first five, printable)."""
+    names = ", ".join(safe_name(p) for p in paths[:5])
+    return f"skipped {len(paths)} unreadable image(s): {names}{', ...' if len(paths) > 5 else ''}"
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write UTF-8 `text` to a temporary file beside `path`, then rename it: readers never see half a file."""
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _labels(x: Tensor | np.ndarray | Sequence[int], name: str) -> np.ndarray:
@@ -84,6 +109,8 @@ class ClassificationReport:
     """What `imgcls eval` prints and saves: accuracy, loss, per-class P/R/F1, confusion, worst mistakes.
 
     Build it with `classification_report`. Ratios are fractions in [0, 1]; a zero denominator gives 0.0.
+    Text, JSON and CSV show top-5 only with more than 5 classes (`reported_ks`) and write file and
+    class names that are not UTF-8 escaped (`data.safe_name`).
     """
     classes: list[str]
     n: int
@@ -96,6 +123,7 @@ class ClassificationReport:
     support: list[int]  # true samples per class
     confusion: np.ndarray  # [true, predicted] counts
     most_confident_wrong: list[Mistake] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # unreadable files left out of `n`
 
     @property
     def top1(self) -> float:
@@ -117,45 +145,61 @@ class ClassificationReport:
     def macro_f1(self) -> float:
         return float(np.mean(self.f1))
 
+    @property
+    def shows_top5(self) -> bool:
+        return 5 in reported_ks(len(self.classes))
+
     def to_text(self) -> str:
-        width = max(len(c) for c in [*self.classes, "macro avg"])
+        classes = [safe_name(c) for c in self.classes]
+        width = max(len(c) for c in [*classes, "macro avg"])
         lines = [f"{'class':<{width}}  {'precision':>9}  {'recall':>9}  {'f1':>9}  {'support':>8}"]
-        for name, p, r, f, s in zip(self.classes, self.precision, self.recall, self.f1, self.support):
+        for name, p, r, f, s in zip(classes, self.precision, self.recall, self.f1, self.support):
             lines.append(f"{name:<{width}}  {p:>9.3f}  {r:>9.3f}  {f:>9.3f}  {s:>8,}")
         lines.append(f"{'macro avg':<{width}}  {self.macro_precision:>9.3f}  {self.macro_recall:>9.3f}  "
                      f"{self.macro_f1:>9.3f}  {self.n:>8,}")
-        lines.append(f"top-1 {self.top1:.2%} ({self.top1_correct}/{self.n})   "
-                     f"top-5 {self.top5:.2%} ({self.top5_correct}/{self.n})   loss {self.loss:.4f}")
+        top5 = f"top-5 {self.top5:.2%} ({self.top5_correct}/{self.n})   " if self.shows_top5 else ""
+        lines.append(f"top-1 {self.top1:.2%} ({self.top1_correct}/{self.n})   {top5}loss {self.loss:.4f}")
+        if self.skipped:
+            lines.append(skipped_line(self.skipped))
         if self.most_confident_wrong:
             lines.append(f"most confident mistakes ({len(self.most_confident_wrong)}):")
             for m in self.most_confident_wrong:
-                lines.append(f"  {m.prob:7.2%}  true {m.true}, predicted {m.pred}: {m.sample}")
+                lines.append(f"  {m.prob:7.2%}  true {safe_name(m.true)}, predicted {safe_name(m.pred)}: "
+                             f"{safe_name(str(m.sample))}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
         """Plain JSON types only; a non-finite loss becomes None."""
+        top5 = {"top5": self.top5, "top5_correct": self.top5_correct} if self.shows_top5 else {}
+        classes = [safe_name(c) for c in self.classes]
         return {
-            "n": self.n, "top1": self.top1, "top5": self.top5, "top1_correct": self.top1_correct,
-            "top5_correct": self.top5_correct, "loss": self.loss if math.isfinite(self.loss) else None,
-            "classes": list(self.classes),
+            "n": self.n, "top1": self.top1, "top1_correct": self.top1_correct, **top5,
+            "loss": self.loss if math.isfinite(self.loss) else None, "classes": classes,
             "per_class": [{"class": c, "precision": p, "recall": r, "f1": f, "support": s}
-                          for c, p, r, f, s in zip(self.classes, self.precision, self.recall, self.f1, self.support)],
+                          for c, p, r, f, s in zip(classes, self.precision, self.recall, self.f1, self.support)],
             "macro": {"precision": self.macro_precision, "recall": self.macro_recall, "f1": self.macro_f1},
             "confusion_matrix": self.confusion.tolist(),
-            "most_confident_wrong": [asdict(m) for m in self.most_confident_wrong],
+            "most_confident_wrong": [{"sample": m.sample if isinstance(m.sample, int) else safe_name(m.sample),
+                                      "true": safe_name(m.true), "pred": safe_name(m.pred), "prob": m.prob}
+                                     for m in self.most_confident_wrong],
+            "skipped": [safe_name(s) for s in self.skipped],
         }
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write report.json, confusion_matrix.csv and confusion_matrix.png into `out_dir`; return it."""
+        """Write report.txt, report.json, confusion_matrix.csv and confusion_matrix.png into `out_dir`
+        (each written whole, then renamed into place); return it."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        with (out / "confusion_matrix.csv").open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["true\\pred", *self.classes])
-            for name, row in zip(self.classes, self.confusion.tolist()):
-                writer.writerow([name, *row])
-        plot_confusion_matrix(self.confusion, self.classes, out / "confusion_matrix.png")
+        classes = [safe_name(c) for c in self.classes]
+        write_text_atomic(out / "report.txt", self.to_text() + "\n")
+        write_text_atomic(out / "report.json", json.dumps(self.to_dict(), indent=2) + "\n")
+        table = io.StringIO(newline="")
+        writer = csv.writer(table)
+        writer.writerow(["true\\pred", *classes])
+        for name, row in zip(classes, self.confusion.tolist()):
+            writer.writerow([name, *row])
+        write_text_atomic(out / "confusion_matrix.csv", table.getvalue())
+        plot_confusion_matrix(self.confusion, classes, out / "confusion_matrix.png")
         return out
 
 
@@ -214,7 +258,7 @@ def _cell(value: object) -> str:
         return str(int(value))
     if isinstance(value, float):
         return format(value, ".6g")
-    return str(value)
+    return safe_name(str(value))
 
 
 def _parse(cell: str) -> int | float | str:
@@ -234,7 +278,8 @@ class MetricsLog:
     The header is written once, with the first row; the parent folder is created. An existing file
     with the same header is continued (a resumed run appends to its own log); one with another header
     is refused rather than mixed. Each row is written and closed at once, so a run that dies keeps every
-    finished epoch. Floats are written with 6 significant digits; missing values are empty cells.
+    finished epoch. Floats are written with 6 significant digits; missing values are empty cells; text
+    is UTF-8, names that are not UTF-8 escaped (`data.safe_name`).
     """
 
     def __init__(self, path: str | Path, columns: Sequence[str] = EPOCH_COLUMNS) -> None:
@@ -251,7 +296,7 @@ class MetricsLog:
     def _header(self) -> list[str] | None:
         if not self.path.is_file() or self.path.stat().st_size == 0:
             return None
-        with self.path.open(newline="") as f:
+        with self.path.open(newline="", encoding="utf-8") as f:
             return next(csv.reader(f), None)
 
     def append(self, row: Mapping[str, object]) -> None:
@@ -260,7 +305,7 @@ class MetricsLog:
         if unknown:
             raise ValueError(f"{self.path}: unknown metrics column(s) {unknown}; the columns are {self.columns}")
         new = self._header() is None
-        with self.path.open("a", newline="") as f:
+        with self.path.open("a", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             if new:
                 writer.writerow(self.columns)
@@ -270,5 +315,5 @@ class MetricsLog:
         """Every row, numbers parsed (integers as int, others as float, empty cells as NaN)."""
         if self._header() is None:
             return []
-        with self.path.open(newline="") as f:
+        with self.path.open(newline="", encoding="utf-8") as f:
             return [{k: _parse(v or "") for k, v in r.items()} for r in csv.DictReader(f)]

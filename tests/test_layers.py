@@ -1,0 +1,60 @@
+"""The layering of docs/architecture.md, checked on the source: each module imports only its own layer or
+the layers below, and what only uses a trained model (inference/, export/, serve/) never imports engine/."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "imgcls"
+
+LAYERS = {
+    "errors": 0,
+    "models": 1,
+    "weights": 2, "checkpoint": 2, "runtime": 2, "data": 2, "analysis": 2,
+    "engine": 3, "inference": 3, "export": 3, "reports": 3, "demo": 3,
+    "serve": 4, "cli": 4, "__main__": 4,
+}
+NEVER = {"inference": {"engine"}, "export": {"engine"}, "serve": {"engine"}, "reports": {"engine", "inference"}}
+
+
+def _unit(module: str) -> str:
+    """`imgcls.engine.trainer` -> `engine`; `imgcls` itself is the package root (re-exports only)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("imgcls")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("imgcls"):
+            found.add(node.module)
+            if node.module == "imgcls":  # from imgcls import engine
+                found |= {f"imgcls.{a.name}" for a in node.names}
+    return found
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in SRC.rglob("*.py") if p.name != "__init__.py" or p.parent != SRC)
+
+
+def test_every_unit_has_a_layer():
+    units = {p.relative_to(SRC).parts[0].removesuffix(".py") for p in _modules()}
+    assert units <= set(LAYERS), f"give these a layer in tests/test_layers.py and docs/architecture.md: {units - set(LAYERS)}"
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(SRC)))
+def test_imports_go_down(path):
+    unit = path.relative_to(SRC).parts[0].removesuffix(".py")
+    for module in _imports(path):
+        other = _unit(module)
+        if other in ("", unit) or other == "__version__":
+            continue
+        assert other in LAYERS, f"{module} is not a known unit"
+        assert other not in NEVER.get(unit, set()), f"{unit}/ must not import {other}/ ({path.name} imports {module})"
+        assert LAYERS[other] <= LAYERS[unit], (f"{path.relative_to(SRC)} (layer {LAYERS[unit]}) imports {module} "
+                                               f"(layer {LAYERS[other]})")
