@@ -44,7 +44,11 @@ def test_resnet_stage_maps_have_paper_shapes():
     model = imgcls.create_model("resnet50").eval()
     with torch.no_grad():
         maps = model.forward_stages(torch.randn(1, 3, 224, 224))
-    assert [tuple(m.shape[1:]) for m in maps] == [(256, 56, 56), (512, 28, 28), (1024, 14, 14), (2048, 7, 7)]
+    # the stem's activation (conv1 at stride 2), then conv2_x..conv5_x of the paper's Table 1
+    assert [tuple(m.shape[1:]) for m in maps] == [(64, 112, 112), (256, 56, 56), (512, 28, 28), (1024, 14, 14),
+                                                   (2048, 7, 7)]
+    assert [(f.channels, f.reduction) for f in model.feature_info] == [(64, 2), (256, 4), (512, 8), (1024, 16),
+                                                                        (2048, 32)]
 
 
 def test_projection_shortcut_only_where_shape_changes():

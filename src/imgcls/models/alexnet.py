@@ -6,11 +6,13 @@ pool), whose official weights load into it. `alexnet_paper` is the network of th
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imgcls.models.base import ClassifierMixin
+from imgcls.models.base import ClassifierMixin, FeatureInfo, layer_stride
 from imgcls.models.registry import register_model
 
 
@@ -34,7 +36,6 @@ class AlexNet(ClassifierMixin, nn.Module):
     """Five convolutions in `features`, three fully connected layers in `classifier`."""
 
     classifier_name = "classifier.6"  # the two 4096-wide layers before it are features to keep
-    stage_names = ("features",)
     min_input_size = (63, 63)
 
     def __init__(self, features: nn.Sequential, pool: nn.Module, *, num_classes: int = 1000,
@@ -42,6 +43,9 @@ class AlexNet(ClassifierMixin, nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.features = features
+        # one stage, the whole stack: the last convolution's width at stride 32 (4 * 2 * 2 * 2)
+        convs = [m for m in features if isinstance(m, nn.Conv2d)]
+        self.feature_info = (FeatureInfo("features", convs[-1].out_channels, math.prod(map(layer_stride, features))),)
         self.avgpool = pool
         self.num_features = 4096
         self.classifier = nn.Sequential(

@@ -1,22 +1,65 @@
 """What every imgcls model answers, so generic code (freezing, heads, CAM, export) never guesses.
 
-A model sets three class attributes and, unless it is the common features -> avgpool -> classifier
-shape (the defaults below), implements `forward_features` / `forward_head`:
+A model sets two class attributes, fills `feature_info` when it is built and, unless it is the
+common features -> avgpool -> classifier shape (the defaults below), implements
+`forward_features` / `forward_head`:
 - `classifier_name`: the attribute holding the final classifier (`fc`, `classifier`, `head`);
-- `stage_names`: the modules that produce its feature stages, shallow to deep;
-- `min_input_size`: the smallest (H, W) the network accepts.
+- `min_input_size`: the smallest (H, W) the network accepts;
+- `feature_info`: one `FeatureInfo(module, channels, reduction)` per feature stage, shallow to
+  deep, computed from the layers as they are built (timm's `feature_info`). `stage_names`,
+  `last_stage` and `forward_stages` are derived from it.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 
+@dataclass(frozen=True)
+class FeatureInfo:
+    """One feature stage: `module` (a name for `get_submodule`) outputs a map of `channels` channels
+    at `reduction`, its total stride with respect to the input (the product of the strides before it).
+
+    An S x S input gives a map of side ceil(S / reduction) where every layer pads to keep its size
+    ('same'); unpadded layers (AlexNet, LeNet-5) trim a border, so theirs is smaller. Exact in both
+    cases: an input larger by k * reduction pixels gives a map larger by k.
+    """
+
+    module: str
+    channels: int
+    reduction: int
+
+
 class ClassifierMixin:
     classifier_name: str = "fc"
-    stage_names: tuple[str, ...] = ()
     min_input_size: tuple[int, int] = (32, 32)
     num_features: int  # width of the features the final Linear reads (the headless model's output)
+    feature_info: tuple[FeatureInfo, ...] = ()  # set per instance by each family's __init__
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        """The modules of `feature_info`, shallow to deep (what `last:<stage>` transfer names)."""
+        return tuple(f.module for f in self.feature_info)
+
+    @stage_names.setter
+    def stage_names(self, value: tuple[str, ...]) -> None:
+        raise AttributeError(f"{type(self).__name__}.stage_names is derived from feature_info; set "
+                             "feature_info = (FeatureInfo(module, channels, reduction), ...) instead")
+
+    @property
+    def last_stage(self) -> str:
+        """The module of the deepest feature map (the one the pooled features are read from)."""
+        if not self.feature_info:
+            raise NotImplementedError(f"{type(self).__name__} describes no feature stages (feature_info is empty)")
+        return self.feature_info[-1].module
+
+    @property
+    def cam_layer(self) -> str:
+        """The layer Grad-CAM targets by default: `last_stage`, unless the logits do not depend on
+        that map's positions (ViT reads only the class token; it names the last block's `ln_1`)."""
+        return self.last_stage
 
     def get_classifier(self) -> nn.Module:
         return self.get_submodule(self.classifier_name)
@@ -41,16 +84,32 @@ class ClassifierMixin:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def to_feature_map(self, output: torch.Tensor) -> torch.Tensor:
+        """A stage module's output, or the gradient of it, as an [N, C, H, W] map: itself for a CNN;
+        models whose stages are not maps (ViT's token sequences) override this."""
+        return output
+
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The output of every stage in `stage_names` (for Grad-CAM, FPN-style heads)."""
-        outs: list[torch.Tensor] = []
-        hooks = [self.get_submodule(n).register_forward_hook(lambda m, i, o: outs.append(o)) for n in self.stage_names]
+        """One [N, channels, H', W'] map per `feature_info` record, in its order (for Grad-CAM,
+        FCN/FPN-style heads, feature extraction); H', W' as `FeatureInfo` says."""
+        outs: dict[str, torch.Tensor] = {}
+
+        def keep(name: str):  # the first output wins should a module run twice
+            return lambda module, inputs, output: outs.setdefault(name, output)
+
+        hooks = [self.get_submodule(f.module).register_forward_hook(keep(f.module)) for f in self.feature_info]
         try:
             self.forward_features(x)
         finally:
             for h in hooks:
                 h.remove()
-        return outs
+        return [self.to_feature_map(outs[f.module]) for f in self.feature_info]
+
+
+def layer_stride(module: nn.Module) -> int:
+    """The stride of a convolution or pooling layer; 1 for any other layer."""
+    stride = module.stride if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) else 1
+    return stride[0] if isinstance(stride, tuple) else stride
 
 
 def init_conv_bn_linear(model: nn.Module) -> None:

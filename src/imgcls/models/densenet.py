@@ -23,7 +23,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from torch import nn
 
-from imgcls.models.base import ClassifierMixin
+from imgcls.models.base import ClassifierMixin, FeatureInfo
 from imgcls.models.registry import register_variant
 
 # "features.denseblock1.denselayer1.norm.1.weight" -> "features.denseblock1.denselayer1.norm1.weight"
@@ -105,7 +105,6 @@ class DenseNet(ClassifierMixin, nn.Module):
     """A 7x7 stem, four dense blocks with transitions between them, a final BN, pool, `classifier`."""
 
     classifier_name = "classifier"
-    stage_names = ("features.denseblock1", "features.denseblock2", "features.denseblock3", "features.denseblock4")
     min_input_size = (32, 32)  # stride 32: 32 -> 1
 
     def __init__(self, growth_rate: int, block_config: tuple[int, ...], num_init_features: int, *,
@@ -118,14 +117,21 @@ class DenseNet(ClassifierMixin, nn.Module):
         self.features.add_module("norm0", nn.BatchNorm2d(num_init_features))
         self.features.add_module("relu0", nn.ReLU(inplace=True))
         self.features.add_module("pool0", nn.MaxPool2d(3, stride=2, padding=1))
-        ch = num_init_features
+        # stages: the stem's activation (stride 2, timm's norm0), then each dense block's output
+        reduction = self.features.conv0.stride[0]
+        info = [FeatureInfo("features.relu0", num_init_features, reduction)]
+        ch, reduction = num_init_features, reduction * self.features.pool0.stride
         for i, num_layers in enumerate(block_config, start=1):
             self.features.add_module(f"denseblock{i}", DenseBlock(
                 num_layers, ch, growth_rate, bn_size, drop_rate=drop_rate, memory_efficient=memory_efficient))
             ch += num_layers * growth_rate
+            info.append(FeatureInfo(f"features.denseblock{i}", ch, reduction))
             if i != len(block_config):
-                self.features.add_module(f"transition{i}", Transition(ch, ch // 2))
+                transition = Transition(ch, ch // 2)
+                self.features.add_module(f"transition{i}", transition)
                 ch //= 2
+                reduction *= transition.pool.stride
+        self.feature_info = tuple(info)
         self.features.add_module("norm5", nn.BatchNorm2d(ch))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.num_features = ch

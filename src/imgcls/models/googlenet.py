@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imgcls.models.base import ClassifierMixin
+from imgcls.models.base import ClassifierMixin, FeatureInfo
 from imgcls.models.registry import register_model
 
 
@@ -54,6 +54,7 @@ class BasicConv2d(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, *, stride: int = 1, padding: int = 0) -> None:
         super().__init__()
+        self.out_channels = out_ch
         self.conv = nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=padding, bias=False)
         self.bn = nn.BatchNorm2d(out_ch, eps=0.001)
 
@@ -67,6 +68,7 @@ class Inception(nn.Module):
     def __init__(self, in_ch: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int,
                  pool_proj: int) -> None:
         super().__init__()
+        self.out_channels = ch1x1 + ch3x3 + ch5x5 + pool_proj
         self.branch1 = BasicConv2d(in_ch, ch1x1, 1)
         self.branch2 = nn.Sequential(BasicConv2d(in_ch, ch3x3red, 1), BasicConv2d(ch3x3red, ch3x3, 3, padding=1))
         # the paper's 5x5; a 3x3 in the torchvision weights (see the module docstring)
@@ -104,7 +106,6 @@ class GoogLeNet(ClassifierMixin, nn.Module):
 
     classifier_name = "fc"
     extra_head_names = ("aux1.fc2", "aux2.fc2")  # class-sized too: a file for other classes skips them
-    stage_names = ("conv3", "inception3b", "inception4e", "inception5b")  # strides 4, 8, 16, 32
     min_input_size = (32, 32)  # stride 32 with ceil-mode pools: 32 -> 1
 
     def __init__(self, *, num_classes: int = 1000, aux_logits: bool = True, transform_input: bool = False,
@@ -136,6 +137,16 @@ class GoogLeNet(ClassifierMixin, nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.num_features = 1024
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+        # stages: conv1 (stride 2, as ResNet's stem), then the last module at each resolution the
+        # max pools make (strides 4, 8, 16, 32)
+        reduction = self.conv1.conv.stride[0]
+        info = [FeatureInfo("conv1", self.conv1.out_channels, reduction)]
+        for pool, stage in (("maxpool1", "conv3"), ("maxpool2", "inception3b"), ("maxpool3", "inception4e"),
+                            ("maxpool4", "inception5b")):
+            reduction *= self.get_submodule(pool).stride
+            info.append(FeatureInfo(stage, self.get_submodule(stage).out_channels, reduction))
+        self.feature_info = tuple(info)
 
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):

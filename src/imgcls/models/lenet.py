@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from imgcls.models.base import ClassifierMixin
+from imgcls.models.base import ClassifierMixin, FeatureInfo
 from imgcls.models.registry import register_model
 
 
@@ -22,7 +22,6 @@ class LeNet5(ClassifierMixin, nn.Module):
     """conv5-6, pool, conv5-16, pool, fc120, fc84, fc classes; `in_chans=1` for grayscale."""
 
     classifier_name = "fc3"
-    stage_names = ("pool1", "pool2")
     min_input_size = (32, 32)  # also the only size: fc1 reads 16x5x5
 
     def __init__(self, *, num_classes: int = 10, in_chans: int = 3) -> None:
@@ -33,6 +32,9 @@ class LeNet5(ClassifierMixin, nn.Module):
         self.conv2 = nn.Conv2d(6, 16, 5)  # 14 -> 10
         self.pool2 = nn.MaxPool2d(2)  # 10 -> 5
         self.relu = nn.ReLU(inplace=True)
+        # S2 and S4 of the paper: 6@14x14 (stride 2) and 16@5x5 (stride 4; the 5x5 convs trim borders)
+        self.feature_info = (FeatureInfo("pool1", self.conv1.out_channels, self.pool1.stride),
+                             FeatureInfo("pool2", self.conv2.out_channels, self.pool1.stride * self.pool2.stride))
         self.fc1 = nn.Linear(16 * 5 * 5, 120)
         self.fc2 = nn.Linear(120, 84)
         self.num_features = 84

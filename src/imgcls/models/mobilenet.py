@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from imgcls.models.base import ClassifierMixin, init_conv_bn_linear
+from imgcls.models.base import ClassifierMixin, FeatureInfo, init_conv_bn_linear
 from imgcls.models.registry import register_model, register_variant
 
 
@@ -72,6 +72,7 @@ class DepthwiseSeparable(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, *, stride: int) -> None:
         super().__init__()
+        self.out_channels = out_ch
         self.depthwise = ConvBNAct(in_ch, in_ch, 3, stride=stride, groups=in_ch)
         self.pointwise = ConvBNAct(in_ch, out_ch, 1)
 
@@ -90,6 +91,7 @@ class InvertedResidual(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, *, stride: int, expand_ratio: int) -> None:
         super().__init__()
         hidden = int(round(in_ch * expand_ratio))
+        self.out_channels = out_ch
         self.use_res_connect = stride == 1 and in_ch == out_ch
         layers: list[nn.Module] = []
         if expand_ratio != 1:
@@ -109,6 +111,7 @@ class InvertedResidualV3(nn.Module):
     def __init__(self, in_ch: int, kernel: int, expanded: int, out_ch: int, *, use_se: bool, hswish: bool,
                  stride: int) -> None:
         super().__init__()
+        self.out_channels = out_ch
         self.use_res_connect = stride == 1 and in_ch == out_ch
         act = nn.Hardswish if hswish else nn.ReLU
         bn = dict(bn_eps=0.001, bn_momentum=0.01)  # TensorFlow's defaults, as the reference training
@@ -135,10 +138,15 @@ class _MobileNet(ClassifierMixin, nn.Module):
 
     min_input_size = (32, 32)  # stride 32 overall: 32 -> 1
 
-    def _stages(self) -> tuple[str, ...]:
+    def _feature_info(self) -> tuple[FeatureInfo, ...]:
         # the last layer at each resolution: the outputs at strides 2, 4, 8, 16 and 32
-        ends = [i - 1 for i, m in enumerate(self.features) if i > 0 and _stride(m) == 2] + [len(self.features) - 1]
-        return tuple(f"features.{i}" for i in ends)
+        info, reduction = [], 1
+        for i, m in enumerate(self.features):
+            if i > 0 and _stride(m) > 1:
+                info.append(FeatureInfo(f"features.{i - 1}", self.features[i - 1].out_channels, reduction))
+            reduction *= _stride(m)
+        last = len(self.features) - 1
+        return (*info, FeatureInfo(f"features.{last}", self.features[last].out_channels, reduction))
 
 
 def _stride(m: nn.Module) -> int:
@@ -161,7 +169,7 @@ class MobileNetV1(_MobileNet):
             layers.append(DepthwiseSeparable(in_ch, width(c), stride=s))
             in_ch = width(c)
         self.features = nn.Sequential(*layers)
-        self.stage_names = self._stages()
+        self.feature_info = self._feature_info()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.num_features = in_ch
         self.dropout = nn.Dropout(dropout)
@@ -190,7 +198,7 @@ class MobileNetV2(_MobileNet):
         self.num_features = make_divisible(1280 * max(1.0, width_mult))  # the last layer never narrows
         layers.append(ConvBNAct(in_ch, self.num_features, 1, activation=nn.ReLU6))
         self.features = nn.Sequential(*layers)
-        self.stage_names = self._stages()
+        self.feature_info = self._feature_info()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
             nn.Dropout(dropout),
@@ -219,7 +227,7 @@ class MobileNetV3(_MobileNet):
             in_ch = width(out)
         layers.append(ConvBNAct(in_ch, 6 * in_ch, 1, activation=nn.Hardswish, **bn))
         self.features = nn.Sequential(*layers)
-        self.stage_names = self._stages()
+        self.feature_info = self._feature_info()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.num_features = width(last_channel)
         self.classifier = nn.Sequential(

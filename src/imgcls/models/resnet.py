@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from imgcls.models.base import ClassifierMixin
+from imgcls.models.base import ClassifierMixin, FeatureInfo
 from imgcls.models.registry import register_variant
 
 
@@ -32,6 +32,7 @@ class BasicBlock(nn.Module):
         super().__init__()
         if groups != 1 or base_width != 64:
             raise ValueError("BasicBlock supports only groups=1 and base_width=64")
+        self.stride, self.out_channels = stride, planes * self.expansion
         self.conv1 = conv3x3(in_ch, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
@@ -60,6 +61,7 @@ class Bottleneck(nn.Module):
         super().__init__()
         width = int(planes * (base_width / 64.0)) * groups
         s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.stride, self.out_channels = stride, planes * self.expansion
         self.conv1 = conv1x1(in_ch, width, s1)
         self.bn1 = nn.BatchNorm2d(width)
         self.conv2 = conv3x3(width, width, s3, groups)
@@ -84,7 +86,6 @@ class ResNet(ClassifierMixin, nn.Module):
     """
 
     classifier_name = "fc"
-    stage_names = ("layer1", "layer2", "layer3", "layer4")
     min_input_size = (32, 32)
 
     def __init__(self, block: type[BasicBlock | Bottleneck], layers: tuple[int, int, int, int], *,
@@ -105,6 +106,16 @@ class ResNet(ClassifierMixin, nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.num_features = 512 * block.expansion
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+        # the stem's activation (timm's act1, stride 2), then each stage; read off the built blocks
+        reduction = self.conv1.stride[0]
+        info = [FeatureInfo("relu", self.conv1.out_channels, reduction)]
+        reduction *= self.maxpool.stride
+        for name in ("layer1", "layer2", "layer3", "layer4"):
+            stage = self.get_submodule(name)
+            reduction *= stage[0].stride
+            info.append(FeatureInfo(name, stage[-1].out_channels, reduction))
+        self.feature_info = tuple(info)
 
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -10,10 +10,9 @@ input of at least 32x32 work; at 224x224 it is the identity.
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from imgcls.models.base import ClassifierMixin, init_conv_bn_linear
+from imgcls.models.base import ClassifierMixin, FeatureInfo, init_conv_bn_linear, layer_stride
 from imgcls.models.registry import register_variant
 
 
@@ -42,8 +41,16 @@ class VGG(ClassifierMixin, nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.features = features
-        # each max pool closes a stage: "features.4", "features.9", ... for the feature pyramid
-        self.stage_names = tuple(f"features.{i}" for i, m in enumerate(features) if isinstance(m, nn.MaxPool2d))
+        # each max pool closes a stage ("features.4", "features.9", ...: strides 2 to 32) with the
+        # width of the convolution before it
+        info, channels, reduction = [], 0, 1
+        for i, m in enumerate(features):
+            reduction *= layer_stride(m)
+            if isinstance(m, nn.Conv2d):
+                channels = m.out_channels
+            elif isinstance(m, nn.MaxPool2d):
+                info.append(FeatureInfo(f"features.{i}", channels, reduction))
+        self.feature_info = tuple(info)
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
         self.num_features = 4096
         self.classifier = nn.Sequential(

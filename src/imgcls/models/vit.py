@@ -16,6 +16,15 @@ the size you want; the weight loaders (`create_model(..., weights=)`,
 `imgcls.weights.load_pretrained`) resample the file's position-embedding grid bicubically
 (`interpolate_pos_embedding`, as torchvision's `interpolate_embeddings`), leaving the class
 token's embedding untouched.
+
+Stages. A ViT has no feature maps, only token sequences; its `feature_info` names every encoder
+block (`encoder.layers.encoder_layer_N`, `hidden_dim` channels, reduction = the patch size), and
+`forward_stages` / `to_feature_map` turn each block's [N, 1 + (S/P)^2, D] output into the map
+[N, D, S/P, S/P]: the class token dropped, the patch tokens laid back on their grid (row-major,
+as `conv_proj` flattened them). The last stage is the final block's output, before the encoder's
+closing LayerNorm. Grad-CAM cannot use it: the head reads only the class token, so the logits do
+not depend on the patch tokens there. `cam_layer` therefore names the last block's `ln_1`, the
+input of the last attention, through which the class token reads the patches.
 """
 from __future__ import annotations
 
@@ -25,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imgcls.models.base import ClassifierMixin
+from imgcls.models.base import ClassifierMixin, FeatureInfo
 from imgcls.models.registry import register_variant
 
 
@@ -115,8 +124,9 @@ class VisionTransformer(ClassifierMixin, nn.Module):
         self.image_size = image_size
         self.patch_size = patch_size
         self.min_input_size = (image_size, image_size)  # also the only size it takes (see the module docstring)
-        self.stage_names = tuple(f"encoder.layers.encoder_layer_{i}" for i in range(num_layers))
         self.conv_proj = nn.Conv2d(3, hidden_dim, patch_size, stride=patch_size)
+        self.feature_info = tuple(FeatureInfo(f"encoder.layers.encoder_layer_{i}", hidden_dim, self.conv_proj.stride[0])
+                                  for i in range(num_layers))
         self.class_token = nn.Parameter(torch.zeros(1, 1, hidden_dim))
         self.encoder = Encoder((image_size // patch_size) ** 2 + 1, num_layers, dim=hidden_dim, dropout=dropout,
                                num_heads=num_heads, mlp_dim=mlp_dim, attention_dropout=attention_dropout)
@@ -149,6 +159,19 @@ class VisionTransformer(ClassifierMixin, nn.Module):
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.heads(x[:, 0])
+
+    @property
+    def cam_layer(self) -> str:
+        """The last block's `ln_1`: the deepest tokens the class token still reads (see the module docstring)."""
+        return f"{self.last_stage}.ln_1"
+
+    def to_feature_map(self, output: torch.Tensor) -> torch.Tensor:
+        """Encoder tokens [N, 1 + h*w, D] (a block's output or its gradient) as the map [N, D, h, w]."""
+        side = self.image_size // self.patch_size
+        n, seq_len, dim = output.shape
+        if seq_len != 1 + side * side:
+            raise ValueError(f"expected the class token and {side}x{side} patch tokens, got {seq_len} tokens")
+        return output[:, 1:].transpose(1, 2).reshape(n, dim, side, side)
 
 
 # name: (patch size, layers, heads, hidden width, MLP width); the paper's Table 1 ("B" = Base)
