@@ -121,44 +121,50 @@ def _setup_logging() -> None:
         log.setLevel(logging.INFO)
 
 
-def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    """One flag per config field (see engine.config); defaults are left out of the namespace so
-    that only the flags a user gives override a --config file."""
-    from imgcls.engine.config import field_specs
+def add_option_flags(p: argparse.ArgumentParser, klass: type, *, title: str | None = None,
+                     suppress_defaults: bool = False) -> None:
+    """One flag per field of an options dataclass (imgcls.options): its help, range and default come
+    from the field. With `suppress_defaults` a flag not given leaves no attribute, so that only the
+    flags a user gives override a --config file (train)."""
+    from imgcls.options import flag_of, option_fields
 
-    groups = {}
-    for section, f, typ in field_specs():
+    g = p.add_argument_group(title) if title else p
+    for f, typ in option_fields(klass):
         meta = dict(f.metadata)
-        help_text = meta.pop("help", "")
-        kind = meta.pop("cli", None)
+        help_text, kind = meta.pop("help", ""), meta.pop("cli", None)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        g = groups.setdefault(section, p.add_argument_group(f"{section} options"))
         if kind == "positional":
-            g.add_argument(f.name, nargs="?", default=argparse.SUPPRESS, help=help_text)
+            g.add_argument(f.name, nargs="?", default=argparse.SUPPRESS if suppress_defaults else default,
+                           help=help_text)
             continue
-        flag = "--" + f.name.replace("_", "-")
-        kw: dict = {"default": argparse.SUPPRESS, "help": f"{help_text} (default: {default})", "dest": f.name}
+        flag = flag_of(f)
+        names = [meta["short"], flag] if "short" in meta else [flag]
+        kw: dict = {"default": argparse.SUPPRESS if suppress_defaults else default, "dest": f.name,
+                    "help": f"{help_text} (default: {default})"}
         if typ is bool:
             kw["action"] = argparse.BooleanOptionalAction
         elif kind == "model_kw":  # --model-kw KEY=VALUE, repeatable; --model-kwargs JSON is the same flag
             kw.update(type=parse_model_kw, metavar="KEY=VALUE", action=MergeKw)
-            g.add_argument("--model-kw", flag, **kw)
-            continue
+            names = ["--model-kw", flag]
         elif "nargs" in meta:
-            kw.update(nargs=meta["nargs"], type=meta["type"])
+            kw.update(nargs=meta["nargs"], type=_checked(flag, f, meta["type"], each=True))
         else:
             kw["type"] = _checked(flag, f, typ)
             if "choices" in meta:
                 kw["choices"] = meta["choices"]
-        if "nargs" in meta:
-            kw["type"] = _checked(flag, f, meta["type"], each=True)
-        g.add_argument(flag, **kw)
+        g.add_argument(*names, **kw)
+
+
+def _options(args: argparse.Namespace, klass: type):
+    import dataclasses as dc
+
+    return klass(**{f.name: getattr(args, f.name) for f in dc.fields(klass)})
 
 
 def _checked(flag: str, f: dataclasses.Field, typ: type, *, each: bool = False):
     """An argparse type that parses a config field's value and checks its range, so a bad value is
     refused while parsing, with the sub-command's usage: "--batch-size 0: must be >= 1"."""
-    from imgcls.engine.config import check_item, check_value
+    from imgcls.options import check_item, check_value
 
     base = next((a for a in getattr(typ, "__args__", ()) if a is not type(None)), typ)
 
@@ -192,13 +198,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    import dataclasses as dc
+
     from imgcls.data import safe_name
-    from imgcls.engine.evaluate import evaluate
+    from imgcls.inference import EvalOptions, evaluate
 
     _setup_logging()
-    report, out = evaluate(args.checkpoint, args.data, part=args.part, batch_size=args.batch_size,
-                           workers=args.workers, device=args.device, out_dir=args.output, n_wrong=args.wrong,
-                           draft=args.draft, skip_bad=args.skip_bad)
+    report, out = evaluate(args.checkpoint, args.data, **dc.asdict(_options(args, EvalOptions)))
     print(report.to_text())
     print(f"report.txt, report.json, confusion_matrix.csv and confusion_matrix.png in {safe_name(out)}")
     return 0
@@ -209,14 +215,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import json
 
     from imgcls.data import safe_name
-    from imgcls.errors import ConfigError
-    from imgcls.inference import Predictor
+    from imgcls.inference import Predictor, PredictOptions
     from imgcls.reports import skipped_line
 
-    if args.topk < 1:
-        raise ConfigError(f"--topk must be >= 1, got {args.topk}")
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, batch_size=args.batch_size,
-                                          draft=args.draft)
+    opts = _options(args, PredictOptions)
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=opts.device, batch_size=opts.batch_size,
+                                          draft=opts.draft)
     n_classes = len(predictor.classes)
     if args.topk > n_classes:
         print(f"imgcls: --topk {args.topk} > {n_classes} classes; showing {n_classes}", file=sys.stderr)
@@ -282,6 +286,9 @@ def _cmd_cache(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from imgcls.engine.config import SECTIONS
+    from imgcls.inference.options import EvalOptions, PredictOptions
+
     parser = argparse.ArgumentParser(prog="imgcls", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"imgcls {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -341,26 +348,16 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Every option is a field of imgcls.engine.Config; --config replays a run's "
                                    "config.json/yaml and the options given beside it win.")
     p.add_argument("--config", help="config.json or config.yaml of an earlier run")
-    _add_config_flags(p)
+    for section, klass in SECTIONS.items():
+        add_option_flags(p, klass, title=f"{section} options", suppress_defaults=True)
     p.set_defaults(func=_cmd_train)
 
-    draft_help = "decode big JPEGs reduced (JPEG draft mode): faster, pixels differ slightly from torchvision's"
     p = sub.add_parser("eval", help="top-1 (top-5 with more than 5 classes), per-class P/R/F1, confusion matrix "
                                     "and worst mistakes of a checkpoint",
                        description="exit code: 0 done, 2 unusable input (an unreadable image without --skip-bad)")
     p.add_argument("checkpoint", help="a checkpoint written by `imgcls train` (best.ckpt, last.ckpt)")
     p.add_argument("data", help="class-per-folder set, a split folder (its val/ part) or split.json")
-    p.add_argument("--part", choices=("train", "val", "test"), help="which part of a split folder or split.json")
-    p.add_argument("--batch-size", type=at_least(1), default=64, help="images per forward pass (default 64)")
-    p.add_argument("--workers", type=at_least(0), default=None,
-                   help="decoding processes; 0: decode in the main process (default: one per core, at most 8)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    p.add_argument("-o", "--output", help="report folder (default: beside the checkpoint, eval-<data name>)")
-    p.add_argument("--wrong", type=at_least(0), default=10,
-                   help="how many confidently wrong images to list (default 10)")
-    p.add_argument("--draft", action=argparse.BooleanOptionalAction, default=False, help=draft_help)
-    p.add_argument("--skip-bad", action="store_true",
-                   help="leave unreadable images out (the report names them) instead of stopping before any work")
+    add_option_flags(p, EvalOptions)
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("predict", help="top-k classes of images, folders or globs",
@@ -368,14 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "1 some files unreadable, 2 unusable input")
     p.add_argument("checkpoint", help="a checkpoint written by `imgcls train` (best.ckpt, last.ckpt)")
     p.add_argument("inputs", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or globs")
-    p.add_argument("--topk", type=int, default=3,
-                   help="how many classes to show per image, best first (default 3; at most the number of classes)")
-    p.add_argument("--batch-size", type=at_least(1), default=32, help="images per forward pass (default 32)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    p.add_argument("--draft", action=argparse.BooleanOptionalAction, default=False, help=draft_help)
-    p.add_argument("--skip-bad", action="store_true",
-                   help="leave unreadable files out of the output (a count on stderr, exit 0) instead of an "
-                        "error line each and exit 1")
+    add_option_flags(p, PredictOptions)
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="one JSON list: path, error, top (label, index, prob)")
     out.add_argument("--csv", action="store_true", help="CSV rows: path, rank, label, prob, error")

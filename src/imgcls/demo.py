@@ -14,8 +14,7 @@ from pathlib import Path
 
 from imgcls.data import make_split, write_split
 from imgcls.engine import Config, train
-from imgcls.engine.evaluate import evaluate
-from imgcls.inference import Predictor
+from imgcls.inference import Predictor, evaluate
 
 log = logging.getLogger("imgcls")
 

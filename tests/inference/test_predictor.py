@@ -7,7 +7,7 @@ from PIL import Image
 
 from imgcls.cli import main
 from imgcls.engine import Config, train
-from imgcls.engine.evaluate import evaluate
+from imgcls.inference import evaluate
 from imgcls.errors import ConfigError, DataError
 from imgcls.inference import Prediction, Predictor, expand_inputs
 from tests.conftest import make_tiny_folder

@@ -10,99 +10,91 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import typing
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from imgcls.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from imgcls.errors import ConfigError
-
-
-def _f(default: Any, help: str, **kw) -> Any:
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
+from imgcls.options import check_value, device_option, draft_option, flag_name, option, workers_option
 
 
 @dataclass
 class ModelConfig:
-    model: str = _f("resnet18", "registered model name (see `imgcls models`)")
-    weights: str | None = _f(None, "pretrained weights: a file (torchvision .pth, imgcls .ckpt, .safetensors) "
+    model: str = option("resnet18", "registered model name (see `imgcls models`)")
+    weights: str | None = option(None, "pretrained weights: a file (torchvision .pth, imgcls .ckpt, .safetensors) "
                                    "or a registry name such as resnet18.tv_in1k")
-    transfer: str = _f("full", "what trains: full | last:<modules> (e.g. last:layer4,fc) | head | head+")
-    backbone_lr_mult: float = _f(1.0, "learning-rate multiplier for the pretrained (non-classifier) parameters", ge=0)
-    model_kwargs: dict = _f({}, "a builder argument, repeatable: KEY=VALUE (e.g. zero_init_residual=true) or a "
+    transfer: str = option("full", "what trains: full | last:<modules> (e.g. last:layer4,fc) | head | head+")
+    backbone_lr_mult: float = option(1.0, "learning-rate multiplier for the pretrained (non-classifier) parameters", ge=0)
+    model_kwargs: dict = option({}, "a builder argument, repeatable: KEY=VALUE (e.g. zero_init_residual=true) or a "
                                 "JSON object", cli="model_kw")
-    channels_last: bool = _f(True, "NHWC memory layout (about 1.4x faster for CNNs on CPU)")
-    compile: bool = _f(False, "torch.compile the model (opt-in: small gains, long warm-up)")
+    channels_last: bool = option(True, "NHWC memory layout (about 1.4x faster for CNNs on CPU)")
+    compile: bool = option(False, "torch.compile the model (opt-in: small gains, long warm-up)")
 
 
 @dataclass
 class DataConfig:
-    data: str = _f("", "class-per-folder set, a split folder with train/ and val/, or a split.json index",
+    data: str = option("", "class-per-folder set, a split folder with train/ and val/, or a split.json index",
                    cli="positional")
-    val_data: str | None = _f(None, "a separate validation set (default: DATA/val, or a split of DATA)")
-    val_fraction: float = _f(0.1, "when DATA is one class-per-folder tree: stratified validation fraction", gt=0, lt=1)
-    split_seed: int = _f(0, "seed of that split (the same as `imgcls split --seed`)", ge=0)
-    input_size: int = _f(224, "training crop and evaluation crop size", ge=1)
-    resize_size: int | None = _f(None, "evaluation: shorter side before the centre crop (default input/0.875)", ge=1)
-    scale: list = _f([0.08, 1.0], "RandomResizedCrop area range: MIN MAX with 0 < MIN <= MAX <= 1", nargs=2,
+    val_data: str | None = option(None, "a separate validation set (default: DATA/val, or a split of DATA)")
+    val_fraction: float = option(0.1, "when DATA is one class-per-folder tree: stratified validation fraction", gt=0, lt=1)
+    split_seed: int = option(0, "seed of that split (the same as `imgcls split --seed`)", ge=0)
+    input_size: int = option(224, "training crop and evaluation crop size", ge=1)
+    resize_size: int | None = option(None, "evaluation: shorter side before the centre crop (default input/0.875)", ge=1)
+    scale: list = option([0.08, 1.0], "RandomResizedCrop area range: MIN MAX with 0 < MIN <= MAX <= 1", nargs=2,
                       type=float, gt=0, le=1)
-    hflip: float = _f(0.5, "horizontal-flip probability", ge=0, le=1)
-    color_jitter: float = _f(0.0, "brightness/contrast/saturation jitter strength (0 = off)", ge=0)
-    interpolation: str = _f("bilinear", "resampling filter: bilinear | bicubic | nearest",
+    hflip: float = option(0.5, "horizontal-flip probability", ge=0, le=1)
+    color_jitter: float = option(0.0, "brightness/contrast/saturation jitter strength (0 = off)", ge=0)
+    interpolation: str = option("bilinear", "resampling filter: bilinear | bicubic | nearest",
                             choices=("bilinear", "bicubic", "nearest"))
-    mean: list = _f(list(IMAGENET_MEAN), "normalisation mean (RGB)", nargs=3, type=float)
-    std: list = _f(list(IMAGENET_STD), "normalisation std (RGB)", nargs=3, type=float, gt=0)
-    batch_size: int = _f(32, "images per step", ge=1)
-    workers: int | None = _f(None, "data-loading worker processes (default: one per core, at most 8; 0 = none)", ge=0)
-    cache: bool = _f(False, "decode every image once into a memory-mapped store (shorter side --cache-side)")
-    cache_side: int = _f(256, "shorter side of the decoded cache", ge=1)
-    skip_bad: bool = _f(False, "skip unreadable images with one warning instead of stopping")
-    draft: bool = _f(False, "decode big JPEGs reduced (JPEG draft mode): faster, pixels differ slightly from "
-                            "torchvision's")
-    feature_views: int = _f(1, "head/head+: cached backbone views per image (1 = the centre crop; "
+    mean: list = option(list(IMAGENET_MEAN), "normalisation mean (RGB)", nargs=3, type=float)
+    std: list = option(list(IMAGENET_STD), "normalisation std (RGB)", nargs=3, type=float, gt=0)
+    batch_size: int = option(32, "images per step", ge=1)
+    workers: int | None = workers_option()
+    cache: bool = option(False, "decode every image once into a memory-mapped store (shorter side --cache-side)")
+    cache_side: int = option(256, "shorter side of the decoded cache", ge=1)
+    skip_bad: bool = option(False, "skip unreadable images with one warning instead of stopping")
+    draft: bool = draft_option()
+    feature_views: int = option(1, "head/head+: cached backbone views per image (1 = the centre crop; "
                                "K > 1 = K augmented views; 0 = no cache, the backbone runs every step)", ge=0)
 
 
 @dataclass
 class OptimConfig:
-    optimizer: str = _f("sgd", "sgd | adamw", choices=("sgd", "adamw"))
-    lr: float | None = _f(None, "peak learning rate (default: sgd 0.1*batch/256, adamw 1e-3)", ge=0)
-    momentum: float = _f(0.9, "SGD momentum", ge=0, lt=1)
-    nesterov: bool = _f(False, "Nesterov momentum")
-    weight_decay: float | None = _f(None, "weight decay (default: sgd 1e-4, adamw 0.05)", ge=0)
-    decay_norm_bias: bool = _f(False, "apply weight decay to normalisation and bias parameters too")
-    schedule: str = _f("cosine", "cosine | step | onecycle | constant",
+    optimizer: str = option("sgd", "sgd | adamw", choices=("sgd", "adamw"))
+    lr: float | None = option(None, "peak learning rate (default: sgd 0.1*batch/256, adamw 1e-3)", ge=0)
+    momentum: float = option(0.9, "SGD momentum", ge=0, lt=1)
+    nesterov: bool = option(False, "Nesterov momentum")
+    weight_decay: float | None = option(None, "weight decay (default: sgd 1e-4, adamw 0.05)", ge=0)
+    decay_norm_bias: bool = option(False, "apply weight decay to normalisation and bias parameters too")
+    schedule: str = option("cosine", "cosine | step | onecycle | constant",
                        choices=("cosine", "step", "onecycle", "constant"))
-    warmup_epochs: float = _f(0.0, "linear warm-up from 0 over this many epochs", ge=0)
-    step_size: int = _f(30, "step schedule: epochs between decays", ge=1)
-    gamma: float = _f(0.1, "step schedule: decay factor", gt=0)
-    label_smoothing: float = _f(0.0, "cross-entropy label smoothing", ge=0, lt=1)
-    clip_grad: float | None = _f(None, "clip the gradient norm to this value", gt=0)
+    warmup_epochs: float = option(0.0, "linear warm-up from 0 over this many epochs", ge=0)
+    step_size: int = option(30, "step schedule: epochs between decays", ge=1)
+    gamma: float = option(0.1, "step schedule: decay factor", gt=0)
+    label_smoothing: float = option(0.0, "cross-entropy label smoothing", ge=0, lt=1)
+    clip_grad: float | None = option(None, "clip the gradient norm to this value", gt=0)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = _f(30, "training epochs (on --resume: the new total, to train further)", ge=1)
-    seed: int = _f(0, "seed of initialisation, data order and augmentation", ge=0)
-    device: str = _f("auto", "auto | cpu | cuda | cuda:N | mps")
-    amp: str = _f("auto", "mixed precision: auto (bf16, or fp16 with a scaler, on CUDA; off on CPU) "
+    epochs: int = option(30, "training epochs (on --resume: the new total, to train further)", ge=1)
+    seed: int = option(0, "seed of initialisation, data order and augmentation", ge=0)
+    device: str = device_option()
+    amp: str = option("auto", "mixed precision: auto (bf16, or fp16 with a scaler, on CUDA; off on CPU) "
                           "| off | bf16 | fp16", choices=("auto", "off", "bf16", "fp16"))
-    deterministic: bool = _f(True, "deterministic algorithms (bit-exact resume on CPU)")
-    patience: int | None = _f(None, "early stopping: epochs without a better val top-1", ge=1)
-    aux_weight: float = _f(0.3, "weight of auxiliary-classifier losses (GoogLeNet), 0.3 as in the paper", ge=0)
-    out_dir: str = _f("runs", "parent folder of run folders")
-    name: str | None = _f(None, "run folder name (default: exp1, exp2, ...; with --resume: continue in this new folder)")
-    resume: str | None = _f(None, "continue from this checkpoint (e.g. runs/exp1/last.ckpt); only --epochs, --workers, "
+    deterministic: bool = option(True, "deterministic algorithms (bit-exact resume on CPU)")
+    patience: int | None = option(None, "early stopping: epochs without a better val top-1", ge=1)
+    aux_weight: float = option(0.3, "weight of auxiliary-classifier losses (GoogLeNet), 0.3 as in the paper", ge=0)
+    out_dir: str = option("runs", "parent folder of run folders")
+    name: str | None = option(None, "run folder name (default: exp1, exp2, ...; with --resume: continue in this new folder)")
+    resume: str | None = option(None, "continue from this checkpoint (e.g. runs/exp1/last.ckpt); only --epochs, --workers, "
                                    "--device, --progress, --save-every, --patience, --tensorboard, the data path and "
                                    "--name/--out-dir may change")
-    save_every: int = _f(0, "also checkpoint every N steps inside an epoch (0: at epoch ends only)", ge=0)
-    progress: bool = _f(True, "tqdm progress bars")
-    tensorboard: bool = _f(True, "write TensorBoard events when tensorboard is installed")
+    save_every: int = option(0, "also checkpoint every N steps inside an epoch (0: at epoch ends only)", ge=0)
+    progress: bool = option(True, "tqdm progress bars")
+    tensorboard: bool = option(True, "write TensorBoard events when tensorboard is installed")
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "train": TrainConfig}
@@ -228,83 +220,6 @@ class Config:
 def _yaml_mark(e: Exception) -> str:
     mark = getattr(e, "problem_mark", None)
     return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "no position"
-
-
-def flag_name(field_name: str) -> str:
-    return "--" + field_name.replace("_", "-")
-
-
-def _bounds_error(value: float, meta: Mapping[str, Any]) -> str | None:
-    checks = (("ge", lambda v, b: v >= b, ">="), ("gt", lambda v, b: v > b, ">"),
-              ("le", lambda v, b: v <= b, "<="), ("lt", lambda v, b: v < b, "<"))
-    for key, ok, sign in checks:
-        if key in meta and not ok(value, meta[key]):
-            return f"must be {sign} {meta[key]}"
-    return None
-
-
-def _number(value: Any, want: type) -> int | float:
-    """`value` as an int or a finite float; ValueError with what is allowed otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError("must be an integer" if want is int else "must be a number")
-    if want is int:
-        if not isinstance(value, int):
-            raise ValueError("must be an integer")
-        return value
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return float(value)
-
-
-def _checked_number(value: Any, meta: Mapping[str, Any], want: type) -> int | float:
-    value = _number(value, want)
-    why = _bounds_error(value, meta)
-    if why:
-        raise ValueError(why)
-    return value
-
-
-def check_item(value: Any, meta: Mapping[str, Any], want: type) -> int | float:
-    """One number of a field (one of --scale's two, say) checked against the field's range;
-    ConfigError "<value>: <what is allowed>"."""
-    try:
-        return _checked_number(value, meta, want)
-    except ValueError as e:
-        raise ConfigError(f"{value!r}: {e}") from None
-
-
-def check_value(label: str, value: Any, f: dataclasses.Field, typ: Any) -> Any:
-    """`value` converted to the field's type (an int for a float field becomes a float) or a one-line
-    ConfigError: "<label> <value>: <what is allowed>". `label` is a flag (--lr) or file and key."""
-    meta = f.metadata
-    args = getattr(typ, "__args__", ())
-    if args:  # X | None
-        if value is None:
-            return None
-        typ = next(a for a in args if a is not type(None))
-    try:
-        if typ is bool:
-            if not isinstance(value, bool):
-                raise ValueError("must be true or false")
-        elif typ in (int, float):
-            value = _checked_number(value, meta, typ)
-        elif typ is str:
-            if not isinstance(value, str):
-                raise ValueError("must be a string")
-            if "choices" in meta and value not in meta["choices"]:
-                raise ValueError(f"must be one of {', '.join(meta['choices'])}")
-        elif typ is list:
-            n = meta["nargs"]
-            if not isinstance(value, (list, tuple)) or len(value) != n:
-                raise ValueError(f"must be a list of {n} numbers")
-            value = [_checked_number(v, meta, meta["type"]) for v in value]
-        elif typ is dict:
-            if not isinstance(value, dict):
-                raise ValueError("must be a mapping, e.g. {\"zero_init_residual\": true}")
-    except ValueError as e:
-        shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
-        raise ConfigError(f"{label} {shown!r}: {e}") from None
-    return value
 
 
 def min_input_size(builder: Any, kwargs: dict) -> tuple[int, int] | None:

@@ -1,0 +1,32 @@
+"""The options of `imgcls eval` and `imgcls predict`, as fields: the CLI builds their flags from these
+exactly as `imgcls train`'s come from engine.config, so a shared option (`--draft`, `--device`,
+`--workers`) is defined once, in imgcls.options."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from imgcls.options import device_option, draft_option, option, workers_option
+
+
+@dataclass
+class EvalOptions:
+    part: str | None = option(None, "which part of a split folder or split.json", choices=("train", "val", "test"))
+    batch_size: int = option(64, "images per forward pass", ge=1)
+    workers: int | None = workers_option()
+    device: str = device_option()
+    out_dir: str | None = option(None, "report folder (default: beside the checkpoint, eval-<data name>)",
+                                 flag="--output", short="-o")
+    n_wrong: int = option(10, "how many confidently wrong images to list", ge=0, flag="--wrong")
+    draft: bool = draft_option()
+    skip_bad: bool = option(False, "leave unreadable images out (the report names them) instead of stopping "
+                                   "before any work")
+
+
+@dataclass
+class PredictOptions:
+    topk: int = option(3, "how many classes to show per image, best first (at most the number of classes)", ge=1)
+    batch_size: int = option(32, "images per forward pass", ge=1)
+    device: str = device_option()
+    draft: bool = draft_option()
+    skip_bad: bool = option(False, "leave unreadable files out of the output (a count on stderr, exit 0) instead "
+                                   "of an error line each and exit 1")
