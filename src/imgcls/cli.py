@@ -211,11 +211,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import csv
-    import json
-
-    from imgcls.data import safe_name
     from imgcls.inference import Predictor, PredictOptions
+    from imgcls.inference.predictor import format_predictions
     from imgcls.reports import skipped_line
 
     opts = _options(args, PredictOptions)
@@ -227,23 +224,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     preds = predictor.predict(args.inputs, topk=args.topk)
     bad = [p for p in preds if p.error]
     shown = [p for p in preds if not p.error] if args.skip_bad else preds
-    if args.json:
-        print(json.dumps([p.to_dict() for p in shown], indent=2))
-    elif args.csv:
-        w = csv.writer(sys.stdout)
-        w.writerow(["path", "rank", "label", "prob", "error"])
-        for p in shown:
-            if p.error:
-                w.writerow([safe_name(p.source), "", "", "", safe_name(p.error)])
-            for r, (lab, pr) in enumerate(zip(p.labels, p.probs), start=1):
-                w.writerow([safe_name(p.source), r, safe_name(lab), f"{pr:.6f}", ""])
-    else:
-        for p in shown:
-            if p.error:
-                print(f"{safe_name(p.source)}: error: {safe_name(p.error)}")
-            else:
-                print(f"{safe_name(p.source)}: " + ", ".join(f"{safe_name(lab)} {pr:.1%}"
-                                                              for lab, pr in zip(p.labels, p.probs)))
+    sys.stdout.write(format_predictions(shown, "json" if args.json else "csv" if args.csv else "text"))
     if bad and args.skip_bad:
         print(f"imgcls: {skipped_line([p.source for p in bad])}", file=sys.stderr)
     elif bad:

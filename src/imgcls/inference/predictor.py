@@ -44,6 +44,32 @@ class Prediction:
                         for lab, i, p in zip(self.labels, self.indices, self.probs)]}
 
 
+def format_predictions(preds: list[Prediction], fmt: str = "text") -> str:
+    """What `imgcls predict` prints: "text" (one line a file), "json" (a list of `to_dict()`) or "csv"
+    (path, rank, label, prob, error); every name escaped as data.safe_name does."""
+    import csv
+    import io
+    import json
+
+    if fmt == "json":
+        return json.dumps([p.to_dict() for p in preds], indent=2) + "\n"
+    out = io.StringIO()
+    if fmt == "csv":
+        w = csv.writer(out)
+        w.writerow(["path", "rank", "label", "prob", "error"])
+        for p in preds:
+            if p.error:
+                w.writerow([safe_name(p.source), "", "", "", safe_name(p.error)])
+            for r, (lab, pr) in enumerate(zip(p.labels, p.probs), start=1):
+                w.writerow([safe_name(p.source), r, safe_name(lab), f"{pr:.6f}", ""])
+        return out.getvalue()
+    for p in preds:
+        shown = f"error: {safe_name(p.error)}" if p.error else \
+            ", ".join(f"{safe_name(lab)} {pr:.1%}" for lab, pr in zip(p.labels, p.probs))
+        out.write(f"{safe_name(p.source)}: {shown}\n")
+    return out.getvalue()
+
+
 def expand_inputs(inputs: list[str | Path]) -> list[Path]:
     """Files as given, folders searched recursively for images (sorted), globs expanded; a name that
     matches nothing is a DataError naming it."""
