@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="destination folder: new or empty, or holding an earlier split (with --force)")
     p.add_argument("--val", type=float, default=0.1, help="fraction of each class for validation (default 0.1)")
     p.add_argument("--test", type=float, default=0.0, help="fraction of each class for test (default 0)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=at_least(0), default=0, help="seed of the per-class shuffles (default 0)")
     p.add_argument("--mode", choices=("copy", "link", "index"), default="copy",
                    help="copy files, symlink them, or write only split.json (default copy)")
     p.add_argument("--force", action="store_true",

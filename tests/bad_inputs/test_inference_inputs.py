@@ -247,7 +247,7 @@ def test_version(capsys):
     assert capsys.readouterr().out == f"imgcls {imgcls.__version__}\n"
 
 
-@pytest.mark.parametrize("command", ["eval", "predict", "demo", "cache"])
+@pytest.mark.parametrize("command", sorted(next(a for a in build_parser()._actions if a.dest == "command").choices))
 def test_every_option_has_help(command):
     sub = next(a for a in build_parser()._actions if a.dest == "command").choices[command]
     assert [a.dest for a in sub._actions if not a.help] == []
@@ -262,6 +262,9 @@ def test_every_option_has_help(command):
     (["predict", "CKPT", "x.jpg", "--device", "gpu"], "unknown --device 'gpu'"),
     (["eval", "CKPT", "missing-folder"], "missing-folder"),
     (["cache", "--list", "--clear"], "not allowed with argument"),
+    (["split", "DATA", "-o", "elsewhere", "--seed", "-1"], "--seed: -1: must be >= 0"),
+    (["summary", "resnet18", "--depth", "-1"], "--depth: -1: must be >= 1"),
+    (["summary", "resnet18", "--input", "0"], "--input: 0: must be >= 1"),
 ])
 def test_bad_values_are_refused_with_exit_2(trained, capsys, argv, says):
     data, ckpt = trained
