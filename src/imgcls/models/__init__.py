@@ -1,7 +1,14 @@
-"""Layer 1 of imgcls: pure nn.Modules and the registry; importing this registers every model."""
-from imgcls.models import (  # noqa: F401  (registers the builders)
-    alexnet, densenet, googlenet, lenet, mobilenet, resnet, vgg, vit,
-)
+"""Layer 1 of imgcls: pure nn.Modules and the registry; importing this registers every model.
+
+Every module of this package is imported here, so a new family is one new file (its builders carry
+@register_model) and, when it has pretrained weights, rows in the weights table (weights/specs.py).
+"""
+import importlib
+import pkgutil
+
 from imgcls.models.registry import create_model, list_models, register_model
+
+for _info in pkgutil.iter_modules(__path__):  # the family files register their builders on import
+    importlib.import_module(f"{__name__}.{_info.name}")
 
 __all__ = ["create_model", "list_models", "register_model"]
