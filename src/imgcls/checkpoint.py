@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from imgcls.errors import CheckpointError, ConfigError, summary_of
+from imgcls.errors import CheckpointError, ConfigError, WeightsError
 from imgcls.models import create_model
 from imgcls.models.heads import head_of, stack_head
 
@@ -149,11 +149,12 @@ def build_model(arch: dict[str, Any]) -> nn.Module:
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """(the network with the checkpoint's weights, the checkpoint): all that predicting, evaluating or
     exporting needs, with nothing from the training code."""
+    from imgcls.weights import load_strict
+
     state = load_checkpoint(path)
     model = build_model(state["arch"])
     try:
-        model.load_state_dict(state["model"], strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit {describe_arch(state['arch'])} "
-                              f"({summary_of(e, limit=120)})") from None
+        load_strict(model, state["model"], source=str(path), target=describe_arch(state["arch"]))
+    except WeightsError as e:
+        raise CheckpointError(str(e)) from None
     return model, state

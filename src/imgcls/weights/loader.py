@@ -157,7 +157,7 @@ def _raise_misfit(model: nn.Module, report: LoadReport, model_state: Mapping[str
         "is it a weight file for another architecture or depth (e.g. resnet50 weights for a resnet18)?")
 
 
-def _load_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str, target: str) -> None:
+def load_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str, target: str) -> None:
     """Every tensor of the model from the file, the classifier included, nothing left over."""
     try:
         model.load_state_dict(_remapped(model, state_dict), strict=True)
@@ -195,5 +195,5 @@ def create_model_with_weights(name: str, num_classes: int = 1000,
     if registered:
         log.info("%s", load_pretrained(model, state, source=path.name).to_text())
     else:
-        _load_strict(model, state, source=str(path), target=f"{name} with num_classes={num_classes}")
+        load_strict(model, state, source=str(path), target=f"{name} with num_classes={num_classes}")
     return model
