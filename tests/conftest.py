@@ -50,3 +50,33 @@ def make_tiny_folder(root: Path, *, classes: int = 3, per_class: int = 12, size:
 @pytest.fixture
 def tiny_folder(tmp_path) -> Path:
     return make_tiny_folder(tmp_path / "tiny")
+
+
+def run_cli(argv: list) -> int:
+    """`imgcls ARGV` in-process: main's exit code, or argparse's when it refuses while parsing."""
+    from imgcls.cli import main
+
+    try:
+        return main([str(a) for a in argv])
+    except SystemExit as e:
+        return e.code
+
+
+def error_line(capsys, *, only: bool = False) -> str:
+    """The last line on stderr (with `only`: asserted to be the only one)."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err, "no error message"
+    assert not only or len(err) == 1, err
+    return err[-1]
+
+
+def train_tiny(root: Path) -> tuple[Path, Path]:
+    """(data folder, best.ckpt) of a 1-epoch resnet18 run on 3 classes x 12 images at 32 px."""
+    from imgcls.engine import Config, train
+
+    data = make_tiny_folder(root / "data")
+    cfg = Config()
+    cfg.data.data, cfg.data.input_size, cfg.data.batch_size, cfg.data.workers = str(data), 32, 8, 0
+    cfg.data.val_fraction = 0.25
+    cfg.train.epochs, cfg.train.out_dir, cfg.train.progress, cfg.train.tensorboard = 1, str(root / "runs"), False, False
+    return data, train(cfg).run_dir / "best.ckpt"

@@ -10,23 +10,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imgcls.cli import main
 from imgcls.data import open_dataset
-from tests.conftest import make_tiny_folder
+from tests.conftest import error_line, make_tiny_folder, run_cli
 
 
-def cli(argv: list) -> int:
-    try:
-        return main([str(a) for a in argv])
-    except SystemExit as e:  # argparse refuses while parsing
-        return e.code
+cli = run_cli
 
 
 def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err, "no error message"
-    assert len(err) == 1, err
-    return err[0]
+    return error_line(capsys, only=True)
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

@@ -15,38 +15,21 @@ import torch
 from PIL import Image
 
 from imgcls.checkpoint import load_model
-from imgcls.cli import build_parser, main
+from imgcls.cli import build_parser
 from imgcls.data import eval_transform, normalize_batch
 from imgcls.data.cache import DecodedCache, human_size
-from imgcls.engine import Config, train
-from tests.conftest import make_tiny_folder
+from tests.conftest import error_line, make_tiny_folder, run_cli, train_tiny
 
 NOT_UTF8 = b"bad\xff.jpg"  # a Latin-1 name, as old cameras and zip files leave behind
 
 
-def cli(argv: list) -> int:
-    try:
-        return main([str(a) for a in argv])
-    except SystemExit as e:  # argparse refuses while parsing
-        return e.code
-
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err, "no error message"
-    return err[-1]
+cli, one_error_line = run_cli, error_line
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(data folder, best.ckpt) of a 1-epoch run on 3 classes x 12 images."""
-    root = tmp_path_factory.mktemp("infer")
-    data = make_tiny_folder(root / "data")
-    cfg = Config()
-    cfg.data.data, cfg.data.input_size, cfg.data.batch_size, cfg.data.workers = str(data), 32, 8, 0
-    cfg.data.val_fraction = 0.25
-    cfg.train.epochs, cfg.train.out_dir, cfg.train.progress, cfg.train.tensorboard = 1, str(root / "runs"), False, False
-    return data, train(cfg).run_dir / "best.ckpt"
+    return train_tiny(tmp_path_factory.mktemp("infer"))
 
 
 @pytest.fixture

@@ -12,19 +12,14 @@ import time
 import pytest
 import torch
 
-from imgcls.cli import main
 from imgcls.engine import Trainer
 from imgcls.engine.checkpoint import load_checkpoint, save_checkpoint
 from imgcls.engine.loop import ImageBatches
 from imgcls.errors import CheckpointError
-from tests.conftest import make_tiny_folder
+from tests.conftest import error_line, make_tiny_folder, run_cli
 
 
-def cli(argv: list[str]) -> int:
-    try:
-        return main([str(a) for a in argv])
-    except SystemExit as e:  # argparse refuses while parsing
-        return e.code
+cli = run_cli
 
 
 def train_args(data, out, *extra) -> list:
@@ -32,10 +27,7 @@ def train_args(data, out, *extra) -> list:
             "--val-fraction", "0.25", "--epochs", "2", "--out-dir", out, "--no-progress", "--no-tensorboard", *extra]
 
 
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err, "no error message"
-    return err[-1]
+one_error_line = error_line
 
 
 @pytest.mark.parametrize("flags, says", [

@@ -6,22 +6,14 @@ import torch
 from PIL import Image
 
 from imgcls.cli import main
-from imgcls.engine import Config, train
-from imgcls.inference import evaluate
 from imgcls.errors import ConfigError, DataError
-from imgcls.inference import Prediction, Predictor, expand_inputs
-from tests.conftest import make_tiny_folder
+from imgcls.inference import Prediction, Predictor, evaluate, expand_inputs
+from tests.conftest import make_tiny_folder, train_tiny
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pred")
-    data = make_tiny_folder(root / "data")
-    cfg = Config()
-    cfg.data.data, cfg.data.input_size, cfg.data.batch_size, cfg.data.workers = str(data), 32, 8, 0
-    cfg.data.val_fraction = 0.25
-    cfg.train.epochs, cfg.train.out_dir, cfg.train.progress, cfg.train.tensorboard = 1, str(root / "runs"), False, False
-    return data, train(cfg).run_dir / "best.ckpt"
+    return train_tiny(tmp_path_factory.mktemp("pred"))
 
 
 def test_every_image_is_predicted_in_batches_and_bad_files_are_reported(trained, tmp_path):
