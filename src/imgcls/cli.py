@@ -361,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("cache", help="list or clear the decoded-image caches that `train --cache` writes",
-                       description="The caches are in $IMGCLS_HOME/cache/decoded, else "
+                       description="The caches are in $IMGCLS_HOME/decoded, else "
                                    "$XDG_CACHE_HOME/imgcls/decoded, else ~/.cache/imgcls/decoded.")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--list", action="store_true",

@@ -80,7 +80,7 @@ def test_loader_is_seeded_and_batches_normalise(folder, tmp_path):
 
 
 @pytest.mark.parametrize("env, want", [
-    ({"IMGCLS_HOME": "/srv/imgcls", "XDG_CACHE_HOME": "/xdg"}, "/srv/imgcls/cache/decoded"),
+    ({"IMGCLS_HOME": "/srv/imgcls", "XDG_CACHE_HOME": "/xdg"}, "/srv/imgcls/decoded"),
     ({"XDG_CACHE_HOME": "/xdg"}, "/xdg/imgcls/decoded"),
     ({}, "~/.cache/imgcls/decoded"),
 ])
@@ -96,7 +96,7 @@ def test_a_build_says_where_and_how_much(folder, tmp_path, monkeypatch, caplog):
     caplog.set_level("INFO", logger="imgcls")
     monkeypatch.setenv("IMGCLS_HOME", str(tmp_path / "home"))
     cache = DecodedCache(sorted(folder.rglob("*.png")), side=32)
-    assert cache.data_path.parent == tmp_path / "home" / "cache" / "decoded"
+    assert cache.data_path.parent == tmp_path / "home" / "decoded"
     size = cache.data_path.stat().st_size
     assert (f"decoded cache: 10 images, {human_size(size)} at {cache.data_path} (imgcls cache --clear removes it)"
             in caplog.text)

@@ -7,7 +7,7 @@ by every source file's path, size and modification time and by `side`, so a chan
 removed file makes a new cache instead of stale pixels; it is written to a temporary name and
 renamed, so an interrupted build leaves nothing half-written behind.
 
-Caches live in $IMGCLS_HOME/cache/decoded, else $XDG_CACHE_HOME/imgcls/decoded, else
+Caches live in $IMGCLS_HOME/decoded, else $XDG_CACHE_HOME/imgcls/decoded, else
 ~/.cache/imgcls/decoded; a build logs where and how big, `list_caches` and `clear_caches`
 (`imgcls cache --list / --clear`) show and remove them.
 """
@@ -28,6 +28,7 @@ from imgcls.data.decode import load_array
 from imgcls.data.names import safe_name
 from imgcls.data.transforms import Resize
 from imgcls.errors import DataError
+from imgcls.paths import home
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,8 @@ _OWN_FILE = re.compile(r"([0-9a-f]{24})\.(u8|json|tmp(\d+))")  # <key>.u8, <key>
 
 
 def default_cache_dir() -> Path:
-    """$IMGCLS_HOME/cache/decoded, else $XDG_CACHE_HOME/imgcls/decoded, else ~/.cache/imgcls/decoded."""
-    if os.environ.get("IMGCLS_HOME"):
-        return Path(os.environ["IMGCLS_HOME"]).expanduser() / "cache" / "decoded"
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "imgcls" / "decoded"
-    return Path.home() / ".cache" / "imgcls" / "decoded"
+    """imgcls's home (imgcls.paths: $IMGCLS_HOME, else $XDG_CACHE_HOME/imgcls, else ~/.cache/imgcls) / decoded."""
+    return home() / "decoded"
 
 
 def human_size(n: int) -> str:

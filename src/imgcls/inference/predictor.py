@@ -22,7 +22,7 @@ from imgcls.data import BatchNormalizer, eval_transform, load_array, make_loader
 from imgcls.data.decode import is_image_file
 from imgcls.data.names import safe_name
 from imgcls.errors import ConfigError, DataError
-from imgcls.runtime import resolve_device
+from imgcls.runtime import resolve_device, run_model
 
 
 @dataclass
@@ -142,22 +142,25 @@ class Predictor:
         model, state = load_model(path)
         return cls(model, state["classes"], state["preprocessing"], **kwargs)
 
-    @torch.no_grad()
-    def _forward(self, images: torch.Tensor) -> torch.Tensor:
-        pre = self.preprocessing
+    def _normalized(self, images: torch.Tensor) -> torch.Tensor:
+        """A uint8 batch as the model's float input (one kept buffer: used before the next batch)."""
         if self._normalize is None:
+            pre = self.preprocessing
             self._normalize = BatchNormalizer(pre["mean"], pre["std"], device=self.device)
-        x = self._normalize(images)
-        out = self.model(x)
-        return (out[0] if isinstance(out, (tuple, list)) else out).float().cpu()
+        return self._normalize(images)
+
+    def _forward(self, images: torch.Tensor) -> torch.Tensor:
+        return run_model(self.model, [(self._normalized(images), torch.zeros(len(images), dtype=torch.long))])[0]
 
     def logits_of_dataset(self, ds, *, progress: bool = False) -> torch.Tensor:
         """Logits for every item of a dataset whose items are (uint8 HWC image, target)."""
         from tqdm.auto import tqdm
 
         loader = make_loader(ds, batch_size=self.batch_size, workers=self.workers, device=self.device)
-        outs = [self._forward(images) for images, _ in tqdm(loader, disable=not progress, desc="evaluating", leave=False)]
-        return torch.cat(outs) if outs else torch.empty(0, len(self.classes))
+        batches = ((self._normalized(images), targets)
+                   for images, targets in tqdm(loader, disable=not progress, desc="evaluating", leave=False))
+        logits, _ = run_model(self.model, batches)
+        return logits if len(logits) else torch.empty(0, len(self.classes))
 
     def predict(self, images: list[str | Path | Image.Image] | str | Path | Image.Image, *, topk: int = 3) -> list[Prediction]:
         """Top-k labels and probabilities for each image (paths, folders, globs or PIL images); `topk`

@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from imgcls.errors import WeightsError
+from imgcls.paths import home
 from imgcls.weights.specs import _HEX_HASH, WeightSpec, _lookup, get_weight_spec
 
 log = logging.getLogger(__name__)
@@ -21,12 +22,8 @@ _CHUNK = 1 << 20
 
 
 def default_weights_dir() -> Path:
-    """$IMGCLS_HOME/weights, else $XDG_CACHE_HOME/imgcls/weights, else ~/.cache/imgcls/weights."""
-    if os.environ.get("IMGCLS_HOME"):
-        return Path(os.environ["IMGCLS_HOME"]).expanduser() / "weights"
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "imgcls" / "weights"
-    return Path.home() / ".cache" / "imgcls" / "weights"
+    """imgcls's home (imgcls.paths: $IMGCLS_HOME, else $XDG_CACHE_HOME/imgcls, else ~/.cache/imgcls) / weights."""
+    return home() / "weights"
 
 
 def file_sha256(path: str | os.PathLike) -> str:
