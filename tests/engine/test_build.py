@@ -56,3 +56,11 @@ def test_v1_weights_keep_resize_256(name):
     cfg.model.weights = name
     take_weight_preprocessing(cfg, set())
     assert preprocessing(cfg.data)["resize"] == 256
+
+
+def test_efficientnet_lite_weights_bring_the_tf_lite_input_convention():
+    cfg = Config()
+    cfg.model.model, cfg.model.weights = "efficientnet_lite1", "efficientnet_lite1.in1k"
+    take_weight_preprocessing(cfg, set())
+    assert preprocessing(cfg.data) == {"resize": 240, "crop": 240, "mean": [127 / 255] * 3, "std": [128 / 255] * 3,
+                                       "interpolation": "bilinear"}

