@@ -37,4 +37,5 @@ def test_demo_runs_offline_and_leaves_its_artefacts(tmp_path, caplog):
     assert report["n"] == 60 and report["top1"] == json.loads((run / "report.json").read_text())["top1"]
     assert {m["sample"] for m in report["most_confident_wrong"]} <= held_out
     assert f"held-out val top-1 {100 * report['top1']:.1f}% on 60 photos" in caplog.text
+    assert "efficientnet_lite0 (ImageNet weights efficientnet_lite0.in1k, a new head on cached features)" in caplog.text
     assert "all 300" not in caplog.text

@@ -352,10 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--csv", action="store_true", help="CSV rows: path, rank, label, prob, error")
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("demo", help="train a small ResNet on the bundled flower photos, evaluate, predict (offline)")
+    p = sub.add_parser("demo", help="transfer learning on the bundled flower photos (EfficientNet-Lite0 ImageNet "
+                                    "weights, a new head), evaluate, predict (offline)")
     p.add_argument("-o", "--output", default="runs", help="parent folder of the demo's run folder (default runs)")
     p.add_argument("--epochs", type=at_least(1), default=None, help="default: the demo's tuned setting")
-    p.add_argument("--model", default=None, help="default: the demo's small ResNet")
+    p.add_argument("--model", default=None,
+                   help="train this model from scratch instead (e.g. resnet18; default: EfficientNet-Lite0 transfer)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="progress bars while training (default on)")
     p.set_defaults(func=_cmd_demo)
