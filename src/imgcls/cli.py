@@ -261,6 +261,13 @@ def _cmd_cam(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from imgcls.serve import ServeOptions
+    from imgcls.serve.app import serve
+
+    return serve(args.checkpoint, _options(args, ServeOptions))
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from imgcls.demo import run_demo
 
@@ -296,6 +303,7 @@ def _cmd_cache(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from imgcls.engine.config import SECTIONS
     from imgcls.inference.options import CamOptions, EvalOptions, PredictOptions
+    from imgcls.serve.options import ServeOptions
 
     parser = argparse.ArgumentParser(prog="imgcls", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"imgcls {__version__}")
@@ -387,6 +395,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="IMAGES", help="image files, folders (searched recursively) or globs")
     add_option_flags(p, CamOptions)
     p.set_defaults(func=_cmd_cam)
+
+    p = sub.add_parser("serve", help="a local web page (and JSON API) that classifies dropped photos, with Grad-CAM",
+                       description="Serves the page at http://HOST:PORT/ and POST /predict, GET /model, GET /healthz "
+                                   "(schema at /openapi.json) until Ctrl-C. Needs the serve extra: "
+                                   "pip install 'imgcls[serve]'")
+    p.add_argument("checkpoint", metavar="MODEL", help="a checkpoint written by `imgcls train` (best.ckpt, last.ckpt)")
+    add_option_flags(p, ServeOptions)
+    p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("demo", help="transfer learning on the bundled flower photos (EfficientNet-Lite0 ImageNet "
                                     "weights, a new head), evaluate, predict (offline)")

@@ -13,7 +13,7 @@ from imgcls.errors import ConfigError
 from imgcls.inference import Explainer, GradCAM, Predictor
 from imgcls.inference.cam import UniqueNames, crop_box, jet
 from imgcls.models import create_model
-from tests.conftest import error_line, run_cli, train_tiny
+from tests.conftest import error_line, run_cli
 
 COLOURS = torch.tensor([[1.0, 0.1, 0.1], [0.1, 1.0, 0.1], [0.1, 0.2, 1.0]])  # one per class
 
@@ -160,9 +160,9 @@ def test_helpers():
     assert [unique(s) for s in ["a/x.jpg", "b/x.jpg", "x.png", "y.jpg"]] == ["x", "x-2", "x-3", "y"]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    return train_tiny(tmp_path_factory.mktemp("cam"))
+@pytest.fixture
+def trained(tiny_run):
+    return tiny_run
 
 
 def test_cam_command_writes_overlays_and_maps(trained, tmp_path, capsys):
