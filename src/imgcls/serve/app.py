@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import Iterator
+from contextlib import asynccontextmanager, contextmanager
 from importlib import resources
 from typing import Any
 
@@ -157,3 +159,21 @@ def serve(model: str, options: ServeOptions, *, log: Any = sys.stderr) -> int:
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=10, access_log=False)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+@contextmanager
+def running(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve `app` from a background thread for the `with` block; yields its URL. The socket listens
+    before the block starts, so a client may connect at once (uvicorn accepts it when it is up)."""
+    import uvicorn
+
+    sock = bind(host, port)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="imgcls-serve", daemon=True)
+    thread.start()
+    try:
+        yield url_of(sock)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
