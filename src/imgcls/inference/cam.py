@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
-from imgcls.data import load_image
+from imgcls.data import load_image, normalize_batch
 from imgcls.data.names import safe_name
 from imgcls.data.transforms import center_crop_box, resized_size
 from imgcls.errors import ConfigError, DataError
@@ -234,8 +234,6 @@ class Explainer:
         target_idx = None if target is None else class_index(pred.classes, target)
         image = image.convert("RGB")
         crop = torch.from_numpy(np.array(pred.transform(image)))[None]
-        from imgcls.data import normalize_batch
-
         x = normalize_batch(crop, pred.preprocessing["mean"], pred.preprocessing["std"], device=pred.device)
         logits, maps, targets = self.gradcam(x, target_idx)
         probs = logits.softmax(1)[0]
