@@ -80,3 +80,9 @@ def train_tiny(root: Path) -> tuple[Path, Path]:
     cfg.data.val_fraction = 0.25
     cfg.train.epochs, cfg.train.out_dir, cfg.train.progress, cfg.train.tensorboard = 1, str(root / "runs"), False, False
     return data, train(cfg).run_dir / "best.ckpt"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
+    """`train_tiny` once per session, shared by the tests that only read its checkpoint (cam, serve)."""
+    return train_tiny(tmp_path_factory.mktemp("tiny_run"))

@@ -141,6 +141,8 @@ def add_option_flags(p: argparse.ArgumentParser, klass: type, *, title: str | No
         names = [meta["short"], flag] if "short" in meta else [flag]
         kw: dict = {"default": argparse.SUPPRESS if suppress_defaults else default, "dest": f.name,
                     "help": f"{help_text} (default: {default})"}
+        if "metavar" in meta:
+            kw["metavar"] = meta["metavar"]
         if typ is bool:
             kw["action"] = argparse.BooleanOptionalAction
         elif kind == "model_kw":  # --model-kw KEY=VALUE, repeatable; --model-kwargs JSON is the same flag
@@ -206,7 +208,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     _setup_logging()
     report, out = evaluate(args.checkpoint, args.data, **dc.asdict(_options(args, EvalOptions)))
     print(report.to_text())
-    print(f"report.txt, report.json, confusion_matrix.csv and confusion_matrix.png in {safe_name(out)}")
+    cams = " and wrong_cam.png (Grad-CAM of the worst mistakes)" if args.cam and report.top1_correct < report.n else ""
+    print(f"report.txt, report.json, confusion_matrix.csv, confusion_matrix.png{cams} in {safe_name(out)}")
     return 0
 
 
@@ -232,6 +235,37 @@ def _cmd_predict(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _cmd_cam(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from imgcls.data import safe_name
+    from imgcls.inference import CamOptions, Predictor
+    from imgcls.inference.cam import Explainer, write_cams
+
+    opts = _options(args, CamOptions)
+    explainer = Explainer(Predictor.from_checkpoint(args.checkpoint, device=opts.device), layer=opts.layer)
+    out = Path(opts.out_dir) if opts.out_dir else Path(args.checkpoint).parent / "cam"
+    bad = 0
+    for result, png in write_cams(explainer, args.inputs, out, target=opts.target, topk=opts.topk, npy=opts.save_npy):
+        pred = result.prediction
+        if png is None:
+            bad += 1
+            print(f"{safe_name(pred.source)}: error: {safe_name(pred.error)}")
+            continue
+        top = ", ".join(f"{safe_name(lab)} {p:.1%}" for lab, p in zip(pred.labels, pred.probs))
+        print(f"{safe_name(pred.source)}: {top} -> {safe_name(png)}")
+    if bad:
+        print(f"imgcls: {bad} file(s) could not be read", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from imgcls.serve import ServeOptions
+    from imgcls.serve.app import serve
+
+    return serve(args.checkpoint, _options(args, ServeOptions))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -268,7 +302,8 @@ def _cmd_cache(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from imgcls.engine.config import SECTIONS
-    from imgcls.inference.options import EvalOptions, PredictOptions
+    from imgcls.inference.options import CamOptions, EvalOptions, PredictOptions
+    from imgcls.serve.options import ServeOptions
 
     parser = argparse.ArgumentParser(prog="imgcls", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"imgcls {__version__}")
@@ -351,6 +386,23 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true", help="one JSON list: path, error, top (label, index, prob)")
     out.add_argument("--csv", action="store_true", help="CSV rows: path, rank, label, prob, error")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("cam", help="Grad-CAM overlays: where the model looks for its prediction",
+                       description="Writes DIR/<image>.cam.png: the centre crop the model sees, the heatmap over "
+                                   "it and a caption (predicted class and probability). exit code: 0 done, "
+                                   "1 some files unreadable, 2 unusable input")
+    p.add_argument("checkpoint", help="a checkpoint written by `imgcls train` (best.ckpt, last.ckpt)")
+    p.add_argument("inputs", nargs="+", metavar="IMAGES", help="image files, folders (searched recursively) or globs")
+    add_option_flags(p, CamOptions)
+    p.set_defaults(func=_cmd_cam)
+
+    p = sub.add_parser("serve", help="a local web page (and JSON API) that classifies dropped photos, with Grad-CAM",
+                       description="Serves the page at http://HOST:PORT/ and POST /predict, GET /model, GET /healthz "
+                                   "(schema at /openapi.json) until Ctrl-C. Needs the serve extra: "
+                                   "pip install 'imgcls[serve]'")
+    p.add_argument("checkpoint", metavar="MODEL", help="a checkpoint written by `imgcls train` (best.ckpt, last.ckpt)")
+    add_option_flags(p, ServeOptions)
+    p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("demo", help="transfer learning on the bundled flower photos (EfficientNet-Lite0 ImageNet "
                                     "weights, a new head), evaluate, predict (offline)")

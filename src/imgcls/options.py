@@ -5,7 +5,8 @@ and its allowed range, so the CLI, a config file and the Python API are checked 
 
 Metadata keys: `help`; `ge`/`gt`/`le`/`lt` bounds; `choices`; `nargs` + `type` for a fixed-length
 list; `cli` ("positional", "model_kw") for a flag of another shape; `flag` for a flag whose name is
-not the field's (`--output` for `out_dir`), `short` for a one-letter alias. Options that several
+not the field's (`--output` for `out_dir`), `short` for a one-letter alias, `metavar` for the
+value's name in the usage. Options that several
 commands share are defined once below (`draft_option`, `device_option`, `workers_option`).
 """
 from __future__ import annotations

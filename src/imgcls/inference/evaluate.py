@@ -18,14 +18,15 @@ log = logging.getLogger(__name__)
 def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = None, batch_size: int = 64,
              workers: int | None = None, device: str = "auto", out_dir: str | Path | None = None,
              n_wrong: int = 10, progress: bool = True, draft: bool = False,
-             skip_bad: bool = False) -> tuple[ClassificationReport, Path]:
+             skip_bad: bool = False, cam: int = 0) -> tuple[ClassificationReport, Path]:
     """Evaluate `checkpoint` on `data` (a class-per-folder tree, or `part` of a split) and save the report.
 
     The data's classes must be the checkpoint's, by name and order; the report goes to `out_dir`
     (default: beside the checkpoint, `eval-<data folder name>/`). JPEGs decode at full size, exactly as
     torchvision's eval does (EXIF orientation applied); `draft=True` lets JPEG draft mode reduce big ones.
     Every image is decoded once before any work: an unreadable one is a DataError listing them all,
-    or, with `skip_bad`, is left out and named in the report's `skipped`.
+    or, with `skip_bad`, is left out and named in the report's `skipped`. `cam=K` adds `wrong_cam.png`: the
+    Grad-CAM overlays of the K most confidently wrong images (of the class each was mistaken for).
     """
     predictor = Predictor.from_checkpoint(checkpoint, device=device, batch_size=batch_size, workers=workers,
                                           draft=draft)
@@ -51,8 +52,14 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
         raise DataError(f"{safe_name(data)}: no readable image to evaluate" + (f" in part {part!r}" if part else ""))
     logits = predictor.logits_of_dataset(ds, progress=progress)
     targets = torch.tensor(ds.targets)
-    report = classification_report(logits, targets, ds.classes, paths=[str(p) for p, _ in ds.samples], n_wrong=n_wrong)
+    report = classification_report(logits, targets, ds.classes, paths=[str(p) for p, _ in ds.samples],
+                                   n_wrong=max(n_wrong, cam))
+    worst, report.most_confident_wrong = report.most_confident_wrong[:cam], report.most_confident_wrong[:n_wrong]
     report.skipped = bad
     out = Path(out_dir) if out_dir else Path(checkpoint).parent / f"eval-{Path(data).name or 'data'}"
     report.save(out)
+    if worst:
+        from imgcls.inference.cam import Explainer, mistakes_grid
+
+        mistakes_grid(Explainer(predictor), worst, out / "wrong_cam.png")
     return report, out

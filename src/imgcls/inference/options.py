@@ -20,6 +20,8 @@ class EvalOptions:
     draft: bool = draft_option()
     skip_bad: bool = option(False, "leave unreadable images out (the report names them) instead of stopping "
                                    "before any work")
+    cam: int = option(0, "add the Grad-CAM overlays of the K most confidently wrong images to the report, as one "
+                         "grid (wrong_cam.png)", ge=0, metavar="K")
 
 
 @dataclass
@@ -30,3 +32,16 @@ class PredictOptions:
     draft: bool = draft_option()
     skip_bad: bool = option(False, "leave unreadable files out of the output (a count on stderr, exit 0) instead "
                                    "of an error line each and exit 1")
+
+
+@dataclass
+class CamOptions:
+    out_dir: str | None = option(None, "folder for the overlays (default: beside the checkpoint, cam/)",
+                                 flag="--output", short="-o")
+    layer: str | None = option(None, "module whose feature map is explained, any name of model.named_modules() "
+                                     "(default: the model's last feature stage; ViT: the last block's ln_1)")
+    target: str | None = option(None, "explain this class instead of the predicted one", flag="--class",
+                                metavar="LABEL")
+    topk: int = option(3, "how many classes to print per image", ge=1)
+    save_npy: bool = option(False, "also save the raw map (the layer's resolution, not normalised) as .npy")
+    device: str = device_option()

@@ -8,6 +8,7 @@ instead of stopping the others.
 from __future__ import annotations
 
 import glob
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,7 @@ class Predictor:
         pre = self.preprocessing
         self.transform = eval_transform(resize=pre["resize"], crop=pre["crop"], mean=pre["mean"], std=pre["std"],
                                         interpolation=pre["interpolation"], uint8=True)
-        self._normalize: BatchNormalizer | None = None
+        self._local = threading.local()  # one normalisation buffer per thread: `imgcls serve` predicts from a pool
 
     @property
     def min_side(self) -> int | None:
@@ -143,11 +144,11 @@ class Predictor:
         return cls(model, state["classes"], state["preprocessing"], **kwargs)
 
     def _normalized(self, images: torch.Tensor) -> torch.Tensor:
-        """A uint8 batch as the model's float input (one kept buffer: used before the next batch)."""
-        if self._normalize is None:
+        """A uint8 batch as the model's float input (one kept buffer per thread: used before the next batch)."""
+        if getattr(self._local, "normalize", None) is None:
             pre = self.preprocessing
-            self._normalize = BatchNormalizer(pre["mean"], pre["std"], device=self.device)
-        return self._normalize(images)
+            self._local.normalize = BatchNormalizer(pre["mean"], pre["std"], device=self.device)
+        return self._local.normalize(images)
 
     def _forward(self, images: torch.Tensor) -> torch.Tensor:
         return run_model(self.model, [(self._normalized(images), torch.zeros(len(images), dtype=torch.long))])[0]
