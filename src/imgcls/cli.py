@@ -141,7 +141,7 @@ def add_option_flags(p: argparse.ArgumentParser, klass: type, *, title: str | No
         names = [meta["short"], flag] if "short" in meta else [flag]
         kw: dict = {"default": argparse.SUPPRESS if suppress_defaults else default, "dest": f.name,
                     "help": f"{help_text} (default: {default})"}
-        if typ is bool:
+        if bool in (typ, *getattr(typ, "__args__", ())):  # bool, or bool | None (None: decided later)
             kw["action"] = argparse.BooleanOptionalAction
         elif kind == "model_kw":  # --model-kw KEY=VALUE, repeatable; --model-kwargs JSON is the same flag
             kw.update(type=parse_model_kw, metavar="KEY=VALUE", action=MergeKw)
@@ -193,6 +193,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             config.set(f.name, getattr(args, f.name))
             given.add(f.name)
     _setup_logging()
+    from imgcls.runtime import keep_freed_memory
+
+    keep_freed_memory()  # this process only: the step's tensors stop page-faulting (see its docstring)
     result = train(config, given=given - {"resume"})
     return 130 if result.interrupted else 0
 

@@ -29,7 +29,8 @@ class ModelConfig:
     backbone_lr_mult: float = option(1.0, "learning-rate multiplier for the pretrained (non-classifier) parameters", ge=0)
     model_kwargs: dict = option({}, "a builder argument, repeatable: KEY=VALUE (e.g. zero_init_residual=true) or a "
                                 "JSON object", cli="model_kw")
-    channels_last: bool = option(True, "NHWC memory layout (about 1.4x faster for CNNs on CPU)")
+    channels_last: bool | None = option(None, "NHWC memory layout (default: the model's preference, "
+                                        "model.channels_last: about 1.4x faster for most CNNs on CPU)")
     compile: bool = option(False, "torch.compile the model (opt-in: small gains, long warm-up)")
 
 
@@ -51,7 +52,8 @@ class DataConfig:
     mean: list = option(list(IMAGENET_MEAN), "normalisation mean (RGB)", nargs=3, type=float)
     std: list = option(list(IMAGENET_STD), "normalisation std (RGB)", nargs=3, type=float, gt=0)
     batch_size: int = option(32, "images per step", ge=1)
-    workers: int | None = workers_option()
+    workers: int | None = option(None, "data-loading worker processes (default: on a CPU one per 4 cores, at least "
+                                 "one, so the step keeps the cores; else one per core, at most 8; 0 = none)", ge=0)
     cache: bool = option(False, "decode every image once into a memory-mapped store (shorter side --cache-side)")
     cache_side: int = option(256, "shorter side of the decoded cache", ge=1)
     skip_bad: bool = option(False, "skip unreadable images with one warning instead of stopping")

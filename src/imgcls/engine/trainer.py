@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from imgcls.data.loader import default_workers
+from imgcls.data.loader import train_workers
 from imgcls.engine import build, resume
 from imgcls.engine.callbacks import Checkpoints, EarlyStopping, EpochLog
 from imgcls.engine.checkpoint import check_arch, load_checkpoint, remove_stale_temps, rng_state, set_rng_state
@@ -125,7 +125,7 @@ class Trainer:
         self.classes = self.data.classes
         self.ks = reported_ks(len(self.classes))  # top-5 only with more than 5 classes
         self.data_files = resume.data_files(self.data.train.samples, self.data.val.samples)
-        self.workers = default_workers() if config.data.workers is None else config.data.workers
+        self.workers = train_workers(self.device) if config.data.workers is None else config.data.workers
         if self.resume_state is not None:
             resume.check_data(self.resume_state, self.classes, self.data_files, t.resume)
             check_arch(self.resume_state, t.resume, model=config.model.model, num_classes=len(self.classes))
@@ -187,6 +187,8 @@ class Trainer:
         if self.policy.mode == "head+":
             stack_head(model, n)
         self.policy.apply(model)
+        if cfg.model.channels_last is None:  # resolved once and saved with the config: a resume keeps it
+            cfg.model.channels_last = bool(getattr(model, "channels_last", True))
         if cfg.model.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return model.to(self.device), report, base_classes
