@@ -152,3 +152,22 @@ def test_recipe_options_are_checked_before_work(tiny_folder, tmp_path):
     train_config = tiny_config(tiny_folder, tmp_path, transfer="head", mixup=0.2, feature_views=0)
     assert train_config.validate().data.mixup == 0.2  # the backbone runs every step: images to mix
     assert [p.name for p in tmp_path.iterdir()] == ["tiny"]  # no run folder
+
+
+def test_the_layout_is_the_models_preference_unless_given(tiny_folder, tmp_path, monkeypatch):
+    from imgcls.models.resnet import ResNet
+
+    assert Trainer(tiny_config(tiny_folder, tmp_path / "a")).cfg.model.channels_last is True
+    monkeypatch.setattr(ResNet, "channels_last", False)  # a family whose depthwise convs are slower in NHWC
+    trainer = Trainer(tiny_config(tiny_folder, tmp_path / "b"))
+    assert trainer.cfg.model.channels_last is False and trainer.model.conv1.weight.is_contiguous()
+    trainer = Trainer(tiny_config(tiny_folder, tmp_path / "c", channels_last=True))
+    assert trainer.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_loader_workers_leave_the_cores_to_the_step(monkeypatch):
+    from imgcls.data import loader
+
+    for cores, cpu, cuda in ((1, 1, 1), (2, 1, 2), (8, 2, 8), (16, 4, 8)):
+        monkeypatch.setattr(loader, "usable_cores", lambda cores=cores: cores)
+        assert (loader.train_workers("cpu"), loader.train_workers("cuda")) == (cpu, cuda)

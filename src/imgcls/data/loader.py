@@ -10,10 +10,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_workers() -> int:
     """One worker per core the process may use, at most 8; the main process runs the model."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(cores, 8)
+    return min(usable_cores(), 8)
 
 
 def train_workers(device: torch.device | str) -> int:
@@ -23,7 +27,7 @@ def train_workers(device: torch.device | str) -> int:
     without oversubscribing the cores; on an accelerator the cores are free for loading."""
     if torch.device(device).type != "cpu":
         return default_workers()
-    return max(1, default_workers() // 4)
+    return max(1, min(usable_cores() // 4, 8))
 
 
 def _seed_worker(worker_id: int) -> None:
