@@ -239,8 +239,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from imgcls.demo import run_demo
+    from imgcls.runtime import keep_freed_memory
 
     _setup_logging()
+    keep_freed_memory()  # it trains too: this process only
     return run_demo(out_dir=args.output, epochs=args.epochs, model=args.model, progress=args.progress)
 
 
