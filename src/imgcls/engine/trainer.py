@@ -332,7 +332,8 @@ class Trainer:
                              "start a new run")
 
     def _step(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int, *, criterion: nn.Module,
-              epoch: int) -> tuple[float, int]:
+              epoch: int) -> tuple[float, float]:
+        """One update; (loss, correct predictions: fractional for a mixed batch, recipes.correct)."""
         cfg = self.cfg
         x, target = self.mixer(x, y, epoch=epoch, step=step)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
