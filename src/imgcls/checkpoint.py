@@ -154,7 +154,8 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     state = load_checkpoint(path)
     model = build_model(state["arch"])
     try:
-        load_strict(model, state["model"], source=str(path), target=describe_arch(state["arch"]))
+        # a run with --ema-decay saves the averaged weights beside the raw ones; they are what it chose best by
+        load_strict(model, state.get("model_ema", state["model"]), source=str(path), target=describe_arch(state["arch"]))
     except WeightsError as e:
         raise CheckpointError(str(e)) from None
     return model, state

@@ -143,7 +143,7 @@ def add_option_flags(p: argparse.ArgumentParser, klass: type, *, title: str | No
                     "help": f"{help_text} (default: {default})"}
         if "metavar" in meta:
             kw["metavar"] = meta["metavar"]
-        if typ is bool:
+        if bool in (typ, *getattr(typ, "__args__", ())):  # bool, or bool | None (None: decided later)
             kw["action"] = argparse.BooleanOptionalAction
         elif kind == "model_kw":  # --model-kw KEY=VALUE, repeatable; --model-kwargs JSON is the same flag
             kw.update(type=parse_model_kw, metavar="KEY=VALUE", action=MergeKw)
@@ -195,6 +195,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             config.set(f.name, getattr(args, f.name))
             given.add(f.name)
     _setup_logging()
+    from imgcls.runtime import keep_freed_memory
+
+    keep_freed_memory()  # this process only: the step's tensors stop page-faulting (see its docstring)
     result = train(config, given=given - {"resume"})
     return 130 if result.interrupted else 0
 
@@ -270,8 +273,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from imgcls.demo import run_demo
+    from imgcls.runtime import keep_freed_memory
 
     _setup_logging()
+    keep_freed_memory()  # it trains too: this process only
     return run_demo(out_dir=args.output, epochs=args.epochs, model=args.model, progress=args.progress)
 
 

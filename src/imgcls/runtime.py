@@ -63,3 +63,33 @@ def run_model(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tens
     if not outs:
         return torch.empty(0, 0), torch.empty(0, dtype=torch.long)
     return torch.cat(outs), torch.cat(targets)
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+
+
+def keep_freed_memory(*, trim_threshold: int = 1 << 30) -> bool:
+    """Make glibc's malloc keep freed memory for reuse instead of handing it back to the kernel.
+
+    A training step allocates and frees the same activation tensors (tens of MB each) every
+    step. By default glibc serves each with a fresh mmap and unmaps it on free, so every step
+    page-faults its whole working set again (50-85k faults per ResNet-18 step at 224 px, 5-10% of
+    the step). With mmap off (M_MMAP_MAX 0) and the heap trimmed only above `trim_threshold`,
+    the memory stays mapped and is reused. It changes the whole process, so only the command line
+    calls it, at the start of a command (never on import, never inside library functions); the
+    process keeps its peak heap until it exits. Returns False where it does not apply (not
+    glibc, or mallopt refused), True when set. Loader workers forked later inherit it.
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and others: no glibc
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, min(trim_threshold, 2**31 - 1)))

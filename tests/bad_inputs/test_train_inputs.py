@@ -44,6 +44,11 @@ one_error_line = error_line
     (["--input-size", "16"], "--input-size 16 is below resnet18's minimum of 32 px"),
     (["--model", "resnet19"], "unknown model 'resnet19'; did you mean"),
     (["--transfer", "tail"], "unknown --transfer 'tail'"),
+    (["--progressive", "224:112"], "--progressive 224:112: START must not exceed END"),
+    (["--progressive", "16:32"], "--progressive 16:32: 16 px is below resnet18's minimum of 32 px"),
+    (["--transfer", "head", "--cutmix", "1"], "--cutmix works on images, but --transfer head trains on cached"),
+    (["--auto-augment", "autoaugment"], "--auto-augment: 'autoaugment': must be one of none, trivialaugment"),
+    (["--ema-decay", "1"], "--ema-decay: 1.0: must be < 1"),
 ])
 def test_bad_values_are_one_line_before_any_work(tiny_folder, tmp_path, capsys, flags, says):
     tic = time.monotonic()

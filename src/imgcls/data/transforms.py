@@ -262,13 +262,15 @@ def eval_transform(*, resize: int = 256, crop: int = 224, mean=IMAGENET_MEAN, st
 
 def train_transform(*, crop: int = 224, scale: tuple[float, float] = (0.08, 1.0), hflip: float = 0.5,
                     mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation: str = "bilinear",
-                    color_jitter: float = 0.0, uint8: bool = False) -> Compose:
-    """RandomResizedCrop + RandomHorizontalFlip (+ ColorJitter) + ToTensor + Normalize, torchvision's
-    ImageNet train recipe; `color_jitter=s` jitters brightness, contrast and saturation by +-s."""
+                    color_jitter: float = 0.0, uint8: bool = False, extra: Sequence[Callable] = ()) -> Compose:
+    """RandomResizedCrop + RandomHorizontalFlip (+ ColorJitter) (+ `extra`) + ToTensor + Normalize,
+    torchvision's ImageNet train recipe; `color_jitter=s` jitters brightness, contrast and saturation
+    by +-s; `extra` are uint8 steps such as data.augment's policies and random erasing."""
     steps: list[Callable] = [RandomResizedCrop(crop, tuple(scale), interpolation=interpolation)]
     if hflip > 0:
         steps.append(RandomHorizontalFlip(hflip))
     if color_jitter > 0:
         steps.append(ColorJitter(color_jitter, color_jitter, color_jitter))
+    steps.extend(extra)
     steps.append(_finish(uint8, mean, std))
     return Compose(steps)

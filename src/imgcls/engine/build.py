@@ -10,8 +10,10 @@ from typing import Any
 
 from imgcls.checkpoint import build_model
 from imgcls.data import ImageFolder, eval_transform, find_bad_images, make_split, open_dataset, train_transform
+from imgcls.data.augment import augment_steps
 from imgcls.data.split import is_split_index
 from imgcls.engine.config import Config, DataConfig
+from imgcls.engine.recipes import parse_progressive
 from imgcls.engine.transfer import TransferPolicy
 from imgcls.errors import ConfigError, DataError
 from imgcls.runtime import resolve_amp, resolve_device
@@ -33,9 +35,14 @@ def preprocessing(cfg: DataConfig) -> dict[str, Any]:
 
 def transforms(cfg: DataConfig) -> tuple[Any, Any]:
     """(train, eval) transforms producing uint8 HWC arrays; batches are normalised on the device."""
-    train = train_transform(crop=cfg.input_size, scale=tuple(cfg.scale), hflip=cfg.hflip, mean=cfg.mean,
+    extra = augment_steps(cfg.auto_augment, randaugment_ops=cfg.randaugment_ops,
+                          randaugment_magnitude=cfg.randaugment_magnitude, random_erasing=cfg.random_erasing,
+                          mean=cfg.mean)
+    # under --progressive the loader crops at its END size (engine.recipes.train_sizes)
+    crop = parse_progressive(cfg.progressive, cfg.input_size)[1] if cfg.progressive else cfg.input_size
+    train = train_transform(crop=crop, scale=tuple(cfg.scale), hflip=cfg.hflip, mean=cfg.mean,
                             std=cfg.std, interpolation=cfg.interpolation, color_jitter=cfg.color_jitter,
-                            uint8=True)
+                            uint8=True, extra=extra)
     evalt = eval_transform(resize=eval_resize(cfg), crop=cfg.input_size, mean=cfg.mean, std=cfg.std,
                            interpolation=cfg.interpolation, uint8=True)
     return train, evalt

@@ -15,9 +15,14 @@ from imgcls.reports.metrics import EPOCH_COLUMNS
 log = logging.getLogger("imgcls")
 
 
-def metric_columns(ks: tuple[int, ...]) -> list[str]:
-    """metrics.csv's columns for a run that reports top-k for `ks` (top-5 only with more than 5 classes)."""
-    return [c for c in EPOCH_COLUMNS if not c.startswith("val_top") or int(c.removeprefix("val_top")) in ks]
+def metric_columns(ks: tuple[int, ...], *, ema: bool = False) -> list[str]:
+    """metrics.csv's columns for a run that reports top-k for `ks` (top-5 only with more than 5 classes);
+    with `ema` the EMA weights' validation columns follow the raw weights' (ema_val_loss, ema_val_top1...)."""
+    cols = [c for c in EPOCH_COLUMNS if not c.startswith("val_top") or int(c.removeprefix("val_top")) in ks]
+    if ema:
+        at = cols.index(f"val_top{ks[-1]}") + 1
+        cols[at:at] = ["ema_val_loss", *(f"ema_val_top{k}" for k in ks)]
+    return cols
 
 
 class EpochLog:
@@ -25,11 +30,11 @@ class EpochLog:
     TensorBoard when installed and wanted, and one log line per epoch."""
 
     def __init__(self, run_dir: Path, ks: tuple[int, ...], history: list[dict], *, epochs: int, tensorboard: bool,
-                 fresh: bool) -> None:
+                 fresh: bool, ema: bool = False) -> None:
         path = run_dir / "metrics.csv"
         if not fresh:
             path.unlink(missing_ok=True)
-        self.columns = metric_columns(ks)
+        self.columns = metric_columns(ks, ema=ema)
         self.metrics = MetricsLog(path, self.columns)
         for row in history:
             self.metrics.append({k: v for k, v in row.items() if k in self.columns})
@@ -43,9 +48,10 @@ class EpochLog:
                 if k not in ("epoch", "step"):
                     self.writer.add_scalar(k, v, row["epoch"])
         top5 = f" top-5 {100 * row['val_top5']:.2f}%" if "val_top5" in row else ""
-        log.info("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f top-1 %.2f%%%s  %.0fs%s",
+        ema = f"  EMA top-1 {100 * row['ema_val_top1']:.2f}%" if "ema_val_top1" in row else ""
+        log.info("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f top-1 %.2f%%%s%s  %.0fs%s",
                  row["epoch"], self.epochs, row["train_loss"], 100 * row["train_acc"], row["val_loss"],
-                 100 * row["val_top1"], top5, row["epoch_seconds"], "  *best*" if improved else "")
+                 100 * row["val_top1"], top5, ema, row["epoch_seconds"], "  *best*" if improved else "")
 
     def close(self) -> None:
         if self.writer is not None:
@@ -83,19 +89,20 @@ class Checkpoints:
 
 
 class EarlyStopping:
-    """The best val top-1 so far and, with `patience`, how many more epochs without a better one."""
+    """The best val top-1 so far (of the column `key`) and, with `patience`, how many more epochs without a
+    better one."""
 
-    def __init__(self, patience: int | None, *, best_top1: float = -1.0, best_epoch: int = 0,
+    def __init__(self, patience: int | None, *, key: str = "val_top1", best_top1: float = -1.0, best_epoch: int = 0,
                  patience_left: int | None = None, fresh: bool = True) -> None:
-        self.patience = patience
+        self.patience, self.key = patience, key
         self.best_top1, self.best_epoch = best_top1, best_epoch
         self.patience_left = (None if patience is None else
                               patience if fresh or patience_left is None else patience_left)
 
     def update(self, row: dict[str, Any]) -> bool:
         """Take an epoch's row; True when it is the best so far."""
-        if row["val_top1"] > self.best_top1:
-            self.best_top1, self.best_epoch = row["val_top1"], row["epoch"]
+        if row[self.key] > self.best_top1:
+            self.best_top1, self.best_epoch = row[self.key], row["epoch"]
             self.patience_left = self.patience
             return True
         if self.patience_left is not None:

@@ -29,7 +29,8 @@ class ModelConfig:
     backbone_lr_mult: float = option(1.0, "learning-rate multiplier for the pretrained (non-classifier) parameters", ge=0)
     model_kwargs: dict = option({}, "a builder argument, repeatable: KEY=VALUE (e.g. zero_init_residual=true) or a "
                                 "JSON object", cli="model_kw")
-    channels_last: bool = option(True, "NHWC memory layout (about 1.4x faster for CNNs on CPU)")
+    channels_last: bool | None = option(None, "NHWC memory layout (default: the model's preference, "
+                                        "model.channels_last: about 1.4x faster for most CNNs on CPU)")
     compile: bool = option(False, "torch.compile the model (opt-in: small gains, long warm-up)")
 
 
@@ -51,13 +52,31 @@ class DataConfig:
     mean: list = option(list(IMAGENET_MEAN), "normalisation mean (RGB)", nargs=3, type=float)
     std: list = option(list(IMAGENET_STD), "normalisation std (RGB)", nargs=3, type=float, gt=0)
     batch_size: int = option(32, "images per step", ge=1)
-    workers: int | None = workers_option()
+    workers: int | None = option(None, "data-loading worker processes (default: on a CPU one per 4 cores, at least "
+                                 "one, so the step keeps the cores; else one per core, at most 8; 0 = none)", ge=0)
     cache: bool = option(False, "decode every image once into a memory-mapped store (shorter side --cache-side)")
     cache_side: int = option(256, "shorter side of the decoded cache", ge=1)
     skip_bad: bool = option(False, "skip unreadable images with one warning instead of stopping")
     draft: bool = draft_option()
     feature_views: int = option(1, "head/head+: cached backbone views per image (1 = the centre crop; "
                                "K > 1 = K augmented views; 0 = no cache, the backbone runs every step)", ge=0)
+    # recipe options (engine/recipes.py, data/augment.py), all off by default
+    auto_augment: str = option("none", "per-image augmentation policy (torchvision's): none | trivialaugment "
+                               "(TrivialAugmentWide) | randaugment", choices=("none", "trivialaugment", "randaugment"))
+    randaugment_ops: int = option(2, "RandAugment: operations per image", ge=1)
+    randaugment_magnitude: int = option(9, "RandAugment: magnitude bin, 0..30", ge=0, le=30)
+    random_erasing: float = option(0.0, "random-erasing probability per image (the box is filled with the mean "
+                                   "colour; 0 = off, 0.25 is common)", ge=0, le=1)
+    mixup: float = option(0.0, "mixup alpha: batches mixed with lambda ~ Beta(alpha, alpha) (0 = off, 0.2 is common)", ge=0)
+    cutmix: float = option(0.0, "cutmix alpha: a box of another image pasted in, area ~ Beta(alpha, alpha) "
+                           "(0 = off, 1.0 is common)", ge=0)
+    mix_prob: float = option(1.0, "with --mixup/--cutmix: the probability that a batch is mixed", ge=0, le=1)
+    cutmix_share: float = option(0.5, "with both --mixup and --cutmix: the share of mixed batches that use cutmix",
+                                 ge=0, le=1)
+    progressive: str | None = option(None, "progressive resizing: START:END train crop sizes (e.g. 112:224), growing "
+                                     "over the epochs; END defaults to --input-size, evaluation stays at --input-size")
+    progressive_stages: int = option(0, "with --progressive: 0 = grow linearly (sizes rounded to 16 px), N >= 2 = "
+                                     "N equal stages", ge=0)
 
 
 @dataclass
@@ -75,6 +94,9 @@ class OptimConfig:
     gamma: float = option(0.1, "step schedule: decay factor", gt=0)
     label_smoothing: float = option(0.0, "cross-entropy label smoothing", ge=0, lt=1)
     clip_grad: float | None = option(None, "clip the gradient norm to this value", gt=0)
+    ema_decay: float | None = option(None, "keep an exponential moving average of the weights with this decay per "
+                                     "step (e.g. 0.999): validated beside the raw weights, saved in checkpoints "
+                                     "and used by eval/predict", gt=0, lt=1)
 
 
 @dataclass
@@ -145,15 +167,28 @@ class Config:
         if d.resize_size is not None and d.resize_size < d.input_size:
             raise ConfigError(f"--resize-size {d.resize_size} is smaller than --input-size {d.input_size}; "
                               "the centre crop needs resize >= input size")
+        from imgcls.engine.recipes import parse_progressive
         from imgcls.engine.transfer import TransferPolicy
         from imgcls.models.registry import get_builder
 
-        TransferPolicy.parse(m.transfer)
+        policy = TransferPolicy.parse(m.transfer)
         builder = get_builder(m.model)  # unknown names: a ConfigError with close matches
         minimum = min_input_size(builder, m.model_kwargs)
         if minimum and d.input_size < max(minimum):
             raise ConfigError(f"--input-size {d.input_size} is below {m.model}'s minimum of {max(minimum)} px; "
                               f"use --input-size {max(minimum)} or more")
+        if d.progressive is not None:
+            start, end = parse_progressive(d.progressive, d.input_size)
+            if minimum and start < max(minimum):
+                raise ConfigError(f"--progressive {d.progressive}: {start} px is below {m.model}'s minimum of "
+                                  f"{max(minimum)} px; start at {max(minimum)} or more")
+        if policy.caches_features and d.feature_views > 0:
+            mixing = [flag for flag, on in (("--mixup", d.mixup > 0), ("--cutmix", d.cutmix > 0),
+                                            ("--progressive", d.progressive is not None)) if on]
+            if mixing:
+                raise ConfigError(f"{mixing[0]} works on images, but --transfer {m.transfer} trains on cached "
+                                  "features; add --feature-views 0 (the backbone runs every step) or drop "
+                                  f"{mixing[0]}")
         return self
 
     def changed_fields(self) -> set[str]:

@@ -20,6 +20,7 @@ from torch import nn
 from imgcls.data import BatchNormalizer, SeededItems, SeededSampler, make_loader
 from imgcls.engine.config import Config
 from imgcls.engine.interrupt import defer_interrupt
+from imgcls.engine.recipes import resize_batch, train_sizes
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class ImageBatches:
                                   workers=workers, device=device, drop_last=self.drop_last)
         # one kept input buffer: each step is done with its batch before the next is made
         self.normalize = BatchNormalizer(cfg.data.mean, cfg.data.std, device=device)
+        self.size_at = train_sizes(cfg) if train else None  # --progressive: the epoch's train size
 
     def steps(self) -> int:
         n = self.sampler.n  # the whole epoch, whatever a resume offset says
@@ -65,8 +67,9 @@ class ImageBatches:
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self.sampler.set_epoch(epoch, start=start_step * self.batch_size)
+        size = self.size_at(epoch) if self.size_at is not None else None
         for images, targets in self.loader:
-            x = self.normalize(images)
+            x = self.normalize(images if size is None else resize_batch(images, size))
             if not self.cfg.model.channels_last:
                 x = x.contiguous()
             yield x, targets.to(self.device, non_blocking=True)

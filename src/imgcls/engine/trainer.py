@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from imgcls.data.loader import default_workers
+from imgcls.data.loader import train_workers
 from imgcls.engine import build, resume
 from imgcls.engine.callbacks import Checkpoints, EarlyStopping, EpochLog
 from imgcls.engine.checkpoint import check_arch, load_checkpoint, remove_stale_temps, rng_state, set_rng_state
@@ -34,6 +34,7 @@ from imgcls.engine.interrupt import defer_interrupt
 from imgcls.engine.loop import (FeatureBatches, ImageBatches, Position, compute_loss, epoch_row, extract_features,
                                 train_one_epoch)
 from imgcls.engine.optim import LRSchedule, build_optimizer, param_groups, resolved_lr, resolved_weight_decay
+from imgcls.engine.recipes import BatchMixer, ModelEma, correct
 from imgcls.engine.transfer import TransferPolicy
 from imgcls.errors import ConfigError, TrainingError
 from imgcls.models.heads import stack_head
@@ -124,7 +125,7 @@ class Trainer:
         self.classes = self.data.classes
         self.ks = reported_ks(len(self.classes))  # top-5 only with more than 5 classes
         self.data_files = resume.data_files(self.data.train.samples, self.data.val.samples)
-        self.workers = default_workers() if config.data.workers is None else config.data.workers
+        self.workers = train_workers(self.device) if config.data.workers is None else config.data.workers
         if self.resume_state is not None:
             resume.check_data(self.resume_state, self.classes, self.data_files, t.resume)
             check_arch(self.resume_state, t.resume, model=config.model.model, num_classes=len(self.classes))
@@ -186,6 +187,8 @@ class Trainer:
         if self.policy.mode == "head+":
             stack_head(model, n)
         self.policy.apply(model)
+        if cfg.model.channels_last is None:  # resolved once and saved with the config: a resume keeps it
+            cfg.model.channels_last = bool(getattr(model, "channels_last", True))
         if cfg.model.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return model.to(self.device), report, base_classes
@@ -213,21 +216,26 @@ class Trainer:
                 "scaler": self.scaler.state_dict(), "epoch": pos.epoch, "epoch_step": pos.step,
                 "global_step": self.global_step, "epoch_sums": dict(pos.sums), "rng": rng_state(),
                 **self.stopping.state(), "history": list(self.history), "threads": torch.get_num_threads(),
-                "data_files": self.data_files}
+                "data_files": self.data_files,
+                **({"model_ema": self.ema.state_dict()} if self.ema is not None else {})}
 
     def _start(self) -> Position:
         """Fresh counters, or everything a checkpoint holds restored; the Position to start from."""
         self.global_step, self.history = 0, []
-        self.stopping = EarlyStopping(self.cfg.train.patience)
+        # with an EMA its weights are the ones eval/predict use, so they choose best.ckpt (as timm does)
+        self.score = "ema_val_top1" if self.ema is not None else "val_top1"
+        self.stopping = EarlyStopping(self.cfg.train.patience, key=self.score)
         s = self.resume_state
         if s is None:
             return Position(0)
         self.model.load_state_dict(s["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(s["model_ema"])
         self.optimizer.load_state_dict(s["optimizer"])
         self.schedule.load_state_dict(s["scheduler"])
         self.scaler.load_state_dict(s["scaler"])
         self.global_step, self.history = s["global_step"], list(s["history"])
-        self.stopping = EarlyStopping(self.cfg.train.patience, best_top1=s["best"]["top1"],
+        self.stopping = EarlyStopping(self.cfg.train.patience, key=self.score, best_top1=s["best"]["top1"],
                                       best_epoch=s["best"]["epoch"], patience_left=s["patience_left"], fresh=False)
         set_rng_state(s["rng"])
         resume.log_schedule_change(s["config"]["train"]["epochs"], self.cfg.train.epochs, self.cfg.optim.schedule,
@@ -242,11 +250,13 @@ class Trainer:
         net, train_b, val_b = self._batches()
         step_net = torch.compile(net) if cfg.model.compile else net  # shares net's parameters
         self._optimizer(train_b.steps())
-        criterion = nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
+        criterion = nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)  # takes soft (mixed) targets too
+        self.mixer = BatchMixer(cfg.data, seed=cfg.train.seed, num_classes=len(self.classes))
+        self.ema = ModelEma(self.model, cfg.optim.ema_decay) if cfg.optim.ema_decay else None
         # what a Ctrl-C checkpoint holds; it moves only together with the weights (loop.train_one_epoch)
         self.pos = self._start()
         epochs = EpochLog(self.run_dir, self.ks, self.history, epochs=cfg.train.epochs,
-                          tensorboard=cfg.train.tensorboard, fresh=self.resume_state is None)
+                          tensorboard=cfg.train.tensorboard, fresh=self.resume_state is None, ema=self.ema is not None)
         saves = Checkpoints(self.run_dir, save_every=cfg.train.save_every, steps_per_epoch=train_b.steps())
         self._log_start()
         result = RunResult(self.run_dir, 0.0, 0, self.pos.epoch, 0.0)
@@ -258,6 +268,8 @@ class Trainer:
                                                        desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
                                                        progress=cfg.train.progress)
                 val = self._validate(net, val_b, epoch=epoch)
+                if self.ema is not None:
+                    val |= self._validate(self._ema_net(net), val_b, epoch=epoch, prefix="ema_")
                 row = epoch_row(pos, val, global_step=self.global_step, lr=self.schedule.get_last_lr()[0],
                                 n_imgs=n_imgs, seconds=seconds)
                 with defer_interrupt():  # the epoch's row, best and checkpoints go together
@@ -320,10 +332,12 @@ class Trainer:
                              "start a new run")
 
     def _step(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int, *, criterion: nn.Module,
-              epoch: int) -> tuple[float, int]:
+              epoch: int) -> tuple[float, float]:
+        """One update; (loss, correct predictions: fractional for a mixed batch, recipes.correct)."""
         cfg = self.cfg
+        x, target = self.mixer(x, y, epoch=epoch, step=step)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            loss, logits = compute_loss(net(x), y, criterion, cfg.train.aux_weight)
+            loss, logits = compute_loss(net(x), target, criterion, cfg.train.aux_weight)
         value = float(loss.detach())
         if not math.isfinite(value):  # before the update: the weights stay finite, no checkpoint gets NaN
             raise self._diverged("training loss", value, epoch=epoch, step=step)
@@ -335,18 +349,25 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.schedule.step()
-        return value, int((logits.detach().argmax(1) == y).sum())
+        if self.ema is not None:
+            self.ema.update(self.model, updates=self.global_step)
+        return value, correct(logits, target)
 
     def _logits(self, net: nn.Module, batches) -> tuple[torch.Tensor, torch.Tensor]:
         return run_model(net, batches.epoch(0), amp_dtype=self.amp_dtype)
 
-    def _validate(self, net: nn.Module, val_b, *, epoch: int) -> dict[str, float]:
+    def _validate(self, net: nn.Module, val_b, *, epoch: int, prefix: str = "") -> dict[str, float]:
         logits, targets = self._logits(net, val_b)
         loss = float(nn.functional.cross_entropy(logits, targets))
         if not math.isfinite(loss):
-            raise self._diverged("validation loss", loss, epoch=epoch)
+            raise self._diverged(f"{prefix.replace('_', ' ')}validation loss", loss, epoch=epoch)
         hits = topk_correct(logits, targets, ks=self.ks)
-        return {"val_loss": loss, **{f"val_top{k}": hits[k] / len(targets) for k in self.ks}}
+        return {f"{prefix}val_loss": loss, **{f"{prefix}val_top{k}": hits[k] / len(targets) for k in self.ks}}
+
+    def _ema_net(self, net: nn.Module) -> nn.Module:
+        """The EMA copy of `net` (the model, or its head when features are cached)."""
+        name = next(n for n, m in self.model.named_modules() if m is net)
+        return self.ema.module.get_submodule(name)
 
     def _batches(self) -> tuple[nn.Module, Any, Any]:
         cfg = self.cfg
@@ -372,7 +393,8 @@ class Trainer:
         best = self.run_dir / "best.ckpt"
         current = {k: v.clone() for k, v in self.model.state_dict().items()}
         if best.is_file():
-            self.model.load_state_dict(load_checkpoint(best)["model"])
+            saved = load_checkpoint(best)
+            self.model.load_state_dict(saved.get("model_ema", saved["model"]))  # what eval/predict will use
         logits, targets = self._logits(net, val_b)
         self.model.load_state_dict(current)
         paths = [str(p) for p, _ in self.data.val.samples]

@@ -37,6 +37,9 @@ class ClassifierMixin:
     min_input_size: tuple[int, int] = (32, 32)
     num_features: int  # width of the features the final Linear reads (the headless model's output)
     feature_info: tuple[FeatureInfo, ...] = ()  # set per instance by each family's __init__
+    # the memory layout training uses unless told (--channels-last): NHWC is faster for most CNNs on
+    # CPU; a family whose depthwise convolutions are slower in it says False (benchmarks/train_step.py)
+    channels_last: bool = True
 
     @property
     def stage_names(self) -> tuple[str, ...]:

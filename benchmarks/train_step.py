@@ -1,0 +1,327 @@
+"""Training-step speed on the CPU: a plain eager NCHW loop against imgcls's step, each lever alone
+and all together; then one epoch end to end, `imgcls train` against the WZMIAOMIAO course's loop.
+
+Step table (per model, at 112 and 224 px, batch 32; images/s, median over interleaved rounds):
+    plain       what a user writes: NCHW model and float batch, torch's default threads, glibc's
+                default malloc, SGD + CrossEntropyLoss, zero_grad/backward/step
+    +cl         channels_last model and input (imgcls's BatchNormalizer from a uint8 NHWC batch)
+    +malloc     imgcls.runtime.keep_freed_memory() (what `imgcls train` sets in its process)
+    +compile    torch.compile (its compile time is reported apart, in the `compile s` column)
+    imgcls      every lever imgcls uses by default: the model's channels_last preference + malloc
+    imgcls+fed  `imgcls` with its batches from imgcls's loader on real photos (decode, crop, flip in
+                train_workers(cpu) worker processes) instead of a ready batch: does the loader keep up?
+    fed:N       the same with N workers = one per core (default_workers), to see oversubscription
+Every (model, size, variant) runs in a fresh process (malloc settings cannot be undone), rounds
+interleave the variants, and medians are reported. The last line is the headline for resnet18 at
+224: `imgcls vs plain loop: X.XXx` (imgcls+fed when the photos are there, else imgcls).
+
+End to end (--e2e, on by default when the photos exist): one epoch of `imgcls train` (its
+train_img_s and the command's wall time) against the course's training loop written here (PIL,
+hand-written RandomResizedCrop/flip/ToTensor/Normalize, DataLoader with min(cores, batch, 8)
+workers, NCHW eager, Adam 1e-4 as in the course), same model, images, batch and size.
+
+    python benchmarks/train_step.py                        # the full table and end to end (slow)
+    python benchmarks/train_step.py --quick                # a smoke run of every code path
+    python benchmarks/train_step.py --models resnet18 --sizes 224 --rounds 5
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "flower_photos"
+STEP_VARIANTS = ("plain", "+cl", "+malloc", "+compile", "imgcls", "imgcls+fed", "fed:N")
+
+
+# -- one measurement, in its own process -------------------------------------------------------
+
+def _child(args: argparse.Namespace) -> None:
+    """Time `args.steps` training steps of one variant after 2 warm-up steps; print JSON."""
+    variant = args.variant
+    if variant in ("+malloc", "imgcls", "imgcls+fed", "fed:N"):
+        from imgcls.runtime import keep_freed_memory
+
+        keep_freed_memory()
+    import torch
+    from torch import nn
+
+    from imgcls.data import BatchNormalizer
+    from imgcls.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(args.model, num_classes=5)
+    cl = {"+cl": True, "plain": False, "+malloc": False, "+compile": False}.get(variant,
+                                                                                bool(getattr(model, "channels_last", True)))
+    if cl:
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    criterion = nn.CrossEntropyLoss()
+    net = torch.compile(model) if variant == "+compile" else model
+    b, s = args.batch, args.size
+    y = torch.randint(0, 5, (b,))
+    if variant in ("imgcls+fed", "fed:N"):
+        batches = _fed_batches(args, workers=None if variant == "imgcls+fed" else "cores")
+    elif variant in ("plain", "+malloc", "+compile"):
+        x = torch.randn(b, 3, s, s)
+        batches = ((x, y) for _ in iter(int, 1))
+    else:  # the imgcls path: a uint8 NHWC batch normalised into one kept channels_last buffer
+        u8 = torch.randint(0, 256, (b, s, s, 3), dtype=torch.uint8)
+        norm = BatchNormalizer()
+        batches = ((norm(u8), y) for _ in iter(int, 1))
+
+    def step(x, t):
+        optimizer.zero_grad(set_to_none=True)
+        loss = criterion(net(x), t)
+        loss.backward()
+        optimizer.step()
+        return float(loss)
+
+    it = iter(batches)
+    tic = time.perf_counter()
+    step(*next(it))
+    first = time.perf_counter() - tic
+    step(*next(it))
+    times = []
+    for _ in range(args.steps):
+        tic = time.perf_counter()
+        step(*next(it))  # a fed variant's wait for its batch counts: that is the point
+        times.append(time.perf_counter() - tic)
+    print(json.dumps({"img_s": b / statistics.median(times), "first_step_s": first}))
+
+
+def _fed_batches(args: argparse.Namespace, *, workers: str | None):
+    """Endless batches from imgcls's training loader on the photos, normalised as `imgcls train` does."""
+    from imgcls.data import BatchNormalizer, ImageFolder, SeededItems, SeededSampler, make_loader, train_transform
+    from imgcls.data.loader import default_workers, train_workers
+
+    ds = ImageFolder(args.data, train_transform(crop=args.size, uint8=True))
+    n = min(len(ds), args.batch * (args.steps + 4))
+    ds.samples = ds.samples[:: max(1, len(ds.samples) // n)][:n]
+    sampler = SeededSampler(len(ds), seed=0)
+    w = train_workers("cpu") if workers is None else default_workers()
+    loader = make_loader(SeededItems(ds), batch_size=args.batch, sampler=sampler, workers=w, drop_last=True)
+    norm = BatchNormalizer()
+    epoch = 0
+    while True:
+        sampler.set_epoch(epoch)
+        for images, targets in loader:
+            yield norm(images), targets
+        epoch += 1
+
+
+def _run_child(model: str, size: int, variant: str, args: argparse.Namespace) -> dict | None:
+    cmd = [sys.executable, __file__, "--child", "--model", model, "--size", str(size), "--variant", variant,
+           "--batch", str(args.batch), "--steps", str(args.steps), "--data", str(args.data)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"  {model} {size} {variant}: failed: {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# -- end to end: one epoch, imgcls train vs the course's loop ---------------------------------
+
+def _subset(data: Path, images: int, out: Path) -> Path:
+    """A split folder (train/, val/) of symbolic links: `images` train photos spread over the classes
+    and 5 val photos per class."""
+    classes = sorted(p for p in data.iterdir() if p.is_dir())
+    per = max(1, images // len(classes))
+    for c in classes:
+        files = sorted(p for p in c.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        for part, chosen in (("train", files[:per]), ("val", files[per:per + 5])):
+            (out / part / c.name).mkdir(parents=True, exist_ok=True)
+            for f in chosen:
+                (out / part / c.name / f.name).symlink_to(f.resolve())
+    return out
+
+
+def _course_child(args: argparse.Namespace) -> None:
+    """The WZMIAOMIAO course's training epoch (Test5_resnet/train.py), PIL and hand-written transforms."""
+    import math
+    import random
+
+    import numpy as np
+    import torch
+    from PIL import Image
+    from torch import nn
+    from torch.utils.data import DataLoader, Dataset
+
+    from imgcls.models import create_model
+
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+    class Photos(Dataset):
+        def __init__(self, root: Path) -> None:
+            classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+            self.items = [(f, i) for i, c in enumerate(classes) for f in sorted((root / c).iterdir())]
+
+        def __len__(self) -> int:
+            return len(self.items)
+
+        def __getitem__(self, i):
+            path, label = self.items[i]
+            img = Image.open(path).convert("RGB")
+            w, h = img.size
+            for _ in range(10):  # RandomResizedCrop(224): scale (0.08, 1), ratio (3/4, 4/3)
+                area = w * h * random.uniform(0.08, 1.0)
+                ratio = math.exp(random.uniform(math.log(3 / 4), math.log(4 / 3)))
+                cw, ch = int(round(math.sqrt(area * ratio))), int(round(math.sqrt(area / ratio)))
+                if 0 < cw <= w and 0 < ch <= h:
+                    left, top = random.randint(0, w - cw), random.randint(0, h - ch)
+                    break
+            else:
+                cw, ch, left, top = min(w, h), min(w, h), (w - min(w, h)) // 2, (h - min(w, h)) // 2
+            img = img.crop((left, top, left + cw, top + ch)).resize((args.size, args.size), Image.BILINEAR)
+            if random.random() < 0.5:
+                img = img.transpose(Image.FLIP_LEFT_RIGHT)
+            x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+            return (x - mean) / std, label
+
+    ds = Photos(Path(args.data) / "train")
+    nw = min(os.cpu_count() or 1, args.batch if args.batch > 1 else 0, 8)
+    loader = DataLoader(ds, batch_size=args.batch, shuffle=True, num_workers=nw)
+    torch.manual_seed(0)
+    net = create_model(args.model, num_classes=5)
+    optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=0.0001)
+    loss_function = nn.CrossEntropyLoss()
+    net.train()
+    tic, seen = time.perf_counter(), 0
+    for images, labels in loader:
+        optimizer.zero_grad()
+        loss = loss_function(net(images), labels)
+        loss.backward()
+        optimizer.step()
+        seen += len(labels)
+    print(json.dumps({"img_s": seen / (time.perf_counter() - tic)}))
+
+
+def _imgcls_epoch(subset: Path, args: argparse.Namespace, out: Path) -> dict:
+    import csv
+
+    cmd = [sys.executable, "-m", "imgcls", "train", str(subset), "--model", args.model_e2e, "--epochs", "1",
+           "--batch-size", str(args.batch), "--input-size", str(args.size_e2e), "--no-progress", "--no-tensorboard",
+           "--out-dir", str(out)]
+    tic = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - tic
+    if done.returncode != 0:
+        raise SystemExit(f"imgcls train failed: {done.stderr.strip()[-500:]}")
+    run = max(out.iterdir(), key=lambda p: p.stat().st_mtime)
+    row = next(csv.DictReader((run / "metrics.csv").open()))
+    return {"img_s": float(row["train_img_s"]), "wall_s": wall}
+
+
+def end_to_end(args: argparse.Namespace) -> tuple[float, float] | None:
+    if not args.data.is_dir():
+        print(f"end to end: skipped, no photos at {args.data}")
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        subset = _subset(args.data, args.e2e_images, Path(tmp) / "subset")
+        n = sum(1 for _ in (subset / "train").rglob("*.*"))
+        ours, course = [], []
+        for r in range(args.rounds):
+            runs = Path(tmp) / f"runs{r}"
+            ours.append(_imgcls_epoch(subset, args, runs))
+            cmd = [sys.executable, __file__, "--course", "--model", args.model_e2e, "--size", str(args.size_e2e),
+                   "--batch", str(args.batch), "--data", str(subset)]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            course.append(json.loads(done.stdout.strip().splitlines()[-1])["img_s"])
+            shutil.rmtree(runs, ignore_errors=True)
+    a = statistics.median(o["img_s"] for o in ours)
+    wall = statistics.median(o["wall_s"] for o in ours)
+    c = statistics.median(course)
+    print(f"\nend to end, one epoch of {n} photos, {args.model_e2e} at {args.size_e2e} px, batch {args.batch}, "
+          f"median of {args.rounds} round(s):")
+    print(f"  imgcls train : {a:6.1f} img/s in the epoch ({wall:.0f} s wall for the whole command: start, scan, "
+          f"epoch, validation, report)")
+    print(f"  course loop  : {c:6.1f} img/s")
+    print(f"imgcls train vs course loop: {a / c:.2f}x")
+    return a, c
+
+
+# -- the table ---------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="resnet18,resnet34,mobilenet_v2,efficientnet_lite0",
+                   help="comma-separated registered models")
+    p.add_argument("--sizes", default="112,224", help="comma-separated input sizes")
+    p.add_argument("--batch", type=int, default=32, help="images per step")
+    p.add_argument("--steps", type=int, default=8, help="timed steps per measurement (after 2 warm-up steps)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
+    p.add_argument("--variants", default=",".join(STEP_VARIANTS), help="comma-separated subset of " + ", ".join(STEP_VARIANTS))
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="flower_photos (fed variants and end to end)")
+    p.add_argument("--e2e", action=argparse.BooleanOptionalAction, default=True, help="also the end-to-end epoch")
+    p.add_argument("--e2e-images", type=int, default=320, help="train photos of the end-to-end epoch")
+    p.add_argument("--model-e2e", default="resnet18", help="model of the end-to-end epoch")
+    p.add_argument("--size-e2e", type=int, default=224, help="input size of the end-to-end epoch")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: resnet18 at 64 and 224 px, batch 8, 2 steps, 1 round, no compile, 40 photos")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--course", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    p.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--variant", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        return _child(args)
+    if args.course:
+        return _course_child(args)
+    if args.quick:
+        args.models, args.sizes, args.batch, args.steps, args.rounds = "resnet18", "64,224", 8, 2, 1
+        args.variants = ",".join(v for v in STEP_VARIANTS if v != "+compile")
+        args.e2e_images = 40
+    models, sizes = args.models.split(","), [int(s) for s in args.sizes.split(",")]
+    variants = [v for v in args.variants.split(",") if args.data.is_dir() or "fed" not in v]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(f"{cores} core(s), torch threads default, batch {args.batch}, {args.steps} timed steps, {args.rounds} "
+          f"round(s); variants: {', '.join(variants)}")
+    results: dict[tuple[str, int, str], list[dict]] = {}
+    for r in range(args.rounds):
+        for model in models:
+            for size in sizes:
+                for variant in variants:
+                    out = _run_child(model, size, variant, args)
+                    if out is not None:
+                        results.setdefault((model, size, variant), []).append(out)
+        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    head = f"{'model':<20}{'px':>5}" + "".join(f"{v:>15}" for v in variants) + f"{'compile s':>11}"
+    print("\nimages/s (speed-up against plain)\n" + head)
+    for model in models:
+        for size in sizes:
+            base = _median(results, model, size, "plain")
+            cells = []
+            for v in variants:
+                m = _median(results, model, size, v)
+                ratio = f" {m / base:.2f}x" if m is not None and base else ""
+                cells.append(f"{'-' if m is None else f'{m:.1f}{ratio}':>15}")
+            comp = results.get((model, size, "+compile"))
+            comp_s = f"{statistics.median(o['first_step_s'] for o in comp):11.0f}" if comp else f"{'-':>11}"
+            print(f"{model:<20}{size:>5}" + "".join(cells) + comp_s)
+    e2e = end_to_end(args) if args.e2e else None
+    headline = "imgcls+fed" if "imgcls+fed" in variants else "imgcls"
+    key = ("resnet18", 224)
+    plain, ours = _median(results, *key, "plain"), _median(results, *key, headline)
+    if plain and ours:
+        print(f"(headline: {headline} against plain, resnet18 at 224, batch {args.batch}"
+              + (f"; end to end {e2e[0] / e2e[1]:.2f}x" if e2e else "") + ")")
+        print(f"imgcls vs plain loop: {ours / plain:.2f}x")
+
+
+def _median(results: dict, model: str, size: int, variant: str) -> float | None:
+    runs = results.get((model, size, variant))
+    return statistics.median(o["img_s"] for o in runs) if runs else None
+
+
+if __name__ == "__main__":
+    main()
