@@ -216,8 +216,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from imgcls.reports import skipped_line
 
     opts = _options(args, PredictOptions)
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=opts.device, batch_size=opts.batch_size,
-                                          draft=opts.draft)
+    predictor = Predictor.load(args.checkpoint, device=opts.device, batch_size=opts.batch_size, draft=opts.draft)
     n_classes = len(predictor.classes)
     if args.topk > n_classes:
         print(f"imgcls: --topk {args.topk} > {n_classes} classes; showing {n_classes}", file=sys.stderr)
@@ -231,6 +230,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         print(f"imgcls: {len(bad)} of {len(preds)} file(s) could not be read; --skip-bad leaves them out",
               file=sys.stderr)
         return 1
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import dataclasses as dc
+
+    from imgcls.export import ExportOptions, export_onnx
+
+    _setup_logging()
+    print(export_onnx(args.source, **dc.asdict(_options(args, ExportOptions))).to_text())
     return 0
 
 
@@ -266,8 +275,13 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+MODEL_SOURCE_HELP = ("a checkpoint written by `imgcls train` (best.ckpt), a file written by `imgcls export` "
+                     "(model.onnx, run by ONNX Runtime) or a weights name (efficientnet_lite0.in1k: ImageNet classes)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from imgcls.engine.config import SECTIONS
+    from imgcls.export.options import ExportOptions
     from imgcls.inference.options import EvalOptions, PredictOptions
 
     parser = argparse.ArgumentParser(prog="imgcls", description=__doc__.splitlines()[0])
@@ -336,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="top-1 (top-5 with more than 5 classes), per-class P/R/F1, confusion matrix "
                                     "and worst mistakes of a checkpoint",
                        description="exit code: 0 done, 2 unusable input (an unreadable image without --skip-bad)")
-    p.add_argument("checkpoint", help="a checkpoint written by `imgcls train` (best.ckpt, last.ckpt)")
+    p.add_argument("checkpoint", help=MODEL_SOURCE_HELP)
     p.add_argument("data", help="class-per-folder set, a split folder (its val/ part) or split.json")
     add_option_flags(p, EvalOptions)
     p.set_defaults(func=_cmd_eval)
@@ -344,13 +358,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="top-k classes of images, folders or globs",
                        description="exit code: 0 every file predicted (or skipped with --skip-bad), "
                                    "1 some files unreadable, 2 unusable input")
-    p.add_argument("checkpoint", help="a checkpoint written by `imgcls train` (best.ckpt, last.ckpt)")
+    p.add_argument("checkpoint", help=MODEL_SOURCE_HELP)
     p.add_argument("inputs", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or globs")
     add_option_flags(p, PredictOptions)
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="one JSON list: path, error, top (label, index, prob)")
     out.add_argument("--csv", action="store_true", help="CSV rows: path, rank, label, prob, error")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("export", help="a checkpoint or weights name as one ONNX file (fp32 or static int8), "
+                                      "verified against PyTorch on real photos",
+                       description="The file holds its class names and preprocessing: `imgcls predict model.onnx` "
+                                   "and `imgcls eval model.onnx DATA` run it with ONNX Runtime. Needs "
+                                   "pip install 'imgcls[export]'.")
+    p.add_argument("source", help="a checkpoint written by `imgcls train` or a weights name (efficientnet_lite0.in1k)")
+    add_option_flags(p, ExportOptions)
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("demo", help="transfer learning on the bundled flower photos (EfficientNet-Lite0 ImageNet "
                                     "weights, a new head), evaluate, predict (offline)")

@@ -63,3 +63,19 @@ def run_model(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tens
     if not outs:
         return torch.empty(0, 0), torch.empty(0, dtype=torch.long)
     return torch.cat(outs), torch.cat(targets)
+
+
+class TorchRunner:
+    """A model as a runner: normalised float NCHW batch on `device` -> logits [N, C] float on the CPU.
+
+    The seam between what prepares images (Predictor, eval) and what computes logits: a PyTorch model
+    here, an ONNX Runtime session in imgcls.export.OrtRunner; both take and give the same tensors.
+    """
+
+    backend = "pytorch"
+
+    def __init__(self, model: nn.Module, device: torch.device, *, amp_dtype: torch.dtype | None = None) -> None:
+        self.model, self.device, self.amp_dtype = model.to(device).eval(), device, amp_dtype
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return run_model(self.model, [(x, torch.zeros(len(x), dtype=torch.long))], amp_dtype=self.amp_dtype)[0]

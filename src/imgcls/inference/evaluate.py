@@ -1,4 +1,4 @@
-"""`imgcls eval`: a checkpoint on a labelled folder — top-1 (and top-5 with more than 5 classes),
+"""`imgcls eval`: a checkpoint, weights name or exported .onnx file on a labelled folder — top-1 (and top-5 with more than 5 classes),
 per-class P/R/F1, confusion matrix (PNG + CSV) and the most confidently wrong images."""
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
              workers: int | None = None, device: str = "auto", out_dir: str | Path | None = None,
              n_wrong: int = 10, progress: bool = True, draft: bool = False,
              skip_bad: bool = False) -> tuple[ClassificationReport, Path]:
-    """Evaluate `checkpoint` on `data` (a class-per-folder tree, or `part` of a split) and save the report.
+    """Evaluate `checkpoint` (a checkpoint, a weights name or an exported .onnx file) on `data` (a class-per-folder tree, or `part` of a split) and save the report.
 
     The data's classes must be the checkpoint's, by name and order; the report goes to `out_dir`
     (default: beside the checkpoint, `eval-<data folder name>/`). JPEGs decode at full size, exactly as
@@ -27,7 +27,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
     Every image is decoded once before any work: an unreadable one is a DataError listing them all,
     or, with `skip_bad`, is left out and named in the report's `skipped`.
     """
-    predictor = Predictor.from_checkpoint(checkpoint, device=device, batch_size=batch_size, workers=workers,
+    predictor = Predictor.load(checkpoint, device=device, batch_size=batch_size, workers=workers,
                                           draft=draft)
     if part is None and Path(data).is_dir() and (Path(data) / "val").is_dir() and not (Path(data) / "train").is_dir():
         part = "val"

