@@ -205,7 +205,7 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
             final, method, agreement, per_method, extra = quantize_best(
                 fp32, runner, calib_paths, agree_paths, pre, out=out, methods=methods,
                 metadata=encode_metadata(precision="int8", **metadata), threads=threads)
-            temps += extra
+            temps += [*extra, final]  # final is renamed away below unless a check refuses it
             result.precision, result.method, result.agreement = "int8", method, agreement
             result.method_agreement = per_method
             if agreement < min_agreement:

@@ -8,6 +8,8 @@ agrees best with the fp32 model on validation images is kept.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,9 @@ def quantize_best(fp32: Path, fp32_runner: OrtRunner, calib_paths: list[Path], a
     """(int8 file, method, top-1 agreement with fp32, agreement per method, temporary files to remove)."""
     ort_quant = require("onnxruntime.quantization")
     onnx = require("onnx")
-    calib = [b for b, _ in uint8_batches(calib_paths, pre, batch_size=16)]
+    # one image per calibration run: ONNX Runtime's histogram calibrators (percentile, entropy) cannot
+    # stack batches of different sizes
+    calib = [b for b, _ in uint8_batches(calib_paths, pre, batch_size=1)]
     if not calib:
         raise DataError("no readable calibration image")
     agree = [b for b, _ in uint8_batches(agree_paths, pre, batch_size=32)]
@@ -67,8 +71,8 @@ def quantize_best(fp32: Path, fp32_runner: OrtRunner, calib_paths: list[Path], a
     for m in methods:
         q = _temp_path(out, f"int8-{m}")
         temps.append(q)
-        try:
-            with _quiet_exporter():
+        try:  # the histogram calibrators print their progress to stdout, where predictions go
+            with _quiet_exporter(), contextlib.redirect_stdout(io.StringIO()):
                 ort_quant.quantize_static(str(prepared), str(q), Reader(), quant_format=ort_quant.QuantFormat.QDQ,
                                           per_channel=True, weight_type=ort_quant.QuantType.QInt8,
                                           activation_type=ort_quant.QuantType.QUInt8,
