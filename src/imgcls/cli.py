@@ -216,7 +216,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from imgcls.reports import skipped_line
 
     opts = _options(args, PredictOptions)
-    predictor = Predictor.load(args.checkpoint, device=opts.device, batch_size=opts.batch_size, draft=opts.draft)
+    predictor = Predictor.load(args.checkpoint, device=opts.device, batch_size=opts.batch_size, draft=opts.draft,
+                               threads=opts.threads)
     n_classes = len(predictor.classes)
     if args.topk > n_classes:
         print(f"imgcls: --topk {args.topk} > {n_classes} classes; showing {n_classes}", file=sys.stderr)

@@ -180,7 +180,7 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
     calib_dir, val_part = split_parts(calib) if calib else (None, None)
     calib_paths = image_files(calib_dir, limit=calib_images, what="calibration images") if calib_dir else []
     check_paths, checked_on = _check_images(val, calib, check_images)
-    name = Path(source).stem if Path(source).suffix else str(source)
+    name = Path(source).stem if Path(source).is_file() else str(source)  # a weights name keeps its tag
     out = check_output(output or f"{name}{'.int8' if int8 else ''}.onnx", source)
 
     model, info = load_source(source)

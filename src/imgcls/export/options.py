@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imgcls.options import option
+from imgcls.options import option, threads_option
 
 CALIB_METHODS = ("minmax", "percentile", "entropy")
 
@@ -25,4 +25,4 @@ class ExportOptions:
                                         "than this fraction of the validation images", ge=0, le=1)
     calib_methods: str = option("minmax,percentile", "calibration methods to try, comma-separated (minmax, "
                                                      "percentile, entropy); the best agreeing one is kept")
-    threads: int | None = option(None, "ONNX Runtime threads (default: as many as torch uses)", ge=1)
+    threads: int | None = threads_option()

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = None, batch_size: int = 64,
              workers: int | None = None, device: str = "auto", out_dir: str | Path | None = None,
              n_wrong: int = 10, progress: bool = True, draft: bool = False,
-             skip_bad: bool = False) -> tuple[ClassificationReport, Path]:
+             skip_bad: bool = False, threads: int | None = None) -> tuple[ClassificationReport, Path]:
     """Evaluate `checkpoint` (a checkpoint, a weights name or an exported .onnx file) on `data` (a class-per-folder tree, or `part` of a split) and save the report.
 
     The data's classes must be the checkpoint's, by name and order; the report goes to `out_dir`
@@ -27,8 +27,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
     Every image is decoded once before any work: an unreadable one is a DataError listing them all,
     or, with `skip_bad`, is left out and named in the report's `skipped`.
     """
-    predictor = Predictor.load(checkpoint, device=device, batch_size=batch_size, workers=workers,
-                                          draft=draft)
+    predictor = Predictor.load(checkpoint, device=device, batch_size=batch_size, workers=workers, draft=draft,
+                               threads=threads)
     if part is None and Path(data).is_dir() and (Path(data) / "val").is_dir() and not (Path(data) / "train").is_dir():
         part = "val"
     ds = open_dataset(data, part, transform=predictor.transform, min_side=predictor.min_side)

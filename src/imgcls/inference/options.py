@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imgcls.options import device_option, draft_option, option, workers_option
+from imgcls.options import device_option, draft_option, option, threads_option, workers_option
 
 
 @dataclass
@@ -20,6 +20,7 @@ class EvalOptions:
     draft: bool = draft_option()
     skip_bad: bool = option(False, "leave unreadable images out (the report names them) instead of stopping "
                                    "before any work")
+    threads: int | None = threads_option()
 
 
 @dataclass
@@ -30,3 +31,4 @@ class PredictOptions:
     draft: bool = draft_option()
     skip_bad: bool = option(False, "leave unreadable files out of the output (a count on stderr, exit 0) instead "
                                    "of an error line each and exit 1")
+    threads: int | None = threads_option()
