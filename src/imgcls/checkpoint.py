@@ -196,8 +196,8 @@ def load_source(source: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     network: imgcls.export reads it."""
     kind = source_kind(source)
     if kind == "onnx":
-        raise CheckpointError(f"{source}: an exported ONNX file, not a checkpoint or weights name; "
-                              "predict and eval take it as it is")
+        raise CheckpointError(f"{source}: an exported ONNX file, not a checkpoint or weights name; export "
+                              "from the checkpoint it came from (predict and eval take the .onnx as it is)")
     if kind == "checkpoint":
         model, state = load_model(source)
         return model.eval(), {"arch": state["arch"], "classes": list(state["classes"]),

@@ -16,6 +16,7 @@ from imgcls.checkpoint import load_model  # noqa: E402
 from imgcls.errors import ExportError  # noqa: E402
 from imgcls.export import OrtRunner, export_onnx  # noqa: E402
 from imgcls.export.images import bundled_photos, float_batches, image_files  # noqa: E402
+from imgcls.export.onnx import verify_fp32  # noqa: E402
 from imgcls.inference import Predictor, evaluate  # noqa: E402
 from tests.conftest import error_line, run_cli, train_tiny  # noqa: E402
 
@@ -94,12 +95,14 @@ def test_int8_is_calibrated_checked_and_refused_below_the_threshold(trained, tmp
     assert not poor.exists() and not list(tmp_path.glob(".*.tmp"))
 
 
-def test_a_failed_verification_writes_nothing(trained, tmp_path):
-    _, ckpt = trained
-    out = tmp_path / "strict.onnx"
-    with pytest.raises(ExportError, match="ONNX Runtime disagrees with PyTorch.*nothing was written"):
-        export_onnx(ckpt, out, tolerance=1e-30, check_images=4)
-    assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
+def test_verification_fails_loudly_above_the_tolerance(trained, exported):
+    data, ckpt = trained
+    model, state = load_model(ckpt)
+    paths = image_files(data, limit=4)
+    diff, rel, n = verify_fp32(model.eval(), OrtRunner(exported.path), paths, state["preprocessing"], tolerance=1e-4)
+    assert n == 4 and 0 <= rel <= 1e-4 and diff >= 0
+    with pytest.raises(ExportError, match=r"ONNX Runtime disagrees with PyTorch: .* > tolerance 1e-30\) on 4 images"):
+        verify_fp32(model, OrtRunner(exported.path), paths, state["preprocessing"], tolerance=1e-30)
 
 
 def test_bad_inputs_are_one_line_exit_2(trained, exported, tmp_path, capsys):
@@ -124,6 +127,7 @@ def test_bad_inputs_are_one_line_exit_2(trained, exported, tmp_path, capsys):
          "empty: has no images"),
         (["export", ckpt, "-o", tmp_path / "q.onnx", "--int8"], "--int8 needs --calib DATA"),
         (["export", ckpt, "-o", ckpt], "name the output file .onnx"),
+        (["export", exported.path, "-o", tmp_path / "a.onnx"], "an exported ONNX file, not a checkpoint or weights name"),
         (["export", ckpt, "-o", tmp_path / "q.onnx", "--int8", "--calib", data, "--calib-methods", "median"],
          "--calib-methods median: use one or more of minmax, percentile, entropy"),
     ]
