@@ -205,7 +205,8 @@ def load_source(source: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     from imgcls.weights import get_weight_spec, load_strict, read_state_dict, resolve_weights, spec_categories
 
     spec = get_weight_spec(str(source))
-    arch = {"model": spec.arch, "num_classes": spec.num_classes, "model_kwargs": {}, "weights": spec.name}
+    arch = {"model": spec.arch, "num_classes": spec.num_classes, "model_kwargs": dict(spec.model_kwargs),
+            "weights": spec.name}
     model = build_model(arch)
     state, _ = read_state_dict(resolve_weights(spec))
     load_strict(model, state, source=spec.name, target=describe_arch(arch))

