@@ -127,7 +127,8 @@ def test_bad_inputs_are_one_line_exit_2(trained, exported, tmp_path, capsys):
          "empty: has no images"),
         (["export", ckpt, "-o", tmp_path / "q.onnx", "--int8"], "--int8 needs --calib DATA"),
         (["export", ckpt, "-o", ckpt], "name the output file .onnx"),
-        (["export", exported.path, "-o", tmp_path / "a.onnx"], "an exported ONNX file, not a checkpoint or weights name"),
+        (["export", exported.path, "-o", tmp_path / "a.onnx"],
+         "an exported ONNX file, not a checkpoint or weights name"),
         (["export", ckpt, "-o", tmp_path / "q.onnx", "--int8", "--calib", data, "--calib-methods", "median"],
          "--calib-methods median: use one or more of minmax, percentile, entropy"),
     ]

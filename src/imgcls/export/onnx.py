@@ -157,7 +157,8 @@ def verify_fp32(model: torch.nn.Module, runner: OrtRunner, paths: list[Path], pr
 def export_onnx(source: str | Path, output: str | Path | None = None, *, tolerance: float = 1e-4,
                 check_images: int = 32, val: str | Path | None = None, int8: bool = False,
                 calib: str | Path | None = None, calib_images: int = 256, min_agreement: float = 0.98,
-                calib_methods: str | tuple[str, ...] = ("minmax", "percentile"), threads: int | None = None) -> ExportResult:
+                calib_methods: str | tuple[str, ...] = ("minmax", "percentile"),
+                threads: int | None = None) -> ExportResult:
     """Export `source` (a checkpoint or a weights name) to `output` (default: `<source name>.onnx`, with
     `int8` `<source name>.int8.onnx`), verified on `check_images` real photos (from `val`, else the
     calibration data's val/ part, else the bundled ones) against PyTorch.

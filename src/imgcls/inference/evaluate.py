@@ -1,5 +1,5 @@
-"""`imgcls eval`: a checkpoint, weights name or exported .onnx file on a labelled folder — top-1 (and top-5 with more than 5 classes),
-per-class P/R/F1, confusion matrix (PNG + CSV) and the most confidently wrong images."""
+"""`imgcls eval`: a checkpoint, weights name or exported .onnx file on a labelled folder — top-1 (and
+top-5 with more than 5 classes), per-class P/R/F1, confusion matrix (PNG + CSV) and the most confidently wrong images."""
 from __future__ import annotations
 
 import logging
@@ -19,7 +19,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
              workers: int | None = None, device: str = "auto", out_dir: str | Path | None = None,
              n_wrong: int = 10, progress: bool = True, draft: bool = False,
              skip_bad: bool = False, threads: int | None = None) -> tuple[ClassificationReport, Path]:
-    """Evaluate `checkpoint` (a checkpoint, a weights name or an exported .onnx file) on `data` (a class-per-folder tree, or `part` of a split) and save the report.
+    """Evaluate `checkpoint` (a checkpoint, a weights name or an exported .onnx file) on `data` (a
+    class-per-folder tree, or `part` of a split) and save the report.
 
     The data's classes must be the checkpoint's, by name and order; the report goes to `out_dir`
     (default: beside the checkpoint, `eval-<data folder name>/`). JPEGs decode at full size, exactly as
