@@ -16,7 +16,8 @@ LAYERS = {
     "engine": 3, "inference": 3, "export": 3, "reports": 3, "demo": 3,
     "serve": 4, "cli": 4, "__main__": 4,
 }
-NEVER = {"inference": {"engine"}, "export": {"engine"}, "serve": {"engine", "reports", "demo", "cli"},
+# export/ may be used by inference/ (the ONNX Runtime runner for .onnx files), so it never imports inference/
+NEVER = {"inference": {"engine"}, "export": {"engine", "inference"}, "serve": {"engine", "reports", "demo", "cli"},
          "reports": {"engine", "inference"}}
 
 

@@ -1,11 +1,11 @@
 """imgcls: image classifiers from the classic CNN papers, with transfer learning as the everyday job."""
-from imgcls.errors import CheckpointError, ConfigError, DataError, ImgclsError, WeightsError
+from imgcls.errors import CheckpointError, ConfigError, DataError, ExportError, ImgclsError, WeightsError
 from imgcls.models import list_models, register_model
 from imgcls.weights import create_model_with_weights as create_model
 
 __version__ = "0.1.0"
 __all__ = ["create_model", "list_models", "register_model", "ImgclsError", "ConfigError", "DataError",
-           "WeightsError", "CheckpointError", "__version__", "train", "Config", "Predictor"]
+           "WeightsError", "CheckpointError", "ExportError", "__version__", "train", "Config", "Predictor"]
 
 _LAZY = {"train": "imgcls.engine", "Config": "imgcls.engine", "Predictor": "imgcls.inference"}
 

@@ -159,3 +159,57 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     except WeightsError as e:
         raise CheckpointError(str(e)) from None
     return model, state
+
+
+ONNX_SUFFIX = ".onnx"
+_MODEL_FILE_SUFFIXES = (".ckpt", ".pth", ".pt", ".bin", ".safetensors", ONNX_SUFFIX)
+
+
+def source_kind(source: str | Path) -> str:
+    """What a model source is: "checkpoint" (an imgcls checkpoint file), "onnx" (an exported file) or
+    "weights" (a registry name such as efficientnet_lite0.in1k). The file decides, not its name: a
+    PyTorch file (a zip archive or a pickle) is a checkpoint whatever it is called, any other file
+    named .onnx is read as ONNX. A missing file or an unknown name is a one-line error naming both."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        raise CheckpointError(f"{source}: is a folder; pass a checkpoint (e.g. runs/exp1/best.ckpt), an exported "
+                              ".onnx file or a weights name")
+    if path.is_file():
+        with open(path, "rb") as f:
+            head = f.read(4)
+        torch_file = head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+        return "onnx" if path.suffix.lower() == ONNX_SUFFIX and not torch_file else "checkpoint"
+    if isinstance(source, Path) or path.suffix.lower() in _MODEL_FILE_SUFFIXES or "/" in str(source):
+        raise CheckpointError(f"{source}: no such checkpoint or ONNX file")
+    from imgcls.weights import get_weight_spec
+
+    try:
+        get_weight_spec(str(source))
+    except WeightsError as e:
+        raise CheckpointError(f"{source}: no such checkpoint or ONNX file, and {e}") from None
+    return "weights"
+
+
+def load_source(source: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """(network in eval mode, description) of a checkpoint or a registry weights name: the description
+    holds `arch`, `classes` and `preprocessing` as a checkpoint does (a weights name: its model with
+    the 1000 ImageNet classes and the spec's preprocessing) and `source`. An .onnx file is not a
+    network: imgcls.export reads it."""
+    kind = source_kind(source)
+    if kind == "onnx":
+        raise CheckpointError(f"{source}: an exported ONNX file, not a checkpoint or weights name; export "
+                              "from the checkpoint it came from (predict and eval take the .onnx as it is)")
+    if kind == "checkpoint":
+        model, state = load_model(source)
+        return model.eval(), {"arch": state["arch"], "classes": list(state["classes"]),
+                              "preprocessing": dict(state["preprocessing"]), "source": str(source)}
+    from imgcls.weights import get_weight_spec, load_strict, read_state_dict, resolve_weights, spec_categories
+
+    spec = get_weight_spec(str(source))
+    arch = {"model": spec.arch, "num_classes": spec.num_classes, "model_kwargs": dict(spec.model_kwargs),
+            "weights": spec.name}
+    model = build_model(arch)
+    state, _ = read_state_dict(resolve_weights(spec))
+    load_strict(model, state, source=spec.name, target=describe_arch(arch))
+    return model.eval(), {"arch": arch, "classes": spec_categories(spec), "preprocessing": dict(spec.preprocessing),
+                          "source": spec.name}

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from imgcls import __version__
-from imgcls.errors import ImgclsError
+from imgcls.errors import ConfigError, ImgclsError
 
 
 def at_least(minimum: int):
@@ -222,8 +222,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from imgcls.reports import skipped_line
 
     opts = _options(args, PredictOptions)
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=opts.device, batch_size=opts.batch_size,
-                                          draft=opts.draft)
+    predictor = Predictor.load(args.checkpoint, device=opts.device, batch_size=opts.batch_size, draft=opts.draft,
+                               threads=opts.threads)
     n_classes = len(predictor.classes)
     if args.topk > n_classes:
         print(f"imgcls: --topk {args.topk} > {n_classes} classes; showing {n_classes}", file=sys.stderr)
@@ -248,7 +248,10 @@ def _cmd_cam(args: argparse.Namespace) -> int:
     from imgcls.inference.cam import Explainer, write_cams
 
     opts = _options(args, CamOptions)
-    explainer = Explainer(Predictor.from_checkpoint(args.checkpoint, device=opts.device), layer=opts.layer)
+    if not opts.out_dir and not Path(args.checkpoint).is_file():
+        raise ConfigError(f"{args.checkpoint} is not a file, so there is no folder beside it for the overlays; "
+                          "name one with -o DIR")
+    explainer = Explainer(Predictor.load(args.checkpoint, device=opts.device), layer=opts.layer)
     out = Path(opts.out_dir) if opts.out_dir else Path(args.checkpoint).parent / "cam"
     bad = 0
     for result, png in write_cams(explainer, args.inputs, out, target=opts.target, topk=opts.topk, npy=opts.save_npy):
@@ -269,6 +272,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from imgcls.serve.app import serve
 
     return serve(args.checkpoint, _options(args, ServeOptions))
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import dataclasses as dc
+
+    from imgcls.export import ExportOptions, export_onnx
+
+    _setup_logging()
+    print(export_onnx(args.source, **dc.asdict(_options(args, ExportOptions))).to_text())
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -305,8 +318,13 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+MODEL_SOURCE_HELP = ("a checkpoint written by `imgcls train` (best.ckpt), a file written by `imgcls export` "
+                     "(model.onnx, run by ONNX Runtime) or a weights name (efficientnet_lite0.in1k: ImageNet classes)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from imgcls.engine.config import SECTIONS
+    from imgcls.export.options import ExportOptions
     from imgcls.inference.options import CamOptions, EvalOptions, PredictOptions
     from imgcls.serve.options import ServeOptions
 
@@ -376,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="top-1 (top-5 with more than 5 classes), per-class P/R/F1, confusion matrix "
                                     "and worst mistakes of a checkpoint",
                        description="exit code: 0 done, 2 unusable input (an unreadable image without --skip-bad)")
-    p.add_argument("checkpoint", help="a checkpoint written by `imgcls train` (best.ckpt, last.ckpt)")
+    p.add_argument("checkpoint", help=MODEL_SOURCE_HELP)
     p.add_argument("data", help="class-per-folder set, a split folder (its val/ part) or split.json")
     add_option_flags(p, EvalOptions)
     p.set_defaults(func=_cmd_eval)
@@ -384,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="top-k classes of images, folders or globs",
                        description="exit code: 0 every file predicted (or skipped with --skip-bad), "
                                    "1 some files unreadable, 2 unusable input")
-    p.add_argument("checkpoint", help="a checkpoint written by `imgcls train` (best.ckpt, last.ckpt)")
+    p.add_argument("checkpoint", help=MODEL_SOURCE_HELP)
     p.add_argument("inputs", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or globs")
     add_option_flags(p, PredictOptions)
     out = p.add_mutually_exclusive_group()
@@ -396,7 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Writes DIR/<image>.cam.png: the centre crop the model sees, the heatmap over "
                                    "it and a caption (predicted class and probability). exit code: 0 done, "
                                    "1 some files unreadable, 2 unusable input")
-    p.add_argument("checkpoint", help="a checkpoint written by `imgcls train` (best.ckpt, last.ckpt)")
+    p.add_argument("checkpoint", metavar="MODEL", help="a checkpoint written by `imgcls train` (best.ckpt, "
+                   "last.ckpt) or a weights name (efficientnet_lite0.in1k)")
     p.add_argument("inputs", nargs="+", metavar="IMAGES", help="image files, folders (searched recursively) or globs")
     add_option_flags(p, CamOptions)
     p.set_defaults(func=_cmd_cam)
@@ -405,9 +424,19 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Serves the page at http://HOST:PORT/ and POST /predict, GET /model, GET /healthz "
                                    "(schema at /openapi.json) until Ctrl-C. Needs the serve extra: "
                                    "pip install 'imgcls[serve]'")
-    p.add_argument("checkpoint", metavar="MODEL", help="a checkpoint written by `imgcls train` (best.ckpt, last.ckpt)")
+    p.add_argument("checkpoint", metavar="MODEL", help="a checkpoint written by `imgcls train` (best.ckpt, last.ckpt), "
+                   "a weights name (efficientnet_lite0.in1k) or an exported .onnx file (no Grad-CAM)")
     add_option_flags(p, ServeOptions)
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("export", help="a checkpoint or weights name as one ONNX file (fp32 or static int8), "
+                                      "verified against PyTorch on real photos",
+                       description="The file holds its class names and preprocessing: `imgcls predict model.onnx` "
+                                   "and `imgcls eval model.onnx DATA` run it with ONNX Runtime. Needs "
+                                   "pip install 'imgcls[export]'.")
+    p.add_argument("source", help="a checkpoint written by `imgcls train` or a weights name (efficientnet_lite0.in1k)")
+    add_option_flags(p, ExportOptions)
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("demo", help="transfer learning on the bundled flower photos (EfficientNet-Lite0 ImageNet "
                                     "weights, a new head), evaluate, predict (offline)")

@@ -33,5 +33,9 @@ class CheckpointError(ImgclsError):
     """A checkpoint that is missing, corrupt, or for another model."""
 
 
+class ExportError(ImgclsError):
+    """An export that failed its check: ONNX Runtime disagrees with PyTorch, or int8 with fp32."""
+
+
 class TrainingError(ImgclsError):
     """A run that cannot go on: the loss became NaN or infinite."""

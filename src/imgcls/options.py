@@ -6,8 +6,8 @@ and its allowed range, so the CLI, a config file and the Python API are checked 
 Metadata keys: `help`; `ge`/`gt`/`le`/`lt` bounds; `choices`; `nargs` + `type` for a fixed-length
 list; `cli` ("positional", "model_kw") for a flag of another shape; `flag` for a flag whose name is
 not the field's (`--output` for `out_dir`), `short` for a one-letter alias, `metavar` for the
-value's name in the usage. Options that several
-commands share are defined once below (`draft_option`, `device_option`, `workers_option`).
+value's name in the usage. Options that several commands share are defined once below (`draft_option`,
+`device_option`, `workers_option`, `threads_option`).
 """
 from __future__ import annotations
 
@@ -39,6 +39,10 @@ def device_option() -> Any:
 
 def workers_option() -> Any:
     return option(None, "data-loading worker processes (default: one per core, at most 8; 0 = none)", ge=0)
+
+
+def threads_option() -> Any:
+    return option(None, "ONNX Runtime threads for an .onnx model (default: as many as torch uses)", ge=1)
 
 
 def option_fields(klass: type) -> list[tuple[dataclasses.Field, Any]]:

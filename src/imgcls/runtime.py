@@ -93,3 +93,19 @@ def keep_freed_memory(*, trim_threshold: int = 1 << 30) -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, min(trim_threshold, 2**31 - 1)))
+
+
+class TorchRunner:
+    """A model as a runner: normalised float NCHW batch on `device` -> logits [N, C] float on the CPU.
+
+    The seam between what prepares images (Predictor, eval) and what computes logits: a PyTorch model
+    here, an ONNX Runtime session in imgcls.export.OrtRunner; both take and give the same tensors.
+    """
+
+    backend = "pytorch"
+
+    def __init__(self, model: nn.Module, device: torch.device, *, amp_dtype: torch.dtype | None = None) -> None:
+        self.model, self.device, self.amp_dtype = model.to(device).eval(), device, amp_dtype
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return run_model(self.model, [(x, torch.zeros(len(x), dtype=torch.long))], amp_dtype=self.amp_dtype)[0]

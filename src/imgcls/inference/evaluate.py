@@ -1,5 +1,5 @@
-"""`imgcls eval`: a checkpoint on a labelled folder — top-1 (and top-5 with more than 5 classes),
-per-class P/R/F1, confusion matrix (PNG + CSV) and the most confidently wrong images."""
+"""`imgcls eval`: a checkpoint, weights name or exported .onnx file on a labelled folder — top-1 (and
+top-5 with more than 5 classes), per-class P/R/F1, confusion matrix (PNG + CSV) and the most confidently wrong images."""
 from __future__ import annotations
 
 import logging
@@ -18,8 +18,10 @@ log = logging.getLogger(__name__)
 def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = None, batch_size: int = 64,
              workers: int | None = None, device: str = "auto", out_dir: str | Path | None = None,
              n_wrong: int = 10, progress: bool = True, draft: bool = False,
-             skip_bad: bool = False, cam: int = 0) -> tuple[ClassificationReport, Path]:
-    """Evaluate `checkpoint` on `data` (a class-per-folder tree, or `part` of a split) and save the report.
+             skip_bad: bool = False, threads: int | None = None, cam: int = 0
+             ) -> tuple[ClassificationReport, Path]:
+    """Evaluate `checkpoint` (a checkpoint, a weights name or an exported .onnx file) on `data` (a
+    class-per-folder tree, or `part` of a split) and save the report.
 
     The data's classes must be the checkpoint's, by name and order; the report goes to `out_dir`
     (default: beside the checkpoint, `eval-<data folder name>/`). JPEGs decode at full size, exactly as
@@ -28,8 +30,11 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
     or, with `skip_bad`, is left out and named in the report's `skipped`. `cam=K` adds `wrong_cam.png`: the
     Grad-CAM overlays of the K most confidently wrong images (of the class each was mistaken for).
     """
-    predictor = Predictor.from_checkpoint(checkpoint, device=device, batch_size=batch_size, workers=workers,
-                                          draft=draft)
+    predictor = Predictor.load(checkpoint, device=device, batch_size=batch_size, workers=workers, draft=draft,
+                               threads=threads)
+    if cam and predictor.model is None:
+        raise ConfigError(f"--cam needs a PyTorch model and {checkpoint} runs on {predictor.backend}; "
+                          "evaluate its checkpoint for the Grad-CAM grid")
     if part is None and Path(data).is_dir() and (Path(data) / "val").is_dir() and not (Path(data) / "train").is_dir():
         part = "val"
     ds = open_dataset(data, part, transform=predictor.transform, min_side=predictor.min_side)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imgcls.options import device_option, draft_option, option, workers_option
+from imgcls.options import device_option, draft_option, option, threads_option, workers_option
 
 
 @dataclass
@@ -22,6 +22,7 @@ class EvalOptions:
                                    "before any work")
     cam: int = option(0, "add the Grad-CAM overlays of the K most confidently wrong images to the report, as one "
                          "grid (wrong_cam.png)", ge=0, metavar="K")
+    threads: int | None = threads_option()
 
 
 @dataclass
@@ -32,6 +33,7 @@ class PredictOptions:
     draft: bool = draft_option()
     skip_bad: bool = option(False, "leave unreadable files out of the output (a count on stderr, exit 0) instead "
                                    "of an error line each and exit 1")
+    threads: int | None = threads_option()
 
 
 @dataclass

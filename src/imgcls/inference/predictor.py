@@ -1,7 +1,10 @@
-"""Predictions from a checkpoint: `Predictor.from_checkpoint(path).predict(images)`.
+"""Predictions from any model source: `Predictor.load(source).predict(images)`, where the source is a
+checkpoint, a registry weights name (efficientnet_lite0.in1k: the 1000 ImageNet classes) or a file
+written by `imgcls export` (run by ONNX Runtime: the backend follows the file).
 
-The checkpoint carries the architecture, the class names and the eval preprocessing, so a
-prediction needs nothing but the file. Every input gets an answer: images are batched (the last,
+Each source carries the class names and the eval preprocessing, so a prediction needs nothing but
+it. Images become normalised float NCHW batches in one code path; a runner (runtime.TorchRunner or
+export.OrtRunner) turns a batch into logits. Every input gets an answer: images are batched (the last,
 smaller batch included) and an unreadable file comes back as a `Prediction` with its `error` set
 instead of stopping the others.
 """
@@ -18,12 +21,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from imgcls.checkpoint import load_model
+from imgcls.checkpoint import load_model, load_source, source_kind
 from imgcls.data import BatchNormalizer, eval_transform, load_array, make_loader
 from imgcls.data.decode import is_image_file
 from imgcls.data.names import safe_name
 from imgcls.errors import ConfigError, DataError
-from imgcls.runtime import resolve_device, run_model
+from imgcls.runtime import TorchRunner, resolve_device
 
 
 @dataclass
@@ -115,15 +118,21 @@ def _collate(batch):
 
 
 class Predictor:
-    def __init__(self, model: nn.Module, classes: list[str], preprocessing: dict[str, Any], *,
+    def __init__(self, model: nn.Module | None, classes: list[str], preprocessing: dict[str, Any], *,
                  device: str | torch.device = "auto", batch_size: int = 32, workers: int | None = 0,
-                 draft: bool = False) -> None:
-        """JPEGs decode at full size, so the pixels are torchvision's eval pixels (EXIF orientation
-        applied); `draft=True` lets JPEG draft mode decode big ones reduced: faster, pixels differ slightly
-        (benchmarks/draft_mode.py measures both)."""
-        self.device = resolve_device(device) if isinstance(device, str) else device
+                 draft: bool = False, runner=None) -> None:
+        """A PyTorch `model`, or a `runner` (normalised float NCHW batch -> logits; then `model` is
+        None, as for an ONNX file). JPEGs decode at full size, so the pixels are torchvision's eval
+        pixels (EXIF orientation applied); `draft=True` lets JPEG draft mode decode big ones reduced:
+        faster, pixels differ slightly (benchmarks/draft_mode.py measures both)."""
         self.draft = draft
-        self.model = model.to(self.device).eval()
+        if runner is None:
+            device = resolve_device(device) if isinstance(device, str) else device
+            runner = TorchRunner(model, device)
+            model = runner.model
+        self.runner = runner
+        self.device = runner.device
+        self.model = model
         self.classes = list(classes)
         self.preprocessing = dict(preprocessing)
         self.batch_size = batch_size
@@ -134,9 +143,30 @@ class Predictor:
         self._local = threading.local()  # one normalisation buffer per thread: `imgcls serve` predicts from a pool
 
     @property
+    def backend(self) -> str:
+        """"pytorch" or "onnxruntime"."""
+        return self.runner.backend
+
+    @property
     def min_side(self) -> int | None:
         """What JPEG decoding may reduce to (draft mode), or None for full-size decoding."""
         return self.preprocessing["resize"] if self.draft else None
+
+    @classmethod
+    def load(cls, source: str | Path, *, threads: int | None = None, **kwargs) -> Predictor:
+        """A Predictor for a checkpoint, a registry weights name or an exported .onnx file (run by ONNX
+        Runtime with `threads` intra-op threads; its class names and preprocessing come from the file).
+        `kwargs` are the constructor's (device, batch_size, workers, draft)."""
+        if source_kind(source) == "onnx":
+            from imgcls.export.session import OrtRunner
+
+            device = kwargs.pop("device", "auto")
+            device = resolve_device(device) if isinstance(device, str) else device
+            runner = OrtRunner(source, threads=threads, device=device if device.type == "cuda" else None)
+            meta = runner.metadata
+            return cls(None, meta["classes"], meta["preprocessing"], runner=runner, **kwargs)
+        model, info = load_source(source)
+        return cls(model, info["classes"], info["preprocessing"], **kwargs)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs) -> Predictor:
@@ -151,17 +181,16 @@ class Predictor:
         return self._local.normalize(images)
 
     def _forward(self, images: torch.Tensor) -> torch.Tensor:
-        return run_model(self.model, [(self._normalized(images), torch.zeros(len(images), dtype=torch.long))])[0]
+        return self.runner(self._normalized(images))
 
     def logits_of_dataset(self, ds, *, progress: bool = False) -> torch.Tensor:
         """Logits for every item of a dataset whose items are (uint8 HWC image, target)."""
         from tqdm.auto import tqdm
 
         loader = make_loader(ds, batch_size=self.batch_size, workers=self.workers, device=self.device)
-        batches = ((self._normalized(images), targets)
-                   for images, targets in tqdm(loader, disable=not progress, desc="evaluating", leave=False))
-        logits, _ = run_model(self.model, batches)
-        return logits if len(logits) else torch.empty(0, len(self.classes))
+        logits = [self._forward(images) for images, _ in tqdm(loader, disable=not progress, desc="evaluating",
+                                                              leave=False)]
+        return torch.cat(logits) if logits else torch.empty(0, len(self.classes))
 
     def predict(self, images: list[str | Path | Image.Image] | str | Path | Image.Image, *, topk: int = 3) -> list[Prediction]:
         """Top-k labels and probabilities for each image (paths, folders, globs or PIL images); `topk`

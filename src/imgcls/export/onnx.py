@@ -1,0 +1,222 @@
+"""`imgcls export`: a checkpoint or registry weights as one self-contained ONNX file, verified against
+PyTorch on real photos before it is written, optionally quantized to static int8.
+
+Path: `torch.onnx.export(..., dynamo=True)`, the torch.export-based exporter (torch's default since
+2.9; the TorchScript one is deprecated), which needs onnxscript; opset 18, a dynamic batch axis,
+the graph optimised by onnxscript. The file holds its class names, preprocessing, architecture and
+the imgcls version as metadata (session.META_KEYS), so predicting needs only the file. It is written
+under a temporary name beside the output and renamed only once every check passed: a failed
+export leaves nothing, and an existing file is replaced only by a verified one.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from imgcls.checkpoint import describe_arch, load_source
+from imgcls.data import safe_name
+from imgcls.errors import ConfigError, ExportError, summary_of
+from imgcls.export.options import CALIB_METHODS
+from imgcls.export.images import bundled_photos, float_batches, image_files, split_parts
+from imgcls.export.session import OrtRunner, encode_metadata, require
+
+log = logging.getLogger(__name__)
+
+OPSET = 18
+INPUT, OUTPUT = "input", "logits"
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    precision: str
+    arch: dict[str, Any]
+    checked_on: str = ""
+    n_checked: int = 0
+    max_abs_diff: float = 0.0
+    rel_diff: float = 0.0
+    agreement: float | None = None
+    method: str | None = None
+    method_agreement: dict[str, float] = field(default_factory=dict)
+    size: int = 0
+
+    def to_text(self) -> str:
+        lines = [f"verified on {self.n_checked} images from {self.checked_on}: ONNX Runtime vs PyTorch max abs "
+                 f"logit difference {self.max_abs_diff:.2e} (relative {self.rel_diff:.2e})"]
+        if self.agreement is not None:
+            tried = ", ".join(f"{m} {a:.2%}" for m, a in self.method_agreement.items())
+            lines.append(f"int8 ({self.method} calibration) agrees with fp32 on top-1 for {self.agreement:.2%} of the "
+                         f"images checked (tried: {tried})")
+        lines.append(f"wrote {safe_name(self.path)} ({self.precision}, {self.size / 2**20:.1f} MB, "
+                     f"{describe_arch(self.arch)}, opset {OPSET})")
+        return "\n".join(lines)
+
+
+def check_output(output: str | Path, source: str | Path) -> Path:
+    """The output path, refused when it could destroy something: not a .onnx name, the source itself,
+    or an existing file that is not an ONNX model (a checkpoint passed as -o by mistake)."""
+    out = Path(output)
+    if out.suffix.lower() != ".onnx":
+        raise ConfigError(f"-o {output}: name the output file .onnx (e.g. -o model.onnx)")
+    if out.is_dir():
+        raise ConfigError(f"-o {output}: is a folder; name the .onnx file to write")
+    if out.exists():
+        if Path(source).exists() and out.resolve() == Path(source).resolve():
+            raise ConfigError(f"-o {output}: is the source itself; choose another file name")
+        with open(out, "rb") as f:
+            head = f.read(4)
+        if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+            raise ConfigError(f"-o {output}: exists and is a PyTorch file, not an ONNX model; imgcls does not "
+                              "overwrite it: choose another name")
+    if not out.parent.exists():
+        raise ConfigError(f"-o {output}: folder {out.parent} does not exist")
+    return out
+
+
+@contextmanager
+def _quiet_exporter():
+    """torch.onnx logs a line per missing torchvision op and warns about deprecated pytree calls: noise
+    to a user exporting a plain CNN."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def to_onnx(model: torch.nn.Module, path: Path, *, input_size: int, metadata: dict[str, str]) -> None:
+    """Write `model` (eval mode) as ONNX with a dynamic batch axis and `metadata` in its properties."""
+    require("onnxscript")
+    onnx = require("onnx")
+    example = torch.zeros(2, 3, input_size, input_size)
+    try:
+        with _quiet_exporter(), torch.no_grad():
+            program = torch.onnx.export(model.eval(), (example,), dynamo=True, opset_version=OPSET,
+                                        input_names=[INPUT], output_names=[OUTPUT],
+                                        dynamic_shapes=({0: torch.export.Dim("batch")},),
+                                        external_data=False, verbose=False)
+            program.optimize()
+    except Exception as e:  # noqa: BLE001 - the exporter raises many types; one line says which step failed
+        raise ExportError(f"torch.onnx.export could not export {type(model).__name__}: {summary_of(e)}") from None
+    proto = program.model_proto
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.doc_string = f"imgcls export of {metadata.get('source', '')}"
+    onnx.checker.check_model(proto)
+    onnx.save_model(proto, str(path))
+
+
+def _temp_path(out: Path, tag: str) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{out.name}.{os.getpid()}.{tag}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def _check_images(val: str | Path | None, calib: str | Path | None, n: int) -> tuple[list[Path], str]:
+    """The photos the fp32 check runs on: `val`, else the validation part of the calibration data,
+    else the bundled flower photos."""
+    folder = Path(val) if val else (split_parts(calib)[1] if calib else None) or bundled_photos()
+    return image_files(folder, limit=n, what="check images"), safe_name(folder)
+
+
+def verify_fp32(model: torch.nn.Module, runner: OrtRunner, paths: list[Path], preprocessing: dict[str, Any], *,
+                tolerance: float) -> tuple[float, float, int]:
+    """(max abs logit difference, relative to the largest |logit|, images) of ONNX Runtime vs PyTorch;
+    ExportError above `tolerance` (relative)."""
+    max_diff, max_ref, n = 0.0, 0.0, 0
+    with torch.no_grad():
+        for x in float_batches(paths, preprocessing):
+            ref, got = model(x), runner(x)
+            max_diff = max(max_diff, (ref - got).abs().max().item())
+            max_ref = max(max_ref, ref.abs().max().item())
+            n += len(x)
+    if n == 0:
+        raise ExportError("no readable image to verify the export on")
+    rel = max_diff / max(max_ref, 1e-12)
+    if not rel <= tolerance:  # NaN fails too
+        raise ExportError(f"ONNX Runtime disagrees with PyTorch: max abs logit difference {max_diff:.2e} "
+                          f"(relative {rel:.2e} > tolerance {tolerance:.0e}) on {n} images; nothing was written")
+    return max_diff, rel, n
+
+
+def export_onnx(source: str | Path, output: str | Path | None = None, *, tolerance: float = 1e-4,
+                check_images: int = 32, val: str | Path | None = None, int8: bool = False,
+                calib: str | Path | None = None, calib_images: int = 256, min_agreement: float = 0.98,
+                calib_methods: str | tuple[str, ...] = ("minmax", "percentile"),
+                threads: int | None = None) -> ExportResult:
+    """Export `source` (a checkpoint or a weights name) to `output` (default: `<source name>.onnx`, with
+    `int8` `<source name>.int8.onnx`), verified on `check_images` real photos (from `val`, else the
+    calibration data's val/ part, else the bundled ones) against PyTorch.
+
+    `int8=True` quantizes statically (ONNX Runtime QDQ, per-channel weights) with `calib_images`
+    training images of `calib` (its train/ part for a split folder) under each of `calib_methods`,
+    keeps the method whose top-1 agrees best with fp32 on the validation images (`val`, else
+    `calib`'s val/ part, else calibration-folder images not used to calibrate) and refuses to write
+    the model when that agreement is below `min_agreement`.
+    """
+    require("onnxruntime")
+    if int8 and not calib:
+        raise ConfigError("--int8 needs --calib DATA: training images to calibrate the int8 ranges on")
+    if calib and not int8:
+        raise ConfigError("--calib is for --int8; add --int8 or leave --calib out")
+    methods = tuple(m.strip() for m in calib_methods.split(",")) if isinstance(calib_methods, str) else calib_methods
+    unknown = [m for m in methods if m not in CALIB_METHODS]
+    if unknown or not methods:
+        raise ConfigError(f"--calib-methods {','.join(methods)}: use one or more of {', '.join(CALIB_METHODS)}")
+    calib_dir, val_part = split_parts(calib) if calib else (None, None)
+    calib_paths = image_files(calib_dir, limit=calib_images, what="calibration images") if calib_dir else []
+    check_paths, checked_on = _check_images(val, calib, check_images)
+    name = Path(source).stem if Path(source).is_file() else str(source)  # a weights name keeps its tag
+    out = check_output(output or f"{name}{'.int8' if int8 else ''}.onnx", source)
+
+    model, info = load_source(source)
+    pre = info["preprocessing"]
+    metadata = dict(classes=info["classes"], preprocessing=pre, arch=info["arch"], source=info["source"], opset=OPSET)
+    fp32 = _temp_path(out, "fp32")
+    temps = [fp32]
+    try:
+        to_onnx(model, fp32, input_size=pre["crop"], metadata=encode_metadata(precision="fp32", **metadata))
+        runner = OrtRunner(fp32, threads=threads)
+        diff, rel, n = verify_fp32(model, runner, check_paths, pre, tolerance=tolerance)
+        result = ExportResult(out, "fp32", info["arch"], checked_on, n, diff, rel)
+        final = fp32
+        if int8:
+            from imgcls.export.quantize import quantize_best
+
+            used = set(calib_paths)
+            agree_paths = (image_files(val, what="validation images") if val else
+                           image_files(val_part, what="validation images") if val_part else
+                           [p for p in image_files(calib_dir, what="validation images") if p not in used]
+                           or check_paths)
+            final, method, agreement, per_method, extra = quantize_best(
+                fp32, runner, calib_paths, agree_paths, pre, out=out, methods=methods,
+                metadata=encode_metadata(precision="int8", **metadata), threads=threads)
+            temps += [*extra, final]  # final is renamed away below unless a check refuses it
+            result.precision, result.method, result.agreement = "int8", method, agreement
+            result.method_agreement = per_method
+            if agreement < min_agreement:
+                raise ExportError(f"the int8 model agrees with fp32 on top-1 for {agreement:.2%} of "
+                                  f"{len(agree_paths)} validation images (best of {', '.join(per_method)}), below "
+                                  f"--min-agreement {min_agreement:.0%}: {out} not written; calibrate on more "
+                                  "images (--calib-images) or use the fp32 export")
+        os.replace(final, out)
+        result.size = out.stat().st_size
+        return result
+    finally:
+        for t in temps:
+            t.unlink(missing_ok=True)

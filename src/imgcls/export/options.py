@@ -1,0 +1,28 @@
+"""The options of `imgcls export`, as fields (imgcls.options): the CLI builds the flags from them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from imgcls.options import option, threads_option
+
+CALIB_METHODS = ("minmax", "percentile", "entropy")
+
+
+@dataclass
+class ExportOptions:
+    output: str | None = option(None, "the .onnx file to write (default: <source name>.onnx, or .int8.onnx with "
+                                      "--int8)", short="-o")
+    tolerance: float = option(1e-4, "largest ONNX Runtime vs PyTorch logit difference accepted, relative to the "
+                                     "largest logit; above it nothing is written", gt=0)
+    check_images: int = option(32, "real photos to verify the export on", ge=1)
+    val: str | None = option(None, "folder of validation photos for the checks (default: the val/ part of --calib, "
+                                   "else the bundled flower photos)")
+    int8: bool = option(False, "quantize to static int8 (ONNX Runtime QDQ, per-channel weights); needs --calib")
+    calib: str | None = option(None, "training images to calibrate int8 on: a class-per-folder set or a split "
+                                     "folder (its train/ part is used)")
+    calib_images: int = option(256, "how many calibration images, spread over the folder", ge=1)
+    min_agreement: float = option(0.98, "refuse to write the int8 model when its top-1 agrees with fp32 on less "
+                                        "than this fraction of the validation images", ge=0, le=1)
+    calib_methods: str = option("minmax,percentile", "calibration methods to try, comma-separated (minmax, "
+                                                     "percentile, entropy); the best agreeing one is kept")
+    threads: int | None = threads_option()

@@ -1,0 +1,144 @@
+"""`imgcls export` and ONNX Runtime inference on a tiny trained resnet18 (3 classes, 32 px): the export is
+verified against PyTorch, carries its metadata, predicts and evaluates like its checkpoint; int8 is
+calibrated, checked for agreement and refused below the threshold; every bad input is one line, exit 2."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime", reason="the export extra is not installed: pip install -e '.[export]'")
+pytest.importorskip("onnxscript", reason="the export extra is not installed: pip install -e '.[export]'")
+
+from imgcls.checkpoint import load_model  # noqa: E402
+from imgcls.errors import ExportError  # noqa: E402
+from imgcls.export import OrtRunner, export_onnx  # noqa: E402
+from imgcls.export.images import bundled_photos, float_batches, image_files  # noqa: E402
+from imgcls.export.onnx import verify_fp32  # noqa: E402
+from imgcls.inference import Predictor, evaluate  # noqa: E402
+from tests.conftest import error_line, run_cli, train_tiny  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    return train_tiny(tmp_path_factory.mktemp("export"))
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    data, ckpt = trained
+    out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    return export_onnx(ckpt, out, val=data, check_images=12)
+
+
+def test_export_is_verified_and_self_contained(trained, exported):
+    data, ckpt = trained
+    model, state = load_model(ckpt)
+    assert exported.path.is_file() and exported.n_checked == 12 and exported.rel_diff <= 1e-4
+    assert not list(exported.path.parent.glob(".*.tmp")) and not list(exported.path.parent.glob("*.data"))
+    runner = OrtRunner(exported.path)
+    meta = runner.metadata
+    assert meta["classes"] == state["classes"] and meta["arch"] == state["arch"]
+    assert meta["preprocessing"] == json.loads(json.dumps(state["preprocessing"]))  # tuples come back as lists
+    assert meta["precision"] == "fp32" and meta["imgcls_version"] and meta["opset"] == "18"
+    # dynamic batch: 1 and 5 images give PyTorch's logits
+    x = next(float_batches(image_files(data, limit=5), state["preprocessing"]))
+    for batch in (x[:1], x):
+        with torch.no_grad():
+            ref = model.eval()(batch)
+        assert runner(batch).shape == ref.shape
+        assert torch.allclose(runner(batch), ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
+
+
+def test_predict_and_eval_of_the_onnx_file_match_the_checkpoint(trained, exported, tmp_path, capsys):
+    data, ckpt = trained
+    files = image_files(data, limit=9)
+    onnx_pred, ckpt_pred = Predictor.load(exported.path, batch_size=4), Predictor.load(ckpt, batch_size=4)
+    assert onnx_pred.backend == "onnxruntime" and onnx_pred.model is None and ckpt_pred.backend == "pytorch"
+    assert onnx_pred.classes == ckpt_pred.classes
+    a, b = onnx_pred.predict(files, topk=2), ckpt_pred.predict(files, topk=2)
+    assert [p.labels for p in a] == [p.labels for p in b]
+    assert np.allclose([p.probs for p in a], [p.probs for p in b], atol=1e-4)
+    r1, _ = evaluate(exported.path, data, out_dir=tmp_path / "e1", workers=0, progress=False)
+    r2, _ = evaluate(ckpt, data, out_dir=tmp_path / "e2", workers=0, progress=False)
+    assert r1.n == r2.n == 36 and r1.top1 == r2.top1
+    assert run_cli(["predict", exported.path, files[0], "--csv"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0] == "path,rank,label,prob,error" and rows[1].split(",")[2] == b[0].labels[0]
+
+
+def test_int8_is_calibrated_checked_and_refused_below_the_threshold(trained, tmp_path):
+    data, ckpt = trained
+    out = tmp_path / "tiny.int8.onnx"
+    result = export_onnx(ckpt, out, int8=True, calib=bundled_photos(), calib_images=24, val=data, check_images=8,
+                         min_agreement=0.5, calib_methods="minmax,percentile")
+    assert result.precision == "int8" and set(result.method_agreement) == {"minmax", "percentile"}
+    assert result.agreement == max(result.method_agreement.values()) >= 0.5
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ format
+    runner = OrtRunner(out)
+    assert runner.metadata["precision"] == "int8" and runner.metadata["classes"] == ["class_0", "class_1", "class_2"]
+    # the agreement it reports is the agreement a user gets from predict
+    files = image_files(data)
+    got = [p.label for p in Predictor.load(out).predict(files, topk=1)]
+    ref = [p.label for p in Predictor.load(ckpt).predict(files, topk=1)]
+    assert np.mean([g == r for g, r in zip(got, ref)]) == pytest.approx(result.agreement, abs=1e-6)
+    # refused: 2 calibration images do not reach 100% agreement; nothing written, no temporaries left
+    poor = tmp_path / "poor.onnx"
+    with pytest.raises(ExportError, match=r"agrees with fp32 on top-1 for .* below --min-agreement 100%"):
+        export_onnx(ckpt, poor, int8=True, calib=bundled_photos(), calib_images=2, val=data, check_images=4,
+                    min_agreement=1.0, calib_methods="minmax")
+    assert not poor.exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_verification_fails_loudly_above_the_tolerance(trained, exported):
+    data, ckpt = trained
+    model, state = load_model(ckpt)
+    paths = image_files(data, limit=4)
+    diff, rel, n = verify_fp32(model.eval(), OrtRunner(exported.path), paths, state["preprocessing"], tolerance=1e-4)
+    assert n == 4 and 0 <= rel <= 1e-4 and diff >= 0
+    with pytest.raises(ExportError, match=r"ONNX Runtime disagrees with PyTorch: .* > tolerance 1e-30\) on 4 images"):
+        verify_fp32(model, OrtRunner(exported.path), paths, state["preprocessing"], tolerance=1e-30)
+
+
+def test_bad_inputs_are_one_line_exit_2(trained, exported, tmp_path, capsys):
+    data, ckpt = trained
+    (tmp_path / "notes.onnx").write_text("not a model")
+    (tmp_path / "empty").mkdir()
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
+    onnx.save_model(helper.make_model(graph), str(tmp_path / "foreign.onnx"))
+    photo = image_files(data, limit=1)[0]
+    cases = [
+        (["export", "resnet19", "-o", tmp_path / "a.onnx"], "unknown weights 'resnet19'"),
+        (["export", tmp_path / "missing.ckpt", "-o", tmp_path / "a.onnx"], "missing.ckpt: no such checkpoint"),
+        (["predict", tmp_path / "notes.onnx", photo], "notes.onnx: not an ONNX model ONNX Runtime can read"),
+        (["eval", tmp_path / "notes.onnx", data], "notes.onnx: not an ONNX model ONNX Runtime can read"),
+        (["predict", tmp_path / "foreign.onnx", photo], "foreign.onnx: an ONNX model without imgcls's metadata"),
+        (["export", ckpt, "-o", tmp_path / "q.onnx", "--int8", "--calib", tmp_path / "empty"],
+         "empty: has no images"),
+        (["export", ckpt, "-o", tmp_path / "q.onnx", "--int8"], "--int8 needs --calib DATA"),
+        (["export", ckpt, "-o", ckpt], "name the output file .onnx"),
+        (["export", exported.path, "-o", tmp_path / "a.onnx"],
+         "an exported ONNX file, not a checkpoint or weights name"),
+        (["export", ckpt, "-o", tmp_path / "q.onnx", "--int8", "--calib", data, "--calib-methods", "median"],
+         "--calib-methods median: use one or more of minmax, percentile, entropy"),
+    ]
+    for argv, expected in cases:
+        assert run_cli(argv) == 2, argv
+        assert expected in error_line(capsys, only=True), argv
+    assert not (tmp_path / "a.onnx").exists() and not (tmp_path / "q.onnx").exists()
+    # a checkpoint under an .onnx name is never overwritten by an export
+    disguised = tmp_path / "best.onnx"
+    disguised.write_bytes(ckpt.read_bytes())
+    assert run_cli(["export", ckpt, "-o", disguised]) == 2
+    assert "is a PyTorch file, not an ONNX model" in error_line(capsys, only=True)
+    assert disguised.read_bytes() == ckpt.read_bytes()

@@ -1,0 +1,51 @@
+"""One entry point for every model source: Predictor.load takes a registry weights name (ImageNet classes)
+as it takes a checkpoint; a name that is neither is one line with the close matches."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from imgcls.checkpoint import source_kind
+from imgcls.errors import CheckpointError
+from imgcls.export.images import bundled_photos
+from imgcls.inference import Predictor
+from imgcls.weights import imagenet_categories
+from tests.conftest import run_cli
+
+
+def test_imagenet_categories_are_torchvisions_names():
+    names = imagenet_categories()
+    assert len(names) == 1000 and names[:3] == ["tench", "goldfish", "great white shark"]
+    assert names[985] == "daisy" and names[134] == names[517] == "crane"
+
+
+def test_predict_with_a_weights_name_gives_imagenet_classes(capsys):
+    daisy = sorted((bundled_photos() / "daisy").glob("*.jpg"))[0]
+    predictor = Predictor.load("efficientnet_lite0.in1k")
+    assert predictor.backend == "pytorch" and len(predictor.classes) == 1000
+    assert predictor.preprocessing["crop"] == 224 and predictor.preprocessing["mean"][0] == pytest.approx(127 / 255)
+    pred = predictor.predict(daisy, topk=3)[0]
+    assert pred.label == "daisy" and pred.indices[0] == 985 and pred.probs[0] > 0.5
+    assert run_cli(["predict", "efficientnet_lite0.in1k", daisy, "--json", "--topk", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["top"][0]["label"] == "daisy"
+
+
+def test_source_kind_follows_the_file(tmp_path):
+    (tmp_path / "m.onnx").write_bytes(b"\x08\x07")
+    (tmp_path / "ckpt.onnx").write_bytes(b"PK\x03\x04rest")  # a torch zip under an .onnx name
+    assert source_kind(tmp_path / "m.onnx") == "onnx" and source_kind(tmp_path / "ckpt.onnx") == "checkpoint"
+    assert source_kind("resnet18.tv_in1k") == "weights"
+    with pytest.raises(CheckpointError, match="no such checkpoint or ONNX file, and unknown weights 'resnet19'"):
+        source_kind("resnet19")
+    with pytest.raises(CheckpointError, match="is a folder"):
+        source_kind(tmp_path)
+
+
+def test_a_weights_name_builds_the_model_its_file_needs():
+    from imgcls.checkpoint import build_model
+    from imgcls.weights import get_weight_spec
+
+    spec = get_weight_spec("googlenet.tv_in1k")  # torchvision's file expects transform_input=True
+    assert spec.model_kwargs == {"transform_input": True} and get_weight_spec("resnet18").model_kwargs == {}
+    assert build_model({"model": spec.arch, "num_classes": 1000, "model_kwargs": spec.model_kwargs}).transform_input
