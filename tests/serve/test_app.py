@@ -173,7 +173,7 @@ def test_serve_refuses_a_bad_model_or_port_in_one_line(tmp_path, tiny_run, capsy
     from tests.conftest import error_line
 
     assert run_cli(["serve", tmp_path / "missing.ckpt"]) == 2
-    assert error_line(capsys, only=True) == f"imgcls: error: {tmp_path / 'missing.ckpt'}: no such checkpoint"
+    assert error_line(capsys, only=True) == f"imgcls: error: {tmp_path / 'missing.ckpt'}: no such checkpoint or ONNX file"
     from imgcls.serve.app import bind
 
     taken = bind("127.0.0.1", 0)
