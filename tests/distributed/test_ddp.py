@@ -103,6 +103,12 @@ def test_refusals_name_the_fix():
     assert distributed.cpu_threads(64) == 1
 
 
+def test_a_lost_peer_is_recognised():
+    gloo = RuntimeError("[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error: Connection reset by peer")
+    assert distributed.lost_peer(gloo, Dist(world=2))
+    assert not distributed.lost_peer(gloo, LOCAL) and not distributed.lost_peer(RuntimeError("shape"), Dist(world=2))
+
+
 def test_resume_keeps_the_global_batch_on_another_world_size():
     assert distributed.resume_batch_size(4, 2, Dist(world=1), "x.ckpt") == 8
     assert distributed.resume_batch_size(4, 2, Dist(world=4), "x.ckpt") == 2
@@ -224,6 +230,8 @@ def test_a_killed_rank_stops_the_run_and_it_resumes(two_process_run, tmp_path):
     killed_at = time.monotonic()
     code, out = _finish(proc, timeout=120)
     assert code != 0 and time.monotonic() - killed_at < 60, out[-3000:]  # rank 0 did not wait for ever
+    # rank 0 says why in one line, unless torchrun stopped it first
+    assert "another process of this run stopped" in out or "SIGTERM" in out, out[-3000:]
     state = load_checkpoint(last)
     assert state["world_size"] == 2 and state["epoch"] < 3 and state["epoch_step"] > 0  # mid-epoch
     shutil.copytree(tmp_path / "exp1", tmp_path / "copy")  # a second resume, on one process

@@ -188,6 +188,13 @@ def shutdown() -> None:
     _OWNED = False
 
 
+def lost_peer(error: BaseException, d: Dist) -> bool:
+    """True for the error a collective raises when another rank died or timed out (gloo reports it as a plain
+    RuntimeError naming its transport; NCCL and c10d as DistError)."""
+    text = str(error)
+    return d.world > 1 and (isinstance(error, dist.DistError) or "/gloo/" in text or "NCCL" in text)
+
+
 def check_batches(d: Dist, *, train_images: int, val_images: int, batch_size: int) -> None:
     """Every rank must take the same number of steps (each step is one all-reduce): the training set must
     hold at least one global batch, and the validation set at least one image per rank."""

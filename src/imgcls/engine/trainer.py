@@ -35,7 +35,7 @@ from imgcls.engine.loop import (FeatureBatches, ImageBatches, Position, compute_
                                 train_one_epoch)
 from imgcls.engine.optim import LRSchedule, build_optimizer, lr_rule, param_groups, resolved_lr, resolved_weight_decay
 from imgcls.engine.transfer import TransferPolicy
-from imgcls.errors import ConfigError, TrainingError
+from imgcls.errors import ConfigError, TrainingError, summary_of
 from imgcls.models.heads import stack_head
 from imgcls.reports import classification_report, plot_curves, reported_ks, topk_correct
 from imgcls.runtime import run_model
@@ -300,7 +300,15 @@ class Trainer:
                     break
         except KeyboardInterrupt:
             result.interrupted = True
-            saves.interrupted(self.state(self.pos))
+            with defer_interrupt():  # torchrun passes a Ctrl-C on to its workers: a second one waits for the save
+                saves.interrupted(self.state(self.pos))
+        except RuntimeError as e:
+            if not distributed.lost_peer(e, self.dist):
+                raise
+            last = self.run_dir / "last.ckpt"
+            raise TrainingError(f"rank {self.dist.rank}: another process of this run stopped or did not answer within "
+                                f"--dist-timeout {cfg.train.dist_timeout}s ({summary_of(e)}); {last} holds the last "
+                                f"saved state: see the failed rank's error, then continue with --resume {last}") from None
         finally:
             epochs.close()
             if sys.exc_info()[0] is not None:  # an error leaves the trainer: stop writing its log
