@@ -247,3 +247,21 @@ def test_a_killed_rank_stops_the_run_and_it_resumes(two_process_run, tmp_path):
     one = _weights(tmp_path / "copy")
     assert all(torch.allclose(one[k], want[k], rtol=0, atol=1e-5) for k in want)
     assert load_checkpoint(tmp_path / "copy" / "last.ckpt")["config"]["data"]["batch_size"] == 8
+
+
+def test_ctrl_c_stops_every_rank_after_the_same_step_and_rank_0_saves(two_process_run, tmp_path):
+    root, data, _ = two_process_run
+    proc = _torchrun([data, *TRAIN, "--batch-size", 4, "--epochs", 50, "--out-dir", tmp_path])
+    log, deadline = tmp_path / "exp1" / "train.log", time.monotonic() + 180
+    while proc.poll() is None and time.monotonic() < deadline and \
+            not (log.is_file() and "training lenet5" in log.read_text()):
+        time.sleep(0.05)
+    time.sleep(0.5)  # inside the training loop
+    assert proc.poll() is None, "the run ended before Ctrl-C"
+    os.kill(proc.pid, signal.SIGINT)  # torchrun passes it on to both ranks, each at its own moment
+    sent = time.monotonic()
+    _, out = _finish(proc, timeout=120)
+    assert time.monotonic() - sent < 60 and "interrupted; continue with" in out, out[-3000:]
+    assert "another process of this run stopped" not in out  # no rank was left waiting
+    state = load_checkpoint(tmp_path / "exp1" / "last.ckpt")
+    assert state["epoch"] < 50 and state["global_step"] == state["epoch"] * 11 + state["epoch_step"]

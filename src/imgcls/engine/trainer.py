@@ -277,6 +277,8 @@ class Trainer:
                             steps_per_epoch=train_b.steps()) if main else Quiet()
         self._log_start()
         result = RunResult(self.run_dir, 0.0, 0, self.pos.epoch, 0.0)
+        self.stop_all = False
+        distributed.hold_interrupts(True)
         try:
             for epoch in range(self.pos.epoch, cfg.train.epochs):
                 self._train_mode(net)
@@ -310,6 +312,7 @@ class Trainer:
                                 f"--dist-timeout {cfg.train.dist_timeout}s ({summary_of(e)}); {last} holds the last "
                                 f"saved state: see the failed rank's error, then continue with --resume {last}") from None
         finally:
+            distributed.hold_interrupts(False)
             epochs.close()
             if sys.exc_info()[0] is not None:  # an error leaves the trainer: stop writing its log
                 self._close_log()
@@ -329,6 +332,8 @@ class Trainer:
         saves.step(lambda: self.state(pos), global_step=self.global_step, epoch_step=pos.step)
         for cb in self.callbacks:
             cb(self)
+        if self.stop_all:
+            raise KeyboardInterrupt
 
     def _train_mode(self, net: nn.Module) -> None:
         if net is self.model:
@@ -364,7 +369,9 @@ class Trainer:
             loss, logits = compute_loss(net(x), y, criterion, cfg.train.aux_weight)
         # under DDP the per-rank means of the whole step's loss and hits: every rank keeps the same running
         # sums (a checkpoint's are the run's), and a non-finite loss on any rank stops all ranks here
-        value, correct = self.dist.average(float(loss.detach()), int((logits.detach().argmax(1) == y).sum()))
+        value, correct, *stop = self.dist.average(float(loss.detach()), int((logits.detach().argmax(1) == y).sum()),
+                                                  *([distributed.stop_requested()] if self.dist.world > 1 else []))
+        self.stop_all = bool(stop and stop[0] > 0)  # a Ctrl-C on any rank: all stop after this step (_moved)
         if not math.isfinite(value):  # before the update: the weights stay finite, no checkpoint gets NaN
             raise self._diverged("training loss", value, epoch=epoch, step=step)
         self.optimizer.zero_grad(set_to_none=True)
