@@ -247,6 +247,10 @@ def test_a_killed_rank_stops_the_run_and_it_resumes(two_process_run, tmp_path):
     one = _weights(tmp_path / "copy")
     assert all(torch.allclose(one[k], want[k], rtol=0, atol=1e-5) for k in want)
     assert load_checkpoint(tmp_path / "copy" / "last.ckpt")["config"]["data"]["batch_size"] == 8
+    want_rows = _rows(root / "runs" / "exp1")
+    for key in ("train_loss", "train_acc", "val_loss"):  # the interrupted epoch's sums carried over to batch 8
+        assert [float(r[key]) for r in _rows(tmp_path / "copy")] == pytest.approx([float(r[key]) for r in want_rows],
+                                                                                  abs=1e-5)
 
 
 def test_ctrl_c_stops_every_rank_after_the_same_step_and_rank_0_saves(two_process_run, tmp_path):

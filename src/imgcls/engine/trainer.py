@@ -121,6 +121,7 @@ class Trainer:
         self.dist = distributed.init(t.device, timeout_s=t.dist_timeout)
         self.device = self.dist.device
         t.progress = t.progress and self.dist.is_main  # progress bars on rank 0 only
+        self.sums_scale = 1.0
         if self.resume_state is not None:
             self._resume_world(self.resume_state.get("world_size", 1))
         self.amp_dtype = build.resolve_amp(t.amp, self.device)
@@ -156,6 +157,7 @@ class Trainer:
         old = self.cfg.data.batch_size
         new = distributed.resume_batch_size(old, saved_world, self.dist, self.cfg.train.resume)
         self.cfg.data.batch_size = new
+        self.sums_scale = new / old  # the epoch's running sums are per-rank means: rescale to the new batch
         self.resume_changes["batch_size"] = (f"{old} per rank x {saved_world}", f"{new} per rank x {self.dist.world}")
 
     def _run_dir(self) -> Path:
@@ -255,7 +257,7 @@ class Trainer:
         resume.log_schedule_change(s["config"]["train"]["epochs"], self.cfg.train.epochs, self.cfg.optim.schedule,
                                    self.schedule.get_last_lr()[0])
         log.info("resuming %s at epoch %d step %d", self.cfg.train.resume, s["epoch"] + 1, s["epoch_step"])
-        return Position(s["epoch"], s["epoch_step"], dict(s["epoch_sums"]))
+        return Position(s["epoch"], s["epoch_step"], {k: v * self.sums_scale for k, v in s["epoch_sums"].items()})
 
     # -- loop ----------------------------------------------------------------------------------
     def fit(self) -> RunResult:
