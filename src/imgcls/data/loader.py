@@ -86,11 +86,16 @@ class SeededSampler(Sampler):
     Both depend only on (seed, epoch, index), never on the worker count or on what ran before,
     so a run resumed mid-epoch (`set_epoch(epoch, start=steps_done * batch_size)`) sees exactly
     the batches the uninterrupted run would have seen. With `world > 1` each rank takes every
-    world-th sample of the same permutation (DistributedDataParallel).
+    world-th sample of the same permutation (DistributedDataParallel), so step s of every rank
+    together covers positions [s * B * world, (s + 1) * B * world) of the order: the batch of a
+    single process with batch B * world. `limit` keeps only the order's first `limit` samples
+    (whole global batches), so every rank takes the same number of steps and no sample repeats.
     """
 
-    def __init__(self, n: int, *, seed: int = 0, shuffle: bool = True, rank: int = 0, world: int = 1) -> None:
+    def __init__(self, n: int, *, seed: int = 0, shuffle: bool = True, rank: int = 0, world: int = 1,
+                 limit: int | None = None) -> None:
         self.n, self.seed, self.shuffle, self.rank, self.world = n, seed, shuffle, rank, world
+        self.limit = n if limit is None else min(limit, n)
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
@@ -102,14 +107,14 @@ class SeededSampler(Sampler):
             order = torch.randperm(self.n, generator=g).tolist()
         else:
             order = list(range(self.n))
-        return order[self.rank::self.world]
+        return order[:self.limit][self.rank::self.world]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         for i in self.order()[self.start:]:
             yield i, sample_seed(self.seed, self.epoch, i)
 
     def __len__(self) -> int:
-        return max(0, len(range(self.rank, self.n, self.world)) - self.start)
+        return max(0, len(range(self.rank, self.limit, self.world)) - self.start)
 
 
 class SeededItems(Dataset):

@@ -88,6 +88,13 @@ class Checkpoints:
         log.warning("interrupted; continue with: imgcls train --resume %s", self.last)
 
 
+class Quiet:
+    """What the ranks other than 0 hold in place of EpochLog and Checkpoints under DDP: every call does nothing."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
+
+
 class EarlyStopping:
     """The best val top-1 so far (of the column `key`) and, with `patience`, how many more epochs without a
     better one."""

@@ -117,6 +117,9 @@ class TrainConfig:
     save_every: int = option(0, "also checkpoint every N steps inside an epoch (0: at epoch ends only)", ge=0)
     progress: bool = option(True, "tqdm progress bars")
     tensorboard: bool = option(True, "write TensorBoard events when tensorboard is installed")
+    sync_bn: bool = option(False, "under torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm)")
+    dist_timeout: int = option(600, "under torchrun: seconds a rank waits for the others before the run stops "
+                                    "with an error", ge=1)
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "train": TrainConfig}

@@ -19,6 +19,7 @@ from torch import nn
 
 from imgcls.data import BatchNormalizer, SeededItems, SeededSampler, make_loader
 from imgcls.engine.config import Config
+from imgcls.engine.distributed import LOCAL, Dist
 from imgcls.engine.interrupt import defer_interrupt
 from imgcls.engine.recipes import resize_batch, train_sizes
 
@@ -49,21 +50,35 @@ def compute_loss(output: Any, target: torch.Tensor, criterion: nn.Module, aux_we
 
 # -- batches: images through the whole model, or cached features through the head -------------
 
+def shard_steps(n: int, batch_size: int, *, train: bool, dist: Dist) -> tuple[int, int | None]:
+    """(steps per epoch, samples used) of one rank. Training takes whole global batches (batch x world),
+    so every rank takes the same number of steps and the last partial batch is dropped; a set smaller
+    than one batch is one short batch (a single process only: distributed.check_batches). Evaluation
+    takes every sample once: each rank its share, without padding."""
+    global_batch = batch_size * dist.world
+    if train and n >= global_batch:
+        return n // global_batch, n // global_batch * global_batch
+    if train:
+        return 1, None
+    return math.ceil(len(range(dist.rank, n, dist.world)) / batch_size), None
+
+
 class ImageBatches:
-    def __init__(self, ds, cfg: Config, device: torch.device, *, train: bool, workers: int) -> None:
+    def __init__(self, ds, cfg: Config, device: torch.device, *, train: bool, workers: int,
+                 dist: Dist = LOCAL) -> None:
         self.cfg, self.device, self.train = cfg, device, train
         self.batch_size = cfg.data.batch_size
-        self.sampler = SeededSampler(len(ds), seed=cfg.train.seed, shuffle=train)
-        self.drop_last = train and len(ds) > self.batch_size
+        self.n_steps, used = shard_steps(len(ds), self.batch_size, train=train, dist=dist)
+        self.sampler = SeededSampler(len(ds), seed=cfg.train.seed, shuffle=train, rank=dist.rank, world=dist.world,
+                                     limit=used)
         self.loader = make_loader(SeededItems(ds), batch_size=self.batch_size, sampler=self.sampler,
-                                  workers=workers, device=device, drop_last=self.drop_last)
+                                  workers=workers, device=device)
         # one kept input buffer: each step is done with its batch before the next is made
         self.normalize = BatchNormalizer(cfg.data.mean, cfg.data.std, device=device)
         self.size_at = train_sizes(cfg) if train else None  # --progressive: the epoch's train size
 
     def steps(self) -> int:
-        n = self.sampler.n  # the whole epoch, whatever a resume offset says
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        return self.n_steps  # the whole epoch, whatever a resume offset says
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self.sampler.set_epoch(epoch, start=start_step * self.batch_size)
@@ -78,14 +93,15 @@ class ImageBatches:
 class FeatureBatches:
     """Cached features [views, N, D]; epoch e reads view e % views in the epoch's seeded order."""
 
-    def __init__(self, feats: torch.Tensor, targets: torch.Tensor, *, batch_size: int, seed: int, train: bool) -> None:
+    def __init__(self, feats: torch.Tensor, targets: torch.Tensor, *, batch_size: int, seed: int, train: bool,
+                 dist: Dist = LOCAL) -> None:
         self.feats, self.targets, self.batch_size, self.train = feats, targets, batch_size, train
-        self.sampler = SeededSampler(len(targets), seed=seed, shuffle=train)
-        self.drop_last = train and len(targets) > batch_size
+        self.n_steps, used = shard_steps(len(targets), batch_size, train=train, dist=dist)
+        self.sampler = SeededSampler(len(targets), seed=seed, shuffle=train, rank=dist.rank, world=dist.world,
+                                     limit=used)
 
     def steps(self) -> int:
-        n = len(self.targets)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        return self.n_steps
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self.sampler.set_epoch(epoch)
@@ -98,13 +114,15 @@ class FeatureBatches:
 
 @torch.no_grad()
 def extract_features(backbone: nn.Module, ds, cfg: Config, device: torch.device, *, views: int,
-                     workers: int, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the frozen backbone over `ds` `views` times (augmented when views > 1): [views, N, D]."""
+                     workers: int, desc: str, dist: Dist = LOCAL) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the frozen backbone over `ds` `views` times (augmented when views > 1): [views, N, D]. Under DDP each
+    rank runs its share of the images and every rank gets all the features, in sample order."""
     from tqdm.auto import tqdm
 
     backbone.eval()
     out = []
-    batches = ImageBatches(ds, cfg, device, train=False, workers=workers)
+    batches = ImageBatches(ds, cfg, device, train=False, workers=workers, dist=dist)
+    index = batches.sampler.order()
     for v in range(views):
         feats, targets = [], []
         bar = tqdm(batches.epoch(v), total=batches.steps(), desc=f"{desc} view {v + 1}/{views}" if views > 1 else desc,
@@ -112,8 +130,8 @@ def extract_features(backbone: nn.Module, ds, cfg: Config, device: torch.device,
         for x, y in bar:
             feats.append(backbone(x).float().flatten(1).cpu())
             targets.append(y.cpu())
-        out.append(torch.cat(feats))
-    return torch.stack(out), torch.cat(targets)
+        out.append(dist.gather_rows(torch.cat(feats), index))
+    return torch.stack(out), dist.gather_rows(torch.cat(targets), index)
 
 
 # -- one epoch --------------------------------------------------------------------------------

@@ -22,6 +22,19 @@ def resolved_lr(cfg: OptimConfig, batch_size: int) -> float:
     return 0.1 * batch_size / 256 if cfg.optimizer == "sgd" else 1e-3
 
 
+def lr_rule(cfg: OptimConfig, batch_size: int, world: int, lr: float) -> str:
+    """The log line that says which learning rate the (global) batch got, and why."""
+    batch = f"global batch {batch_size * world} ({batch_size} per process x {world} processes)" if world > 1 \
+        else f"batch {batch_size}"
+    if cfg.lr is not None:
+        why = "--lr as given; it is the rate of the global batch, never rescaled" if world > 1 else "--lr as given"
+    elif cfg.optimizer == "sgd":
+        why = f"linear scaling rule: 0.1 x {batch_size * world}/256"
+    else:
+        why = "adamw default, independent of the batch"
+    return f"{batch}; lr {lr:.4g} ({why})"
+
+
 def resolved_weight_decay(cfg: OptimConfig) -> float:
     if cfg.weight_decay is not None:
         return cfg.weight_decay

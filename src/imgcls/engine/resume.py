@@ -6,7 +6,9 @@ how long to run it may change, and every change is logged:
     --epochs N         the new total (more than the epochs already done); the LR schedule is rebuilt
                        for the new length and continues from the current step (a cosine that had
                        decayed to 0 at the old end rises to where the longer curve is at this step)
-    --workers, --device, --progress, --tensorboard, --save-every, --patience
+    --workers, --device, --progress, --tensorboard, --save-every, --patience, --dist-timeout
+    the number of processes  under torchrun: the checkpoint's global batch is split over the new world
+                       (engine.distributed.resume_batch_size)
     DATA, --val-data   a moved copy of the same data: its classes and files (relative paths) must be
                        the checkpoint's
     --name, --out-dir  continue in a new run folder instead of the checkpoint's own
@@ -29,7 +31,7 @@ from imgcls.errors import CheckpointError, ConfigError, DataError
 log = logging.getLogger("imgcls")
 
 RESUMABLE = ("epochs", "workers", "device", "progress", "tensorboard", "save_every", "patience", "data", "val_data",
-             "name", "out_dir")
+             "name", "out_dir", "dist_timeout")
 
 
 def resumed_config(saved: Config, given: Config, names: set[str], checkpoint: str | Path

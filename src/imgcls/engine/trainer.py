@@ -26,17 +26,17 @@ import torch
 from torch import nn
 
 from imgcls.data.loader import train_workers
-from imgcls.engine import build, resume
-from imgcls.engine.callbacks import Checkpoints, EarlyStopping, EpochLog
+from imgcls.engine import build, distributed, resume
+from imgcls.engine.callbacks import Checkpoints, EarlyStopping, EpochLog, Quiet
 from imgcls.engine.checkpoint import check_arch, load_checkpoint, remove_stale_temps, rng_state, set_rng_state
 from imgcls.engine.config import Config
 from imgcls.engine.interrupt import defer_interrupt
 from imgcls.engine.loop import (FeatureBatches, ImageBatches, Position, compute_loss, epoch_row, extract_features,
                                 train_one_epoch)
-from imgcls.engine.optim import LRSchedule, build_optimizer, param_groups, resolved_lr, resolved_weight_decay
+from imgcls.engine.optim import LRSchedule, build_optimizer, lr_rule, param_groups, resolved_lr, resolved_weight_decay
 from imgcls.engine.recipes import BatchMixer, ModelEma, correct
 from imgcls.engine.transfer import TransferPolicy
-from imgcls.errors import ConfigError, TrainingError
+from imgcls.errors import ConfigError, TrainingError, summary_of
 from imgcls.models.heads import stack_head
 from imgcls.reports import classification_report, plot_curves, reported_ks, topk_correct
 from imgcls.runtime import run_model
@@ -118,28 +118,48 @@ class Trainer:
         if t.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
-        self.device = build.resolve_device(t.device)
+        # under torchrun: this rank's device (cuda:LOCAL_RANK, or the CPU with its share of the cores)
+        self.dist = distributed.init(t.device, timeout_s=t.dist_timeout)
+        self.device = self.dist.device
+        t.progress = t.progress and self.dist.is_main  # progress bars on rank 0 only
+        self.sums_scale = 1.0
+        if self.resume_state is not None:
+            self._resume_world(self.resume_state.get("world_size", 1))
         self.amp_dtype = build.resolve_amp(t.amp, self.device)
         self.policy = TransferPolicy.parse(config.model.transfer)
         self.data = build.build_datasets(config.data)
         self.classes = self.data.classes
         self.ks = reported_ks(len(self.classes))  # top-5 only with more than 5 classes
         self.data_files = resume.data_files(self.data.train.samples, self.data.val.samples)
-        self.workers = train_workers(self.device) if config.data.workers is None else config.data.workers
+        self.workers = (max(1, train_workers(self.device) // self.dist.local_world) if config.data.workers is None
+                        else config.data.workers)
+        distributed.check_batches(self.dist, train_images=len(self.data.train), val_images=len(self.data.val),
+                                  batch_size=config.data.batch_size)
+        distributed.check_sync_bn(t.sync_bn, self.dist)
         if self.resume_state is not None:
             resume.check_data(self.resume_state, self.classes, self.data_files, t.resume)
             check_arch(self.resume_state, t.resume, model=config.model.model, num_classes=len(self.classes))
             resume.check_threads(self.resume_state, t.resume)
         self.model, self.load_report, base_classes = self._model()
         self.arch = build.arch_of(config, len(self.classes), base_classes)
-        self.run_dir = self._run_dir()
-        self._log_file_handler()
+        self.run_dir = self.dist.run_on_main(self._run_dir)  # rank 0 picks (and makes) the folder
+        self._handler = self._log_file_handler() if self.dist.is_main else None
         if self.resume_state is not None:
             resume.log_changes(self.resume_changes)
         if self.load_report is not None:
             log.info("%s", self.load_report.to_text())
         if self.resume_state is None and self.weight_preprocessing:
             log.info("preprocessing of %s: %s", config.model.weights, ", ".join(self.weight_preprocessing))
+
+    def _resume_world(self, saved_world: int) -> None:
+        """A checkpoint of a run with another number of processes: the same global batch, split anew."""
+        if saved_world == self.dist.world:
+            return
+        old = self.cfg.data.batch_size
+        new = distributed.resume_batch_size(old, saved_world, self.dist, self.cfg.train.resume)
+        self.cfg.data.batch_size = new
+        self.sums_scale = new / old  # the epoch's running sums are per-rank means: rescale to the new batch
+        self.resume_changes["batch_size"] = (f"{old} per rank x {saved_world}", f"{new} per rank x {self.dist.world}")
 
     def _run_dir(self) -> Path:
         t = self.cfg.train
@@ -153,14 +173,14 @@ class Trainer:
         return checkpoint.parent
 
     # -- setup ---------------------------------------------------------------------------------
-    def _log_file_handler(self) -> None:
+    def _log_file_handler(self) -> logging.Handler:
         handler = logging.FileHandler(self.run_dir / "train.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         handler.setLevel(logging.INFO)
         if log.level == logging.NOTSET:  # train.log records the run even when the caller set up no logging
             log.setLevel(logging.INFO)
         log.addHandler(handler)
-        self._handler = handler
+        return handler
 
     def _model(self) -> tuple[nn.Module, Any, int | None]:
         cfg = self.cfg
@@ -169,7 +189,9 @@ class Trainer:
         if cfg.model.weights and self.resume_state is None:
             from imgcls.weights import read_state_dict, resolve_weights
 
-            path = resolve_weights(cfg.model.weights)
+            path = self.dist.run_on_main(resolve_weights, cfg.model.weights)  # one download, not one per rank
+            if not self.dist.is_main:
+                path = resolve_weights(cfg.model.weights)  # its own copy (the cache may not be shared)
             state, _ = read_state_dict(path)
             self.weights_path = path
         model = build.build_model({**build.arch_of(cfg, n, None), "head": "linear"})
@@ -189,13 +211,15 @@ class Trainer:
         self.policy.apply(model)
         if cfg.model.channels_last is None:  # resolved once and saved with the config: a resume keeps it
             cfg.model.channels_last = bool(getattr(model, "channels_last", True))
+        if cfg.train.sync_bn and self.dist.world > 1:
+            model = distributed.sync_batchnorm(model)
         if cfg.model.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return model.to(self.device), report, base_classes
 
     def _optimizer(self, steps_per_epoch: int) -> None:
         cfg = self.cfg
-        lr = resolved_lr(cfg.optim, cfg.data.batch_size)
+        lr = resolved_lr(cfg.optim, cfg.data.batch_size * self.dist.world)  # the rate of the global batch
         groups = param_groups(self.model.named_parameters(), lr=lr, weight_decay=resolved_weight_decay(cfg.optim),
                               no_decay_norm_bias=not cfg.optim.decay_norm_bias,
                               head_prefix=self.policy.head_name(self.model), backbone_lr_mult=cfg.model.backbone_lr_mult)
@@ -216,7 +240,7 @@ class Trainer:
                 "scaler": self.scaler.state_dict(), "epoch": pos.epoch, "epoch_step": pos.step,
                 "global_step": self.global_step, "epoch_sums": dict(pos.sums), "rng": rng_state(),
                 **self.stopping.state(), "history": list(self.history), "threads": torch.get_num_threads(),
-                "data_files": self.data_files,
+                "data_files": self.data_files, "world_size": self.dist.world,
                 **({"model_ema": self.ema.state_dict()} if self.ema is not None else {})}
 
     def _start(self) -> Position:
@@ -241,25 +265,33 @@ class Trainer:
         resume.log_schedule_change(s["config"]["train"]["epochs"], self.cfg.train.epochs, self.cfg.optim.schedule,
                                    self.schedule.get_last_lr()[0])
         log.info("resuming %s at epoch %d step %d", self.cfg.train.resume, s["epoch"] + 1, s["epoch_step"])
-        return Position(s["epoch"], s["epoch_step"], dict(s["epoch_sums"]))
+        return Position(s["epoch"], s["epoch_step"], {k: v * self.sums_scale for k, v in s["epoch_sums"].items()})
 
     # -- loop ----------------------------------------------------------------------------------
     def fit(self) -> RunResult:
-        cfg, t0 = self.cfg, time.perf_counter()
-        cfg.save(self.run_dir)
+        cfg, t0, main = self.cfg, time.perf_counter(), self.dist.is_main
+        if main:
+            cfg.save(self.run_dir)
         net, train_b, val_b = self._batches()
-        step_net = torch.compile(net) if cfg.model.compile else net  # shares net's parameters
         self._optimizer(train_b.steps())
         criterion = nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)  # takes soft (mixed) targets too
         self.mixer = BatchMixer(cfg.data, seed=cfg.train.seed, num_classes=len(self.classes))
         self.ema = ModelEma(self.model, cfg.optim.ema_decay) if cfg.optim.ema_decay else None
         # what a Ctrl-C checkpoint holds; it moves only together with the weights (loop.train_one_epoch)
         self.pos = self._start()
+        # DDP after the weights are restored; validation and checkpoints use net itself (plain state dicts)
+        step_net = self.dist.wrap(net)
+        step_net = torch.compile(step_net) if cfg.model.compile else step_net  # shares net's parameters
+        # only rank 0 writes: the other ranks hold a Quiet in place of the log and the checkpoints
         epochs = EpochLog(self.run_dir, self.ks, self.history, epochs=cfg.train.epochs,
-                          tensorboard=cfg.train.tensorboard, fresh=self.resume_state is None, ema=self.ema is not None)
-        saves = Checkpoints(self.run_dir, save_every=cfg.train.save_every, steps_per_epoch=train_b.steps())
+                          tensorboard=cfg.train.tensorboard, fresh=self.resume_state is None,
+                          ema=self.ema is not None) if main else Quiet()
+        saves = Checkpoints(self.run_dir, save_every=cfg.train.save_every,
+                            steps_per_epoch=train_b.steps()) if main else Quiet()
         self._log_start()
         result = RunResult(self.run_dir, 0.0, 0, self.pos.epoch, 0.0)
+        self.stop_all = False
+        distributed.hold_interrupts(True)
         try:
             for epoch in range(self.pos.epoch, cfg.train.epochs):
                 self._train_mode(net)
@@ -285,8 +317,17 @@ class Trainer:
                     break
         except KeyboardInterrupt:
             result.interrupted = True
-            saves.interrupted(self.state(self.pos))
+            with defer_interrupt():  # torchrun passes a Ctrl-C on to its workers: a second one waits for the save
+                saves.interrupted(self.state(self.pos))
+        except RuntimeError as e:
+            if not distributed.lost_peer(e, self.dist):
+                raise
+            last = self.run_dir / "last.ckpt"
+            raise TrainingError(f"rank {self.dist.rank}: another process of this run stopped or did not answer within "
+                                f"--dist-timeout {cfg.train.dist_timeout}s ({summary_of(e)}); {last} holds the last "
+                                f"saved state: see the failed rank's error, then continue with --resume {last}") from None
         finally:
+            distributed.hold_interrupts(False)
             epochs.close()
             if sys.exc_info()[0] is not None:  # an error leaves the trainer: stop writing its log
                 self._close_log()
@@ -306,6 +347,8 @@ class Trainer:
         saves.step(lambda: self.state(pos), global_step=self.global_step, epoch_step=pos.step)
         for cb in self.callbacks:
             cb(self)
+        if self.stop_all:
+            raise KeyboardInterrupt
 
     def _train_mode(self, net: nn.Module) -> None:
         if net is self.model:
@@ -315,13 +358,16 @@ class Trainer:
 
     def _log_start(self) -> None:
         cfg = self.cfg
+        log.info("%s", lr_rule(cfg.optim, cfg.data.batch_size, self.dist.world, self.optimizer.param_groups[0]["base_lr"]))
         log.info("training %s on %s: %d train / %d val images, %d classes, transfer %s, device %s%s",
                  cfg.model.model, self.data.source, len(self.data.train), len(self.data.val), len(self.classes),
                  self.policy, self.device, f", autocast {self.amp_dtype}" if self.amp_dtype else "")
 
     def _close_log(self) -> None:
-        log.removeHandler(self._handler)
-        self._handler.close()
+        if self._handler is not None:
+            log.removeHandler(self._handler)
+            self._handler.close()
+            self._handler = None
 
     def _diverged(self, what: str, value: float, *, epoch: int, step: int | None = None) -> TrainingError:
         where = f"epoch {epoch + 1}" + (f" step {step}" if step is not None else " (validation)")
@@ -338,7 +384,11 @@ class Trainer:
         x, target = self.mixer(x, y, epoch=epoch, step=step)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             loss, logits = compute_loss(net(x), target, criterion, cfg.train.aux_weight)
-        value = float(loss.detach())
+        # under DDP the per-rank means of the whole step's loss and hits: every rank keeps the same running
+        # sums (a checkpoint's are the run's), and a non-finite loss on any rank stops all ranks here
+        value, hits, *stop = self.dist.average(float(loss.detach()), correct(logits, target),
+                                               *([distributed.stop_requested()] if self.dist.world > 1 else []))
+        self.stop_all = bool(stop and stop[0] > 0)  # a Ctrl-C on any rank: all stop after this step (_moved)
         if not math.isfinite(value):  # before the update: the weights stay finite, no checkpoint gets NaN
             raise self._diverged("training loss", value, epoch=epoch, step=step)
         self.optimizer.zero_grad(set_to_none=True)
@@ -351,10 +401,13 @@ class Trainer:
         self.schedule.step()
         if self.ema is not None:
             self.ema.update(self.model, updates=self.global_step)
-        return value, correct(logits, target)
+        return value, hits
 
     def _logits(self, net: nn.Module, batches) -> tuple[torch.Tensor, torch.Tensor]:
-        return run_model(net, batches.epoch(0), amp_dtype=self.amp_dtype)
+        """Logits and targets of the whole set in sample order; under DDP each rank runs its share."""
+        logits, targets = run_model(net, batches.epoch(0), amp_dtype=self.amp_dtype)
+        index = batches.sampler.order()
+        return self.dist.gather_rows(logits, index), self.dist.gather_rows(targets, index)
 
     def _validate(self, net: nn.Module, val_b, *, epoch: int, prefix: str = "") -> dict[str, float]:
         logits, targets = self._logits(net, val_b)
@@ -362,7 +415,9 @@ class Trainer:
         if not math.isfinite(loss):
             raise self._diverged(f"{prefix.replace('_', ' ')}validation loss", loss, epoch=epoch)
         hits = topk_correct(logits, targets, ks=self.ks)
-        return {f"{prefix}val_loss": loss, **{f"{prefix}val_top{k}": hits[k] / len(targets) for k in self.ks}}
+        # rank 0's numbers decide best and early stopping on every rank
+        return self.dist.from_main({f"{prefix}val_loss": loss,
+                                    **{f"{prefix}val_top{k}": hits[k] / len(targets) for k in self.ks}})
 
     def _ema_net(self, net: nn.Module) -> nn.Module:
         """The EMA copy of `net` (the model, or its head when features are cached)."""
@@ -371,32 +426,41 @@ class Trainer:
 
     def _batches(self) -> tuple[nn.Module, Any, Any]:
         cfg = self.cfg
+        d = self.dist
         if not self.policy.caches_features or cfg.data.feature_views == 0:
-            return (self.model, ImageBatches(self.data.train, cfg, self.device, train=True, workers=self.workers),
-                    ImageBatches(self.data.val, cfg, self.device, train=False, workers=self.workers))
+            return (self.model, ImageBatches(self.data.train, cfg, self.device, train=True, workers=self.workers, dist=d),
+                    ImageBatches(self.data.val, cfg, self.device, train=False, workers=self.workers, dist=d))
         views = cfg.data.feature_views
         tic = time.perf_counter()
         with self.policy.backbone_and_head(self.model) as (backbone, head):
             train_ds = self.data.train if views > 1 else _with_transform(self.data.train, self.data.val.transform)
+            # under DDP each rank extracts its share and every rank gets all features; the head then
+            # trains replicated (DDP over the head), each rank on its shard of every global batch
             tf, tt = extract_features(backbone, train_ds, cfg, self.device, views=views, workers=self.workers,
-                                      desc="caching train features")
+                                      desc="caching train features", dist=d)
             vf, vt = extract_features(backbone, self.data.val, cfg, self.device, views=1, workers=self.workers,
-                                      desc="caching val features")
+                                      desc="caching val features", dist=d)
         log.info("cached backbone features: %d train x %d view(s), %d val, %d-wide, in %.1fs",
                  tf.shape[1], views, vf.shape[1], tf.shape[2], time.perf_counter() - tic)
         dev = self.device
-        return (head, FeatureBatches(tf.to(dev), tt.to(dev), batch_size=cfg.data.batch_size, seed=cfg.train.seed, train=True),
-                FeatureBatches(vf.to(dev), vt.to(dev), batch_size=max(256, cfg.data.batch_size), seed=0, train=False))
+        return (head, FeatureBatches(tf.to(dev), tt.to(dev), batch_size=cfg.data.batch_size, seed=cfg.train.seed, train=True,
+                                     dist=d),
+                FeatureBatches(vf.to(dev), vt.to(dev), batch_size=max(256, cfg.data.batch_size), seed=0, train=False,
+                               dist=d))
 
     def _final_report(self, net: nn.Module, val_b) -> None:
         """Best weights on the val set: report.txt/json, confusion matrix CSV/PNG, curves.png."""
         best = self.run_dir / "best.ckpt"
         current = {k: v.clone() for k, v in self.model.state_dict().items()}
-        if best.is_file():
-            saved = load_checkpoint(best)
-            self.model.load_state_dict(saved.get("model_ema", saved["model"]))  # what eval/predict will use
+        saved = load_checkpoint(best) if self.dist.is_main and best.is_file() else None
+        # the EMA weights when the run keeps them: what eval and predict will use
+        best_state = self.dist.from_main(saved.get("model_ema", saved["model"]) if saved is not None else None)
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
         logits, targets = self._logits(net, val_b)
         self.model.load_state_dict(current)
+        if not self.dist.is_main:
+            return
         paths = [str(p) for p, _ in self.data.val.samples]
         report = classification_report(logits, targets, self.classes, paths=paths)
         report.save(self.run_dir)
@@ -415,4 +479,7 @@ def train(config: Config, *, callbacks: list[Callable[[Trainer], None]] | None =
           given: set[str] | None = None) -> RunResult:
     """Train one run as `config` says; returns where it went and how well it did. With
     `config.train.resume`, `given` names the settings to change on resume (see engine.resume)."""
-    return Trainer(config, callbacks=callbacks, given=given).fit()
+    try:
+        return Trainer(config, callbacks=callbacks, given=given).fit()
+    finally:
+        distributed.shutdown()
