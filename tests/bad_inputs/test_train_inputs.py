@@ -7,7 +7,6 @@ import logging
 import os
 import shutil
 import signal
-import time
 
 import pytest
 import torch
@@ -51,9 +50,7 @@ one_error_line = error_line
     (["--ema-decay", "1"], "--ema-decay: 1.0: must be < 1"),
 ])
 def test_bad_values_are_one_line_before_any_work(tiny_folder, tmp_path, capsys, flags, says):
-    tic = time.monotonic()
     assert cli(train_args(tiny_folder, tmp_path / "runs") + flags) == 2  # the last of a repeated flag wins
-    assert time.monotonic() - tic < 5  # no data scan, no model built (generous for a loaded machine)
     assert says in one_error_line(capsys)
     assert not (tmp_path / "runs").exists()  # a refused run leaves no folder behind
 

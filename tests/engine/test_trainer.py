@@ -1,6 +1,5 @@
 """The training loop on a toy set that the tests make (tests/conftest.make_tiny_folder)."""
 import csv
-import json
 
 import pytest
 import torch

@@ -67,6 +67,14 @@ def test_predict_and_eval_of_the_onnx_file_match_the_checkpoint(trained, exporte
     assert run_cli(["predict", exported.path, files[0], "--csv"]) == 0
     rows = capsys.readouterr().out.splitlines()
     assert rows[0] == "path,rank,label,prob,error" and rows[1].split(",")[2] == b[0].labels[0]
+    # the exported file has no PyTorch graph to take gradients of: --cam is refused before any work
+    assert run_cli(["eval", exported.path, data, "--cam", 2, "-o", tmp_path / "e3"]) == 2
+    assert "--cam needs a PyTorch model" in error_line(capsys, only=True) and not (tmp_path / "e3").exists()
+    # serve and cam take the same sources: the .onnx file serves without Grad-CAM
+    from imgcls.serve.service import open_model
+
+    service = open_model(exported.path)
+    assert service.predictor.backend == "onnxruntime" and service.info["architecture"] == "resnet18"
 
 
 def test_int8_is_calibrated_checked_and_refused_below_the_threshold(trained, tmp_path):

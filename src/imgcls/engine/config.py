@@ -17,7 +17,7 @@ from typing import Any
 
 from imgcls.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from imgcls.errors import ConfigError
-from imgcls.options import check_value, device_option, draft_option, flag_name, option, workers_option
+from imgcls.options import check_value, device_option, draft_option, flag_name, option
 
 
 @dataclass

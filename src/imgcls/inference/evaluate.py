@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from imgcls.data import ImageFolder, default_workers, find_bad_images, open_dataset, safe_name
-from imgcls.errors import DataError
+from imgcls.errors import ConfigError, DataError
 from imgcls.inference.predictor import Predictor
 from imgcls.reports import ClassificationReport, classification_report, skipped_line
 
