@@ -424,8 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Serves the page at http://HOST:PORT/ and POST /predict, GET /model, GET /healthz "
                                    "(schema at /openapi.json) until Ctrl-C. Needs the serve extra: "
                                    "pip install 'imgcls[serve]'")
-    p.add_argument("checkpoint", metavar="MODEL", help="a checkpoint written by `imgcls train` (best.ckpt, last.ckpt), "
-                   "a weights name (efficientnet_lite0.in1k) or an exported .onnx file (no Grad-CAM)")
+    p.add_argument("checkpoint", metavar="MODEL", help=MODEL_SOURCE_HELP + "; an .onnx file has no Grad-CAM")
     add_option_flags(p, ServeOptions)
     p.set_defaults(func=_cmd_serve)
 
