@@ -303,7 +303,7 @@ class Trainer:
                 if self.ema is not None:
                     val |= self._validate(self._ema_net(net), val_b, epoch=epoch, prefix="ema_")
                 row = epoch_row(pos, val, global_step=self.global_step, lr=self.schedule.get_last_lr()[0],
-                                n_imgs=n_imgs, seconds=seconds)
+                                n_imgs=n_imgs * self.dist.world, seconds=seconds)  # every rank: as many images
                 with defer_interrupt():  # the epoch's row, best and checkpoints go together
                     improved = self.stopping.update(row)
                     self.history.append(row)
