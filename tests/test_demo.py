@@ -6,11 +6,11 @@ from PIL import Image
 import imgcls
 from imgcls.cli import main
 from imgcls.data import read_split
-from imgcls.demo import demo_data
+from imgcls.paths import bundled_photos
 
 
 def test_bundled_subset_is_small_licensed_and_complete():
-    root = demo_data()
+    root = bundled_photos()
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     assert classes == ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
     files = sorted(root.rglob("*.jpg"))

@@ -11,26 +11,22 @@ photo.
 from __future__ import annotations
 
 import logging
-from importlib import resources
 from pathlib import Path
 
 from imgcls.data import make_split, write_split
 from imgcls.engine import Config, train
 from imgcls.inference import Predictor, evaluate
+from imgcls.paths import bundled_photos
 
 log = logging.getLogger("imgcls")
 
 DEMO_MODEL, DEMO_WEIGHTS = "efficientnet_lite0", "efficientnet_lite0.in1k"
 
 
-def demo_data() -> Path:
-    return Path(str(resources.files("imgcls") / "assets" / "flowers_mini"))
-
-
 def demo_config(out_dir: str | Path = "runs", *, epochs: int | None = None, model: str | None = None,
                 progress: bool = True) -> Config:
     cfg = Config()
-    cfg.data.data = str(demo_data())
+    cfg.data.data = str(bundled_photos())
     cfg.data.val_fraction = 0.2
     cfg.data.batch_size = 32
     cfg.optim.optimizer = "adamw"
@@ -68,7 +64,7 @@ def run_demo(out_dir: str | Path = "runs", *, epochs: int | None = None, model: 
     report, where = evaluate(best, held_out, part="val", out_dir=result.run_dir / "eval", progress=False)
     log.info("held-out val top-1 %.1f%% on %d photos the network never trained on (report: %s)",
              100 * report.top1, report.n, where / "report.txt")
-    photo = sorted((demo_data() / "sunflowers").glob("*.jpg"))[0]
+    photo = sorted((bundled_photos() / "sunflowers").glob("*.jpg"))[0]
     pred = Predictor.from_checkpoint(best, workers=0).predict([photo], topk=3)[0]
     log.info("predict %s: %s", photo.name, ", ".join(f"{lab} {p:.1%}" for lab, p in zip(pred.labels, pred.probs)))
     log.info("plots: %s and %s", result.run_dir / "curves.png", where / "confusion_matrix.png")

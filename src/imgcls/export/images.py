@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +13,9 @@ import torch
 from imgcls.data import eval_transform, load_array, normalize_batch, safe_name
 from imgcls.data.decode import is_image_file
 from imgcls.errors import DataError
+from imgcls.paths import bundled_photos  # noqa: F401  (re-exported: export's default photos)
 
 log = logging.getLogger(__name__)
-
-
-def bundled_photos() -> Path:
-    """The 300 flower photos that ship with imgcls (assets/flowers_mini): real images when no data is given."""
-    return Path(str(resources.files("imgcls") / "assets" / "flowers_mini"))
 
 
 def image_files(folder: str | Path, *, limit: int | None = None, what: str = "images") -> list[Path]:
