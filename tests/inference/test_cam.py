@@ -202,3 +202,13 @@ def test_eval_cam_adds_a_grid_of_the_worst_mistakes(trained, tmp_path, capsys):
     grid = Image.open(tmp_path / "ev" / "wrong_cam.png")
     assert "wrong_cam.png" in text and len(report["most_confident_wrong"]) == 1  # --wrong 1 still lists one
     assert grid.size[0] == k * 256 + (k + 1) * 6  # k tiles of 256 px in one row, 6 px gaps
+
+
+def test_cam_of_a_weights_name_needs_an_output_folder(tmp_path, capsys):
+    from imgcls.paths import bundled_photos
+    from tests.conftest import error_line, run_cli
+
+    photo = sorted((bundled_photos() / "daisy").glob("*.jpg"))[0]
+    assert run_cli(["cam", "efficientnet_lite0.in1k", photo]) == 2
+    assert error_line(capsys, only=True) == ("imgcls: error: efficientnet_lite0.in1k is not a file, so there is no "
+                                             "folder beside it for the overlays; name one with -o DIR")
