@@ -64,3 +64,14 @@ def test_efficientnet_lite_weights_bring_the_tf_lite_input_convention():
     take_weight_preprocessing(cfg, set())
     assert preprocessing(cfg.data) == {"resize": 240, "crop": 240, "mean": [127 / 255] * 3, "std": [128 / 255] * 3,
                                        "interpolation": "bilinear"}
+
+
+def test_registered_weights_name_their_model_unless_the_model_is_given():
+    cfg = Config()
+    cfg.model.weights = "efficientnet_lite0.in1k"  # --model left at its default
+    assert "model=efficientnet_lite0" in take_weight_preprocessing(cfg, {"weights"})
+    assert cfg.model.model == "efficientnet_lite0"
+    cfg = Config()
+    cfg.model.model, cfg.model.weights = "resnet18", "efficientnet_lite0.in1k"
+    assert not any(t.startswith("model=") for t in take_weight_preprocessing(cfg, {"model", "weights"}))
+    assert cfg.model.model == "resnet18"  # what the user asked for; the weight loader names the mismatch

@@ -114,13 +114,18 @@ def _drop_bad(samples: list[tuple[Path, int]], cfg: DataConfig) -> list[tuple[Pa
 def take_weight_preprocessing(cfg: Config, given: set[str]) -> list[str]:
     """Registered weights carry the eval preprocessing they were measured with (weights/specs.py, the
     one source): a run with `--weights NAME` uses it for every setting the user did not give, so
-    `resnet50.tv2_in1k` evaluates at resize 232, not 256. Returns what was taken, for the log."""
-    from imgcls.weights import spec_preprocessing
+    `resnet50.tv2_in1k` evaluates at resize 232, not 256; without `--model` the model is the one the
+    weights are for. Returns what was taken, for the log."""
+    from imgcls.weights.specs import spec_arch, spec_preprocessing
 
     pre = spec_preprocessing(cfg.model.weights) if cfg.model.weights else None
     if pre is None:
         return []
     d, taken = cfg.data, []
+    arch = spec_arch(cfg.model.weights)
+    if "model" not in given and arch and arch != cfg.model.model:  # `--weights NAME` names its model
+        cfg.model.model = arch
+        taken.append(f"model={arch}")
     if "input_size" not in given:
         d.input_size = pre["crop"]
     if "resize_size" not in given:  # the spec's resize/crop ratio at the input size the run uses

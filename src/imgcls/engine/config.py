@@ -60,6 +60,9 @@ class DataConfig:
     draft: bool = draft_option()
     feature_views: int = option(1, "head/head+: cached backbone views per image (1 = the centre crop; "
                                "K > 1 = K augmented views; 0 = no cache, the backbone runs every step)", ge=0)
+    feature_backend: str = option("auto", "head/head+: what runs the frozen backbone over the images once: auto "
+                                  "(ONNX Runtime on a CPU for 500+ images when imgcls[export] is installed, else "
+                                  "PyTorch) | torch | onnxruntime", choices=("auto", "torch", "onnxruntime"))
     # recipe options (engine/recipes.py, data/augment.py), all off by default
     auto_augment: str = option("none", "per-image augmentation policy (torchvision's): none | trivialaugment "
                                "(TrivialAugmentWide) | randaugment", choices=("none", "trivialaugment", "randaugment"))
@@ -112,7 +115,7 @@ class TrainConfig:
     out_dir: str = option("runs", "parent folder of run folders")
     name: str | None = option(None, "run folder name (default: exp1, exp2, ...; with --resume: continue in this new folder)")
     resume: str | None = option(None, "continue from this checkpoint (e.g. runs/exp1/last.ckpt); only --epochs, --workers, "
-                                   "--device, --progress, --save-every, --patience, --tensorboard, the data path and "
+                                   "--device, --progress, --save-every, --patience, --tensorboard, --feature-backend, the data path and "
                                    "--name/--out-dir may change")
     save_every: int = option(0, "also checkpoint every N steps inside an epoch (0: at epoch ends only)", ge=0)
     progress: bool = option(True, "tqdm progress bars")

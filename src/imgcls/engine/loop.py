@@ -2,7 +2,7 @@
 
 One loop serves every mode. With `--transfer full` or `last:` the batches are images for the
 whole network (`ImageBatches`); with `head` / `head+` the frozen backbone has run once per image
-(or once per augmented view, `extract_features`) and the batches are cached features for the head
+(or once per augmented view, engine.features) and the batches are cached features for the head
 (`FeatureBatches`). Both answer `steps()` and `epoch(e, start_step)`.
 """
 from __future__ import annotations
@@ -110,28 +110,6 @@ class FeatureBatches:
         for s in range(start_step, self.steps()):
             idx = order[s * self.batch_size:(s + 1) * self.batch_size]
             yield view[idx], self.targets[idx]
-
-
-@torch.no_grad()
-def extract_features(backbone: nn.Module, ds, cfg: Config, device: torch.device, *, views: int,
-                     workers: int, desc: str, dist: Dist = LOCAL) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the frozen backbone over `ds` `views` times (augmented when views > 1): [views, N, D]. Under DDP each
-    rank runs its share of the images and every rank gets all the features, in sample order."""
-    from tqdm.auto import tqdm
-
-    backbone.eval()
-    out = []
-    batches = ImageBatches(ds, cfg, device, train=False, workers=workers, dist=dist)
-    index = batches.sampler.order()
-    for v in range(views):
-        feats, targets = [], []
-        bar = tqdm(batches.epoch(v), total=batches.steps(), desc=f"{desc} view {v + 1}/{views}" if views > 1 else desc,
-                   disable=not cfg.train.progress, leave=False, file=sys.stderr)
-        for x, y in bar:
-            feats.append(backbone(x).float().flatten(1).cpu())
-            targets.append(y.cpu())
-        out.append(dist.gather_rows(torch.cat(feats), index))
-    return torch.stack(out), dist.gather_rows(torch.cat(targets), index)
 
 
 # -- one epoch --------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from imgcls.errors import CheckpointError, ConfigError, DataError
 log = logging.getLogger("imgcls")
 
 RESUMABLE = ("epochs", "workers", "device", "progress", "tensorboard", "save_every", "patience", "data", "val_data",
-             "name", "out_dir", "dist_timeout")
+             "name", "out_dir", "dist_timeout", "feature_backend")
 
 
 def resumed_config(saved: Config, given: Config, names: set[str], checkpoint: str | Path

@@ -31,8 +31,8 @@ from imgcls.engine.callbacks import Checkpoints, EarlyStopping, EpochLog, Quiet
 from imgcls.engine.checkpoint import check_arch, load_checkpoint, remove_stale_temps, rng_state, set_rng_state
 from imgcls.engine.config import Config
 from imgcls.engine.interrupt import defer_interrupt
-from imgcls.engine.loop import (FeatureBatches, ImageBatches, Position, compute_loss, epoch_row, extract_features,
-                                train_one_epoch)
+from imgcls.engine.features import backbone_runner, extract_features
+from imgcls.engine.loop import FeatureBatches, ImageBatches, Position, compute_loss, epoch_row, train_one_epoch
 from imgcls.engine.optim import LRSchedule, build_optimizer, lr_rule, param_groups, resolved_lr, resolved_weight_decay
 from imgcls.engine.recipes import BatchMixer, ModelEma, correct
 from imgcls.engine.transfer import TransferPolicy
@@ -436,12 +436,15 @@ class Trainer:
             train_ds = self.data.train if views > 1 else _with_transform(self.data.train, self.data.val.transform)
             # under DDP each rank extracts its share and every rank gets all features; the head then
             # trains replicated (DDP over the head), each rank on its shard of every global batch
-            tf, tt = extract_features(backbone, train_ds, cfg, self.device, views=views, workers=self.workers,
+            backbone.eval()
+            runner = backbone_runner(backbone, cfg, self.device, images=views * len(train_ds) + len(self.data.val))
+            tf, tt = extract_features(runner, train_ds, cfg, self.device, views=views, workers=self.workers,
                                       desc="caching train features", dist=d)
-            vf, vt = extract_features(backbone, self.data.val, cfg, self.device, views=1, workers=self.workers,
+            vf, vt = extract_features(runner, self.data.val, cfg, self.device, views=1, workers=self.workers,
                                       desc="caching val features", dist=d)
-        log.info("cached backbone features: %d train x %d view(s), %d val, %d-wide, in %.1fs",
-                 tf.shape[1], views, vf.shape[1], tf.shape[2], time.perf_counter() - tic)
+        log.info("cached backbone features: %d train x %d view(s), %d val, %d-wide, in %.1fs (%s)",
+                 tf.shape[1], views, vf.shape[1], tf.shape[2], time.perf_counter() - tic,
+                 getattr(runner, "backend", "torch"))
         dev = self.device
         return (head, FeatureBatches(tf.to(dev), tt.to(dev), batch_size=cfg.data.batch_size, seed=cfg.train.seed, train=True,
                                      dist=d),

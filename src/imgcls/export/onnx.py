@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from imgcls.checkpoint import describe_arch, load_source
@@ -26,7 +27,7 @@ from imgcls.data import safe_name
 from imgcls.errors import ConfigError, ExportError, summary_of
 from imgcls.export.options import CALIB_METHODS
 from imgcls.export.images import bundled_photos, float_batches, image_files, split_parts
-from imgcls.export.session import OrtRunner, encode_metadata, require
+from imgcls.export.session import OrtRunner, encode_metadata, make_session, require
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,36 @@ def to_onnx(model: torch.nn.Module, path: Path, *, input_size: int, metadata: di
     proto.doc_string = f"imgcls export of {metadata.get('source', '')}"
     onnx.checker.check_model(proto)
     onnx.save_model(proto, str(path))
+
+
+def available() -> bool:
+    """True when the export extra is installed (onnx, onnxscript, onnxruntime): what `OrtFunction` needs."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript", "onnxruntime"))
+
+
+class OrtFunction:
+    """A module run by ONNX Runtime instead of PyTorch eager: exported (dynamic batch, fixed
+    `input_size`) to a private temporary file, loaded into a session, the file removed. Float NCHW
+    batch in, float tensor out, on the CPU; no metadata, nothing kept on disk. The trainer uses it for
+    the frozen backbone of head-only transfer, which it runs once over every image: ONNX Runtime runs
+    EfficientNet-Lite0 about 4x and ResNet-18 about 1.8x faster than eager PyTorch on a CPU
+    (benchmarks/inference.py). An ExportError or ConfigError when the module cannot be exported."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, module: torch.nn.Module, *, input_size: int, threads: int | None = None) -> None:
+        with tempfile.TemporaryDirectory(prefix="imgcls-ort-") as d:
+            path = Path(d) / "module.onnx"
+            to_onnx(module, path, input_size=input_size, metadata={})
+            self.session = make_session(path, threads=threads)
+        self._input = self.session.get_inputs()[0].name
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        # a channels_last batch is a permuted view: ONNX Runtime wants plain contiguous NCHW
+        batch = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+        return torch.from_numpy(self.session.run(None, {self._input: batch})[0])
 
 
 def _temp_path(out: Path, tag: str) -> Path:

@@ -204,6 +204,15 @@ def spec_preprocessing(name_or_path: str | os.PathLike | WeightSpec) -> dict[str
     return dict(spec.preprocessing) if spec is not None else None
 
 
+def spec_arch(name_or_path: str | os.PathLike) -> str | None:
+    """The registered model name that registered weights are for ("efficientnet_lite0.in1k" ->
+    "efficientnet_lite0"); None for a file or an unregistered name, as `spec_preprocessing`."""
+    if isinstance(name_or_path, os.PathLike) or Path(name_or_path).expanduser().is_file():
+        return None
+    spec = _lookup(name_or_path)
+    return spec.arch if spec is not None else None
+
+
 def imagenet_categories() -> list[str]:
     """The 1000 ImageNet-1k class names in index order, each the first synonym of its WordNet synset as
     torchvision names them ("tench", "goldfish", ...; "crane" and "maillot" occur twice, as there).
