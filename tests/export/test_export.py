@@ -13,10 +13,11 @@ pytest.importorskip("onnxruntime", reason="the export extra is not installed: pi
 pytest.importorskip("onnxscript", reason="the export extra is not installed: pip install -e '.[export]'")
 
 from imgcls.checkpoint import load_model  # noqa: E402
-from imgcls.errors import ExportError  # noqa: E402
+from imgcls.errors import ConfigError, ExportError  # noqa: E402
 from imgcls.export import OrtRunner, export_onnx  # noqa: E402
 from imgcls.export.images import bundled_photos, float_batches, image_files  # noqa: E402
 from imgcls.export.onnx import verify_fp32  # noqa: E402
+from imgcls.export.quantize import cpu_has_vnni, resolve_weight_bits  # noqa: E402
 from imgcls.inference import Predictor, evaluate  # noqa: E402
 from tests.conftest import error_line, run_cli, train_tiny  # noqa: E402
 
@@ -84,6 +85,7 @@ def test_int8_is_calibrated_checked_and_refused_below_the_threshold(trained, tmp
                          min_agreement=0.5, calib_methods="minmax,percentile")
     assert result.precision == "int8" and set(result.method_agreement) == {"minmax", "percentile"}
     assert result.agreement == max(result.method_agreement.values()) >= 0.5
+    assert result.weight_bits == resolve_weight_bits("auto") and f"{result.weight_bits}-bit weights" in result.to_text()
     import onnx
 
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
@@ -150,3 +152,17 @@ def test_bad_inputs_are_one_line_exit_2(trained, exported, tmp_path, capsys):
     assert run_cli(["export", ckpt, "-o", disguised]) == 2
     assert "is a PyTorch file, not an ONNX model" in error_line(capsys, only=True)
     assert disguised.read_bytes() == ckpt.read_bytes()
+
+
+def test_weight_bits_follow_the_cpu_unless_given(monkeypatch):
+    avx2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    assert cpu_has_vnni(avx2, "x86_64") is False
+    assert cpu_has_vnni(avx2.replace("fma", "fma avx512f avx512_vnni"), "x86_64") is True
+    assert cpu_has_vnni(avx2.replace("fma", "fma avx_vnni"), "AMD64") is True
+    assert cpu_has_vnni("", "aarch64") is True  # no saturating 16-bit sums there
+    assert resolve_weight_bits("7") == 7 and resolve_weight_bits(8) == 8
+    for vnni, bits in ((True, 8), (False, 7), (None, 7)):
+        monkeypatch.setattr("imgcls.export.quantize.cpu_has_vnni", lambda v=vnni: v)
+        assert resolve_weight_bits("auto") == bits
+    with pytest.raises(ConfigError, match="--weight-bits 6: use auto, 7 or 8"):
+        export_onnx("resnet18", "x.onnx", weight_bits=6)

@@ -47,6 +47,7 @@ class ExportResult:
     agreement: float | None = None
     method: str | None = None
     method_agreement: dict[str, float] = field(default_factory=dict)
+    weight_bits: int | None = None
     size: int = 0
 
     def to_text(self) -> str:
@@ -54,7 +55,7 @@ class ExportResult:
                  f"logit difference {self.max_abs_diff:.2e} (relative {self.rel_diff:.2e})"]
         if self.agreement is not None:
             tried = ", ".join(f"{m} {a:.2%}" for m, a in self.method_agreement.items())
-            lines.append(f"int8 ({self.method} calibration) agrees with fp32 on top-1 for {self.agreement:.2%} of the "
+            lines.append(f"int8 ({self.method} calibration, {self.weight_bits}-bit weights) agrees with fp32 on top-1 for {self.agreement:.2%} of the "
                          f"images checked (tried: {tried})")
         lines.append(f"wrote {safe_name(self.path)} ({self.precision}, {self.size / 2**20:.1f} MB, "
                      f"{describe_arch(self.arch)}, opset {OPSET})")
@@ -188,7 +189,7 @@ def verify_fp32(model: torch.nn.Module, runner: OrtRunner, paths: list[Path], pr
 def export_onnx(source: str | Path, output: str | Path | None = None, *, tolerance: float = 1e-4,
                 check_images: int = 32, val: str | Path | None = None, int8: bool = False,
                 calib: str | Path | None = None, calib_images: int = 256, min_agreement: float = 0.98,
-                calib_methods: str | tuple[str, ...] = ("minmax", "percentile"),
+                calib_methods: str | tuple[str, ...] = ("minmax", "percentile"), weight_bits: str | int = "auto",
                 threads: int | None = None) -> ExportResult:
     """Export `source` (a checkpoint or a weights name) to `output` (default: `<source name>.onnx`, with
     `int8` `<source name>.int8.onnx`), verified on `check_images` real photos (from `val`, else the
@@ -198,7 +199,8 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
     training images of `calib` (its train/ part for a split folder) under each of `calib_methods`,
     keeps the method whose top-1 agrees best with fp32 on the validation images (`val`, else
     `calib`'s val/ part, else calibration-folder images not used to calibrate) and refuses to write
-    the model when that agreement is below `min_agreement`.
+    the model when that agreement is below `min_agreement`. `weight_bits` (auto, 7 or 8): see
+    quantize.resolve_weight_bits.
     """
     require("onnxruntime")
     if int8 and not calib:
@@ -209,6 +211,8 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
     unknown = [m for m in methods if m not in CALIB_METHODS]
     if unknown or not methods:
         raise ConfigError(f"--calib-methods {','.join(methods)}: use one or more of {', '.join(CALIB_METHODS)}")
+    if str(weight_bits) not in ("auto", "7", "8"):
+        raise ConfigError(f"--weight-bits {weight_bits}: use auto, 7 or 8")
     calib_dir, val_part = split_parts(calib) if calib else (None, None)
     calib_paths = image_files(calib_dir, limit=calib_images, what="calibration images") if calib_dir else []
     check_paths, checked_on = _check_images(val, calib, check_images)
@@ -227,8 +231,9 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
         result = ExportResult(out, "fp32", info["arch"], checked_on, n, diff, rel)
         final = fp32
         if int8:
-            from imgcls.export.quantize import quantize_best
+            from imgcls.export.quantize import quantize_best, resolve_weight_bits
 
+            bits = resolve_weight_bits(weight_bits)
             used = set(calib_paths)
             agree_paths = (image_files(val, what="validation images") if val else
                            image_files(val_part, what="validation images") if val_part else
@@ -236,10 +241,10 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
                            or check_paths)
             final, method, agreement, per_method, extra = quantize_best(
                 fp32, runner, calib_paths, agree_paths, pre, out=out, methods=methods,
-                metadata=encode_metadata(precision="int8", **metadata), threads=threads)
+                metadata=encode_metadata(precision="int8", **metadata), weight_bits=bits, threads=threads)
             temps += [*extra, final]  # final is renamed away below unless a check refuses it
             result.precision, result.method, result.agreement = "int8", method, agreement
-            result.method_agreement = per_method
+            result.method_agreement, result.weight_bits = per_method, bits
             if agreement < min_agreement:
                 raise ExportError(f"the int8 model agrees with fp32 on top-1 for {agreement:.2%} of "
                                   f"{len(agree_paths)} validation images (best of {', '.join(per_method)}), below "

@@ -25,4 +25,8 @@ class ExportOptions:
                                         "than this fraction of the validation images", ge=0, le=1)
     calib_methods: str = option("minmax,percentile", "calibration methods to try, comma-separated (minmax, "
                                                      "percentile, entropy); the best agreeing one is kept")
+    weight_bits: str = option("auto", "int8 weight precision: 8, or 7 (ONNX Runtime's reduce_range): on x86 CPUs "
+                                      "without VNNI the int8 kernels add pairs of products in saturating 16-bit "
+                                      "sums, and 7-bit weights keep them in range; auto = 7 on such CPUs, else 8",
+                              choices=("auto", "7", "8"))
     threads: int | None = threads_option()
