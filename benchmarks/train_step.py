@@ -147,47 +147,14 @@ def _subset(data: Path, images: int, out: Path) -> Path:
 
 def _course_child(args: argparse.Namespace) -> None:
     """The WZMIAOMIAO course's training epoch (Test5_resnet/train.py), PIL and hand-written transforms."""
-    import math
-    import random
-
-    import numpy as np
     import torch
-    from PIL import Image
     from torch import nn
-    from torch.utils.data import DataLoader, Dataset
+    from torch.utils.data import DataLoader
 
+    from course import CoursePhotos
     from imgcls.models import create_model
 
-    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
-
-    class Photos(Dataset):
-        def __init__(self, root: Path) -> None:
-            classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-            self.items = [(f, i) for i, c in enumerate(classes) for f in sorted((root / c).iterdir())]
-
-        def __len__(self) -> int:
-            return len(self.items)
-
-        def __getitem__(self, i):
-            path, label = self.items[i]
-            img = Image.open(path).convert("RGB")
-            w, h = img.size
-            for _ in range(10):  # RandomResizedCrop(224): scale (0.08, 1), ratio (3/4, 4/3)
-                area = w * h * random.uniform(0.08, 1.0)
-                ratio = math.exp(random.uniform(math.log(3 / 4), math.log(4 / 3)))
-                cw, ch = int(round(math.sqrt(area * ratio))), int(round(math.sqrt(area / ratio)))
-                if 0 < cw <= w and 0 < ch <= h:
-                    left, top = random.randint(0, w - cw), random.randint(0, h - ch)
-                    break
-            else:
-                cw, ch, left, top = min(w, h), min(w, h), (w - min(w, h)) // 2, (h - min(w, h)) // 2
-            img = img.crop((left, top, left + cw, top + ch)).resize((args.size, args.size), Image.BILINEAR)
-            if random.random() < 0.5:
-                img = img.transpose(Image.FLIP_LEFT_RIGHT)
-            x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
-            return (x - mean) / std, label
-
-    ds = Photos(Path(args.data) / "train")
+    ds = CoursePhotos(Path(args.data) / "train", train=True, size=args.size)
     nw = min(os.cpu_count() or 1, args.batch if args.batch > 1 else 0, 8)
     loader = DataLoader(ds, batch_size=args.batch, shuffle=True, num_workers=nw)
     torch.manual_seed(0)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import shlex
 import subprocess
@@ -38,61 +37,18 @@ VARIANTS = ("course", "naive", "torch", "ort")
 
 def _course(args: argparse.Namespace) -> None:
     """The course's transfer loop; prints {"best_top1": ...} as its last line."""
-    import random
-
-    import numpy as np
     import torch
-    from PIL import Image
     from torch import nn
-    from torch.utils.data import DataLoader, Dataset
+    from torch.utils.data import DataLoader
 
+    from course import CoursePhotos
     from imgcls.checkpoint import load_source
 
     net, info = load_source(args.weights)
     pre = info["preprocessing"]
-    mean = torch.tensor(pre["mean"]).view(3, 1, 1)
-    std = torch.tensor(pre["std"]).view(3, 1, 1)
-    size, resize = pre["crop"], pre["resize"]
-
-    def to_tensor(img: Image.Image) -> torch.Tensor:
-        x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
-        return (x - mean) / std
-
-    class Photos(Dataset):
-        def __init__(self, root: Path, train: bool) -> None:
-            classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-            self.items = [(f, i) for i, c in enumerate(classes) for f in sorted((root / c).iterdir())]
-            self.train = train
-
-        def __len__(self) -> int:
-            return len(self.items)
-
-        def __getitem__(self, i):
-            path, label = self.items[i]
-            img = Image.open(path).convert("RGB")
-            w, h = img.size
-            if not self.train:  # Resize(resize) + CenterCrop(size)
-                s = resize / min(w, h)
-                img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
-                w, h = img.size
-                left, top = (w - size) // 2, (h - size) // 2
-                return to_tensor(img.crop((left, top, left + size, top + size))), label
-            for _ in range(10):  # RandomResizedCrop(size): scale (0.08, 1), ratio (3/4, 4/3)
-                area = w * h * random.uniform(0.08, 1.0)
-                ratio = math.exp(random.uniform(math.log(3 / 4), math.log(4 / 3)))
-                cw, ch = int(round(math.sqrt(area * ratio))), int(round(math.sqrt(area / ratio)))
-                if 0 < cw <= w and 0 < ch <= h:
-                    left, top = random.randint(0, w - cw), random.randint(0, h - ch)
-                    break
-            else:
-                cw, ch, left, top = min(w, h), min(w, h), (w - min(w, h)) // 2, (h - min(w, h)) // 2
-            img = img.crop((left, top, left + cw, top + ch)).resize((size, size), Image.BILINEAR)
-            if random.random() < 0.5:
-                img = img.transpose(Image.FLIP_LEFT_RIGHT)
-            return to_tensor(img), label
-
+    kw = dict(size=pre["crop"], resize=pre["resize"], mean=pre["mean"], std=pre["std"])
     split = Path(args.split)
-    train_ds, val_ds = Photos(split / "train", True), Photos(split / "val", False)
+    train_ds, val_ds = CoursePhotos(split / "train", train=True, **kw), CoursePhotos(split / "val", train=False, **kw)
     nw = min(os.cpu_count() or 1, args.batch_size, 8)
     train_loader = DataLoader(train_ds, batch_size=args.batch_size, shuffle=True, num_workers=nw)
     val_loader = DataLoader(val_ds, batch_size=args.batch_size, shuffle=False, num_workers=nw)

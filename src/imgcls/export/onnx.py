@@ -249,7 +249,8 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
                 raise ExportError(f"the int8 model agrees with fp32 on top-1 for {agreement:.2%} of "
                                   f"{len(agree_paths)} validation images (best of {', '.join(per_method)}), below "
                                   f"--min-agreement {min_agreement:.0%}: {out} not written; calibrate on more "
-                                  "images (--calib-images) or use the fp32 export")
+                                  "images (--calib-images), accept it with a lower --min-agreement, or use the "
+                                  "fp32 export")
         os.replace(final, out)
         result.size = out.stat().st_size
         return result
