@@ -94,3 +94,14 @@ def test_a_head_trained_on_onnx_runtime_features_matches_one_trained_on_pytorch_
     assert torch.allclose(w_torch["fc.weight"], w_ort["fc.weight"], atol=1e-4)
     for a, b in zip(h_torch, h_ort):
         assert a["val_top1"] == b["val_top1"] and a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
+
+
+def test_onnx_runtime_where_it_cannot_run_is_refused_before_any_work(monkeypatch, tiny_folder, tmp_path):
+    features.check_backend("auto", torch.device("cuda"))  # auto and torch never refuse
+    monkeypatch.setattr("imgcls.export.onnx.available", lambda: False)
+    with pytest.raises(ConfigError, match=r"needs onnx, onnxscript and onnxruntime: pip install 'imgcls\[export\]'"):
+        features.check_backend("onnxruntime", torch.device("cpu"))
+    cfg = tiny_config(tiny_folder, tmp_path / "runs", transfer="head", feature_backend="onnxruntime")
+    with pytest.raises(ConfigError, match="--feature-backend onnxruntime needs"):
+        train(cfg)
+    assert not (tmp_path / "runs").exists()

@@ -66,16 +66,29 @@ class CheckedRunner:
         return ref
 
 
+def check_backend(choice: str, device: torch.device) -> None:
+    """Refuse `--feature-backend onnxruntime` where it cannot run (a GPU run, no imgcls[export]) before
+    any work starts."""
+    if choice != "onnxruntime":
+        return
+    if device.type != "cpu":
+        raise ConfigError(f"--feature-backend onnxruntime runs the backbone on the CPU, but the run is on "
+                          f"{device}; use --feature-backend torch (or auto) on a GPU")
+    from imgcls.export.onnx import available
+
+    if not available():
+        raise ConfigError("--feature-backend onnxruntime needs onnx, onnxscript and onnxruntime: "
+                          "pip install 'imgcls[export]', or use --feature-backend torch")
+
+
 def backbone_runner(backbone: nn.Module, cfg: Config, device: torch.device, *, images: int
                     ) -> Callable[[torch.Tensor], torch.Tensor]:
     """What runs `backbone` (eval mode) over `images` images, by --feature-backend; see the module doc."""
     choice = cfg.data.feature_backend
     if choice == "torch":
         return backbone
+    check_backend(choice, device)
     if device.type != "cpu":
-        if choice == "onnxruntime":
-            raise ConfigError(f"--feature-backend onnxruntime runs the backbone on the CPU, but the run is on "
-                              f"{device}; use --feature-backend torch (or auto) on a GPU")
         return backbone
     from imgcls.export.onnx import OrtFunction, available
 

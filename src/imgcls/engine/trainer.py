@@ -31,7 +31,7 @@ from imgcls.engine.callbacks import Checkpoints, EarlyStopping, EpochLog, Quiet
 from imgcls.engine.checkpoint import check_arch, load_checkpoint, remove_stale_temps, rng_state, set_rng_state
 from imgcls.engine.config import Config
 from imgcls.engine.interrupt import defer_interrupt
-from imgcls.engine.features import backbone_runner, extract_features
+from imgcls.engine.features import backbone_runner, check_backend, extract_features
 from imgcls.engine.loop import FeatureBatches, ImageBatches, Position, compute_loss, epoch_row, train_one_epoch
 from imgcls.engine.optim import LRSchedule, build_optimizer, lr_rule, param_groups, resolved_lr, resolved_weight_decay
 from imgcls.engine.recipes import BatchMixer, ModelEma, correct
@@ -127,6 +127,8 @@ class Trainer:
             self._resume_world(self.resume_state.get("world_size", 1))
         self.amp_dtype = build.resolve_amp(t.amp, self.device)
         self.policy = TransferPolicy.parse(config.model.transfer)
+        if self.policy.caches_features and config.data.feature_views > 0:
+            check_backend(config.data.feature_backend, self.device)
         self.data = build.build_datasets(config.data)
         self.classes = self.data.classes
         self.ks = reported_ks(len(self.classes))  # top-5 only with more than 5 classes

@@ -239,12 +239,12 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
                            image_files(val_part, what="validation images") if val_part else
                            [p for p in image_files(calib_dir, what="validation images") if p not in used]
                            or check_paths)
-            final, method, agreement, per_method, extra = quantize_best(
+            final, method, chosen_bits, agreement, per_method, extra = quantize_best(
                 fp32, runner, calib_paths, agree_paths, pre, out=out, methods=methods,
                 metadata=encode_metadata(precision="int8", **metadata), weight_bits=bits, threads=threads)
             temps += [*extra, final]  # final is renamed away below unless a check refuses it
             result.precision, result.method, result.agreement = "int8", method, agreement
-            result.method_agreement, result.weight_bits = per_method, bits
+            result.method_agreement, result.weight_bits = per_method, chosen_bits
             if agreement < min_agreement:
                 raise ExportError(f"the int8 model agrees with fp32 on top-1 for {agreement:.2%} of "
                                   f"{len(agree_paths)} validation images (best of {', '.join(per_method)}), below "

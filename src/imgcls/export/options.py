@@ -27,6 +27,7 @@ class ExportOptions:
                                                      "percentile, entropy); the best agreeing one is kept")
     weight_bits: str = option("auto", "int8 weight precision: 8, or 7 (ONNX Runtime's reduce_range): on x86 CPUs "
                                       "without VNNI the int8 kernels add pairs of products in saturating 16-bit "
-                                      "sums, and 7-bit weights keep them in range; auto = 7 on such CPUs, else 8",
+                                      "sums, and 7-bit weights keep them in range; auto = 8 on CPUs with VNNI, "
+                                      "else both tried and the better agreeing kept",
                               choices=("auto", "7", "8"))
     threads: int | None = threads_option()

@@ -42,15 +42,16 @@ def cpu_has_vnni(cpuinfo: str | None = None, machine: str | None = None) -> bool
     return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
-def resolve_weight_bits(bits: str | int) -> int:
-    """--weight-bits: 7 or 8 as given; auto = 8 on CPUs with VNNI (and non-x86 ones), else 7. Without VNNI,
-    ONNX Runtime's x86 int8 kernels (vpmaddubsw) add two uint8 x int8 products into a saturating int16, so
-    8-bit weights can clip (its documentation's advice: reduce_range, 7-bit weights, on such machines).
-    Measured on an AVX2 CPU, EfficientNet-Lite0 on flower_photos: top-1 agreement with fp32 94.2% with
-    8-bit weights, 97.8% with 7-bit (benchmarks/RESULTS.md)."""
+def resolve_weight_bits(bits: str | int) -> tuple[int, ...]:
+    """The weight precisions --weight-bits tries: 7 or 8 as given; auto = 8 on CPUs with VNNI (and non-x86
+    ones), and both 8 and 7 elsewhere, the better agreeing one kept. Without VNNI, ONNX Runtime's x86 int8
+    kernels (vpmaddubsw) add two uint8 x int8 products into a saturating int16, so 8-bit weights can clip
+    (ONNX Runtime's advice for such machines: reduce_range, 7-bit weights); 7 bits cost precision where
+    nothing clips. Measured on an AVX2 CPU (benchmarks/RESULTS.md): the EfficientNet-Lite0 flower model
+    agrees with fp32 on 94.2% of its val photos with 8-bit weights and 97.8% with 7-bit ones."""
     if str(bits) in ("7", "8"):
-        return int(bits)
-    return 8 if cpu_has_vnni() else 7
+        return (int(bits),)
+    return (8,) if cpu_has_vnni() else (8, 7)
 
 
 def _method(ort_quant, name: str):
@@ -65,9 +66,11 @@ def _logits(runner: OrtRunner, batches: list[torch.Tensor], pre: dict[str, Any])
 
 def quantize_best(fp32: Path, fp32_runner: OrtRunner, calib_paths: list[Path], agree_paths: list[Path],
                   pre: dict[str, Any], *, out: Path, methods: tuple[str, ...], metadata: dict[str, str],
-                  weight_bits: int = 8, threads: int | None = None) -> tuple[Path, str, float, dict[str, float], list[Path]]:
-    """(int8 file, method, top-1 agreement with fp32, agreement per method, temporary files to remove).
-    `weight_bits` 7 quantizes the weights to 7 bits (ONNX Runtime's reduce_range; see resolve_weight_bits)."""
+                  weight_bits: tuple[int, ...] = (8,), threads: int | None = None
+                  ) -> tuple[Path, str, int, float, dict[str, float], list[Path]]:
+    """(int8 file, its method, its weight bits, its top-1 agreement with fp32, the agreement of every
+    "<method> <bits>-bit" tried, temporary files to remove). Each of `methods` is tried with each of
+    `weight_bits` (7 = ONNX Runtime's reduce_range; see resolve_weight_bits); on a tie the earlier wins."""
     ort_quant = require("onnxruntime.quantization")
     onnx = require("onnx")
     # one image per calibration run: ONNX Runtime's histogram calibrators (percentile, entropy) cannot
@@ -93,32 +96,32 @@ def quantize_best(fp32: Path, fp32_runner: OrtRunner, calib_paths: list[Path], a
             ort_quant.shape_inference.quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
     except Exception as e:  # noqa: BLE001
         raise ExportError(f"ONNX Runtime could not prepare the model for quantization: {summary_of(e)}") from None
-    best: tuple[float, str, Path] | None = None
+    best: tuple[float, str, int, Path] | None = None
     per_method: dict[str, float] = {}
-    for m in methods:
-        q = _temp_path(out, f"int8-{m}")
-        temps.append(q)
-        try:  # the histogram calibrators print their progress to stdout, where predictions go
-            with _quiet_exporter(), contextlib.redirect_stdout(io.StringIO()):
-                ort_quant.quantize_static(str(prepared), str(q), Reader(), quant_format=ort_quant.QuantFormat.QDQ,
-                                          per_channel=True, weight_type=ort_quant.QuantType.QInt8,
-                                          activation_type=ort_quant.QuantType.QUInt8,
-                                          calibrate_method=_method(ort_quant, m),
-                                          reduce_range=weight_bits == 7)
-        except Exception as e:  # noqa: BLE001
-            raise ExportError(f"ONNX Runtime static quantization ({m}) failed: {summary_of(e)}") from None
-        model = onnx.load(str(q))
-        del model.metadata_props[:]
-        for key, value in metadata.items():
-            model.metadata_props.add(key=key, value=value)
-        onnx.save_model(model, str(q))
-        got = _logits(OrtRunner(q, threads=threads), agree, pre).argmax(1)
-        per_method[m] = (got == reference).float().mean().item()
-        log.info("int8 %s calibration on %d images, %d-bit weights: top-1 agreement with fp32 %.2f%%", m,
-                 len(calib_paths), weight_bits, 100 * per_method[m])
-        if best is None or per_method[m] > best[0]:
-            best = (per_method[m], m, q)
+    for bits in weight_bits:
+        for m in methods:
+            q = _temp_path(out, f"int8-{m}-{bits}")
+            temps.append(q)
+            try:  # the histogram calibrators print their progress to stdout, where predictions go
+                with _quiet_exporter(), contextlib.redirect_stdout(io.StringIO()):
+                    ort_quant.quantize_static(str(prepared), str(q), Reader(), quant_format=ort_quant.QuantFormat.QDQ,
+                                              per_channel=True, weight_type=ort_quant.QuantType.QInt8,
+                                              activation_type=ort_quant.QuantType.QUInt8,
+                                              calibrate_method=_method(ort_quant, m), reduce_range=bits == 7)
+            except Exception as e:  # noqa: BLE001
+                raise ExportError(f"ONNX Runtime static quantization ({m}) failed: {summary_of(e)}") from None
+            model = onnx.load(str(q))
+            del model.metadata_props[:]
+            for key, value in metadata.items():
+                model.metadata_props.add(key=key, value=value)
+            onnx.save_model(model, str(q))
+            got = _logits(OrtRunner(q, threads=threads), agree, pre).argmax(1)
+            a = per_method[f"{m} {bits}-bit"] = (got == reference).float().mean().item()
+            log.info("int8 %s calibration on %d images, %d-bit weights: top-1 agreement with fp32 %.2f%%", m,
+                     len(calib_paths), bits, 100 * a)
+            if best is None or a > best[0]:
+                best = (a, m, bits, q)
     assert best is not None
-    agreement, method, path = best
+    agreement, method, bits, path = best
     temps.remove(path)
-    return path, method, agreement, per_method, temps + [Path(str(fp32))]
+    return path, method, bits, agreement, per_method, temps + [Path(str(fp32))]
