@@ -63,6 +63,15 @@ def test_a_backend_that_disagrees_falls_back_under_auto_and_stops_when_asked(cap
         with pytest.raises(TrainingError, match="use --feature-backend torch"):
             CheckedRunner(lambda b: net(b) * float("nan"), net, strict=True)(x)
 
+        def broken(b):
+            raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code")
+
+        with caplog.at_level(logging.WARNING, logger="imgcls"):
+            assert torch.equal(CheckedRunner(broken, net, strict=False)(x), ref)
+        assert "failed on the first batch of backbone features ([ONNXRuntimeError] : 6" in caplog.text
+        with pytest.raises(TrainingError, match="failed on the first batch"):
+            CheckedRunner(broken, net, strict=True)(x)
+
 
 def test_an_export_that_fails_is_a_warning_under_auto_and_an_error_when_asked(monkeypatch, caplog):
     def refuse(*a, **k):

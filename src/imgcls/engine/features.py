@@ -29,7 +29,7 @@ from torch import nn
 from imgcls.engine.config import Config
 from imgcls.engine.distributed import LOCAL, Dist
 from imgcls.engine.loop import ImageBatches
-from imgcls.errors import ConfigError, ExportError, TrainingError
+from imgcls.errors import ConfigError, ImgclsError, TrainingError, summary_of
 
 log = logging.getLogger("imgcls")
 
@@ -49,16 +49,20 @@ class CheckedRunner:
         if self.checked:
             return self.fast(x)
         ref = self.reference(x).float()
-        got = self.fast(x).float()
         self.checked = True
-        diff = (got - ref).abs().max().item() if got.shape == ref.shape else float("inf")
-        rel = diff / max(ref.abs().max().item(), 1e-12)
-        if rel <= CHECK_TOLERANCE:  # NaN fails too
-            log.info("feature caching: %s agrees with PyTorch on the first batch (max relative difference %.1e)",
-                     self.backend, rel)
-            return got
-        what = (f"{self.backend}'s backbone features differ from PyTorch's on the first batch "
-                f"(max relative difference {rel:.1e} > {CHECK_TOLERANCE:.0e})")
+        try:
+            got = self.fast(x).float()
+        except Exception as e:  # noqa: BLE001 - ONNX Runtime raises its own types
+            what = f"{self.backend} failed on the first batch of backbone features ({summary_of(e, 160)})"
+        else:
+            diff = (got - ref).abs().max().item() if got.shape == ref.shape else float("inf")
+            rel = diff / max(ref.abs().max().item(), 1e-12)
+            if rel <= CHECK_TOLERANCE:  # NaN fails too
+                log.info("feature caching: %s agrees with PyTorch on the first batch (max relative difference "
+                         "%.1e)", self.backend, rel)
+                return got
+            what = (f"{self.backend}'s backbone features differ from PyTorch's on the first batch "
+                    f"(max relative difference {rel:.1e} > {CHECK_TOLERANCE:.0e})")
         if self.strict:
             raise TrainingError(f"{what}; use --feature-backend torch")
         log.warning("feature caching: %s; using PyTorch", what)
@@ -96,7 +100,7 @@ def backbone_runner(backbone: nn.Module, cfg: Config, device: torch.device, *, i
         return backbone
     try:
         fast = OrtFunction(backbone, input_size=cfg.data.input_size, threads=torch.get_num_threads())
-    except (ConfigError, ExportError) as e:
+    except ImgclsError as e:  # the export failed, or ONNX Runtime cannot load what it wrote
         if choice == "onnxruntime":
             raise
         log.warning("feature caching: ONNX Runtime cannot run this backbone (%s); using PyTorch", e)

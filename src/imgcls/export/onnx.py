@@ -55,8 +55,8 @@ class ExportResult:
                  f"logit difference {self.max_abs_diff:.2e} (relative {self.rel_diff:.2e})"]
         if self.agreement is not None:
             tried = ", ".join(f"{m} {a:.2%}" for m, a in self.method_agreement.items())
-            lines.append(f"int8 ({self.method} calibration, {self.weight_bits}-bit weights) agrees with fp32 on top-1 for {self.agreement:.2%} of the "
-                         f"images checked (tried: {tried})")
+            lines.append(f"int8 ({self.method} calibration, {self.weight_bits}-bit weights) agrees with fp32 on top-1 "
+                         f"for {self.agreement:.2%} of the images checked (tried: {tried})")
         lines.append(f"wrote {safe_name(self.path)} ({self.precision}, {self.size / 2**20:.1f} MB, "
                      f"{describe_arch(self.arch)}, opset {OPSET})")
         return "\n".join(lines)
