@@ -27,7 +27,8 @@ import torch
 
 from imgcls.checkpoint import save_checkpoint
 from imgcls.export import OrtRunner, export_onnx
-from imgcls.export.images import bundled_photos, image_files
+from imgcls.export.images import image_files
+from imgcls.paths import bundled_photos
 from imgcls.models import create_model
 from imgcls.weights import imagenet_preprocessing
 

@@ -75,3 +75,24 @@ def test_registered_weights_name_their_model_unless_the_model_is_given():
     cfg.model.model, cfg.model.weights = "resnet18", "efficientnet_lite0.in1k"
     assert not any(t.startswith("model=") for t in take_weight_preprocessing(cfg, {"model", "weights"}))
     assert cfg.model.model == "resnet18"  # what the user asked for; the weight loader names the mismatch
+
+
+def test_googlenet_weights_bring_transform_input_to_training_and_create_model(monkeypatch, tmp_path):
+    cfg = Config()
+    cfg.model.weights = "googlenet.tv_in1k"
+    taken = take_weight_preprocessing(cfg, {"weights"})
+    assert cfg.model.model == "googlenet" and cfg.model.model_kwargs == {"transform_input": True}
+    assert "transform_input=True" in taken
+    cfg = Config()
+    cfg.model.model, cfg.model.weights = "googlenet", "googlenet.tv_in1k"
+    cfg.model.model_kwargs = {"transform_input": False}  # --model-kw transform_input=false wins
+    take_weight_preprocessing(cfg, {"model", "weights", "model_kwargs"})
+    assert cfg.model.model_kwargs == {"transform_input": False}
+    # imgcls.create_model(..., weights=NAME) builds what the file was trained with (no download here)
+    import imgcls.weights.loader as loader
+
+    reference = imgcls.create_model("googlenet", num_classes=1000, transform_input=True)
+    monkeypatch.setattr(loader, "resolve_weights", lambda w: tmp_path / "googlenet-1378be20.pth")
+    monkeypatch.setattr(loader, "read_state_dict", lambda path: (reference.state_dict(), {}))
+    assert imgcls.create_model("googlenet", weights="googlenet.tv_in1k").transform_input is True
+    assert imgcls.create_model("googlenet", weights="googlenet.tv_in1k", transform_input=False).transform_input is False

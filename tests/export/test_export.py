@@ -15,7 +15,8 @@ pytest.importorskip("onnxscript", reason="the export extra is not installed: pip
 from imgcls.checkpoint import load_model  # noqa: E402
 from imgcls.errors import ConfigError, ExportError  # noqa: E402
 from imgcls.export import OrtRunner, export_onnx  # noqa: E402
-from imgcls.export.images import bundled_photos, float_batches, image_files  # noqa: E402
+from imgcls.export.images import float_batches, image_files  # noqa: E402
+from imgcls.paths import bundled_photos  # noqa: E402
 from imgcls.export.onnx import verify_fp32  # noqa: E402
 from imgcls.export.quantize import cpu_has_vnni, resolve_weight_bits  # noqa: E402
 from imgcls.inference import Predictor, evaluate  # noqa: E402

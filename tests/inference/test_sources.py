@@ -8,7 +8,7 @@ import pytest
 
 from imgcls.checkpoint import source_kind
 from imgcls.errors import CheckpointError
-from imgcls.export.images import bundled_photos
+from imgcls.paths import bundled_photos
 from imgcls.inference import Predictor
 from imgcls.weights import imagenet_categories
 from tests.conftest import run_cli

@@ -115,8 +115,9 @@ def take_weight_preprocessing(cfg: Config, given: set[str]) -> list[str]:
     """Registered weights carry the eval preprocessing they were measured with (weights/specs.py, the
     one source): a run with `--weights NAME` uses it for every setting the user did not give, so
     `resnet50.tv2_in1k` evaluates at resize 232, not 256; without `--model` the model is the one the
-    weights are for. Returns what was taken, for the log."""
-    from imgcls.weights.specs import spec_arch, spec_preprocessing
+    weights are for, built with the arguments they need (googlenet's transform_input). Returns what
+    was taken, for the log."""
+    from imgcls.weights.specs import spec_arch, spec_model_kwargs, spec_preprocessing
 
     pre = spec_preprocessing(cfg.model.weights) if cfg.model.weights else None
     if pre is None:
@@ -126,6 +127,11 @@ def take_weight_preprocessing(cfg: Config, given: set[str]) -> list[str]:
     if "model" not in given and arch and arch != cfg.model.model:  # `--weights NAME` names its model
         cfg.model.model = arch
         taken.append(f"model={arch}")
+    needed = {k: v for k, v in spec_model_kwargs(cfg.model.weights, cfg.model.model).items()
+              if k not in cfg.model.model_kwargs}  # a --model-kw the user gave wins
+    if needed:
+        cfg.model.model_kwargs = {**needed, **cfg.model.model_kwargs}
+        taken += [f"{k}={v}" for k, v in needed.items()]
     if "input_size" not in given:
         d.input_size = pre["crop"]
     if "resize_size" not in given:  # the spec's resize/crop ratio at the input size the run uses

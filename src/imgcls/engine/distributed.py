@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from imgcls.data.loader import usable_cores
 from imgcls.errors import ConfigError
 from imgcls.runtime import resolve_device
 
@@ -188,8 +189,7 @@ def rank_device(name: str, *, local_rank: int, world: int) -> torch.device:
 def cpu_threads(local_world: int) -> int:
     """Compute threads of one CPU rank: this machine's cores shared by its ranks (torchrun's default of
     OMP_NUM_THREADS=1 would leave cores idle with fewer ranks than cores)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // local_world)
+    return max(1, usable_cores() // local_world)
 
 
 def init(device_name: str, *, timeout_s: int) -> Dist:

@@ -13,7 +13,6 @@ import torch
 from imgcls.data import eval_transform, load_array, normalize_batch, safe_name
 from imgcls.data.decode import is_image_file
 from imgcls.errors import DataError
-from imgcls.paths import bundled_photos  # noqa: F401  (re-exported: export's default photos)
 
 log = logging.getLogger(__name__)
 

@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from imgcls.checkpoint import describe_arch, load_source
 from imgcls.data import safe_name
 from imgcls.errors import ConfigError, ExportError, summary_of
+from imgcls.paths import bundled_photos
 from imgcls.export.options import CALIB_METHODS
-from imgcls.export.images import bundled_photos, float_batches, image_files, split_parts
-from imgcls.export.session import OrtRunner, encode_metadata, make_session, require
+from imgcls.export.images import float_batches, image_files, split_parts
+from imgcls.export.session import OrtRunner, encode_metadata, make_session, require, run_session
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +148,7 @@ class OrtFunction:
         self._input = self.session.get_inputs()[0].name
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        # a channels_last batch is a permuted view: ONNX Runtime wants plain contiguous NCHW
-        batch = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-        return torch.from_numpy(self.session.run(None, {self._input: batch})[0])
+        return run_session(self.session, self._input, x)
 
 
 def _temp_path(out: Path, tag: str) -> Path:

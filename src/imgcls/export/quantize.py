@@ -14,13 +14,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from imgcls.data import normalize_batch
 from imgcls.errors import DataError, ExportError, summary_of
 from imgcls.export.images import uint8_batches
 from imgcls.export.onnx import INPUT, _quiet_exporter, _temp_path
-from imgcls.export.session import OrtRunner, require
+from imgcls.export.session import OrtRunner, make_session, require
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,9 @@ def _method(ort_quant, name: str):
     return table[name]
 
 
-def _logits(runner: OrtRunner, batches: list[torch.Tensor], pre: dict[str, Any]) -> torch.Tensor:
-    return torch.cat([runner(normalize_batch(b, pre["mean"], pre["std"])) for b in batches])
+def _top1(session, batches: list[np.ndarray]) -> torch.Tensor:
+    name = session.get_inputs()[0].name
+    return torch.cat([torch.from_numpy(session.run(None, {name: b})[0]).argmax(1) for b in batches])
 
 
 def quantize_best(fp32: Path, fp32_runner: OrtRunner, calib_paths: list[Path], agree_paths: list[Path],
@@ -78,8 +80,10 @@ def quantize_best(fp32: Path, fp32_runner: OrtRunner, calib_paths: list[Path], a
     calib = [b for b, _ in uint8_batches(calib_paths, pre, batch_size=1)]
     if not calib:
         raise DataError("no readable calibration image")
-    agree = [b for b, _ in uint8_batches(agree_paths, pre, batch_size=32)]
-    reference = _logits(fp32_runner, agree, pre).argmax(1)
+    # normalised once: every candidate runs on the same arrays
+    agree = [normalize_batch(b, pre["mean"], pre["std"]).contiguous().numpy()
+             for b, _ in uint8_batches(agree_paths, pre, batch_size=32)]
+    reference = _top1(fp32_runner.session, agree)
 
     class Reader(ort_quant.CalibrationDataReader):
         def __init__(self) -> None:
@@ -110,12 +114,7 @@ def quantize_best(fp32: Path, fp32_runner: OrtRunner, calib_paths: list[Path], a
                                               calibrate_method=_method(ort_quant, m), reduce_range=bits == 7)
             except Exception as e:  # noqa: BLE001
                 raise ExportError(f"ONNX Runtime static quantization ({m}) failed: {summary_of(e)}") from None
-            model = onnx.load(str(q))
-            del model.metadata_props[:]
-            for key, value in metadata.items():
-                model.metadata_props.add(key=key, value=value)
-            onnx.save_model(model, str(q))
-            got = _logits(OrtRunner(q, threads=threads), agree, pre).argmax(1)
+            got = _top1(make_session(q, threads=threads), agree)
             a = per_method[f"{m} {bits}-bit"] = (got == reference).float().mean().item()
             log.info("int8 %s calibration on %d images, %d-bit weights: top-1 agreement with fp32 %.2f%%", m,
                      len(calib_paths), bits, 100 * a)
@@ -123,5 +122,10 @@ def quantize_best(fp32: Path, fp32_runner: OrtRunner, calib_paths: list[Path], a
                 best = (a, m, bits, q)
     assert best is not None
     agreement, method, bits, path = best
+    model = onnx.load(str(path))  # the metadata goes into the one file that is kept
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save_model(model, str(path))
     temps.remove(path)
     return path, method, bits, agreement, per_method, temps + [Path(str(fp32))]

@@ -105,6 +105,11 @@ class OrtRunner:
         self._input = self.session.get_inputs()[0].name
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        # the batch normaliser hands out a channels_last view: ORT wants plain contiguous NCHW
-        batch = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-        return torch.from_numpy(self.session.run(None, {self._input: batch})[0]).float()
+        return run_session(self.session, self._input, x)
+
+
+def run_session(session, input_name: str, x: torch.Tensor) -> torch.Tensor:
+    """A float NCHW batch through an InferenceSession with one input: its first output, float, on the CPU."""
+    # the batch normaliser hands out a channels_last view: ORT wants plain contiguous NCHW
+    batch = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+    return torch.from_numpy(session.run(None, {input_name: batch})[0]).float()

@@ -19,8 +19,10 @@ not run, so their parameters get no gradient from an eval-mode forward.
 Input. torchvision's ImageNet weights were trained on inputs scaled to [-1, 1]; it therefore sets
 `transform_input=True` whenever it loads them, which maps the usual ImageNet-normalised input
 ((x - mean) / std) to that range inside the model. We build with `transform_input=False` (as
-torchvision does without weights, and as the parity fixture was made): pass
-`transform_input=True` when you load the official IMAGENET1K_V1 file.
+torchvision does without weights, and as the parity fixture was made). The weights name
+`googlenet.tv_in1k` sets `transform_input=True` wherever it is used (`imgcls.create_model(...,
+weights=...)`, `imgcls train --weights`, predict/eval by name); pass it yourself when you load the
+official IMAGENET1K_V1 file by its path.
 
 Transfer. `reset_classifier(n)` renews `fc` and both auxiliary `fc2` layers. With
 `aux_logits=False` there are no auxiliary heads, and the weight loaders skip the file's

@@ -18,6 +18,7 @@ from imgcls.checkpoint import load_model, source_kind
 from imgcls.data.decode import load_image
 from imgcls.errors import ConfigError
 from imgcls.inference import Explainer, Predictor
+from imgcls.weights.specs import spec_arch
 
 
 class Busy(Exception):
@@ -141,5 +142,5 @@ def open_model(model: str | Path, *, device: str = "auto") -> ModelService:
                             source=path.name, info=info)
     predictor = Predictor.load(model, device=device)
     meta = getattr(predictor.runner, "metadata", None) or {}
-    arch = (meta.get("arch") or {}).get("model") or str(model).split(".")[0]
+    arch = (meta.get("arch") or {}).get("model") or spec_arch(str(model))  # an .onnx file, else a weights name
     return ModelService(predictor, source=path.name or str(model), info={"architecture": arch})

@@ -24,7 +24,7 @@ from imgcls.errors import WeightsError, summary_of
 from imgcls.models import create_model
 from imgcls.weights.fetch import resolve_weights
 from imgcls.weights.reader import read_state_dict
-from imgcls.weights.specs import WeightSpec
+from imgcls.weights.specs import WeightSpec, spec_model_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -184,9 +184,10 @@ def create_model_with_weights(name: str, num_classes: int = 1000,
     "resnet50.tv2_in1k") is fetched by `resolve_weights` and loaded by `load_pretrained`: with
     another `num_classes` than the spec's, the classifier starts fresh (the report is logged).
     """
-    model = create_model(name, num_classes=num_classes, **kwargs)
     if weights is None:
-        return model
+        return create_model(name, num_classes=num_classes, **kwargs)
+    # what the weights were trained with (googlenet's transform_input), under the caller's own arguments
+    model = create_model(name, num_classes=num_classes, **{**spec_model_kwargs(weights, name), **kwargs})
     # the same rule as resolve_weights: a Path or an existing file is a file, any other string a name
     registered = isinstance(weights, WeightSpec) or (
         isinstance(weights, str) and not Path(weights).expanduser().is_file())

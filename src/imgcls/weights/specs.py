@@ -196,21 +196,30 @@ def spec_preprocessing(name_or_path: str | os.PathLike | WeightSpec) -> dict[str
     checkpoint keeps its own), and so does a name that is not registered. Names and paths are
     told apart as `resolve_weights` does: a Path or an existing file is a file.
     """
-    if isinstance(name_or_path, WeightSpec):
-        return dict(name_or_path.preprocessing)
+    spec = name_or_path if isinstance(name_or_path, WeightSpec) else _registered(name_or_path)
+    return dict(spec.preprocessing) if spec is not None else None
+
+
+def _registered(name_or_path: str | os.PathLike) -> WeightSpec | None:
+    """The spec of a registry name; None for a file (a Path or an existing file, as `resolve_weights`
+    tells them apart) or a name that is not registered."""
     if isinstance(name_or_path, os.PathLike) or Path(name_or_path).expanduser().is_file():
         return None
-    spec = _lookup(name_or_path)
-    return dict(spec.preprocessing) if spec is not None else None
+    return _lookup(name_or_path)
 
 
 def spec_arch(name_or_path: str | os.PathLike) -> str | None:
     """The registered model name that registered weights are for ("efficientnet_lite0.in1k" ->
     "efficientnet_lite0"); None for a file or an unregistered name, as `spec_preprocessing`."""
-    if isinstance(name_or_path, os.PathLike) or Path(name_or_path).expanduser().is_file():
-        return None
-    spec = _lookup(name_or_path)
+    spec = _registered(name_or_path)
     return spec.arch if spec is not None else None
+
+
+def spec_model_kwargs(name_or_path: str | os.PathLike | WeightSpec, model: str) -> dict[str, Any]:
+    """The builder arguments registered weights need when `model` is the model they are for (googlenet's
+    torchvision weights: transform_input=True); {} for a file, another model or an unregistered name."""
+    spec = name_or_path if isinstance(name_or_path, WeightSpec) else _registered(name_or_path)
+    return dict(spec.model_kwargs) if spec is not None and spec.arch == model else {}
 
 
 def imagenet_categories() -> list[str]:
