@@ -175,9 +175,10 @@ def source_kind(source: str | Path) -> str:
         raise CheckpointError(f"{source}: is a folder; pass a checkpoint (e.g. runs/exp1/best.ckpt), an exported "
                               ".onnx file or a weights name")
     if path.is_file():
+        from imgcls.weights import is_torch_file
+
         with open(path, "rb") as f:
-            head = f.read(4)
-        torch_file = head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+            torch_file = is_torch_file(f.read(4))
         return "onnx" if path.suffix.lower() == ONNX_SUFFIX and not torch_file else "checkpoint"
     if isinstance(source, Path) or path.suffix.lower() in _MODEL_FILE_SUFFIXES or "/" in str(source):
         raise CheckpointError(f"{source}: no such checkpoint or ONNX file")

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import shutil
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ import numpy as np
 from imgcls.data.dataset import ImageFolder, scan_folder
 from imgcls.data.names import safe_name
 from imgcls.errors import ConfigError, DataError
+from imgcls.paths import write_text_atomic
 
 PARTS = ("train", "val", "test")
 INDEX_NAME = "split.json"
@@ -149,12 +149,12 @@ def write_split(split: Split, dest: str | Path, *, mode: str = "copy", force: bo
     _remove_earlier(dest, old_files, old_dirs)
     dest.mkdir(parents=True, exist_ok=True)
     manifest = {"source": str(split.source), "mode": mode, "files": written, "dirs": dirs}
-    _write_atomic(dest / MANIFEST_NAME, json.dumps(manifest, indent=1))  # first: an interrupted split is replaceable
+    write_text_atomic(dest / MANIFEST_NAME, json.dumps(manifest, indent=1))  # first: an interrupted split is replaceable
     if mode == "index":
         index = {"source": str(split.source), "classes": split.classes, "seed": split.seed,
                  "parts": {part: [[p.relative_to(split.source).as_posix(), t] for p, t in samples]
                            for part, samples in split.parts.items()}}
-        _write_atomic(dest / INDEX_NAME, json.dumps(index, indent=1))
+        write_text_atomic(dest / INDEX_NAME, json.dumps(index, indent=1))
         return dest / INDEX_NAME
     for rel in dirs:  # sorted: a parent before its children
         (dest / rel).mkdir(exist_ok=True)
@@ -251,12 +251,6 @@ def _remove_earlier(dest: Path, files: set[str], dirs: list[str]) -> None:
     for rel in sorted(dirs, reverse=True):  # children first
         with contextlib.suppress(OSError):  # not empty (a file of the user's) or not a folder: kept
             (dest / rel).rmdir()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def is_split_index(path: str | Path) -> bool:

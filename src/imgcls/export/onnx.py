@@ -25,6 +25,7 @@ from imgcls.checkpoint import describe_arch, load_source
 from imgcls.data import safe_name
 from imgcls.errors import ConfigError, ExportError, summary_of
 from imgcls.paths import bundled_photos
+from imgcls.weights import is_torch_file
 from imgcls.export.options import CALIB_METHODS
 from imgcls.export.images import float_batches, image_files, split_parts
 from imgcls.export.session import OrtRunner, encode_metadata, make_session, require, run_session
@@ -74,8 +75,8 @@ def check_output(output: str | Path, source: str | Path) -> Path:
         if Path(source).exists() and out.resolve() == Path(source).resolve():
             raise ConfigError(f"-o {output}: is the source itself; choose another file name")
         with open(out, "rb") as f:
-            head = f.read(4)
-        if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+            torch_file = is_torch_file(f.read(4))
+        if torch_file:
             raise ConfigError(f"-o {output}: exists and is a PyTorch file, not an ONNX model; imgcls does not "
                               "overwrite it: choose another name")
     if not out.parent.exists():

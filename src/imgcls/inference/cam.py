@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import difflib
 import math
-import os
-import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +36,7 @@ from imgcls.data.names import safe_name
 from imgcls.data.transforms import center_crop_box, resized_size
 from imgcls.errors import ConfigError, DataError
 from imgcls.inference.predictor import Prediction, Predictor, expand_inputs
+from imgcls.paths import write_atomic
 from imgcls.reports import Mistake
 
 DISPLAY_MAX = 512  # px: overlays of big photos are drawn at most this wide
@@ -258,19 +257,6 @@ class Explainer:
                 yield CamResult(Prediction(str(path), error=str(e)))
                 continue
             yield self.explain(image, str(path), target=target, topk=topk)
-
-
-def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call `write(temporary path)` beside `path`, then rename it into place: no half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
 
 
 def save_png(image: Image.Image, path: Path) -> Path:

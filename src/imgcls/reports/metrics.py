@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import math
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from torch import Tensor
 
 from imgcls.data.names import safe_name
 from imgcls.errors import ConfigError
+from imgcls.paths import write_text_atomic
 from imgcls.reports.plots import plot_confusion_matrix
 
 EPOCH_COLUMNS = ("epoch", "step", "train_loss", "train_acc", "val_loss", "val_top1", "val_top5", "lr",
@@ -39,16 +39,6 @@ def skipped_line(paths: Sequence[str]) -> str:
     """"skipped N unreadable image(s): a, b, c, d, e, ..." (the first five, printable)."""
     names = ", ".join(safe_name(p) for p in paths[:5])
     return f"skipped {len(paths)} unreadable image(s): {names}{', ...' if len(paths) > 5 else ''}"
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write UTF-8 `text` to a temporary file beside `path`, then rename it: readers never see half a file."""
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _labels(x: Tensor | np.ndarray | Sequence[int], name: str) -> np.ndarray:

@@ -7,7 +7,6 @@ alone, and it works on a headless server. matplotlib is imported only when a plo
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from imgcls.errors import ConfigError
+from imgcls.paths import write_atomic
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -40,15 +40,10 @@ def _figure(width: float, height: float, *, layout: str | None = None) -> Figure
 def _save(fig: Figure, path: str | Path, dpi: int) -> Path:
     """Draw to a temporary file beside `path`, then rename it: a viewer never opens half a PNG."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     try:
-        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
-        os.replace(tmp, path)
+        return write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png"))
     finally:
-        tmp.unlink(missing_ok=True)
         fig.clear()  # the figure was never registered with pyplot: dropping it frees everything
-    return path
 
 
 def _num(value: object) -> float:

@@ -17,6 +17,7 @@ a request's say-so.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import sys
 import threading
@@ -56,6 +57,11 @@ def create_app(service: ModelService, options: ServeOptions | None = None) -> Fa
     limit = int(opts.max_upload_mb * MB)
     page = resources.files("imgcls.serve").joinpath("page.html").read_text(encoding="utf-8")
     pool = BoundedPool(opts.workers, opts.queue)
+    topk = min(opts.topk, len(service.predictor.classes))
+
+    @functools.cache
+    def card() -> dict[str, Any]:  # made at the first GET /model: the model does not change while served
+        return service.card() | {"topk": topk, "max_upload_mb": opts.max_upload_mb, "max_files": opts.max_files}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -64,7 +70,6 @@ def create_app(service: ModelService, options: ServeOptions | None = None) -> Fa
 
     app = FastAPI(title="imgcls serve", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Classify photos with a trained imgcls model; the page is at /.")
-    app.state.pool, app.state.service = pool, service
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next):
@@ -88,8 +93,7 @@ def create_app(service: ModelService, options: ServeOptions | None = None) -> Fa
 
     @app.get("/model")
     async def model_card() -> dict[str, Any]:
-        return service.card() | {"topk": min(opts.topk, len(service.predictor.classes)),
-                                 "max_upload_mb": opts.max_upload_mb, "max_files": opts.max_files}
+        return card()
 
     @app.post("/predict", responses={413: {"description": "a file above the size limit, or too many files"},
                                      415: {"description": "a file that is not a readable image"},
@@ -106,7 +110,7 @@ def create_app(service: ModelService, options: ServeOptions | None = None) -> Fa
                 return _error(413, f"{name}: {f.size / MB:.1f} MB, above the limit of {opts.max_upload_mb:g} MB")
             uploads.append((name, await f.read()))
         try:
-            future = pool.submit(service.predict, uploads, topk=min(opts.topk, len(service.predictor.classes)), cam=cam)
+            future = pool.submit(service.predict, uploads, topk=topk, cam=cam)
         except Busy as e:
             return _error(429, f"busy: every worker is taken and {pool.queue} request(s) wait; retry after "
                                f"{e.retry_after} s", **{"Retry-After": str(e.retry_after)})
@@ -142,8 +146,6 @@ def url_of(sock: socket.socket) -> str:
 def serve(model: str, options: ServeOptions, *, log: Any = sys.stderr) -> int:
     """Run `imgcls serve MODEL` until Ctrl-C (or SIGTERM): open requests finish, then it returns 0."""
     _need_fastapi()
-    import uvicorn
-
     from imgcls.serve.service import open_model
 
     service = open_model(model, device=options.device)  # a bad model is refused before the port is taken
@@ -156,19 +158,23 @@ def serve(model: str, options: ServeOptions, *, log: Any = sys.stderr) -> int:
     cam = f"Grad-CAM at {card['cam']['layer']}" if card["cam"]["available"] else "no Grad-CAM"
     print(f"imgcls serve: {card['source']} ({card['architecture']}, {card['num_classes']} classes, {cam}) at "
           f"{url_of(sock)}  (Ctrl-C stops)", file=log, flush=True)
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=10, access_log=False)
-    uvicorn.Server(config).run(sockets=[sock])
+    _server(app, timeout_graceful_shutdown=10).run(sockets=[sock])
     return 0
+
+
+def _server(app: FastAPI, **config: Any):
+    """A uvicorn server for `app` that logs warnings only (no access log)."""
+    import uvicorn
+
+    return uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, **config))
 
 
 @contextmanager
 def running(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """Serve `app` from a background thread for the `with` block; yields its URL. The socket listens
     before the block starts, so a client may connect at once (uvicorn accepts it when it is up)."""
-    import uvicorn
-
     sock = bind(host, port)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server = _server(app)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="imgcls-serve", daemon=True)
     thread.start()
     try:

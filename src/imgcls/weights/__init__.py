@@ -19,7 +19,7 @@ load without any key renaming.
 """
 from imgcls.weights.fetch import default_weights_dir, download, file_sha256, hash_matches, resolve_weights
 from imgcls.weights.loader import LoadReport, create_model_with_weights, load_pretrained, load_strict, load_weights
-from imgcls.weights.reader import read_state_dict, unreadable_reason
+from imgcls.weights.reader import is_torch_file, read_state_dict, unreadable_reason
 from imgcls.weights.specs import (IMAGENET_MEAN, IMAGENET_STD, WEIGHTS, WeightSpec, get_weight_spec,
                                   imagenet_categories, imagenet_preprocessing, list_weights, spec_categories,
                                   spec_preprocessing)
@@ -27,6 +27,6 @@ from imgcls.weights.specs import (IMAGENET_MEAN, IMAGENET_STD, WEIGHTS, WeightSp
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "WEIGHTS", "WeightSpec", "get_weight_spec", "imagenet_preprocessing",
            "imagenet_categories", "spec_categories", "list_weights", "spec_preprocessing", "default_weights_dir",
            "download", "file_sha256", "hash_matches",
-           "resolve_weights", "read_state_dict", "unreadable_reason", "LoadReport", "load_pretrained", "load_strict",
+           "resolve_weights", "is_torch_file", "read_state_dict", "unreadable_reason", "LoadReport", "load_pretrained", "load_strict",
            "load_weights",
            "create_model_with_weights"]

@@ -66,6 +66,12 @@ def _pickle_imports(data: bytes) -> list[str]:
     return names
 
 
+def is_torch_file(head: bytes) -> bool:
+    """Whether a file's first bytes are a PyTorch file's: torch.save's zip container or a bare pickle
+    (protocol 2 and up start with 0x80)."""
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
 def _pickle_bytes(path: Path) -> bytes:
     """The pickle stream of a torch file: data.pkl inside the zip container, or the file itself."""
     import zipfile
@@ -88,7 +94,7 @@ def unreadable_reason(path: Path, error: BaseException) -> str:
         return "it is an empty file (0 bytes)"
     with path.open("rb") as f:
         head = f.read(512)
-    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # neither torch's zip nor a pickle
+    if not is_torch_file(head):
         text = head.lstrip().lower()
         kind = ("an HTML page" if text.startswith((b"<!doctype html", b"<html")) else
                 "text" if all(32 <= c < 127 or c in (9, 10, 13) for c in head) else "binary data of another kind")

@@ -1,0 +1,37 @@
+import os
+import stat
+
+import pytest
+
+from imgcls.paths import write_atomic, write_text_atomic
+
+
+def test_write_atomic_replaces_the_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "sub" / "report.txt"
+    write_text_atomic(target, "first\n")
+    write_text_atomic(target, "second ü\n")
+    assert target.read_text(encoding="utf-8") == "second ü\n"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["report.txt"]
+
+
+def test_a_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path):
+    target = tmp_path / "curves.png"
+    target.write_bytes(b"old")
+
+    def half_then_fail(tmp):
+        tmp.write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(target, half_then_fail)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["curves.png"]
+
+
+def test_written_files_get_the_usual_permissions_not_a_private_temp_files(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write_text_atomic(tmp_path / "report.json", "{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
