@@ -44,13 +44,18 @@ def random_checkpoint(name: str, size: int, folder: Path) -> Path:
                             "preprocessing": pre}, folder / f"{name}.ckpt")
 
 
-def exports(ckpt: Path, folder: Path, calib: Path, val: Path | None, calib_images: int) -> tuple[Path, Path, float]:
-    """(fp32 file, int8 file, int8 top-1 agreement with fp32) of a checkpoint."""
+def exports(ckpt: Path, folder: Path, calib: Path, val: Path | None, calib_images: int
+            ) -> tuple[Path, Path, Path, float, float]:
+    """(fp32 file, int8 file, int8 file with the first convolution and the classifier in fp32, and the
+    top-1 agreement with fp32 of the two int8 files) of a checkpoint."""
     fp32 = export_onnx(ckpt, folder / f"{ckpt.stem}.onnx", val=val, check_images=16)
-    int8 = export_onnx(ckpt, folder / f"{ckpt.stem}.int8.onnx", int8=True, calib=calib, calib_images=calib_images,
-                       val=val, check_images=16, min_agreement=0.0)
-    print(int8.to_text(), flush=True)
-    return fp32.path, int8.path, int8.agreement
+    int8 = {}
+    for ends in ("no", "yes"):
+        int8[ends] = export_onnx(ckpt, folder / f"{ckpt.stem}.int8-ends-{ends}.onnx", int8=True, calib=calib,
+                                 calib_images=calib_images, val=val, check_images=16, min_agreement=0.0,
+                                 fp32_ends=ends)
+        print(int8[ends].to_text(), flush=True)
+    return fp32.path, int8["no"].path, int8["yes"].path, int8["no"].agreement, int8["yes"].agreement
 
 
 def time_variants(variants: dict, x: torch.Tensor, rounds: int, min_time: float) -> dict[str, float]:
@@ -72,13 +77,14 @@ def time_variants(variants: dict, x: torch.Tensor, rounds: int, min_time: float)
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
-def speed(ckpt: Path, fp32: Path, int8: Path, size: int, batches: list[int], rounds: int, min_time: float) -> None:
+def speed(ckpt: Path, fp32: Path, int8: Path, int8_ends: Path, size: int, batches: list[int], rounds: int,
+          min_time: float) -> None:
     from imgcls.checkpoint import load_model
 
     model, _ = load_model(ckpt)
     model.eval()
     cl = load_model(ckpt)[0].eval().to(memory_format=torch.channels_last)
-    ort32, ort8 = OrtRunner(fp32), OrtRunner(int8)
+    ort32, ort8, ort8_ends = OrtRunner(fp32), OrtRunner(int8), OrtRunner(int8_ends)
 
     def eager(x):
         with torch.inference_mode():
@@ -88,7 +94,8 @@ def speed(ckpt: Path, fp32: Path, int8: Path, size: int, batches: list[int], rou
         with torch.inference_mode():
             return cl(x.contiguous(memory_format=torch.channels_last))
 
-    variants = {"eager fp32 NCHW": eager, "eager channels_last": eager_cl, "ORT fp32": ort32, "ORT int8": ort8}
+    variants = {"eager fp32 NCHW": eager, "eager channels_last": eager_cl, "ORT fp32": ort32, "ORT int8": ort8,
+                "ORT int8, ends fp32": ort8_ends}
     for b in batches:
         x = torch.randn(b, 3, size, size)
         t = time_variants(variants, x, rounds, min_time)
@@ -127,7 +134,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", help="the checkpoint's data: a split folder (train/ calibrates, val/ checks)")
     p.add_argument("--calib-images", type=int, default=256, help="int8 calibration images")
     p.add_argument("--photos", default=str(SHARED_PHOTOS), help="folder of photos for the end-to-end predict part")
-    p.add_argument("--n-photos", type=int, default=1000, help="how many photos the end-to-end part predicts")
+    p.add_argument("--n-photos", type=int, default=1000, help="how many photos the end-to-end part predicts (0: "
+                                                              "no end-to-end part)")
     p.add_argument("--quick", action="store_true", help="smoke run: resnet18 at 64 px, batches 1,4, short rounds, "
                                                         "24 photos")
     args = p.parse_args(argv)
@@ -142,21 +150,22 @@ def main(argv: list[str] | None = None) -> None:
         last = None
         for name in args.models.split(","):
             ckpt = random_checkpoint(name, args.size, folder)
-            fp32, int8, _ = exports(ckpt, folder, bundled_photos(), None, args.calib_images)
-            speed(ckpt, fp32, int8, args.size, batches, args.rounds, args.min_time)
+            fp32, int8, int8_ends, _, _ = exports(ckpt, folder, bundled_photos(), None, args.calib_images)
+            speed(ckpt, fp32, int8, int8_ends, args.size, batches, args.rounds, args.min_time)
             last = (ckpt, fp32, int8)
         if args.checkpoint:
             ckpt = Path(args.checkpoint)
-            fp32, int8, agreement = exports(ckpt, folder, Path(args.data or bundled_photos()), None,
-                                            args.calib_images)
-            print(f"int8 top-1 agreement with fp32 on the val set of {args.data}: {agreement:.2%}", flush=True)
+            fp32, int8, _, agreement, agreement_ends = exports(ckpt, folder, Path(args.data or bundled_photos()),
+                                                               None, args.calib_images)
+            print(f"int8 top-1 agreement with fp32 on the val set of {args.data}: {agreement:.2%} (all layers int8), "
+                  f"{agreement_ends:.2%} (first convolution and classifier in fp32)", flush=True)
             last = (ckpt, fp32, int8)
         photos_dir = Path(args.photos)
         if not photos_dir.is_dir():
             photos_dir = bundled_photos()
             print(f"{args.photos} is absent: the end-to-end part uses the bundled photos", flush=True)
         photos = image_files(photos_dir, limit=args.n_photos)
-        if last is not None:
+        if last is not None and args.n_photos > 0:
             ckpt, fp32, int8 = last
             print("| end to end | backend | throughput | wall |\n|---|---|---|---|", flush=True)
             end_to_end({"pytorch": ckpt, "ORT fp32": fp32, "ORT int8": int8}, photos, folder, 32)

@@ -83,7 +83,7 @@ def test_int8_is_calibrated_checked_and_refused_below_the_threshold(trained, tmp
     data, ckpt = trained
     out = tmp_path / "tiny.int8.onnx"
     result = export_onnx(ckpt, out, int8=True, calib=bundled_photos(), calib_images=24, val=data, check_images=8,
-                         min_agreement=0.5, calib_methods="minmax,percentile")
+                         min_agreement=0.5, calib_methods="minmax,percentile", fp32_ends="no")
     tried = {f"{m} {b}-bit" for m in ("minmax", "percentile") for b in resolve_weight_bits("auto")}
     assert result.precision == "int8" and set(result.method_agreement) == tried
     assert result.agreement == max(result.method_agreement.values()) >= 0.5
@@ -103,8 +103,44 @@ def test_int8_is_calibrated_checked_and_refused_below_the_threshold(trained, tmp
     poor = tmp_path / "poor.onnx"
     with pytest.raises(ExportError, match=r"agrees with fp32 on top-1 for .* below --min-agreement 100%"):
         export_onnx(ckpt, poor, int8=True, calib=bundled_photos(), calib_images=2, val=data, check_images=4,
-                    min_agreement=1.0, calib_methods="minmax")
+                    min_agreement=1.0, calib_methods="minmax", fp32_ends="no")
     assert not poor.exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def _weight_is_quantized(model, node) -> bool:
+    """Whether a Conv/Gemm node's weight comes through a DequantizeLinear (QDQ) rather than as fp32."""
+    producers = {out: n.op_type for n in model.graph.node for out in n.output}
+    return producers.get(node.input[1]) == "DequantizeLinear"
+
+
+def test_fp32_ends_leave_the_stem_and_the_classifier_unquantized(trained, tmp_path):
+    import onnx
+
+    data, ckpt = trained
+    out = tmp_path / "ends.int8.onnx"
+    result = export_onnx(ckpt, out, int8=True, calib=bundled_photos(), calib_images=8, val=data, check_images=4,
+                         min_agreement=0.0, calib_methods="minmax", fp32_ends="yes")
+    assert result.fp32_ends and all(label.endswith(", ends fp32") for label in result.method_agreement)
+    assert "first convolution and classifier in fp32" in result.to_text()
+    model = onnx.load(str(out))
+    weighted = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    assert [_weight_is_quantized(model, n) for n in (weighted[0], weighted[-1])] == [False, False]
+    assert all(_weight_is_quantized(model, n) for n in weighted[1:-1])  # everything between stays int8
+    assert OrtRunner(out).metadata["precision"] == "int8"
+
+
+def test_fp32_ends_auto_is_tried_only_below_the_agreement_demanded(trained, tmp_path):
+    data, ckpt = trained
+    kw = dict(int8=True, calib=bundled_photos(), val=data, check_images=4, calib_methods="minmax")
+    easy = export_onnx(ckpt, tmp_path / "easy.onnx", calib_images=8, min_agreement=0.0, **kw)
+    assert not easy.fp32_ends and not any("ends" in label for label in easy.method_agreement)
+    # 2 calibration images and 100% demanded: the fully int8 candidates fall short, so the ends are retried
+    try:
+        tried = " ".join(export_onnx(ckpt, tmp_path / "hard.onnx", calib_images=2, min_agreement=1.0,
+                                     **kw).method_agreement)
+    except ExportError as e:  # refused: its message lists every candidate tried
+        tried = str(e)
+    assert "minmax 8-bit, ends fp32" in tried or "minmax 7-bit, ends fp32" in tried, tried
 
 
 def test_verification_fails_loudly_above_the_tolerance(trained, exported):

@@ -26,7 +26,7 @@ from imgcls.data import safe_name
 from imgcls.errors import ConfigError, ExportError, summary_of
 from imgcls.paths import bundled_photos
 from imgcls.weights import is_torch_file
-from imgcls.export.options import CALIB_METHODS
+from imgcls.export.options import CALIB_METHODS, FP32_ENDS
 from imgcls.export.images import float_batches, image_files, split_parts
 from imgcls.export.session import OrtRunner, encode_metadata, make_session, require, run_session
 
@@ -49,6 +49,7 @@ class ExportResult:
     method: str | None = None
     method_agreement: dict[str, float] = field(default_factory=dict)
     weight_bits: int | None = None
+    fp32_ends: bool = False
     size: int = 0
 
     def to_text(self) -> str:
@@ -56,7 +57,8 @@ class ExportResult:
                  f"logit difference {self.max_abs_diff:.2e} (relative {self.rel_diff:.2e})"]
         if self.agreement is not None:
             tried = ", ".join(f"{m} {a:.2%}" for m, a in self.method_agreement.items())
-            lines.append(f"int8 ({self.method} calibration, {self.weight_bits}-bit weights) agrees with fp32 on top-1 "
+            ends = ", first convolution and classifier in fp32" if self.fp32_ends else ""
+            lines.append(f"int8 ({self.method} calibration, {self.weight_bits}-bit weights{ends}) agrees with fp32 on top-1 "
                          f"for {self.agreement:.2%} of the images checked (tried: {tried})")
         lines.append(f"wrote {safe_name(self.path)} ({self.precision}, {self.size / 2**20:.1f} MB, "
                      f"{describe_arch(self.arch)}, opset {OPSET})")
@@ -189,7 +191,7 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
                 check_images: int = 32, val: str | Path | None = None, int8: bool = False,
                 calib: str | Path | None = None, calib_images: int = 256, min_agreement: float = 0.98,
                 calib_methods: str | tuple[str, ...] = ("minmax", "percentile"), weight_bits: str | int = "auto",
-                threads: int | None = None) -> ExportResult:
+                fp32_ends: str = "auto", threads: int | None = None) -> ExportResult:
     """Export `source` (a checkpoint or a weights name) to `output` (default: `<source name>.onnx`, with
     `int8` `<source name>.int8.onnx`), verified on `check_images` real photos (from `val`, else the
     calibration data's val/ part, else the bundled ones) against PyTorch.
@@ -199,7 +201,8 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
     keeps the method whose top-1 agrees best with fp32 on the validation images (`val`, else
     `calib`'s val/ part, else calibration-folder images not used to calibrate) and refuses to write
     the model when that agreement is below `min_agreement`. `weight_bits` (auto, 7 or 8): see
-    quantize.resolve_weight_bits.
+    quantize.resolve_weight_bits. `fp32_ends` (auto, yes, no): whether the first convolution and the
+    classifier may stay in fp32; auto tries it only when no fully int8 model reaches `min_agreement`.
     """
     require("onnxruntime")
     if int8 and not calib:
@@ -212,6 +215,8 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
         raise ConfigError(f"--calib-methods {','.join(methods)}: use one or more of {', '.join(CALIB_METHODS)}")
     if str(weight_bits) not in ("auto", "7", "8"):
         raise ConfigError(f"--weight-bits {weight_bits}: use auto, 7 or 8")
+    if fp32_ends not in FP32_ENDS:
+        raise ConfigError(f"--fp32-ends {fp32_ends}: use {', '.join(FP32_ENDS)}")
     calib_dir, val_part = split_parts(calib) if calib else (None, None)
     calib_paths = image_files(calib_dir, limit=calib_images, what="calibration images") if calib_dir else []
     check_paths, checked_on = _check_images(val, calib, check_images)
@@ -238,15 +243,16 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
                            image_files(val_part, what="validation images") if val_part else
                            [p for p in image_files(calib_dir, what="validation images") if p not in used]
                            or check_paths)
-            final, method, chosen_bits, agreement, per_method, extra = quantize_best(
-                fp32, runner, calib_paths, agree_paths, pre, out=out, methods=methods,
-                metadata=encode_metadata(precision="int8", **metadata), weight_bits=bits, threads=threads)
-            temps += [*extra, final]  # final is renamed away below unless a check refuses it
-            result.precision, result.method, result.agreement = "int8", method, agreement
-            result.method_agreement, result.weight_bits = per_method, chosen_bits
+            q = quantize_best(fp32, runner, calib_paths, agree_paths, pre, out=out, methods=methods,
+                              metadata=encode_metadata(precision="int8", **metadata), weight_bits=bits,
+                              fp32_ends=fp32_ends, target=min_agreement, threads=threads)
+            final, agreement = q.path, q.agreement
+            temps += [*q.temps, final]  # final is renamed away below unless a check refuses it
+            result.precision, result.method, result.agreement = "int8", q.method, agreement
+            result.method_agreement, result.weight_bits, result.fp32_ends = q.tried, q.weight_bits, q.fp32_ends
             if agreement < min_agreement:
                 raise ExportError(f"the int8 model agrees with fp32 on top-1 for {agreement:.2%} of "
-                                  f"{len(agree_paths)} validation images (best of {', '.join(per_method)}), below "
+                                  f"{len(agree_paths)} validation images (best of {', '.join(q.tried)}), below "
                                   f"--min-agreement {min_agreement:.0%}: {out} not written; calibrate on more "
                                   "images (--calib-images), accept it with a lower --min-agreement, or use the "
                                   "fp32 export")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from imgcls.options import option, threads_option
 
 CALIB_METHODS = ("minmax", "percentile", "entropy")
+FP32_ENDS = ("auto", "yes", "no")
 
 
 @dataclass
@@ -30,4 +31,7 @@ class ExportOptions:
                                       "sums, and 7-bit weights keep them in range; auto = 8 on CPUs with VNNI, "
                                       "else both tried and the better agreeing kept",
                               choices=("auto", "7", "8"))
+    fp32_ends: str = option("auto", "leave the first convolution and the classifier in fp32, the layers most "
+                                    "sensitive to quantization (a ResNet-18 then takes about 1.15x the int8 time): auto = "
+                                    "only when no fully int8 model reaches --min-agreement", choices=FP32_ENDS)
     threads: int | None = threads_option()

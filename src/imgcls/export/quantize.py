@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,13 +67,35 @@ def _top1(session, batches: list[np.ndarray]) -> torch.Tensor:
     return torch.cat([torch.from_numpy(session.run(None, {name: b})[0]).argmax(1) for b in batches])
 
 
+@dataclass
+class Quantized:
+    """The int8 model `quantize_best` kept, how it was made, and what every candidate scored."""
+    path: Path
+    method: str
+    weight_bits: int
+    fp32_ends: bool  # the first convolution and the classifier were left in fp32
+    agreement: float
+    tried: dict[str, float]  # "<method> <bits>-bit[, ends fp32]" -> top-1 agreement with fp32
+    temps: list[Path]  # temporary files for the caller to remove
+
+
+def end_layers(model) -> list[str]:
+    """The names of the first and the last Conv/Gemm/MatMul node of an ONNX graph (in its topological
+    order): the stem convolution, which sees the raw normalised pixels, and the classifier, whose
+    errors go straight into the logits: the layers most sensitive to quantization."""
+    weighted = [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    return sorted({weighted[0], weighted[-1]}, key=weighted.index) if weighted else []
+
+
 def quantize_best(fp32: Path, fp32_runner: OrtRunner, calib_paths: list[Path], agree_paths: list[Path],
                   pre: dict[str, Any], *, out: Path, methods: tuple[str, ...], metadata: dict[str, str],
-                  weight_bits: tuple[int, ...] = (8,), threads: int | None = None
-                  ) -> tuple[Path, str, int, float, dict[str, float], list[Path]]:
-    """(int8 file, its method, its weight bits, its top-1 agreement with fp32, the agreement of every
-    "<method> <bits>-bit" tried, temporary files to remove). Each of `methods` is tried with each of
-    `weight_bits` (7 = ONNX Runtime's reduce_range; see resolve_weight_bits); on a tie the earlier wins."""
+                  weight_bits: tuple[int, ...] = (8,), fp32_ends: str = "no", target: float = 0.0,
+                  threads: int | None = None) -> Quantized:
+    """Quantize `fp32` under each of `methods` and each of `weight_bits` (7 = ONNX Runtime's
+    reduce_range; see resolve_weight_bits) and keep the candidate whose top-1 agrees best with fp32 on
+    `agree_paths` (on a tie the earlier). `fp32_ends`: "no" quantizes every layer; "yes" leaves the
+    first convolution and the classifier in fp32 (end_layers); "auto" tries that only when no fully
+    int8 candidate reaches `target`, the agreement the caller will demand."""
     ort_quant = require("onnxruntime.quantization")
     onnx = require("onnx")
     # one image per calibration run: ONNX Runtime's histogram calibrators (percentile, entropy) cannot
@@ -100,32 +123,39 @@ def quantize_best(fp32: Path, fp32_runner: OrtRunner, calib_paths: list[Path], a
             ort_quant.shape_inference.quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
     except Exception as e:  # noqa: BLE001
         raise ExportError(f"ONNX Runtime could not prepare the model for quantization: {summary_of(e)}") from None
-    best: tuple[float, str, int, Path] | None = None
-    per_method: dict[str, float] = {}
-    for bits in weight_bits:
-        for m in methods:
-            q = _temp_path(out, f"int8-{m}-{bits}")
-            temps.append(q)
-            try:  # the histogram calibrators print their progress to stdout, where predictions go
-                with _quiet_exporter(), contextlib.redirect_stdout(io.StringIO()):
-                    ort_quant.quantize_static(str(prepared), str(q), Reader(), quant_format=ort_quant.QuantFormat.QDQ,
-                                              per_channel=True, weight_type=ort_quant.QuantType.QInt8,
-                                              activation_type=ort_quant.QuantType.QUInt8,
-                                              calibrate_method=_method(ort_quant, m), reduce_range=bits == 7)
-            except Exception as e:  # noqa: BLE001
-                raise ExportError(f"ONNX Runtime static quantization ({m}) failed: {summary_of(e)}") from None
-            got = _top1(make_session(q, threads=threads), agree)
-            a = per_method[f"{m} {bits}-bit"] = (got == reference).float().mean().item()
-            log.info("int8 %s calibration on %d images, %d-bit weights: top-1 agreement with fp32 %.2f%%", m,
-                     len(calib_paths), bits, 100 * a)
-            if best is None or a > best[0]:
-                best = (a, m, bits, q)
+    ends = end_layers(onnx.load(str(prepared)))
+    best: Quantized | None = None
+    tried: dict[str, float] = {}
+    rounds = {"no": (False,), "yes": (True,), "auto": (False, True)}[fp32_ends]
+    for keep_ends in rounds:
+        if keep_ends and fp32_ends == "auto" and best is not None and best.agreement >= target:
+            break
+        for bits in weight_bits:
+            for m in methods:
+                label = f"{m} {bits}-bit" + (", ends fp32" if keep_ends else "")
+                q = _temp_path(out, f"int8-{m}-{bits}{'-ends' if keep_ends else ''}")
+                temps.append(q)
+                try:  # the histogram calibrators print their progress to stdout, where predictions go
+                    with _quiet_exporter(), contextlib.redirect_stdout(io.StringIO()):
+                        ort_quant.quantize_static(
+                            str(prepared), str(q), Reader(), quant_format=ort_quant.QuantFormat.QDQ,
+                            per_channel=True, weight_type=ort_quant.QuantType.QInt8,
+                            activation_type=ort_quant.QuantType.QUInt8, calibrate_method=_method(ort_quant, m),
+                            reduce_range=bits == 7, nodes_to_exclude=ends if keep_ends else None)
+                except Exception as e:  # noqa: BLE001
+                    raise ExportError(f"ONNX Runtime static quantization ({label}) failed: {summary_of(e)}") from None
+                got = _top1(make_session(q, threads=threads), agree)
+                a = tried[label] = (got == reference).float().mean().item()
+                log.info("int8 %s calibration on %d images, %d-bit weights%s: top-1 agreement with fp32 %.2f%%", m,
+                         len(calib_paths), bits, f", {' and '.join(ends)} in fp32" if keep_ends else "", 100 * a)
+                if best is None or a > best.agreement:
+                    best = Quantized(q, m, bits, keep_ends, a, tried, temps)
     assert best is not None
-    agreement, method, bits, path = best
-    model = onnx.load(str(path))  # the metadata goes into the one file that is kept
+    model = onnx.load(str(best.path))  # the metadata goes into the one file that is kept
     del model.metadata_props[:]
     for key, value in metadata.items():
         model.metadata_props.add(key=key, value=value)
-    onnx.save_model(model, str(path))
-    temps.remove(path)
-    return path, method, bits, agreement, per_method, temps + [Path(str(fp32))]
+    onnx.save_model(model, str(best.path))
+    temps.remove(best.path)
+    temps.append(Path(str(fp32)))
+    return best
