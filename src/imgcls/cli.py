@@ -131,7 +131,7 @@ def add_option_flags(p: argparse.ArgumentParser, klass: type, *, title: str | No
     g = p.add_argument_group(title) if title else p
     for f, typ in option_fields(klass):
         meta = dict(f.metadata)
-        help_text, kind = meta.pop("help", ""), meta.pop("cli", None)
+        help_text, kind = meta.pop("help", "").replace("%", "%%"), meta.pop("cli", None)  # argparse formats help
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         if kind == "positional":
             g.add_argument(f.name, nargs="?", default=argparse.SUPPRESS if suppress_defaults else default,
@@ -140,7 +140,7 @@ def add_option_flags(p: argparse.ArgumentParser, klass: type, *, title: str | No
         flag = flag_of(f)
         names = [meta["short"], flag] if "short" in meta else [flag]
         kw: dict = {"default": argparse.SUPPRESS if suppress_defaults else default, "dest": f.name,
-                    "help": f"{help_text} (default: {default})"}
+                    "help": f"{help_text} (default: {str(default).replace('%', '%%')})"}
         if "metavar" in meta:
             kw["metavar"] = meta["metavar"]
         if bool in (typ, *getattr(typ, "__args__", ())):  # bool, or bool | None (None: decided later)

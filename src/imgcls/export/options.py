@@ -32,6 +32,6 @@ class ExportOptions:
                                       "else both tried and the better agreeing kept",
                               choices=("auto", "7", "8"))
     fp32_ends: str = option("auto", "leave the first convolution and the classifier in fp32, the layers most "
-                                    "sensitive to quantization (a ResNet-18 then takes about 1.15x the int8 time): auto = "
+                                    "sensitive to quantization (a ResNet then runs 7-15% slower than fully int8): auto = "
                                     "only when no fully int8 model reaches --min-agreement", choices=FP32_ENDS)
     threads: int | None = threads_option()
