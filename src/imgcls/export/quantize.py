@@ -79,7 +79,7 @@ class Quantized:
     fp32_ends: bool  # the first convolution and the classifier were left in fp32
     agreement: float
     tried: dict[str, float]  # "<method> <bits>-bit[, ends fp32]" -> top-1 agreement with fp32
-    temps: list[Path]  # temporary files for the caller to remove
+    temps: list[Path]  # its own temporary files (the rejected candidates) for the caller to remove
 
 
 def end_layers(model) -> list[str]:
@@ -160,5 +160,4 @@ def quantize_best(fp32: Path, fp32_runner: OrtRunner, calib_paths: list[Path], a
         model.metadata_props.add(key=key, value=value)
     onnx.save_model(model, str(best.path))
     temps.remove(best.path)
-    temps.append(Path(str(fp32)))
     return best
