@@ -190,6 +190,11 @@ def test_bad_inputs_are_one_line_exit_2(trained, exported, tmp_path, capsys):
     assert run_cli(["export", ckpt, "-o", disguised]) == 2
     assert "is a PyTorch file, not an ONNX model" in error_line(capsys, only=True)
     assert disguised.read_bytes() == ckpt.read_bytes()
+    # --fp32-ends takes auto, yes or no: refused by the CLI and by the Python API, nothing written
+    assert run_cli(["export", ckpt, "-o", tmp_path / "e.onnx", "--fp32-ends", "maybe"]) == 2
+    with pytest.raises(ConfigError, match=r"^--fp32-ends maybe: use auto, yes, no$"):
+        export_onnx(ckpt, tmp_path / "e.onnx", fp32_ends="maybe")
+    assert not (tmp_path / "e.onnx").exists()
 
 
 def test_weight_bits_follow_the_cpu_unless_given(monkeypatch):
