@@ -1,0 +1,33 @@
+"""Upper bounds on what a flag, a file's metadata or an upload may ask of the machine's memory.
+
+Every size a user, a config file, a checkpoint or an exported file can set is checked against these
+before any work starts, so a typo (`--input-size 20000`) or a tampered file (`"resize": 100000`) is one
+line naming the value and what it would cost, never a machine that swaps until the kernel kills it.
+"""
+from __future__ import annotations
+
+GB = 1 << 30
+MB = 1 << 20
+
+# px: the largest resize, crop or input side anywhere (train, eval, checkpoints, exported metadata).
+# 4096 px covers every photo-classification and segmentation resolution in use; one float32 RGB
+# image at 4096x4096 is already 192 MiB before a network sees it.
+MAX_SIDE = 4096
+
+
+def human_bytes(n: float) -> str:
+    """`3.2 GB`, `540 MB`, `12 KB`: a size for a message (powers of 1024)."""
+    for unit, scale in (("GB", GB), ("MB", MB), ("KB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}" if n < 10 * scale else f"{n / scale:.0f} {unit}"
+    return f"{int(n)} B"
+
+
+def check_side(what: str, value: object, *, where: str = "") -> int:
+    """`value` as a side in pixels within 1..MAX_SIDE, or ValueError naming `what` (and `where` it came from)."""
+    prefix = f"{where}: " if where else ""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{prefix}{what} {value!r}: must be a whole number of pixels")
+    if not 1 <= value <= MAX_SIDE:
+        raise ValueError(f"{prefix}{what} {value}: must be between 1 and {MAX_SIDE} px")
+    return value
