@@ -6,9 +6,6 @@ line naming the value and what it would cost, never a machine that swaps until t
 """
 from __future__ import annotations
 
-GB = 1 << 30
-MB = 1 << 20
-
 # px: the largest resize, crop or input side anywhere (train, eval, checkpoints, exported metadata).
 # 4096 px covers every photo-classification and segmentation resolution in use; one float32 RGB
 # image at 4096x4096 is already 192 MiB before a network sees it.
@@ -16,10 +13,10 @@ MAX_SIDE = 4096
 
 
 def human_bytes(n: float) -> str:
-    """`3.2 GB`, `540 MB`, `12 KB`: a size for a message (powers of 1024)."""
-    for unit, scale in (("GB", GB), ("MB", MB), ("KB", 1 << 10)):
+    """Bytes as 1.2 GB, 412 MB, 35 kB or 900 B (powers of 1000), for messages and listings."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= scale:
-            return f"{n / scale:.1f} {unit}" if n < 10 * scale else f"{n / scale:.0f} {unit}"
+            return f"{n / scale:.1f} {unit}" if unit == "GB" else f"{n / scale:.0f} {unit}"
     return f"{int(n)} B"
 
 

@@ -27,6 +27,7 @@ from PIL import Image
 from imgcls.data.decode import load_array
 from imgcls.data.names import safe_name
 from imgcls.data.transforms import Resize
+from imgcls.limits import human_bytes as human_size
 from imgcls.errors import DataError
 from imgcls.paths import home
 
@@ -39,14 +40,6 @@ _OWN_FILE = re.compile(r"([0-9a-f]{24})\.(u8|json|tmp(\d+))")  # <key>.u8, <key>
 def default_cache_dir() -> Path:
     """imgcls's home (imgcls.paths: $IMGCLS_HOME, else $XDG_CACHE_HOME/imgcls, else ~/.cache/imgcls) / decoded."""
     return home() / "decoded"
-
-
-def human_size(n: int) -> str:
-    """Bytes as 1.2 GB, 412 MB, 35 kB or 900 B (powers of 1000)."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}" if unit == "GB" else f"{n / scale:.0f} {unit}"
-    return f"{n} B"
 
 
 def _home_short(path: Path) -> str:
