@@ -27,8 +27,8 @@ from PIL import Image
 from imgcls.data.decode import load_array
 from imgcls.data.names import safe_name
 from imgcls.data.transforms import Resize
-from imgcls.limits import human_bytes as human_size
 from imgcls.errors import DataError
+from imgcls.limits import human_bytes as human_size
 from imgcls.paths import home
 
 log = logging.getLogger(__name__)
