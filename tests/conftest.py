@@ -7,6 +7,23 @@ import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
+# `pytest -m "not slow"` runs the suite in about a minute; the README's `pytest -q` runs everything.
+# Slow: what starts processes or browsers, exports ONNX graphs, trains on ../shared/data, or runs the
+# big models' parity. Kept here as one table rather than a marker line in every file.
+SLOW_FILES = ("distributed/", "integration/", "export/", "serve/test_browser.py",
+              "bad_inputs/test_export_inputs.py")
+SLOW_PARITY = ("resnet101", "resnet152", "resnext101", "wide_resnet", "vgg", "vit_", "densenet161",
+               "densenet201", "efficientnet_lite")
+
+
+def pytest_collection_modifyitems(config, items):
+    root = Path(__file__).resolve().parent
+    for item in items:
+        rel = Path(str(item.fspath)).resolve().relative_to(root).as_posix()
+        param = item.callspec.id if hasattr(item, "callspec") else ""
+        if rel.startswith(SLOW_FILES) or (rel == "models/test_parity.py" and param.startswith(SLOW_PARITY)):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def shared() -> Path:
