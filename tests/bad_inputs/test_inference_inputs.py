@@ -201,10 +201,11 @@ def test_an_unreadable_file_with_such_a_name_is_listed_escaped(trained, data_cop
 def test_cache_list_and_clear(tmp_path, capsys):
     data = make_tiny_folder(tmp_path / "d", classes=2, per_class=3)
     cache = DecodedCache(sorted(data.rglob("*.jpg")), side=32, cache_dir=tmp_path / "c")
-    size = cache.data_path.stat().st_size + cache.index_path.stat().st_size
+    key, size = cache.key, cache.data_path.stat().st_size + cache.index_path.stat().st_size
+    del cache  # as when the run that built it has ended
     assert cli(["cache", "--list", "--dir", tmp_path / "c"]) == 0
     first, last = capsys.readouterr().out.splitlines()
-    assert first.startswith(f"{cache.key}  ") and first.endswith(f"  6 images from {data.resolve()}")
+    assert first.startswith(f"{key}  ") and first.endswith(f"  6 images from {data.resolve()}")
     assert last == f"1 decoded cache(s), {human_size(size)}, in {tmp_path / 'c'}; imgcls cache --clear removes them"
     assert cli(["cache", "--clear", "--dir", tmp_path / "c"]) == 0
     assert capsys.readouterr().out == f"removed 2 file(s) from {tmp_path / 'c'}, {human_size(size)} freed\n"
@@ -219,6 +220,99 @@ def test_cache_dir_that_is_a_file_is_one_line(tmp_path, capsys):
     assert one_error_line(capsys) == (f"imgcls: error: {tmp_path / 'file'}: not a folder; "
                                       "give the decoded-cache folder with --dir")
     assert (tmp_path / "file").is_file()
+
+
+@pytest.mark.parametrize("what", ["--list", "--clear"])
+def test_cache_dir_that_does_not_exist_is_one_line(tmp_path, capsys, what):
+    assert cli(["cache", what, "--dir", tmp_path / "missing"]) == 2
+    assert one_error_line(capsys, only=True).startswith(f"imgcls: error: {tmp_path / 'missing'}: no such folder; "
+                                                        "give the decoded-cache folder with --dir (the default is ")
+    assert not (tmp_path / "missing").exists()
+
+
+def test_cache_clear_keeps_a_cache_in_use(tmp_path, capsys):
+    data = make_tiny_folder(tmp_path / "d", classes=2, per_class=3)
+    cache = DecodedCache(sorted(data.rglob("*.jpg")), side=32, cache_dir=tmp_path / "c")  # held, as a run holds it
+    assert cli(["cache", "--list", "--dir", tmp_path / "c"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith(f"  6 images from {data.resolve()}, in use by process "
+                                                            f"{os.getpid()}")
+    assert cli(["cache", "--clear", "--dir", tmp_path / "c"]) == 0
+    kept, removed = capsys.readouterr().out.splitlines()
+    assert kept.startswith(f"kept {cache.key} (") and kept.endswith(
+        f"): in use by process {os.getpid()}; run imgcls cache --clear again once that has finished")
+    assert removed == f"removed 0 file(s) from {tmp_path / 'c'}, 0 B freed"
+    assert cache.data_path.is_file() and cache.index_path.is_file()
+    data_path = cache.data_path
+    del cache  # released
+    assert cli(["cache", "--clear", "--dir", tmp_path / "c"]) == 0
+    assert capsys.readouterr().out.startswith(f"removed 2 file(s) from {tmp_path / 'c'}")
+    assert not data_path.exists()
+
+
+def cached_training(tmp_path) -> list:
+    """`imgcls train --cache` of one quick epoch on a new 2 x 4 image set."""
+    data = make_tiny_folder(tmp_path / "d", classes=2, per_class=4)
+    return ["train", data, "--model", "resnet18", "--input-size", "32", "--batch-size", "4", "--workers", "0",
+            "--val-fraction", "0.25", "--epochs", "1", "--out-dir", tmp_path / "runs", "--no-progress",
+            "--no-tensorboard", "--cache", "--cache-side", "32"]
+
+
+def test_cache_clear_during_a_training_build_keeps_it(tmp_path, monkeypatch, capsys):
+    """`imgcls cache --clear` run just as `imgcls train --cache` has written its cache: the run goes on."""
+    monkeypatch.setenv("IMGCLS_HOME", str(tmp_path / "home"))
+    build, said = DecodedCache._build, []
+
+    def build_then_clear(self, *args):
+        build(self, *args)
+        assert cli(["cache", "--clear"]) == 0  # as another terminal would, the moment the build is done
+        said.append(capsys.readouterr().out)
+
+    monkeypatch.setattr(DecodedCache, "_build", build_then_clear)
+    assert cli(cached_training(tmp_path)) == 0
+    assert len(said) == 2 and all("in use by process" in out and "removed 0 file(s)" in out for out in said)
+
+
+def test_a_training_run_that_loses_its_cache_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("IMGCLS_HOME", str(tmp_path / "home"))
+    build = DecodedCache._build
+
+    def build_then_lose(self, *args):
+        build(self, *args)
+        for path in (self.data_path, self.index_path):  # deleted by hand while the run starts
+            path.unlink()
+
+    monkeypatch.setattr(DecodedCache, "_build", build_then_lose)
+    assert cli(cached_training(tmp_path)) == 2
+    assert one_error_line(capsys).endswith(": the decoded cache was removed while this run used it (deleted by "
+                                           "hand?); run again to build it anew, or train without --cache")
+
+
+def test_cache_list_names_a_damaged_index_and_clear_removes_it(tmp_path, capsys):
+    data = make_tiny_folder(tmp_path / "d", classes=2, per_class=3)
+    cache = DecodedCache(sorted(data.rglob("*.jpg")), side=32, cache_dir=tmp_path / "c")
+    cache.index_path.write_text(json.dumps(json.loads(cache.index_path.read_text()) | {"files": 5}))
+    key = cache.key
+    del cache
+    assert cli(["cache", "--list", "--dir", tmp_path / "c"]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith(f"{key}  ") and line.endswith(
+        '  damaged: its index\'s "files" is 5, not a list of file paths; imgcls cache --clear removes it')
+    assert cli(["cache", "--clear", "--dir", tmp_path / "c"]) == 0
+    assert capsys.readouterr().out.startswith(f"removed 2 file(s) from {tmp_path / 'c'}")
+    assert not list((tmp_path / "c").iterdir())
+
+
+def test_cache_clear_never_removes_a_file_merely_named_like_a_cache(tmp_path, capsys):
+    (tmp_path / "c").mkdir()
+    mine = {"0123456789abcdef01234567.json": '{"my": "settings"}', "0123456789abcdef01234567.u8": "raw",
+            "89abcdef0123456789abcdef.u8": "raw", "89abcdef0123456789abcdef.tmp1": "notes"}
+    for name, text in mine.items():
+        (tmp_path / "c" / name).write_text(text)
+    assert cli(["cache", "--list", "--dir", tmp_path / "c"]) == 0
+    assert capsys.readouterr().out == f"0 decoded cache(s), 0 B, in {tmp_path / 'c'}\n"
+    assert cli(["cache", "--clear", "--dir", tmp_path / "c"]) == 0
+    assert capsys.readouterr().out == f"removed 0 file(s) from {tmp_path / 'c'}, 0 B freed\n"
+    assert {p.name: p.read_text() for p in (tmp_path / "c").iterdir()} == mine
 
 
 # -- 7, 8. --version, help, bad values ---------------------------------------------------------------
