@@ -254,7 +254,8 @@ def _cmd_cam(args: argparse.Namespace) -> int:
     explainer = Explainer(Predictor.load(args.checkpoint, device=opts.device), layer=opts.layer)
     out = Path(opts.out_dir) if opts.out_dir else Path(args.checkpoint).parent / "cam"
     bad = 0
-    for result, png in write_cams(explainer, args.inputs, out, target=opts.target, topk=opts.topk, npy=opts.save_npy):
+    for result, png in write_cams(explainer, args.inputs, out, target=opts.target, topk=opts.topk, npy=opts.save_npy,
+                                  force=opts.force):
         pred = result.prediction
         if png is None:
             bad += 1

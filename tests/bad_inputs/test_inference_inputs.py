@@ -161,6 +161,17 @@ def test_eval_of_three_classes_reports_no_top5(trained, tmp_path, capsys):
     assert "top5" not in json.loads((tmp_path / "e" / "report.json").read_text())
 
 
+def test_predict_names_a_broken_link_in_a_folder(trained, tmp_path, capsys):
+    _, ckpt = trained
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "x.jpg").symlink_to("missing.jpg")
+    assert cli(["predict", ckpt, tmp_path / "photos"]) == 1
+    captured = capsys.readouterr()
+    link = tmp_path / "photos" / "x.jpg"
+    assert captured.out.startswith(f"{link}: error: ") and f"{link}: broken symbolic link -> missing.jpg" in captured.out
+    assert captured.err.strip() == "imgcls: 1 of 1 file(s) could not be read; --skip-bad leaves them out"
+
+
 # -- 4. file names that are not UTF-8 ----------------------------------------------------------------
 
 def test_names_that_are_not_utf8_are_escaped_in_every_report(trained, data_copy, tmp_path, capsys):
@@ -194,6 +205,42 @@ def test_an_unreadable_file_with_such_a_name_is_listed_escaped(trained, data_cop
     assert "bad\\xff.jpg" in one_error_line(capsys)
     assert cli(["eval", ckpt, data_copy, "-o", tmp_path / "e", "--workers", "0", "--skip-bad"]) == 0
     assert "skipped 1 unreadable image(s): " in (tmp_path / "e" / "report.txt").read_text(encoding="utf-8")
+
+
+# -- 5. Grad-CAM overlays ---------------------------------------------------------------------------
+
+def test_cam_into_a_file_is_one_line(trained, tmp_path, capsys):
+    data, ckpt = trained
+    (tmp_path / "existing_file.txt").write_text("mine")
+    assert cli(["cam", ckpt, data / "class_0" / "img_000.jpg", "-o", tmp_path / "existing_file.txt"]) == 2
+    assert one_error_line(capsys, only=True) == (f"imgcls: error: -o {tmp_path / 'existing_file.txt'} is a file; "
+                                                 "name a folder for the overlays")
+    assert (tmp_path / "existing_file.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("npy", [False, True])
+def test_cam_never_overwrites_an_earlier_overlay_without_force(trained, tmp_path, capsys, npy):
+    data, ckpt = trained
+    photo, out = data / "class_0" / "img_000.jpg", tmp_path / "out"
+    out.mkdir()
+    mine = out / ("img_000.cam.npy" if npy else "img_000.cam.png")
+    mine.write_text("mine")
+    flags = ["--save-npy"] if npy else []
+    assert cli(["cam", ckpt, photo, data / "class_1" / "img_000.jpg", "-o", out, *flags]) == 2
+    assert one_error_line(capsys, only=True) == (f"imgcls: error: {mine} exists already (an earlier imgcls cam?); "
+                                                 "pass --force to replace it, or choose another -o")
+    assert mine.read_text() == "mine" and sorted(out.iterdir()) == [mine]  # refused before any work
+    assert cli(["cam", ckpt, photo, "-o", out, *flags, "--force"]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"-> {out / 'img_000.cam.png'}")
+    assert mine.read_bytes() != b"mine"
+
+
+def test_cam_with_an_empty_layer_name_is_refused(trained, tmp_path, capsys):
+    data, ckpt = trained
+    assert cli(["cam", ckpt, data / "class_0" / "img_000.jpg", "-o", tmp_path / "out", "--layer", ""]) == 2
+    assert one_error_line(capsys, only=True) == ("imgcls: error: --layer '': empty; name a module such as layer4, "
+                                                 "or leave --layer out for the model's own choice")
+    assert not (tmp_path / "out").exists()
 
 
 # -- 6. the decoded cache ----------------------------------------------------------------------------
