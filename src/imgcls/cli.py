@@ -493,7 +493,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except ImgclsError as e:
-        print(f"imgcls: error: {e}", file=sys.stderr)
+        from imgcls.data.names import safe_name
+
+        print(f"imgcls: error: {safe_name(str(e))}", file=sys.stderr)  # one printable line, whatever a name holds
         return 2
     except KeyboardInterrupt:
         print("imgcls: interrupted", file=sys.stderr)
