@@ -35,3 +35,10 @@ def test_written_files_get_the_usual_permissions_not_a_private_temp_files(tmp_pa
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_process_alive_tells_a_running_process_from_one_that_is_gone():
+    from imgcls.paths import process_alive
+
+    assert process_alive(os.getpid())
+    assert not process_alive(2**22 + 7)  # above Linux's largest pid: never a process

@@ -27,6 +27,7 @@ from torch import nn
 from imgcls.errors import CheckpointError, ConfigError, WeightsError
 from imgcls.models import create_model
 from imgcls.models.heads import head_of, stack_head
+from imgcls.paths import process_alive
 
 FORMAT = "imgcls-checkpoint"
 _TEMP_SUFFIX = ".tmp"
@@ -80,25 +81,13 @@ def _os_error(e: BaseException) -> OSError | None:
     return None
 
 
-def _writer_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 def remove_stale_temps(folder: str | Path) -> list[Path]:
     """Remove the temporary checkpoint files (`.NAME.PID.XXXX.tmp`) whose writer is no longer running:
     what a save interrupted by kill -9 leaves. Files of a live writer and any other file are kept."""
     removed = []
     for p in Path(folder).glob(f".*.ckpt.*{_TEMP_SUFFIX}"):
         pid = p.name.split(".ckpt.", 1)[1].split(".", 1)[0]
-        if pid.isdigit() and _writer_alive(int(pid)):
+        if pid.isdigit() and process_alive(int(pid)):
             continue
         p.unlink(missing_ok=True)
         removed.append(p)

@@ -5,6 +5,7 @@
     home() / "decoded"  decoded-image caches of `train --cache` (data.cache; `imgcls cache`)
     bundled_photos()    the 300 flower photos shipped in the package (the demo; export's default check photos)
     write_atomic()      write a file through a temporary file beside it and a rename (never half a file)
+    process_alive()     whether the process that a pid-named temporary or marker file names still runs
 """
 from __future__ import annotations
 
@@ -48,3 +49,14 @@ def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write UTF-8 `text` to `path` atomically (write_atomic)."""
     return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists (this one included): signal 0 only asks, it delivers nothing."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True

@@ -85,6 +85,9 @@ def _parts(path: Path) -> tuple[list[str], dict[str, list[tuple[Path, int]]], Pa
     if is_split_index(path):
         classes, parts = read_split_index(path)
         return classes, {p: s for p, s in parts.items() if s}, path
+    if path.is_file():
+        raise DataError(f"{safe_name(path)}: a file; imgcls check needs a folder (one sub-folder of images per "
+                        "class, or a split folder with train/ val/ test/) or a split.json index")
     found = [p for p in PARTS if (path / p).is_dir()]
     if found:
         scans = {p: scan_folder(path / p) for p in found}

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from imgcls.data.decode import is_image_file, load_array, load_image
+from imgcls.data.decode import is_file_or_link, is_image_file, load_array, load_image
 from imgcls.data.names import safe_name
 from imgcls.errors import DataError
 
@@ -38,8 +38,7 @@ def scan_folder(root: str | Path) -> tuple[list[str], list[tuple[Path, int]]]:
     classes, class_to_idx = find_classes(root)
     samples: list[tuple[Path, int]] = []
     for name in classes:
-        files = sorted(p for p in (root / name).rglob("*")
-                       if is_image_file(p) and (p.is_file() or p.is_symlink() and not p.is_dir()))
+        files = sorted(p for p in (root / name).rglob("*") if is_image_file(p) and is_file_or_link(p))
         if not files:
             raise DataError(f"{root / name}: class folder has no images (extensions: jpg, jpeg, png, bmp, "
                             "gif, webp, tif, tiff); add some or remove the folder")

@@ -42,6 +42,12 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
+def is_file_or_link(path: Path) -> bool:
+    """A file, or a symbolic link that does not lead to a folder: broken and looping links included, so
+    that reading them reports why instead of a scan skipping them without a word."""
+    return path.is_file() or path.is_symlink() and not path.is_dir()
+
+
 def load_image(path: str | Path, *, min_side: int | None = None, data: bytes | None = None) -> Image.Image:
     """Decode `path` to an RGB image; with `min_side`, JPEGs decode reduced but keep that shorter side.
 

@@ -45,8 +45,11 @@ _ALPHA = 0.45  # weight of the heatmap over the photo
 
 def find_layer(model: nn.Module, name: str) -> nn.Module:
     """The module `name` of `model`, or a ConfigError with close names and the model's stages."""
+    if not name:  # named_modules() calls the model itself "": not a layer anyone means
+        raise ConfigError(f"--layer '': empty; name a module such as {default_layer(model)}, or leave --layer out "
+                          "for the model's own choice")
     modules = dict(model.named_modules())
-    if name in modules and name:
+    if name in modules:
         return modules[name]
     close = difflib.get_close_matches(name, [n for n in modules if n], n=3, cutoff=0.5)
     stages = ", ".join(getattr(model, "stage_names", ())) or "none declared"
@@ -71,7 +74,7 @@ class GradCAM:
 
     def __init__(self, model: nn.Module, layer: str | None = None) -> None:
         self.model = model.eval()
-        self.layer = layer or default_layer(model)
+        self.layer = default_layer(model) if layer is None else layer
         self.module = find_layer(model, self.layer)
 
     def _as_map(self, t: torch.Tensor) -> torch.Tensor:
@@ -303,15 +306,30 @@ class UniqueNames:
 
 
 def write_cams(explainer: Explainer, inputs: Sequence[str | Path], out_dir: str | Path, *, target: str | None = None,
-               topk: int = 3, npy: bool = False) -> Iterator[tuple[CamResult, Path | None]]:
+               topk: int = 3, npy: bool = False, force: bool = False) -> Iterator[tuple[CamResult, Path | None]]:
     """Explain each input and write `<stem>.cam.png` (with `npy`, also the raw map `<stem>.cam.npy`) into
-    `out_dir`, each file written whole then renamed; yields (result, the PNG, or None for an unreadable file)."""
-    unique, out = UniqueNames(), Path(out_dir)
-    for result in explainer.explain_paths(inputs, target=target, topk=topk):
+    `out_dir`, each file written whole then renamed; yields (result, the PNG, or None for an unreadable file).
+
+    Refused before any work: an `out_dir` that is a file, and (unless `force`) an output file that is
+    already there. Every input gets its name up front, readable or not, so the names follow from the
+    inputs alone."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"-o {safe_name(out)} is a file; name a folder for the overlays")
+    paths = expand_inputs(list(inputs))
+    unique = UniqueNames()
+    names = [unique(str(path)) for path in paths]
+    suffixes = (".cam.png", ".cam.npy") if npy else (".cam.png",)
+    if not force:
+        for name in names:
+            for suffix in suffixes:
+                if (out / f"{name}{suffix}").exists():
+                    raise ConfigError(f"{safe_name(out / name)}{suffix} exists already (an earlier imgcls cam?); "
+                                      "pass --force to replace it, or choose another -o")
+    for name, result in zip(names, explainer.explain_paths(paths, target=target, topk=topk)):
         if result.error:
             yield result, None
             continue
-        name = unique(result.prediction.source)
         png = save_png(result.overlay(), out / f"{name}.cam.png")
         if npy:
             save_npy(result.cam, out / f"{name}.cam.npy")

@@ -23,7 +23,7 @@ from torch import nn
 
 from imgcls.checkpoint import load_model, load_source, source_kind
 from imgcls.data import BatchNormalizer, eval_transform, load_array, make_loader
-from imgcls.data.decode import is_image_file
+from imgcls.data.decode import is_file_or_link, is_image_file
 from imgcls.data.names import safe_name
 from imgcls.errors import ConfigError, DataError
 from imgcls.runtime import TorchRunner, resolve_device
@@ -76,19 +76,20 @@ def format_predictions(preds: list[Prediction], fmt: str = "text") -> str:
 
 def expand_inputs(inputs: list[str | Path]) -> list[Path]:
     """Files as given, folders searched recursively for images (sorted), globs expanded; a name that
-    matches nothing is a DataError naming it."""
+    matches nothing is a DataError naming it. Broken symbolic links are kept (as data.scan_folder keeps
+    them): reading one gives its error line, naming the link and its target."""
     out: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
+            found = sorted(f for f in p.rglob("*") if is_image_file(f) and is_file_or_link(f))
             if not found:
                 raise DataError(f"{p}: folder has no images ({', '.join(sorted({'.jpg', '.png', '.webp'}))}, ...)")
             out += found
-        elif p.exists():
+        elif p.exists() or p.is_symlink():
             out.append(p)
         elif any(ch in str(item) for ch in "*?["):
-            matches = sorted(Path(m) for m in glob.glob(str(item), recursive=True) if Path(m).is_file())
+            matches = sorted(Path(m) for m in glob.glob(str(item), recursive=True) if is_file_or_link(Path(m)))
             if not matches:
                 raise DataError(f"{item}: pattern matches no files")
             out += matches
