@@ -24,16 +24,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from imgcls import paths
 from imgcls.errors import CheckpointError, ConfigError, WeightsError
 from imgcls.models import create_model
 from imgcls.models.heads import head_of, stack_head
 
 FORMAT = "imgcls-checkpoint"
-_TEMP_SUFFIX = ".tmp"
-
-
-def _temp_prefix(path: Path) -> str:
-    return f".{path.name}."
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
@@ -50,7 +46,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path.parent)
     state = {"format": FORMAT, "imgcls_version": __version__, **state}
-    fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(path)}{os.getpid()}.", suffix=_TEMP_SUFFIX, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=paths.temp_prefix(path), suffix=paths.TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
@@ -80,29 +76,10 @@ def _os_error(e: BaseException) -> OSError | None:
     return None
 
 
-def _writer_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 def remove_stale_temps(folder: str | Path) -> list[Path]:
-    """Remove the temporary checkpoint files (`.NAME.PID.XXXX.tmp`) whose writer is no longer running:
-    what a save interrupted by kill -9 leaves. Files of a live writer and any other file are kept."""
-    removed = []
-    for p in Path(folder).glob(f".*.ckpt.*{_TEMP_SUFFIX}"):
-        pid = p.name.split(".ckpt.", 1)[1].split(".", 1)[0]
-        if pid.isdigit() and _writer_alive(int(pid)):
-            continue
-        p.unlink(missing_ok=True)
-        removed.append(p)
-    return removed
+    """Remove the temporary checkpoint files (`.NAME.ckpt.PID.XXXX.tmp`) whose writer is no longer running:
+    what a save interrupted by kill -9 leaves (paths.remove_stale_temps)."""
+    return paths.remove_stale_temps(folder, ".ckpt")
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import torch
 from imgcls.checkpoint import describe_arch, load_source
 from imgcls.data import safe_name
 from imgcls.errors import ConfigError, ExportError, summary_of
-from imgcls.paths import bundled_photos
+from imgcls.paths import TEMP_SUFFIX, bundled_photos, remove_stale_temps, temp_prefix
 from imgcls.weights import is_torch_file
 from imgcls.export.options import CALIB_METHODS, FP32_ENDS
 from imgcls.export.images import float_batches, image_files, split_parts
@@ -155,7 +155,8 @@ class OrtFunction:
 
 
 def _temp_path(out: Path, tag: str) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{out.name}.{os.getpid()}.{tag}.", suffix=".tmp", dir=out.parent)
+    """A new empty temporary file beside `out`, `.NAME.PID.TAG.RANDOM.tmp` (paths.temp_prefix)."""
+    fd, name = tempfile.mkstemp(prefix=f"{temp_prefix(out)}{tag}.", suffix=TEMP_SUFFIX, dir=out.parent)
     os.close(fd)
     return Path(name)
 
@@ -222,6 +223,7 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
     check_paths, checked_on = _check_images(val, calib, check_images)
     name = Path(source).stem if Path(source).is_file() else str(source)  # a weights name keeps its tag
     out = check_output(output or f"{name}{'.int8' if int8 else ''}.onnx", source)
+    remove_stale_temps(out.parent, out.suffix)  # what an export killed with kill -9 left there
 
     model, info = load_source(source)
     pre = info["preprocessing"]
