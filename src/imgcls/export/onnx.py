@@ -28,7 +28,7 @@ from imgcls.paths import TEMP_SUFFIX, bundled_photos, remove_stale_temps, temp_p
 from imgcls.weights import is_torch_file
 from imgcls.export.options import CALIB_METHODS, FP32_ENDS
 from imgcls.export.images import float_batches, image_files, split_parts
-from imgcls.export.session import OrtRunner, encode_metadata, make_session, require, run_session
+from imgcls.export.session import OrtRunner, encode_metadata, make_session, require, run_session, written_by_export
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,8 @@ class ExportResult:
 
 def check_output(output: str | Path, source: str | Path) -> Path:
     """The output path, refused when it could destroy something: not a .onnx name, the source itself,
-    or an existing file that is not an ONNX model (a checkpoint passed as -o by mistake)."""
+    or an existing file that `imgcls export` did not write (a checkpoint passed as -o by mistake, notes,
+    another tool's model). An earlier export of that name is replaced, once the new one is verified."""
     out = Path(output)
     if out.suffix.lower() != ".onnx":
         raise ConfigError(f"-o {output}: name the output file .onnx (e.g. -o model.onnx)")
@@ -76,11 +77,18 @@ def check_output(output: str | Path, source: str | Path) -> Path:
     if out.exists():
         if Path(source).exists() and out.resolve() == Path(source).resolve():
             raise ConfigError(f"-o {output}: is the source itself; choose another file name")
-        with open(out, "rb") as f:
-            torch_file = is_torch_file(f.read(4))
+        try:
+            with open(out, "rb") as f:
+                torch_file = is_torch_file(f.read(4))
+        except OSError as e:
+            raise ConfigError(f"-o {output}: exists and cannot be read ({e.strerror}); imgcls does not overwrite "
+                              "it: choose another name") from None
         if torch_file:
             raise ConfigError(f"-o {output}: exists and is a PyTorch file, not an ONNX model; imgcls does not "
                               "overwrite it: choose another name")
+        if not written_by_export(out):
+            raise ConfigError(f"-o {output}: exists and was not written by imgcls export; imgcls does not "
+                              "overwrite it: choose another name, or move the file away first")
     if not out.parent.exists():
         raise ConfigError(f"-o {output}: folder {out.parent} does not exist")
     return out
