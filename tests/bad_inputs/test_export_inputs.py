@@ -178,7 +178,8 @@ def test_export_never_overwrites_a_file_it_did_not_write(made, tmp_path, capsys)
 
 def test_an_export_replaces_its_own_file_and_removes_what_killed_exports_left(made, tmp_path, capsys):
     """One export run: an earlier export of that name is replaced; the temporary files of a writer that is
-    gone (kill -9 during --int8) are removed and a live writer's are kept."""
+    gone (kill -9 during --int8) are removed and a live writer's are kept; an unreadable check image is
+    skipped with its reason, and no advice about --skip-bad, a flag export does not have."""
     ckpt, exported, data = made
     out = tmp_path / "m.onnx"
     tampered(exported, out, source="an earlier export")
@@ -188,7 +189,20 @@ def test_an_export_replaces_its_own_file_and_removes_what_killed_exports_left(ma
     mine = tmp_path / "notes.tmp"
     for p in (*dead, alive, mine):
         p.write_bytes(b"x" * 100)
-    assert run_cli(["export", ckpt, "-o", out, "--val", data, "--check-images", 4]) == 0
+    check = make_tiny_folder(tmp_path / "check", per_class=2)
+    (check / "class_0" / "broken.jpg").write_text("not a photo")
+    assert run_cli(["export", ckpt, "-o", out, "--val", check, "--check-images", 6]) == 0
     assert props_of(out)["source"] == str(ckpt)
     assert not any(p.exists() for p in dead) and alive.exists() and mine.exists()
+    err = capsys.readouterr().err
+    assert "broken.jpg: not an image: looks like text" in err and "--skip-bad" not in err
 
+
+def test_export_hints_name_only_its_own_flags(tmp_path, capsys):
+    plain = tmp_path / "plain.pth"
+    torch.save(create_model("lenet5", num_classes=3).state_dict(), plain)
+    assert run_cli(["export", plain, "-o", tmp_path / "p.onnx"]) == 2
+    line = error_line(capsys, only=True)
+    assert f"{plain}: not an imgcls checkpoint (a plain state dict? it has no class names or preprocessing: " \
+           "export a checkpoint written by imgcls train, or a weights name)" in line
+    assert "--weights" not in line and not (tmp_path / "p.onnx").exists()

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 OPSET = 18
 INPUT, OUTPUT = "input", "logits"
+# a plain state dict has no class names or preprocessing to export (checkpoint.load_checkpoint's hint)
+PLAIN_HINT = ("a plain state dict? it has no class names or preprocessing: export a checkpoint written by "
+              "imgcls train, or a weights name")
 
 
 @dataclass
@@ -233,7 +236,7 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
     out = check_output(output or f"{name}{'.int8' if int8 else ''}.onnx", source)
     remove_stale_temps(out.parent, out.suffix)  # what an export killed with kill -9 left there
 
-    model, info = load_source(source)
+    model, info = load_source(source, plain_hint=PLAIN_HINT)
     pre = info["preprocessing"]
     metadata = dict(classes=info["classes"], preprocessing=pre, arch=info["arch"], source=info["source"], opset=OPSET)
     fp32 = _temp_path(out, "fp32")
