@@ -36,6 +36,8 @@ except ImportError:  # optional at run time: Pillow decodes everything without i
 EXIF_ORIENTATION = 0x0112
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# a DataError's advice for an unreadable image, in the flags of train/eval/predict (see errors.DataError)
+REPLACE_OR_SKIP = "delete or replace it, or pass --skip-bad"
 
 
 def is_image_file(path: Path) -> bool:
@@ -77,17 +79,19 @@ def read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as e:
-        raise DataError(f"{safe_name(path)}: {_why_unopenable(path, e)}") from None
+        why, advice = _why_unopenable(path, e)
+        raise DataError(f"{safe_name(path)}: {why}", advice) from None
 
 
-def _why_unopenable(path: Path, e: OSError) -> str:
+def _why_unopenable(path: Path, e: OSError) -> tuple[str, str]:
+    """(what is wrong, what to do)."""
     if path.is_symlink() and e.errno in (errno.ENOENT, errno.ELOOP):
         target = safe_name(os.readlink(path))
         link = f"symbolic link loop (-> {target})" if e.errno == errno.ELOOP else f"broken symbolic link -> {target}"
-        return f"{link}; fix or delete the link, or pass --skip-bad"
+        return link, "fix or delete the link, or pass --skip-bad"
     if e.errno == errno.ENOENT:
-        return "no such file"
-    return f"cannot read it ({e.strerror}); delete or replace it, or pass --skip-bad"
+        return "no such file", ""
+    return f"cannot read it ({e.strerror})", REPLACE_OR_SKIP
 
 
 def _sniff(data: bytes) -> str:
@@ -135,11 +139,9 @@ def _decode(path: Path, min_side: int | None, data: bytes | None, *, as_array: b
         raise DataError(f"{safe_name(path)}: refused as a possible decompression bomb ({e}); remove the file or "
                         "raise PIL.Image.MAX_IMAGE_PIXELS if you trust it") from None
     except UnidentifiedImageError:  # its message names the BytesIO, not the file: say what the file is
-        raise DataError(f"{safe_name(path)}: not an image: {_sniff(data)}; delete or replace it, "
-                        "or pass --skip-bad") from None
+        raise DataError(f"{safe_name(path)}: not an image: {_sniff(data)}", REPLACE_OR_SKIP) from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{safe_name(path)}: not a readable image ({type(e).__name__}: {e}); delete or replace it, "
-                        "or pass --skip-bad") from None
+        raise DataError(f"{safe_name(path)}: not a readable image ({type(e).__name__}: {e})", REPLACE_OR_SKIP) from None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
