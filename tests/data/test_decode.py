@@ -183,8 +183,9 @@ def test_a_progressive_jpeg_counts_at_full_size(tmp_path, monkeypatch):
     baseline, progressive = _jpeg(tmp_path / "b.jpg", img), _jpeg(tmp_path / "p.jpg", img, progressive=True)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100_000)
     assert load_image(baseline, min_side=64).size == (75, 75)  # 5,625 px held
-    with pytest.raises(DataError, match=r"p\.jpg: refused as a possible decompression bomb \(600x600 px progressive "
-                                        r"JPEG, held whole at any scale: 0\.4 MP to decode, above the limit of 0\.1 MP"):
+    with pytest.raises(DataError, match=r"p\.jpg: refused as a possible decompression bomb \(600x600 px "
+                                        r"progressive JPEG, held whole at any scale: 0\.4 MP to decode, "
+                                        r"above the limit of 0\.1 MP"):
         load_image(progressive, min_side=64)
 
 
