@@ -16,9 +16,10 @@ from PIL import Image
 
 from imgcls.checkpoint import load_model
 from imgcls.cli import build_parser
-from imgcls.data import eval_transform, normalize_batch
+from imgcls.data import Resize, eval_transform, normalize_batch
 from imgcls.data.cache import DecodedCache, human_size
-from tests.conftest import error_line, make_tiny_folder, run_cli, train_tiny
+from imgcls.data.transforms import image_size
+from tests.conftest import error_line, flat_jpeg, make_tiny_folder, run_cli, train_tiny
 
 NOT_UTF8 = b"bad\xff.jpg"  # a Latin-1 name, as old cameras and zip files leave behind
 
@@ -86,6 +87,25 @@ def test_eval_decodes_big_jpegs_exactly_unless_draft(trained, tmp_path, capsys):
 
     assert loss() == pytest.approx(want, rel=1e-5)
     assert loss("--draft") != pytest.approx(want, rel=1e-4)
+
+
+def test_a_huge_jpeg_is_classified_from_a_reduced_decode(trained, tmp_path, capsys, monkeypatch):
+    """20000 x 20000 px (1.2 GB as RGB, 4.5 x Pillow's bomb limit): predict, eval and cam decode it at 1/8
+    scale, 2500 x 2500 (19 MB), and never hold it at full size."""
+    _, ckpt = trained
+    data = make_tiny_folder(tmp_path / "d", classes=3, per_class=1)
+    huge = flat_jpeg(data / "class_0" / "huge.jpg", 20000, 20000)
+    seen = []  # the size of every image the eval transform gets: the decode's output
+    resize = Resize.__call__
+    monkeypatch.setattr(Resize, "__call__", lambda self, img: seen.append(image_size(img)) or resize(self, img))
+    assert cli(["predict", ckpt, huge, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["error"] is None and seen == [(2500, 2500)]
+    assert cli(["cam", ckpt, huge, "-o", tmp_path / "cam"]) == 0 and (tmp_path / "cam" / "huge.cam.png").is_file()
+    assert seen[1:] == [(2500, 2500)]
+    seen.clear()
+    assert cli(["eval", ckpt, data, "-o", tmp_path / "e", "--workers", "0"]) == 0
+    assert sorted(seen) == [(48, 40), (48, 40), (48, 40), (2500, 2500)]
+    capsys.readouterr()
 
 
 # -- 2. unreadable files: stop before any work, or --skip-bad ------------------------------------------

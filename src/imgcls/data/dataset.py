@@ -73,14 +73,15 @@ def save_class_indices(classes: list[str], path: str | Path) -> None:
 class ImageFolder(Dataset):
     """Images under `root/<class>/...`; items are (transform(image), class index).
 
-    `min_side` lets JPEGs decode reduced (draft mode) when the transform shrinks them anyway.
+    `min_side` lets JPEGs decode reduced (draft mode) when the transform shrinks them anyway; `resize`
+    (the eval transform's shorter side) lets only JPEGs above decode.REDUCE_ABOVE_PIXELS decode reduced.
     `cache=True` decodes every image once into a memory-mapped store (see data.cache).
     With `skip_bad`, an unreadable file found at load time is replaced by the next good one and
     logged, so a run never dies at step 4,000; `imgcls check` finds such files before training.
     """
 
     def __init__(self, root: str | Path, transform: Callable | None = None, *, min_side: int | None = None,
-                 skip_bad: bool = False, samples: list[tuple[Path, int]] | None = None,
+                 resize: int | None = None, skip_bad: bool = False, samples: list[tuple[Path, int]] | None = None,
                  classes: list[str] | None = None, cache: bool = False, cache_side: int = 256,
                  cache_dir: str | Path | None = None) -> None:
         self.root = Path(root)
@@ -91,7 +92,7 @@ class ImageFolder(Dataset):
         self.samples = samples
         self.targets = [t for _, t in samples]
         self.transform = transform
-        self.min_side = min_side
+        self.min_side, self.resize = min_side, resize
         self.skip_bad = skip_bad
         self.cache = None
         if cache:
@@ -112,7 +113,8 @@ class ImageFolder(Dataset):
                 if self.cache is not None:
                     img = self.cache.array(i) if self.transform else self.cache.image(i)
                 else:
-                    img = (load_array if self.transform else load_image)(path, min_side=self.min_side)
+                    img = (load_array if self.transform else load_image)(path, min_side=self.min_side,
+                                                                         resize=self.resize)
             except DataError as e:
                 if not self.skip_bad:
                     raise

@@ -255,7 +255,7 @@ class Explainer:
             class_index(self.predictor.classes, target)  # refuse a bad --class before any work
         for path in expand_inputs(list(inputs)):
             try:
-                image = load_image(path)
+                image = load_image(path, resize=self.predictor.preprocessing["resize"])
             except DataError as e:
                 yield CamResult(Prediction(str(path), error=str(e)))
                 continue
@@ -342,7 +342,8 @@ def mistakes_grid(explainer: Explainer, mistakes: Sequence[Mistake], path: str |
     captioned with the true class, the prediction and its probability, and the file name."""
     tiles = []
     for m in mistakes:
-        result = explainer.explain(load_image(m.sample), str(m.sample), target=m.pred, display_max=tile)
+        image = load_image(m.sample, resize=explainer.predictor.preprocessing["resize"])
+        result = explainer.explain(image, str(m.sample), target=m.pred, display_max=tile)
         result.image = result.image.resize((tile, tile), Image.BILINEAR)
         tiles.append(result.overlay([f"true {safe_name(m.true)}", f"predicted {safe_name(m.pred)} {m.prob:.1%}",
                                      safe_name(Path(str(m.sample)).name)]))

@@ -101,15 +101,15 @@ def expand_inputs(inputs: list[str | Path]) -> list[Path]:
 class _Paths(torch.utils.data.Dataset):
     """Decoded + transformed images; a bad file yields a zero image and its error message."""
 
-    def __init__(self, paths: list[Path], transform, min_side: int, crop: int) -> None:
-        self.paths, self.transform, self.min_side, self.crop = paths, transform, min_side, crop
+    def __init__(self, paths: list[Path], transform, min_side: int | None, resize: int, crop: int) -> None:
+        self.paths, self.transform, self.min_side, self.resize, self.crop = paths, transform, min_side, resize, crop
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
         try:
-            return self.transform(load_array(self.paths[i], min_side=self.min_side)), ""
+            return self.transform(load_array(self.paths[i], min_side=self.min_side, resize=self.resize)), ""
         except DataError as e:
             return np.zeros((self.crop, self.crop, 3), np.uint8), str(e)
 
@@ -124,8 +124,9 @@ class Predictor:
                  draft: bool = False, runner=None) -> None:
         """A PyTorch `model`, or a `runner` (normalised float NCHW batch -> logits; then `model` is
         None, as for an ONNX file). JPEGs decode at full size, so the pixels are torchvision's eval
-        pixels (EXIF orientation applied); `draft=True` lets JPEG draft mode decode big ones reduced:
-        faster, pixels differ slightly (benchmarks/draft_mode.py measures both)."""
+        pixels (EXIF orientation applied), up to decode.REDUCE_ABOVE_PIXELS (bigger ones decode reduced);
+        `draft=True` lets JPEG draft mode decode big ones reduced: faster, pixels differ slightly
+        (benchmarks/draft_mode.py measures both)."""
         self.draft = draft
         if runner is None:
             device = resolve_device(device) if isinstance(device, str) else device
@@ -208,7 +209,7 @@ class Predictor:
             batch = torch.from_numpy(np.stack([self.transform(im.convert("RGB")) for im in pil]))
             return self._top(self._forward(batch), ["<image %d>" % i for i in range(len(pil))], [""] * len(pil), k)
         paths = expand_inputs(list(images))
-        ds = _Paths(paths, self.transform, self.min_side, self.preprocessing["crop"])
+        ds = _Paths(paths, self.transform, self.min_side, self.preprocessing["resize"], self.preprocessing["crop"])
         loader = torch.utils.data.DataLoader(ds, batch_size=self.batch_size, num_workers=self.workers or 0,
                                              collate_fn=_collate)
         preds: list[Prediction] = []
