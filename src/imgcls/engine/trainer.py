@@ -38,6 +38,7 @@ from imgcls.engine.recipes import BatchMixer, ModelEma, correct
 from imgcls.engine.transfer import TransferPolicy
 from imgcls.errors import ConfigError, TrainingError, summary_of
 from imgcls.models.heads import stack_head
+from imgcls.progress import clock
 from imgcls.reports import classification_report, plot_curves, reported_ks, topk_correct
 from imgcls.runtime import run_model
 
@@ -57,14 +58,9 @@ class RunResult:
 
     def summary_line(self, model: str) -> str:
         how = "stopped early, " if self.stopped_early else ""
-        return (f"{model}: {self.epochs_run} epochs ({how}{_hms(self.seconds)}), best val top-1 "
+        return (f"{model}: {self.epochs_run} epochs ({how}{clock(self.seconds)}), best val top-1 "
                 f"{self.best_top1:.2%} at epoch {self.best_epoch}; run folder {self.run_dir} "
                 f"(best.ckpt, metrics.csv, curves.png, confusion_matrix.png)")
-
-
-def _hms(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m // 60}h{m % 60:02d}m{s:02d}s" if m >= 60 else f"{m}m{s:02d}s"
 
 
 def new_run_dir(out_dir: str | Path, name: str | None) -> Path:
