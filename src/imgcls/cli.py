@@ -451,7 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None,
                    help="train this model from scratch instead (e.g. resnet18; default: EfficientNet-Lite0 transfer)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                   help="progress bars while training (default on)")
+                   help="show progress while training: a bar on a terminal, elsewhere a line at 25/50/75%% of a "
+                        "pass that takes more than 10 s (default on)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("cache", help="list or clear the decoded-image caches that `train --cache` writes",

@@ -8,7 +8,6 @@ whole network (`ImageBatches`); with `head` / `head+` the frozen backbone has ru
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from imgcls.engine.config import Config
 from imgcls.engine.distributed import LOCAL, Dist
 from imgcls.engine.interrupt import defer_interrupt
 from imgcls.engine.recipes import resize_batch, train_sizes
+from imgcls.progress import show_progress
 
 
 @dataclass(frozen=True)
@@ -121,11 +121,8 @@ def train_one_epoch(step: Callable[[torch.Tensor, torch.Tensor, int], tuple[floa
     and returns (loss, correct). After each step, still under `defer_interrupt` with the update, the
     new Position goes to `moved` (the trainer keeps it for a Ctrl-C checkpoint). Returns the final
     Position, the images trained and the seconds taken."""
-    from tqdm.auto import tqdm
-
     tic, n_imgs, pos = time.perf_counter(), 0, start
-    bar = tqdm(total=batches.steps(), initial=start.step, desc=desc, disable=not progress, file=sys.stderr,
-               leave=False)
+    bar = show_progress(batches.steps(), initial=start.step, desc=desc, enabled=progress)
     for number, (x, y) in enumerate(batches.epoch(start.epoch, start.step), start=start.step + 1):
         with defer_interrupt():
             loss, correct = step(x, y, number)

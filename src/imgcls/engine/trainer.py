@@ -38,6 +38,7 @@ from imgcls.engine.recipes import BatchMixer, ModelEma, correct
 from imgcls.engine.transfer import TransferPolicy
 from imgcls.errors import ConfigError, TrainingError, summary_of
 from imgcls.models.heads import stack_head
+from imgcls.progress import clock
 from imgcls.reports import classification_report, plot_curves, reported_ks, topk_correct
 from imgcls.runtime import run_model
 
@@ -57,14 +58,9 @@ class RunResult:
 
     def summary_line(self, model: str) -> str:
         how = "stopped early, " if self.stopped_early else ""
-        return (f"{model}: {self.epochs_run} epochs ({how}{_hms(self.seconds)}), best val top-1 "
+        return (f"{model}: {self.epochs_run} epochs ({how}{clock(self.seconds)}), best val top-1 "
                 f"{self.best_top1:.2%} at epoch {self.best_epoch}; run folder {self.run_dir} "
                 f"(best.ckpt, metrics.csv, curves.png, confusion_matrix.png)")
-
-
-def _hms(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m // 60}h{m % 60:02d}m{s:02d}s" if m >= 60 else f"{m}m{s:02d}s"
 
 
 def new_run_dir(out_dir: str | Path, name: str | None) -> Path:
@@ -321,13 +317,17 @@ class Trainer:
             result.interrupted = True
             with defer_interrupt():  # torchrun passes a Ctrl-C on to its workers: a second one waits for the save
                 saves.interrupted(self.state(self.pos))
-        except RuntimeError as e:
+        except (RuntimeError, distributed.Terminated) as e:
             if not distributed.lost_peer(e, self.dist):
                 raise
+            distributed.leaving()  # torchrun's SIGTERM, on its way, must not cut this line short
+            why = (", so torchrun stopped this one (SIGTERM; it does the same when it is asked to stop)"
+                   if distributed.terminated() else
+                   f" or did not answer within --dist-timeout {cfg.train.dist_timeout}s ({summary_of(e)})")
             last = self.run_dir / "last.ckpt"
-            raise TrainingError(f"rank {self.dist.rank}: another process of this run stopped or did not answer within "
-                                f"--dist-timeout {cfg.train.dist_timeout}s ({summary_of(e)}); {last} holds the last "
-                                f"saved state: see the failed rank's error, then continue with --resume {last}") from None
+            raise TrainingError(f"rank {self.dist.rank}: another process of this run stopped{why}; {last} holds the "
+                                f"last saved state: see the failed rank's error, then continue with --resume {last}"
+                                ) from None
         finally:
             distributed.hold_interrupts(False)
             epochs.close()
@@ -486,5 +486,7 @@ def train(config: Config, *, callbacks: list[Callable[[Trainer], None]] | None =
     `config.train.resume`, `given` names the settings to change on resume (see engine.resume)."""
     try:
         return Trainer(config, callbacks=callbacks, given=given).fit()
+    except distributed.Terminated as e:  # outside the training loop (which names last.ckpt): before or after it
+        raise TrainingError(str(e)) from None
     finally:
         distributed.shutdown()

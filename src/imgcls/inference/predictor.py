@@ -26,6 +26,7 @@ from imgcls.data import BatchNormalizer, eval_transform, load_array, make_loader
 from imgcls.data.decode import is_file_or_link, is_image_file
 from imgcls.data.names import safe_name
 from imgcls.errors import ConfigError, DataError
+from imgcls.progress import track
 from imgcls.runtime import TorchRunner, resolve_device
 
 
@@ -187,11 +188,9 @@ class Predictor:
 
     def logits_of_dataset(self, ds, *, progress: bool = False) -> torch.Tensor:
         """Logits for every item of a dataset whose items are (uint8 HWC image, target)."""
-        from tqdm.auto import tqdm
-
         loader = make_loader(ds, batch_size=self.batch_size, workers=self.workers, device=self.device)
-        logits = [self._forward(images) for images, _ in tqdm(loader, disable=not progress, desc="evaluating",
-                                                              leave=False)]
+        logits = [self._forward(images) for images, _ in track(loader, total=len(loader), desc="evaluating",
+                                                               enabled=progress)]
         return torch.cat(logits) if logits else torch.empty(0, len(self.classes))
 
     def predict(self, images: list[str | Path | Image.Image] | str | Path | Image.Image, *, topk: int = 3) -> list[Prediction]:
