@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from imgcls.models.base import ClassifierMixin, FeatureInfo, layer_stride
+from imgcls.models.layers import linear_classifier
 from imgcls.models.registry import register_model
 
 
@@ -51,7 +52,7 @@ class AlexNet(ClassifierMixin, nn.Module):
         self.classifier = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(inplace=True),
             nn.Dropout(dropout), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
-            nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity(),
+            linear_classifier(self.num_features, num_classes),
         )
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from imgcls.models.layers import linear_classifier
+
 
 @dataclass(frozen=True)
 class FeatureInfo:
@@ -69,7 +71,7 @@ class ClassifierMixin:
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the classifier with a freshly initialised one; 0 makes the model headless."""
-        new = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        new = linear_classifier(self.num_features, num_classes)
         self._set_module(self.classifier_name, new)
         self.num_classes = num_classes
 
@@ -113,6 +115,21 @@ def layer_stride(module: nn.Module) -> int:
     """The stride of a convolution or pooling layer; 1 for any other layer."""
     stride = module.stride if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) else 1
     return stride[0] if isinstance(stride, tuple) else stride
+
+
+def last_per_resolution(features: nn.Sequential) -> tuple[FeatureInfo, ...]:
+    """The stages of a flat `features` Sequential of blocks (the MobileNets, EfficientNet): the last
+    block at each resolution, i.e. before every strided block and at the end. A block's stride is its
+    largest convolution stride; its width its `out_channels` (for a Sequential stage: its last block's)."""
+    strides = [max(c.stride[0] for c in m.modules() if isinstance(c, nn.Conv2d)) for m in features]
+    widths = [m.out_channels if hasattr(m, "out_channels") else m[-1].out_channels for m in features]
+    info, reduction = [], 1
+    for i, stride in enumerate(strides):
+        if i > 0 and stride > 1:
+            info.append(FeatureInfo(f"features.{i - 1}", widths[i - 1], reduction))
+        reduction *= stride
+    last = len(features) - 1
+    return (*info, FeatureInfo(f"features.{last}", widths[last], reduction))
 
 
 def init_conv_bn_linear(model: nn.Module) -> None:

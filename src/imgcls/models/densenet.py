@@ -24,6 +24,7 @@ import torch.utils.checkpoint as cp
 from torch import nn
 
 from imgcls.models.base import ClassifierMixin, FeatureInfo
+from imgcls.models.layers import linear_classifier
 from imgcls.models.registry import register_variant
 
 # "features.denseblock1.denselayer1.norm.1.weight" -> "features.denseblock1.denselayer1.norm1.weight"
@@ -135,7 +136,7 @@ class DenseNet(ClassifierMixin, nn.Module):
         self.features.add_module("norm5", nn.BatchNorm2d(ch))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.num_features = ch
-        self.classifier = nn.Linear(ch, num_classes) if num_classes > 0 else nn.Identity()
+        self.classifier = linear_classifier(ch, num_classes)
 
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

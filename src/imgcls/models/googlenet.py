@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from imgcls.models.base import ClassifierMixin, FeatureInfo
+from imgcls.models.layers import linear_classifier
 from imgcls.models.registry import register_model
 
 
@@ -138,7 +139,7 @@ class GoogLeNet(ClassifierMixin, nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.num_features = 1024
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = linear_classifier(self.num_features, num_classes)
 
         # stages: conv1 (stride 2, as ResNet's stem), then the last module at each resolution the
         # max pools make (strides 4, 8, 16, 32)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from imgcls.models.base import ClassifierMixin, FeatureInfo
+from imgcls.models.layers import linear_classifier
 from imgcls.models.registry import register_model
 
 
@@ -38,7 +39,7 @@ class LeNet5(ClassifierMixin, nn.Module):
         self.fc1 = nn.Linear(16 * 5 * 5, 120)
         self.fc2 = nn.Linear(120, 84)
         self.num_features = 84
-        self.fc3 = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc3 = linear_classifier(self.num_features, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] != self.min_input_size:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from imgcls.models.base import ClassifierMixin, FeatureInfo
+from imgcls.models.layers import linear_classifier
 from imgcls.models.registry import register_variant
 
 
@@ -105,7 +106,7 @@ class ResNet(ClassifierMixin, nn.Module):
         self.layer4 = self._make_stage(block, 512, layers[3], stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.num_features = 512 * block.expansion
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = linear_classifier(self.num_features, num_classes)
 
         # the stem's activation (timm's act1, stride 2), then each stage; read off the built blocks
         reduction = self.conv1.stride[0]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from torch import nn
 
 from imgcls.models.base import ClassifierMixin, FeatureInfo, init_conv_bn_linear, layer_stride
+from imgcls.models.layers import linear_classifier
 from imgcls.models.registry import register_variant
 
 
@@ -56,7 +57,7 @@ class VGG(ClassifierMixin, nn.Module):
         self.classifier = nn.Sequential(
             nn.Linear(512 * 7 * 7, 4096), nn.ReLU(inplace=True), nn.Dropout(dropout),
             nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(dropout),
-            nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity(),
+            linear_classifier(self.num_features, num_classes),
         )
 
         init_conv_bn_linear(self)

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from imgcls.models.base import ClassifierMixin, FeatureInfo
+from imgcls.models.layers import linear_classifier
 from imgcls.models.registry import register_variant
 
 
@@ -132,7 +133,7 @@ class VisionTransformer(ClassifierMixin, nn.Module):
                                num_heads=num_heads, mlp_dim=mlp_dim, attention_dropout=attention_dropout)
         self.num_features = hidden_dim
         self.heads = nn.Sequential()
-        self.heads.add_module("head", nn.Linear(hidden_dim, num_classes) if num_classes > 0 else nn.Identity())
+        self.heads.add_module("head", linear_classifier(hidden_dim, num_classes))
 
         fan_in = 3 * patch_size * patch_size
         nn.init.trunc_normal_(self.conv_proj.weight, std=math.sqrt(1 / fan_in))
