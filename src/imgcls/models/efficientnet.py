@@ -39,7 +39,7 @@ from torch import nn
 
 from imgcls.models.base import ClassifierMixin, init_conv_bn_linear, last_per_resolution
 from imgcls.models.layers import ConvBNActSame, MBConv, dropout_classifier, make_divisible
-from imgcls.models.registry import register_variant
+from imgcls.models.registry import register_model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,16 +137,39 @@ EFFICIENTNET_LITE: dict[str, tuple[float, float, int, float]] = {
 # builders
 # ---------------------------------------------------------------------------------------------
 
-def _make_builder(name: str) -> None:
-    width, depth, size, dropout = EFFICIENTNET_LITE[name]
-
-    @register_variant(name, f"{name}: EfficientNet-Lite (Tan & Le 2019; TensorFlow's lite builder), width x{width}, "
-                            f"depth x{depth}, {size}x{size} input, dropout {dropout}.", globals())
-    def builder(*, num_classes: int = 1000, dropout: float = dropout, drop_connect_rate: float = 0.2,
-                tf_same: bool = True) -> EfficientNetLite:
-        return EfficientNetLite(width, depth, size, num_classes=num_classes, dropout=dropout,
-                                drop_connect_rate=drop_connect_rate, tf_same=tf_same)
+def _efficientnet_lite(name: str, *, num_classes: int, dropout: float | None = None, drop_connect_rate: float = 0.2,
+                       tf_same: bool = True) -> EfficientNetLite:
+    width, depth, size, row_dropout = EFFICIENTNET_LITE[name]
+    return EfficientNetLite(width, depth, size, num_classes=num_classes,
+                            dropout=row_dropout if dropout is None else dropout,
+                            drop_connect_rate=drop_connect_rate, tf_same=tf_same)
 
 
-for _name in EFFICIENTNET_LITE:
-    _make_builder(_name)
+@register_model
+def efficientnet_lite0(*, num_classes: int = 1000, **kw) -> EfficientNetLite:
+    """EfficientNet-Lite0 (Tan & Le 2019; TensorFlow's lite builder), scaled as its EFFICIENTNET_LITE row."""
+    return _efficientnet_lite("efficientnet_lite0", num_classes=num_classes, **kw)
+
+
+@register_model
+def efficientnet_lite1(*, num_classes: int = 1000, **kw) -> EfficientNetLite:
+    """EfficientNet-Lite1 (Tan & Le 2019; TensorFlow's lite builder), scaled as its EFFICIENTNET_LITE row."""
+    return _efficientnet_lite("efficientnet_lite1", num_classes=num_classes, **kw)
+
+
+@register_model
+def efficientnet_lite2(*, num_classes: int = 1000, **kw) -> EfficientNetLite:
+    """EfficientNet-Lite2 (Tan & Le 2019; TensorFlow's lite builder), scaled as its EFFICIENTNET_LITE row."""
+    return _efficientnet_lite("efficientnet_lite2", num_classes=num_classes, **kw)
+
+
+@register_model
+def efficientnet_lite3(*, num_classes: int = 1000, **kw) -> EfficientNetLite:
+    """EfficientNet-Lite3 (Tan & Le 2019; TensorFlow's lite builder), scaled as its EFFICIENTNET_LITE row."""
+    return _efficientnet_lite("efficientnet_lite3", num_classes=num_classes, **kw)
+
+
+@register_model
+def efficientnet_lite4(*, num_classes: int = 1000, **kw) -> EfficientNetLite:
+    """EfficientNet-Lite4 (Tan & Le 2019; TensorFlow's lite builder), scaled as its EFFICIENTNET_LITE row."""
+    return _efficientnet_lite("efficientnet_lite4", num_classes=num_classes, **kw)

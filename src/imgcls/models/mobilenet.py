@@ -22,7 +22,7 @@ from torch import nn
 from imgcls.models.base import ClassifierMixin, init_conv_bn_linear, last_per_resolution
 from imgcls.models.layers import (TF_BN_EPS, TF_BN_MOMENTUM, ConvBNAct, InvertedResidual, InvertedResidualV3,
                                   dropout_classifier, linear_classifier, make_divisible)
-from imgcls.models.registry import register_model, register_variant
+from imgcls.models.registry import register_model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,14 +202,18 @@ def mobilenet_v2(*, num_classes: int = 1000, width_mult: float = 1.0, dropout: f
     return MobileNetV2(num_classes=num_classes, width_mult=width_mult, dropout=dropout)
 
 
-def _make_v3_builder(name: str) -> None:
+def _mobilenet_v3(name: str, *, num_classes: int, width_mult: float = 1.0, dropout: float = 0.2) -> MobileNetV3:
     rows, last = MOBILENET_V3[name]
-
-    @register_variant(name, f"{name}: MobileNetV3-{name.rsplit('_', 1)[1].capitalize()} (Howard et al. 2019), "
-                            f"{len(rows)} bneck blocks, torchvision's names; loads the official weights.", globals())
-    def builder(*, num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2) -> MobileNetV3:
-        return MobileNetV3(rows, last, num_classes=num_classes, width_mult=width_mult, dropout=dropout)
+    return MobileNetV3(rows, last, num_classes=num_classes, width_mult=width_mult, dropout=dropout)
 
 
-for _name in MOBILENET_V3:
-    _make_v3_builder(_name)
+@register_model
+def mobilenet_v3_large(*, num_classes: int = 1000, **kw) -> MobileNetV3:
+    """MobileNetV3-Large (Howard et al. 2019, Table 1) with torchvision's names; loads the official weights."""
+    return _mobilenet_v3("mobilenet_v3_large", num_classes=num_classes, **kw)
+
+
+@register_model
+def mobilenet_v3_small(*, num_classes: int = 1000, **kw) -> MobileNetV3:
+    """MobileNetV3-Small (Howard et al. 2019, Table 2) with torchvision's names; loads the official weights."""
+    return _mobilenet_v3("mobilenet_v3_small", num_classes=num_classes, **kw)

@@ -20,19 +20,6 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     return fn
 
 
-def register_variant(name: str, doc: str, namespace: dict) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator for a builder made per row of a model table: names it `name`, gives it `doc`,
-    registers it and binds it in `namespace` (the defining module's globals())."""
-
-    def decorate(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        fn.__name__ = fn.__qualname__ = name
-        fn.__doc__ = doc
-        namespace[name] = register_model(fn)
-        return fn
-
-    return decorate
-
-
 def list_models(pattern: str | None = None) -> list[str]:
     """Registered model names, sorted; `pattern` is a shell-style filter such as 'resnet*'."""
     names = sorted(_MODELS)

@@ -12,7 +12,7 @@ from torch import nn
 
 from imgcls.models.base import ClassifierMixin, FeatureInfo
 from imgcls.models.layers import linear_classifier
-from imgcls.models.registry import register_variant
+from imgcls.models.registry import register_model
 
 
 def conv3x3(in_ch: int, out_ch: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -164,18 +164,66 @@ RESNETS: dict[str, tuple[type[BasicBlock | Bottleneck], tuple[int, int, int, int
 
 
 def _resnet(name: str, **kwargs) -> ResNet:
+    """The RESNETS row `name` as a ResNet; `kwargs` go to ResNet (in_chans, stride_in_1x1, ...)."""
     block, layers, groups, width = RESNETS[name]
     return ResNet(block, layers, groups=groups, width_per_group=width, **kwargs)
 
 
-def _make_builder(name: str) -> None:
-    block, layers, groups, width = RESNETS[name]
-
-    @register_variant(name, f"{name}: {block.__name__} x {list(layers)}, groups={groups}, width/group={width}.",
-                      globals())
-    def builder(*, num_classes: int = 1000, **kwargs) -> ResNet:
-        return _resnet(name, num_classes=num_classes, **kwargs)
+@register_model
+def resnet18(*, num_classes: int = 1000, **kw) -> ResNet:
+    """ResNet-18 (He et al. 2015): the 18-layer column of Table 1, BasicBlocks."""
+    return _resnet("resnet18", num_classes=num_classes, **kw)
 
 
-for _name in RESNETS:
-    _make_builder(_name)
+@register_model
+def resnet34(*, num_classes: int = 1000, **kw) -> ResNet:
+    """ResNet-34 (He et al. 2015): the 34-layer column of Table 1, BasicBlocks."""
+    return _resnet("resnet34", num_classes=num_classes, **kw)
+
+
+@register_model
+def resnet50(*, num_classes: int = 1000, **kw) -> ResNet:
+    """ResNet-50 (He et al. 2015): the 50-layer column of Table 1, Bottlenecks (stride on the 3x3: v1.5)."""
+    return _resnet("resnet50", num_classes=num_classes, **kw)
+
+
+@register_model
+def resnet101(*, num_classes: int = 1000, **kw) -> ResNet:
+    """ResNet-101 (He et al. 2015): the 101-layer column of Table 1, Bottlenecks."""
+    return _resnet("resnet101", num_classes=num_classes, **kw)
+
+
+@register_model
+def resnet152(*, num_classes: int = 1000, **kw) -> ResNet:
+    """ResNet-152 (He et al. 2015): the 152-layer column of Table 1, Bottlenecks."""
+    return _resnet("resnet152", num_classes=num_classes, **kw)
+
+
+@register_model
+def resnext50_32x4d(*, num_classes: int = 1000, **kw) -> ResNet:
+    """ResNeXt-50 32x4d (Xie et al. 2016, Table 1): 32 groups of width 4 in ResNet-50's stages."""
+    return _resnet("resnext50_32x4d", num_classes=num_classes, **kw)
+
+
+@register_model
+def resnext101_32x8d(*, num_classes: int = 1000, **kw) -> ResNet:
+    """ResNeXt-101 32x8d (Xie et al. 2016): 32 groups of width 8 in ResNet-101's stages."""
+    return _resnet("resnext101_32x8d", num_classes=num_classes, **kw)
+
+
+@register_model
+def resnext101_64x4d(*, num_classes: int = 1000, **kw) -> ResNet:
+    """ResNeXt-101 64x4d (Xie et al. 2016): 64 groups of width 4 in ResNet-101's stages."""
+    return _resnet("resnext101_64x4d", num_classes=num_classes, **kw)
+
+
+@register_model
+def wide_resnet50_2(*, num_classes: int = 1000, **kw) -> ResNet:
+    """Wide ResNet-50-2 (Zagoruyko & Komodakis 2016): ResNet-50 with twice the Bottleneck's inner width."""
+    return _resnet("wide_resnet50_2", num_classes=num_classes, **kw)
+
+
+@register_model
+def wide_resnet101_2(*, num_classes: int = 1000, **kw) -> ResNet:
+    """Wide ResNet-101-2 (Zagoruyko & Komodakis 2016): ResNet-101 with twice the Bottleneck's inner width."""
+    return _resnet("wide_resnet101_2", num_classes=num_classes, **kw)

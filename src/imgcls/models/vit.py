@@ -36,7 +36,7 @@ from torch import nn
 
 from imgcls.models.base import ClassifierMixin, FeatureInfo
 from imgcls.models.layers import linear_classifier
-from imgcls.models.registry import register_variant
+from imgcls.models.registry import register_model
 
 
 def interpolate_pos_embedding(state_dict: dict[str, torch.Tensor], image_size: int, patch_size: int, *,
@@ -182,17 +182,21 @@ VITS: dict[str, tuple[int, int, int, int, int]] = {
 }
 
 
-def _make_builder(name: str) -> None:
+def _vit(name: str, *, num_classes: int, image_size: int = 224, dropout: float = 0.0,
+         attention_dropout: float = 0.0) -> VisionTransformer:
     patch, layers, heads, dim, mlp = VITS[name]
-
-    @register_variant(name, f"{name}: ViT-B/{patch}, {layers} layers, {heads} heads, width {dim}, MLP {mlp}; "
-                            f"takes image_size x image_size inputs (default 224, a multiple of {patch}).", globals())
-    def builder(*, num_classes: int = 1000, image_size: int = 224, dropout: float = 0.0,
-                attention_dropout: float = 0.0) -> VisionTransformer:
-        return VisionTransformer(image_size=image_size, patch_size=patch, num_layers=layers, num_heads=heads,
-                                 hidden_dim=dim, mlp_dim=mlp, num_classes=num_classes, dropout=dropout,
-                                 attention_dropout=attention_dropout)
+    return VisionTransformer(image_size=image_size, patch_size=patch, num_layers=layers, num_heads=heads,
+                             hidden_dim=dim, mlp_dim=mlp, num_classes=num_classes, dropout=dropout,
+                             attention_dropout=attention_dropout)
 
 
-for _name in VITS:
-    _make_builder(_name)
+@register_model
+def vit_b_16(*, num_classes: int = 1000, **kw) -> VisionTransformer:
+    """ViT-B/16 (Dosovitskiy et al. 2020, Table 1): takes image_size x image_size inputs (default 224)."""
+    return _vit("vit_b_16", num_classes=num_classes, **kw)
+
+
+@register_model
+def vit_b_32(*, num_classes: int = 1000, **kw) -> VisionTransformer:
+    """ViT-B/32 (Dosovitskiy et al. 2020, Table 1): takes image_size x image_size inputs (default 224)."""
+    return _vit("vit_b_32", num_classes=num_classes, **kw)
