@@ -8,6 +8,11 @@ common features -> avgpool -> classifier shape (the defaults below), implements
 - `feature_info`: one `FeatureInfo(module, channels, reduction)` per feature stage, shallow to
   deep, computed from the layers as they are built (timm's `feature_info`). `stage_names`,
   `last_stage` and `forward_stages` are derived from it.
+The weight loaders (imgcls.weights) call two hooks, which a family overrides where its files need it:
+- `remap_state_dict(state_dict)`: a file's state dict in this model's keys (DenseNet's legacy names,
+  ViT's position grid resized, GoogLeNet's auxiliary heads dropped); the identity by default;
+- `extra_head_names`: class-sized layers besides the classifier (GoogLeNet's `aux1.fc2`, `aux2.fc2`),
+  which a file for another number of classes may not fill either; none by default.
 """
 from __future__ import annotations
 
@@ -42,6 +47,7 @@ class ClassifierMixin:
     # the memory layout training uses unless told (--channels-last): NHWC is faster for most CNNs on
     # CPU; a family whose depthwise convolutions are slower in it says False (benchmarks/train_step.py)
     channels_last: bool = True
+    extra_head_names: tuple[str, ...] = ()  # see the module docstring
 
     @property
     def stage_names(self) -> tuple[str, ...]:
@@ -65,6 +71,10 @@ class ClassifierMixin:
         """The layer Grad-CAM targets by default: `last_stage`, unless the logits do not depend on
         that map's positions (ViT reads only the class token; it names the last block's `ln_1`)."""
         return self.last_stage
+
+    def remap_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Called by the weight loaders before loading: the file's keys as this model's (unchanged here)."""
+        return state_dict
 
     def get_classifier(self) -> nn.Module:
         return self.get_submodule(self.classifier_name)

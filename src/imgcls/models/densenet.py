@@ -147,8 +147,7 @@ class DenseNet(ClassifierMixin, nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.zeros_(m.bias)
 
-    @staticmethod
-    def remap_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def remap_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Called by the weight loaders before loading: legacy torchvision key names are renamed."""
         return remap_legacy_densenet_keys(state_dict)
 
