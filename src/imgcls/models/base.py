@@ -27,7 +27,8 @@ from imgcls.models.layers import linear_classifier
 @dataclass(frozen=True)
 class FeatureInfo:
     """One feature stage: `module` (a name for `get_submodule`) outputs a map of `channels` channels
-    at `reduction`, its total stride with respect to the input (the product of the strides before it).
+    at `reduction`, its total stride with respect to the input (the product of the strides before it;
+    a stage dilated instead of strided, as ResNet's `replace_stride_with_dilation`, keeps its input's).
 
     An S x S input gives a map of side ceil(S / reduction) where every layer pads to keep its size
     ('same'); unpadded layers (AlexNet, LeNet-5) trim a border, so theirs is smaller. Exact in both

@@ -50,10 +50,11 @@ class ConvBNAct(nn.Sequential):
     a Sequential so that its keys are `.0` (conv) and `.1` (norm). The MobileNets' unit."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, *, stride: int = 1, groups: int = 1,
-                 activation: type[nn.Module] | None = nn.ReLU, bn_eps: float = 1e-5, bn_momentum: float = 0.1) -> None:
+                 dilation: int = 1, activation: type[nn.Module] | None = nn.ReLU, bn_eps: float = 1e-5,
+                 bn_momentum: float = 0.1) -> None:
         layers: list[nn.Module] = [
-            nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=(kernel_size - 1) // 2, groups=groups,
-                      bias=False),
+            nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=(kernel_size - 1) // 2 * dilation,
+                      dilation=dilation, groups=groups, bias=False),
             nn.BatchNorm2d(out_ch, eps=bn_eps, momentum=bn_momentum),
         ]
         if activation is not None:
@@ -143,10 +144,11 @@ class InvertedResidual(nn.Module):
 
 class InvertedResidualV3(nn.Module):
     """MobileNetV3's bneck: the v2 block with a k x k depthwise conv, optional squeeze-and-excitation
-    (squeezed to a quarter of the expanded width) and ReLU or hard-swish."""
+    (squeezed to a quarter of the expanded width) and ReLU or hard-swish. A `dilation` above 1 replaces
+    the depthwise conv's stride (torchvision's rule: the residual still follows `stride`)."""
 
     def __init__(self, in_ch: int, kernel: int, expanded: int, out_ch: int, *, use_se: bool, hswish: bool,
-                 stride: int) -> None:
+                 stride: int, dilation: int = 1) -> None:
         super().__init__()
         self.out_channels = out_ch
         self.use_res_connect = stride == 1 and in_ch == out_ch
@@ -155,7 +157,8 @@ class InvertedResidualV3(nn.Module):
         layers: list[nn.Module] = []
         if expanded != in_ch:
             layers.append(ConvBNAct(in_ch, expanded, 1, activation=act, **bn))
-        layers.append(ConvBNAct(expanded, expanded, kernel, stride=stride, groups=expanded, activation=act, **bn))
+        layers.append(ConvBNAct(expanded, expanded, kernel, stride=1 if dilation > 1 else stride, groups=expanded,
+                                dilation=dilation, activation=act, **bn))
         if use_se:
             layers.append(SqueezeExcitation(expanded, make_divisible(expanded // 4)))
         layers.append(ConvBNAct(expanded, out_ch, 1, activation=None, **bn))

@@ -106,20 +106,27 @@ class MobileNetV2(_MobileNet):
 class MobileNetV3(_MobileNet):
     """A hard-swish stem, bneck rows (Tables 1 and 2), a 1x1 conv to 6x the last width, pool, and a
     classifier that keeps the paper's 1x1 "NBN" layer (Linear 1280 or 1024, hard-swish, dropout)
-    before the final Linear, so `num_features` is 1280 (large) or 1024 (small)."""
+    before the final Linear, so `num_features` is 1280 (large) or 1024 (small).
+
+    `dilated=True` (torchvision's option, what its DeepLabV3 and LR-ASPP backbones use) keeps the
+    last stage, the rows from the last strided one on, at stride 16: their depthwise convolutions
+    are dilated by 2 instead of strided. Same keys; `feature_info` reports the real strides."""
 
     classifier_name = "classifier.3"
 
     def __init__(self, rows: tuple[tuple[int, int, int, int, bool, bool, int], ...], last_channel: int, *,
-                 num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2) -> None:
+                 num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2, dilated: bool = False) -> None:
         super().__init__()
         self.num_classes = num_classes
         width = lambda c: make_divisible(c * width_mult)  # noqa: E731
         bn = dict(bn_eps=TF_BN_EPS, bn_momentum=TF_BN_MOMENTUM)
         in_ch = width(rows[0][0])
         layers: list[nn.Module] = [ConvBNAct(3, in_ch, 3, stride=2, activation=nn.Hardswish, **bn)]
-        for inp, k, exp, out, se, hs, s in rows:
-            layers.append(InvertedResidualV3(width(inp), k, width(exp), width(out), use_se=se, hswish=hs, stride=s))
+        last_stage = max(i for i, row in enumerate(rows) if row[-1] > 1)
+        for i, (inp, k, exp, out, se, hs, s) in enumerate(rows):
+            dilation = 2 if dilated and i >= last_stage else 1
+            layers.append(InvertedResidualV3(width(inp), k, width(exp), width(out), use_se=se, hswish=hs, stride=s,
+                                             dilation=dilation))
             in_ch = width(out)
         layers.append(ConvBNAct(in_ch, 6 * in_ch, 1, activation=nn.Hardswish, **bn))
         self.features = nn.Sequential(*layers)
@@ -202,9 +209,10 @@ def mobilenet_v2(*, num_classes: int = 1000, width_mult: float = 1.0, dropout: f
     return MobileNetV2(num_classes=num_classes, width_mult=width_mult, dropout=dropout)
 
 
-def _mobilenet_v3(name: str, *, num_classes: int, width_mult: float = 1.0, dropout: float = 0.2) -> MobileNetV3:
+def _mobilenet_v3(name: str, *, num_classes: int, width_mult: float = 1.0, dropout: float = 0.2,
+                  dilated: bool = False) -> MobileNetV3:
     rows, last = MOBILENET_V3[name]
-    return MobileNetV3(rows, last, num_classes=num_classes, width_mult=width_mult, dropout=dropout)
+    return MobileNetV3(rows, last, num_classes=num_classes, width_mult=width_mult, dropout=dropout, dilated=dilated)
 
 
 @register_model

@@ -7,16 +7,19 @@ they are the keys of the official weight files, which therefore load with `stric
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
+from imgcls.errors import ConfigError
 from imgcls.models.base import ClassifierMixin, FeatureInfo
 from imgcls.models.layers import linear_classifier
 from imgcls.models.registry import register_model
 
 
-def conv3x3(in_ch: int, out_ch: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, groups=groups, bias=False)
+def conv3x3(in_ch: int, out_ch: int, stride: int = 1, groups: int = 1, dilation: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=dilation, groups=groups, dilation=dilation, bias=False)
 
 
 def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
@@ -29,10 +32,13 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, in_ch: int, planes: int, *, stride: int = 1, downsample: nn.Module | None = None,
-                 groups: int = 1, base_width: int = 64, stride_in_1x1: bool = False) -> None:
+                 groups: int = 1, base_width: int = 64, stride_in_1x1: bool = False, dilation: int = 1) -> None:
         super().__init__()
         if groups != 1 or base_width != 64:
             raise ValueError("BasicBlock supports only groups=1 and base_width=64")
+        if dilation > 1:
+            raise ConfigError("replace_stride_with_dilation needs Bottleneck blocks (resnet50 and deeper, "
+                              "resnext, wide_resnet); resnet18/34's BasicBlocks keep their strides")
         self.stride, self.out_channels = stride, planes * self.expansion
         self.conv1 = conv3x3(in_ch, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -58,14 +64,14 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(self, in_ch: int, planes: int, *, stride: int = 1, downsample: nn.Module | None = None,
-                 groups: int = 1, base_width: int = 64, stride_in_1x1: bool = False) -> None:
+                 groups: int = 1, base_width: int = 64, stride_in_1x1: bool = False, dilation: int = 1) -> None:
         super().__init__()
         width = int(planes * (base_width / 64.0)) * groups
         s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)
         self.stride, self.out_channels = stride, planes * self.expansion
         self.conv1 = conv1x1(in_ch, width, s1)
         self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = conv3x3(width, width, s3, groups)
+        self.conv2 = conv3x3(width, width, s3, groups, dilation)
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = conv1x1(width, planes * self.expansion)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
@@ -84,6 +90,11 @@ class ResNet(ClassifierMixin, nn.Module):
     """A 7x7 stem, four stages of residual blocks (64-128-256-512 planes), global pool, `fc`.
 
     `num_classes=0` gives a headless backbone whose output is the pooled feature vector.
+    `replace_stride_with_dilation=[False, True, True]` (torchvision's option, what its DeepLabV3 and
+    FCN backbones use) keeps layer3 and layer4 at stride 8: each of those stages drops its stride and
+    dilates its 3x3 convolutions instead (Yu & Koltun 2016), so the maps are larger and the receptive
+    field the same; the keys, and so the weight files, do not change. `feature_info` reports the
+    real strides.
     """
 
     classifier_name = "fc"
@@ -91,19 +102,25 @@ class ResNet(ClassifierMixin, nn.Module):
 
     def __init__(self, block: type[BasicBlock | Bottleneck], layers: tuple[int, int, int, int], *,
                  num_classes: int = 1000, in_chans: int = 3, groups: int = 1, width_per_group: int = 64,
-                 stride_in_1x1: bool = False, zero_init_residual: bool = False) -> None:
+                 stride_in_1x1: bool = False, zero_init_residual: bool = False,
+                 replace_stride_with_dilation: Sequence[bool] = (False, False, False)) -> None:
         super().__init__()
+        dilate = tuple(replace_stride_with_dilation) if isinstance(replace_stride_with_dilation, (list, tuple)) else ()
+        if len(dilate) != 3 or not all(isinstance(d, bool) for d in dilate):
+            raise ConfigError(f"replace_stride_with_dilation takes 3 booleans (layer2, layer3, layer4), got "
+                              f"{replace_stride_with_dilation!r}; e.g. [false, true, true] for stride 8")
         self.num_classes = num_classes
         self._block_kw = dict(groups=groups, base_width=width_per_group, stride_in_1x1=stride_in_1x1)
-        self.inplanes = 64
+        self.inplanes, self.dilation = 64, 1
         self.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         self.layer1 = self._make_stage(block, 64, layers[0], stride=1)
-        self.layer2 = self._make_stage(block, 128, layers[1], stride=2)
-        self.layer3 = self._make_stage(block, 256, layers[2], stride=2)
-        self.layer4 = self._make_stage(block, 512, layers[3], stride=2)
+        dilate2, dilate3, dilate4 = dilate
+        self.layer2 = self._make_stage(block, 128, layers[1], stride=2, dilate=dilate2)
+        self.layer3 = self._make_stage(block, 256, layers[2], stride=2, dilate=dilate3)
+        self.layer4 = self._make_stage(block, 512, layers[3], stride=2, dilate=dilate4)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.num_features = 512 * block.expansion
         self.fc = linear_classifier(self.num_features, num_classes)
@@ -130,14 +147,20 @@ class ResNet(ClassifierMixin, nn.Module):
                 if last_bn is not None:
                     nn.init.zeros_(last_bn.weight)
 
-    def _make_stage(self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int, stride: int) -> nn.Sequential:
+    def _make_stage(self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int, stride: int,
+                    dilate: bool = False) -> nn.Sequential:
         out_ch = planes * block.expansion
+        previous_dilation = self.dilation
+        if dilate:  # as torchvision: the first block keeps the dilation before it, the others take the new one
+            self.dilation *= stride
+            stride = 1
         downsample = None
         if stride != 1 or self.inplanes != out_ch:  # projection shortcut ("option B") only where shape changes
             downsample = nn.Sequential(conv1x1(self.inplanes, out_ch, stride), nn.BatchNorm2d(out_ch))
-        layers = [block(self.inplanes, planes, stride=stride, downsample=downsample, **self._block_kw)]
+        layers = [block(self.inplanes, planes, stride=stride, downsample=downsample, dilation=previous_dilation,
+                        **self._block_kw)]
         self.inplanes = out_ch
-        layers += [block(out_ch, planes, **self._block_kw) for _ in range(1, blocks)]
+        layers += [block(out_ch, planes, dilation=self.dilation, **self._block_kw) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
