@@ -17,6 +17,7 @@ The weight loaders (imgcls.weights) call two hooks, which a family overrides whe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -38,6 +39,15 @@ class FeatureInfo:
     module: str
     channels: int
     reduction: int
+
+
+class Paper(NamedTuple):
+    """A family file's citation (its `PAPERS`, by builder-name prefix): what docs/models.md prints."""
+
+    authors: str
+    title: str
+    year: int
+    ref: str  # an arXiv id ("arXiv:1512.03385") or a venue
 
 
 class ClassifierMixin:

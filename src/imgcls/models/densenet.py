@@ -23,7 +23,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from torch import nn
 
-from imgcls.models.base import ClassifierMixin, FeatureInfo
+from imgcls.models.base import ClassifierMixin, FeatureInfo, Paper
 from imgcls.models.layers import linear_classifier
 from imgcls.models.registry import register_model
 
@@ -163,6 +163,13 @@ DENSENETS: dict[str, tuple[int, tuple[int, int, int, int], int]] = {
     "densenet161": (48, (6, 12, 36, 24), 96),
     "densenet169": (32, (6, 12, 32, 32), 64),
     "densenet201": (32, (6, 12, 48, 32), 64),
+}
+
+
+# the papers of this file's builders, by name prefix (the longest wins), cited by docs/models.md
+PAPERS: dict[str, Paper] = {
+    "densenet": Paper("Huang, Liu, van der Maaten, Weinberger",
+                      "Densely Connected Convolutional Networks", 2016, "arXiv:1608.06993"),
 }
 
 

@@ -37,7 +37,7 @@ import re
 import torch
 from torch import nn
 
-from imgcls.models.base import ClassifierMixin, init_conv_bn_linear, last_per_resolution
+from imgcls.models.base import ClassifierMixin, Paper, init_conv_bn_linear, last_per_resolution
 from imgcls.models.layers import ConvBNActSame, MBConv, dropout_classifier, make_divisible
 from imgcls.models.registry import register_model
 
@@ -130,6 +130,14 @@ EFFICIENTNET_LITE: dict[str, tuple[float, float, int, float]] = {
     "efficientnet_lite2": (1.1, 1.2, 260, 0.3),
     "efficientnet_lite3": (1.2, 1.4, 280, 0.3),
     "efficientnet_lite4": (1.4, 1.8, 300, 0.3),
+}
+
+
+# the papers of this file's builders, by name prefix (the longest wins), cited by docs/models.md
+PAPERS: dict[str, Paper] = {
+    "efficientnet_lite": Paper("Tan, Le",
+                               "EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks",
+                               2019, "arXiv:1905.11946"),
 }
 
 

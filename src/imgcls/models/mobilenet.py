@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from imgcls.models.base import ClassifierMixin, init_conv_bn_linear, last_per_resolution
+from imgcls.models.base import ClassifierMixin, Paper, init_conv_bn_linear, last_per_resolution
 from imgcls.models.layers import (TF_BN_EPS, TF_BN_MOMENTUM, ConvBNAct, InvertedResidual, InvertedResidualV3,
                                   dropout_classifier, linear_classifier, make_divisible)
 from imgcls.models.registry import register_model
@@ -188,6 +188,17 @@ MOBILENET_V3: dict[str, tuple[tuple[tuple[int, int, int, int, bool, bool, int], 
         (96, 5, 576, 96, True, True, 1),
         (96, 5, 576, 96, True, True, 1),
     ), 1024),
+}
+
+
+# the papers of this file's builders, by name prefix (the longest wins), cited by docs/models.md
+PAPERS: dict[str, Paper] = {
+    "mobilenet_v1": Paper("Howard et al.",
+                          "MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications",
+                          2017, "arXiv:1704.04861"),
+    "mobilenet_v2": Paper("Sandler, Howard, Zhu, Zhmoginov, Chen",
+                          "MobileNetV2: Inverted Residuals and Linear Bottlenecks", 2018, "arXiv:1801.04381"),
+    "mobilenet_v3": Paper("Howard et al.", "Searching for MobileNetV3", 2019, "arXiv:1905.02244"),
 }
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from imgcls.errors import ConfigError
-from imgcls.models.base import ClassifierMixin, FeatureInfo
+from imgcls.models.base import ClassifierMixin, FeatureInfo, Paper
 from imgcls.models.layers import linear_classifier
 from imgcls.models.registry import register_model
 
@@ -183,6 +183,15 @@ RESNETS: dict[str, tuple[type[BasicBlock | Bottleneck], tuple[int, int, int, int
     "resnext101_64x4d": (Bottleneck, (3, 4, 23, 3), 64, 4),
     "wide_resnet50_2": (Bottleneck, (3, 4, 6, 3), 1, 128),
     "wide_resnet101_2": (Bottleneck, (3, 4, 23, 3), 1, 128),
+}
+
+
+# the papers of this file's builders, by name prefix (the longest wins), cited by docs/models.md
+PAPERS: dict[str, Paper] = {
+    "resnet": Paper("He, Zhang, Ren, Sun", "Deep Residual Learning for Image Recognition", 2015, "arXiv:1512.03385"),
+    "resnext": Paper("Xie, Girshick, Dollár, Tu, He",
+                     "Aggregated Residual Transformations for Deep Neural Networks", 2016, "arXiv:1611.05431"),
+    "wide_resnet": Paper("Zagoruyko, Komodakis", "Wide Residual Networks", 2016, "arXiv:1605.07146"),
 }
 
 

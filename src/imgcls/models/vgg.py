@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from imgcls.models.base import ClassifierMixin, FeatureInfo, init_conv_bn_linear, layer_stride
+from imgcls.models.base import ClassifierMixin, FeatureInfo, Paper, init_conv_bn_linear, layer_stride
 from imgcls.models.layers import linear_classifier
 from imgcls.models.registry import register_model
 
@@ -77,6 +77,13 @@ VGGS: dict[str, tuple[str, bool]] = {
     "vgg13": ("B", False), "vgg13_bn": ("B", True),
     "vgg16": ("D", False), "vgg16_bn": ("D", True),
     "vgg19": ("E", False), "vgg19_bn": ("E", True),
+}
+
+
+# the papers of this file's builders, by name prefix (the longest wins), cited by docs/models.md
+PAPERS: dict[str, Paper] = {
+    "vgg": Paper("Simonyan, Zisserman",
+                 "Very Deep Convolutional Networks for Large-Scale Image Recognition", 2014, "arXiv:1409.1556"),
 }
 
 

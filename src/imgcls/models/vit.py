@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imgcls.models.base import ClassifierMixin, FeatureInfo
+from imgcls.models.base import ClassifierMixin, FeatureInfo, Paper
 from imgcls.models.layers import linear_classifier
 from imgcls.models.registry import register_model
 
@@ -179,6 +179,14 @@ class VisionTransformer(ClassifierMixin, nn.Module):
 VITS: dict[str, tuple[int, int, int, int, int]] = {
     "vit_b_16": (16, 12, 12, 768, 3072),
     "vit_b_32": (32, 12, 12, 768, 3072),
+}
+
+
+# the papers of this file's builders, by name prefix (the longest wins), cited by docs/models.md
+PAPERS: dict[str, Paper] = {
+    "vit": Paper("Dosovitskiy et al.",
+                 "An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale",
+                 2020, "arXiv:2010.11929"),
 }
 
 
