@@ -1,7 +1,8 @@
 """The model-zoo table of docs/models.md: every registered model, its size and cost, paper and accuracy.
 
 Parameters and multiply-adds are computed here (`summarize`, one image at 224x224, 32x32 for
-LeNet-5); the papers and the ImageNet top-1 of torchvision's official weights are data.
+LeNet-5); the papers come from each family file's `PAPERS` (`imgcls.models.registry.paper_of`),
+the ImageNet top-1 of torchvision's official weights from the weights table.
 
     python tools/zoo_table.py -o docs/models.md
 """
@@ -14,33 +15,8 @@ from pathlib import Path
 
 from imgcls.analysis.summary import summarize
 from imgcls.models import create_model, list_models
+from imgcls.models.registry import paper_of
 from imgcls.weights import WEIGHTS
-
-# (authors, title, year, arXiv id or venue) by family prefix; the longest matching prefix wins
-PAPERS: dict[str, tuple[str, str, int, str]] = {
-    "lenet": ("LeCun, Bottou, Bengio, Haffner", "Gradient-Based Learning Applied to Document Recognition", 1998,
-              "Proc. IEEE 86(11)"),
-    "alexnet": ("Krizhevsky", "One weird trick for parallelizing convolutional neural networks", 2014,
-                "arXiv:1404.5997"),
-    "alexnet_paper": ("Krizhevsky, Sutskever, Hinton",
-                      "ImageNet Classification with Deep Convolutional Neural Networks", 2012, "NeurIPS 2012"),
-    "vgg": ("Simonyan, Zisserman", "Very Deep Convolutional Networks for Large-Scale Image Recognition", 2014,
-            "arXiv:1409.1556"),
-    "googlenet": ("Szegedy et al.", "Going Deeper with Convolutions", 2014, "arXiv:1409.4842"),
-    "resnet": ("He, Zhang, Ren, Sun", "Deep Residual Learning for Image Recognition", 2015, "arXiv:1512.03385"),
-    "resnext": ("Xie, Girshick, Dollár, Tu, He", "Aggregated Residual Transformations for Deep Neural Networks", 2016,
-                "arXiv:1611.05431"),
-    "wide_resnet": ("Zagoruyko, Komodakis", "Wide Residual Networks", 2016, "arXiv:1605.07146"),
-    "densenet": ("Huang, Liu, van der Maaten, Weinberger", "Densely Connected Convolutional Networks", 2016,
-                 "arXiv:1608.06993"),
-    "mobilenet_v1": ("Howard et al.", "MobileNets: Efficient Convolutional Neural Networks for Mobile Vision "
-                     "Applications", 2017, "arXiv:1704.04861"),
-    "mobilenet_v2": ("Sandler, Howard, Zhu, Zhmoginov, Chen", "MobileNetV2: Inverted Residuals and Linear Bottlenecks",
-                     2018, "arXiv:1801.04381"),
-    "mobilenet_v3": ("Howard et al.", "Searching for MobileNetV3", 2019, "arXiv:1905.02244"),
-    "vit": ("Dosovitskiy et al.", "An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale", 2020,
-            "arXiv:2010.11929"),
-}
 
 # models measured at another input than 224x224 and with another number of classes than 1000
 NATIVE: dict[str, tuple[int, int]] = {"lenet5": (32, 10)}  # name: (input side, classes)
@@ -51,13 +27,6 @@ def _top1(name: str) -> float | None:
     place that number is kept (resnext101_64x4d has only new-recipe weights, published as V1)."""
     spec = WEIGHTS.get(f"{name}.tv_in1k")
     return spec.acc1 if spec is not None else None
-
-
-def paper_of(name: str) -> tuple[str, str, int, str]:
-    prefix = max((p for p in PAPERS if name.startswith(p)), key=len, default=None)
-    if prefix is None:
-        raise KeyError(f"no paper recorded for {name!r}: add its family to PAPERS in tools/zoo_table.py")
-    return PAPERS[prefix]
 
 
 def zoo_rows(names: list[str] | None = None, progress: Callable[[str], None] | None = None) -> list[dict]:
@@ -124,8 +93,15 @@ do not edit the table by hand.
 - **torchvision top-1**: ImageNet-1k accuracy (%) of torchvision's official `IMAGENET1K_V1`
   weights, as published in the torchvision model docs (its weights metadata); "—" where
   torchvision has no weights. Every model with a number loads those files with `strict=True`
-  (tests/models/test_parity.py). GoogLeNet's file needs `transform_input=True`; DenseNet's old
-  key names are renamed on loading.
+  (tests/models/test_parity.py). GoogLeNet's file needs `transform_input=True` (its weights row
+  says so); DenseNet's old key names are renamed on loading.
+- **Backbones for dense prediction**: `replace_stride_with_dilation=[False, True, True]` (ResNet-50
+  and deeper, ResNeXt, Wide ResNet) and `dilated=True` (MobileNetV3) keep the last stages at stride
+  8 and 16, as torchvision's segmentation backbones do: the keys, and so the weight files, are
+  unchanged, and `feature_info` reports the real strides.
+- **Adding a family** is its file in `src/imgcls/models/` (a class, its table, its `PAPERS`, one
+  `@register_model def name(*, num_classes: int = 1000, **kw)` per row; shared blocks come from
+  `layers.py`) and, when it has pretrained weights, their rows in `src/imgcls/weights/specs.py`.
 
 {table}
 """

@@ -397,6 +397,16 @@ def test_every_option_has_help(command):
     assert [a.dest for a in sub._actions if not a.help] == []
 
 
+@pytest.mark.parametrize("value, says", [
+    ("[false,true,true]", "replace_stride_with_dilation needs Bottleneck blocks (resnet50 and deeper"),
+    ("true", "replace_stride_with_dilation takes 3 booleans (layer2, layer3, layer4), got True"),
+])
+def test_a_dilation_the_model_cannot_take_is_one_line(capsys, value, says):
+    assert cli(["summary", "resnet18", "--model-kw", f"replace_stride_with_dilation={value}"]) == 2
+    line = one_error_line(capsys)
+    assert says in line and "Traceback" not in line
+
+
 @pytest.mark.parametrize("argv, says", [
     (["eval", "CKPT", "DATA", "--batch-size", "0"], "--batch-size: 0: must be >= 1"),
     (["eval", "CKPT", "DATA", "--workers", "-1"], "--workers: -1: must be >= 0"),

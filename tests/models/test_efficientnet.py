@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import imgcls
 from imgcls.data.transforms import CenterCrop, Resize
-from imgcls.models.efficientnet import Conv2dSame, tf_same_padding
+from imgcls.models.layers import Conv2dSame, tf_same_padding
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "efficientnet_lite_logits.json"
 PHOTOS = Path(imgcls.__file__).parent / "assets" / "flowers_mini"

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 import imgcls
+from imgcls.errors import ConfigError
 from imgcls.models.base import FeatureInfo
 
 TRIMMED = {"alexnet", "alexnet_paper", "lenet5"}  # unpadded convolutions/pools: smaller than S / R
@@ -122,3 +123,66 @@ def test_vit_cam_layer_is_the_last_attention_input_not_the_last_stage():
     # the head reads the class token only: the final block's patch tokens do not move the logits
     assert torch.count_nonzero(model.to_feature_map(last)) == 0 and torch.count_nonzero(last[:, 0]) > 0
     assert (model.to_feature_map(cam).abs().sum(1) > 0).all()  # every patch position gets a gradient
+
+
+# ---------------------------------------------------------------------------------------------
+# dilated backbones (torchvision's options for segmentation): larger maps, same keys, true strides
+# ---------------------------------------------------------------------------------------------
+
+def _dilated(name: str, size: int = 64, **kw) -> tuple[nn.Module, nn.Module, list[torch.Tensor]]:
+    with torch.device("meta"):  # shapes only: free
+        plain, model = imgcls.create_model(name), imgcls.create_model(name, **kw)
+        maps = model.forward_stages(torch.empty(1, 3, size, size))
+    shapes = lambda m: [(k, v.shape) for k, v in m.state_dict().items()]  # noqa: E731
+    assert shapes(model) == shapes(plain)
+    assert [m.shape[1] for m in maps] == [f.channels for f in model.feature_info]
+    assert [m.shape[-1] for m in maps] == [size // f.reduction for f in model.feature_info]
+    return plain, model, maps
+
+
+def test_resnet_replace_stride_with_dilation_keeps_layer3_and_layer4_at_stride_8():
+    _, model, maps = _dilated("resnet50", replace_stride_with_dilation=[False, True, True])
+    assert [(f.module, f.reduction) for f in model.feature_info][-3:] == [("layer2", 8), ("layer3", 8), ("layer4", 8)]
+    assert maps[-1].shape[-2:] == (8, 8)  # 64 / 8, where the plain network gives 2 x 2
+    # torchvision's rule: a stage's first block keeps the dilation before it, the rest take the new one
+    assert [b.conv2.dilation[0] for b in model.layer3] == [1] + [2] * 5
+    assert [b.conv2.dilation[0] for b in model.layer4] == [2, 4, 4]
+    assert all(b.conv2.padding == b.conv2.dilation for b in model.layer4)
+
+
+def test_resnet_dilation_computes_the_strided_maps_densely():
+    # a stride-2 conv is the dense conv sampled at even positions, and a conv dilated by d on the dense
+    # map is the plain conv on the sampled one (zero padding included): the dilated network's layer3
+    # and layer4 maps, sampled every 2 and 4 pixels, are the plain network's (the same weights)
+    torch.manual_seed(0)
+    plain = imgcls.create_model("resnet50", num_classes=0).eval()
+    model = imgcls.create_model("resnet50", num_classes=0, replace_stride_with_dilation=[False, True, True]).eval()
+    model.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        (*_, p3, p4), (*_, d3, d4) = plain.forward_stages(x), model.forward_stages(x)
+    torch.testing.assert_close(d3[..., ::2, ::2], p3, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(d4[..., ::4, ::4], p4, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name,dilated_from", [("mobilenet_v3_large", 13), ("mobilenet_v3_small", 9)])
+def test_mobilenet_v3_dilated_keeps_the_last_stage_at_stride_16(name, dilated_from):
+    plain, model, maps = _dilated(name, dilated=True)
+    assert model.feature_info[-1].reduction == 16 and plain.feature_info[-1].reduction == 32
+    assert maps[-1].shape[-2:] == (4, 4)
+    depthwise = {i: c for i, b in enumerate(model.features) for c in b.modules()
+                 if isinstance(c, nn.Conv2d) and c.groups > 1}
+    assert [i for i, c in depthwise.items() if c.dilation[0] == 2] == list(range(dilated_from, len(model.features) - 1))
+    dilated = [c for c in depthwise.values() if c.dilation[0] == 2]
+    assert all(c.stride[0] == 1 and c.padding[0] == c.kernel_size[0] - 1 for c in dilated)  # (k - 1) // 2 * 2
+
+
+@pytest.mark.parametrize("name,value,says", [
+    ("resnet18", [False, True, True], "needs Bottleneck blocks"),
+    ("resnet50", [True, True], "takes 3 booleans"),
+    ("resnet50", "yes", "takes 3 booleans"),
+    ("resnet50", True, "takes 3 booleans"),
+])
+def test_replace_stride_with_dilation_refuses_what_it_cannot_do(name, value, says):
+    with pytest.raises(ConfigError, match=says):
+        imgcls.create_model(name, replace_stride_with_dilation=value)

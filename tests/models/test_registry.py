@@ -1,9 +1,12 @@
+import importlib
+import inspect
+
 import pytest
 import torch
 
 import imgcls
 from imgcls.errors import ConfigError, WeightsError
-from imgcls.models.registry import register_model
+from imgcls.models.registry import get_builder, paper_of, register_model
 
 EXPECTED = {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "resnext101_32x8d",
             "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2", "alexnet", "alexnet_paper"}
@@ -12,6 +15,31 @@ EXPECTED = {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resne
 def test_list_models_has_the_zoo():
     assert EXPECTED <= set(imgcls.list_models())
     assert imgcls.list_models("resnet1*") == ["resnet101", "resnet152", "resnet18"]
+
+
+@pytest.mark.parametrize("name", imgcls.list_models())
+def test_each_builder_is_a_def_of_its_name_keyword_only_and_documented(name):
+    builder = get_builder(name)
+    assert builder.__code__.co_name == name  # `grep "def NAME"` finds it
+    assert builder.__doc__  # the paper and the configuration
+    kinds = {p.kind for p in inspect.signature(builder).parameters.values()}
+    assert kinds <= {inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.VAR_KEYWORD}
+
+
+@pytest.mark.parametrize("module,table", [("resnet", "RESNETS"), ("vgg", "VGGS"), ("densenet", "DENSENETS"),
+                                          ("mobilenet", "MOBILENET_V3"), ("efficientnet", "EFFICIENTNET_LITE"),
+                                          ("vit", "VITS")])
+def test_every_table_row_has_its_builder_in_the_family_file(module, table):
+    family = importlib.import_module(f"imgcls.models.{module}")
+    for name in getattr(family, table):
+        assert get_builder(name) is getattr(family, name)
+
+
+def test_every_model_cites_a_paper_recorded_in_its_family_file():
+    papers = {name: paper_of(name) for name in imgcls.list_models()}  # what docs/models.md prints
+    assert all(p.authors and p.title and 1998 <= p.year for p in papers.values())
+    assert papers["efficientnet_lite0"].ref == "arXiv:1905.11946" and papers["resnext50_32x4d"].authors.startswith("Xie")
+    assert papers["alexnet_paper"].year == 2012 and papers["alexnet"].year == 2014  # the longest prefix wins
 
 
 def test_unknown_name_suggests_close_matches():

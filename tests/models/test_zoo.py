@@ -56,6 +56,15 @@ def test_model_contract(name):
     assert headless.num_features == model.num_features and feats.shape == (2, model.num_features)
 
 
+def test_loader_hooks_are_part_of_the_contract():
+    # what the weight loaders call on any model: the identity and no extra heads unless a family says otherwise
+    with torch.device("meta"):
+        plain, googlenet = imgcls.create_model("resnet18"), imgcls.create_model("googlenet")
+    state = {"fc.bias": torch.zeros(1000)}
+    assert plain.remap_state_dict(state) is state and plain.extra_head_names == ()
+    assert googlenet.extra_head_names == ("aux1.fc2", "aux2.fc2")
+
+
 # ---------------------------------------------------------------------------------------------
 # MobileNetV1: the width multiplier
 # ---------------------------------------------------------------------------------------------

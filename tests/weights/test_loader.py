@@ -9,6 +9,7 @@ from torch import nn
 
 import imgcls
 from imgcls.errors import WeightsError
+from imgcls.models.base import ClassifierMixin
 from imgcls.weights import WeightSpec, create_model_with_weights, file_sha256, load_pretrained, load_weights
 
 
@@ -82,7 +83,7 @@ def test_missing_backbone_key_is_an_error(resnet18_in1k):
 
 
 def test_remap_state_dict_is_applied_first():
-    class Legacy(nn.Module):
+    class Legacy(ClassifierMixin, nn.Module):
         classifier_name = "head"
 
         def __init__(self) -> None:
@@ -90,8 +91,7 @@ def test_remap_state_dict_is_applied_first():
             self.body = nn.Linear(2, 3)
             self.head = nn.Linear(3, 4)
 
-        @staticmethod
-        def remap_state_dict(state):
+        def remap_state_dict(self, state):
             return {k.replace("old_body.", "body."): v for k, v in state.items()}
 
     source = {"old_body.weight": torch.ones(3, 2), "old_body.bias": torch.ones(3),

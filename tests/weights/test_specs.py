@@ -5,8 +5,10 @@ import inspect
 import re
 
 import pytest
+import torch
 
 import imgcls
+import imgcls.models
 from imgcls.data.transforms import eval_transform
 from imgcls.errors import WeightsError
 from imgcls.weights import WEIGHTS, get_weight_spec, list_weights, spec_preprocessing
@@ -61,6 +63,14 @@ def test_v2_weights_are_evaluated_at_resize_232():
     assert get_weight_spec("resnet50.tv2_in1k").preprocessing["resize"] == 232
     assert get_weight_spec("resnet50").preprocessing["resize"] == 256
     assert list_weights("resnet50.*") == ["resnet50.tv2_in1k", "resnet50.tv_in1k"]
+
+
+def test_each_row_carries_the_builder_arguments_its_file_needs():
+    assert get_weight_spec("googlenet").model_kwargs == {"transform_input": True}  # trained on [-1, 1] inputs
+    assert all(not WEIGHTS[n].model_kwargs for n in list_weights() if not n.startswith("googlenet."))
+    with torch.device("meta"):  # every row's arguments are its builder's
+        for spec in WEIGHTS.values():
+            imgcls.models.create_model(spec.arch, num_classes=spec.num_classes, **spec.model_kwargs)
 
 
 def test_unknown_weights_name_suggests_close_matches():

@@ -1,7 +1,8 @@
 """Layer 1 of imgcls: pure nn.Modules and the registry; importing this registers every model.
 
-Every module of this package is imported here, so a new family is one new file (its builders carry
-@register_model) and, when it has pretrained weights, rows in the weights table (weights/specs.py).
+Every module of this package is imported here, so a new family is one new file (its blocks, shared
+ones from layers.py; its table; its PAPERS; one @register_model builder per row) and, when it has
+pretrained weights, rows in the weights table (weights/specs.py).
 """
 import importlib
 import pkgutil

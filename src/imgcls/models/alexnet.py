@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imgcls.models.base import ClassifierMixin, FeatureInfo, layer_stride
+from imgcls.models.base import ClassifierMixin, FeatureInfo, Paper, layer_stride
+from imgcls.models.layers import linear_classifier
 from imgcls.models.registry import register_model
 
 
@@ -51,7 +52,7 @@ class AlexNet(ClassifierMixin, nn.Module):
         self.classifier = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(inplace=True),
             nn.Dropout(dropout), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
-            nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity(),
+            linear_classifier(self.num_features, num_classes),
         )
 
 
@@ -78,6 +79,15 @@ def _paper_features() -> nn.Sequential:
         nn.Conv2d(384, 384, 3, padding=1), relu(),
         nn.Conv2d(384, 256, 3, padding=1), relu(), nn.MaxPool2d(3, 2),  # 13 -> 6
     )
+
+
+# the papers of this file's builders, by name prefix (the longest wins), cited by docs/models.md
+PAPERS: dict[str, Paper] = {
+    "alexnet": Paper("Krizhevsky",
+                     "One weird trick for parallelizing convolutional neural networks", 2014, "arXiv:1404.5997"),
+    "alexnet_paper": Paper("Krizhevsky, Sutskever, Hinton",
+                           "ImageNet Classification with Deep Convolutional Neural Networks", 2012, "NeurIPS 2012"),
+}
 
 
 @register_model

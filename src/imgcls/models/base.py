@@ -8,19 +8,28 @@ common features -> avgpool -> classifier shape (the defaults below), implements
 - `feature_info`: one `FeatureInfo(module, channels, reduction)` per feature stage, shallow to
   deep, computed from the layers as they are built (timm's `feature_info`). `stage_names`,
   `last_stage` and `forward_stages` are derived from it.
+The weight loaders (imgcls.weights) call two hooks, which a family overrides where its files need it:
+- `remap_state_dict(state_dict)`: a file's state dict in this model's keys (DenseNet's legacy names,
+  ViT's position grid resized, GoogLeNet's auxiliary heads dropped); the identity by default;
+- `extra_head_names`: class-sized layers besides the classifier (GoogLeNet's `aux1.fc2`, `aux2.fc2`),
+  which a file for another number of classes may not fill either; none by default.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
+
+from imgcls.models.layers import linear_classifier
 
 
 @dataclass(frozen=True)
 class FeatureInfo:
     """One feature stage: `module` (a name for `get_submodule`) outputs a map of `channels` channels
-    at `reduction`, its total stride with respect to the input (the product of the strides before it).
+    at `reduction`, its total stride with respect to the input (the product of the strides before it;
+    a stage dilated instead of strided, as ResNet's `replace_stride_with_dilation`, keeps its input's).
 
     An S x S input gives a map of side ceil(S / reduction) where every layer pads to keep its size
     ('same'); unpadded layers (AlexNet, LeNet-5) trim a border, so theirs is smaller. Exact in both
@@ -32,6 +41,15 @@ class FeatureInfo:
     reduction: int
 
 
+class Paper(NamedTuple):
+    """A family file's citation (its `PAPERS`, by builder-name prefix): what docs/models.md prints."""
+
+    authors: str
+    title: str
+    year: int
+    ref: str  # an arXiv id ("arXiv:1512.03385") or a venue
+
+
 class ClassifierMixin:
     classifier_name: str = "fc"
     min_input_size: tuple[int, int] = (32, 32)
@@ -40,6 +58,7 @@ class ClassifierMixin:
     # the memory layout training uses unless told (--channels-last): NHWC is faster for most CNNs on
     # CPU; a family whose depthwise convolutions are slower in it says False (benchmarks/train_step.py)
     channels_last: bool = True
+    extra_head_names: tuple[str, ...] = ()  # see the module docstring
 
     @property
     def stage_names(self) -> tuple[str, ...]:
@@ -64,12 +83,16 @@ class ClassifierMixin:
         that map's positions (ViT reads only the class token; it names the last block's `ln_1`)."""
         return self.last_stage
 
+    def remap_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Called by the weight loaders before loading: the file's keys as this model's (unchanged here)."""
+        return state_dict
+
     def get_classifier(self) -> nn.Module:
         return self.get_submodule(self.classifier_name)
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the classifier with a freshly initialised one; 0 makes the model headless."""
-        new = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        new = linear_classifier(self.num_features, num_classes)
         self._set_module(self.classifier_name, new)
         self.num_classes = num_classes
 
@@ -113,6 +136,21 @@ def layer_stride(module: nn.Module) -> int:
     """The stride of a convolution or pooling layer; 1 for any other layer."""
     stride = module.stride if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) else 1
     return stride[0] if isinstance(stride, tuple) else stride
+
+
+def last_per_resolution(features: nn.Sequential) -> tuple[FeatureInfo, ...]:
+    """The stages of a flat `features` Sequential of blocks (the MobileNets, EfficientNet): the last
+    block at each resolution, i.e. before every strided block and at the end. A block's stride is its
+    largest convolution stride; its width its `out_channels` (for a Sequential stage: its last block's)."""
+    strides = [max(c.stride[0] for c in m.modules() if isinstance(c, nn.Conv2d)) for m in features]
+    widths = [m.out_channels if hasattr(m, "out_channels") else m[-1].out_channels for m in features]
+    info, reduction = [], 1
+    for i, stride in enumerate(strides):
+        if i > 0 and stride > 1:
+            info.append(FeatureInfo(f"features.{i - 1}", widths[i - 1], reduction))
+        reduction *= stride
+    last = len(features) - 1
+    return (*info, FeatureInfo(f"features.{last}", widths[last], reduction))
 
 
 def init_conv_bn_linear(model: nn.Module) -> None:

@@ -23,8 +23,9 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from torch import nn
 
-from imgcls.models.base import ClassifierMixin, FeatureInfo
-from imgcls.models.registry import register_variant
+from imgcls.models.base import ClassifierMixin, FeatureInfo, Paper
+from imgcls.models.layers import linear_classifier
+from imgcls.models.registry import register_model
 
 # "features.denseblock1.denselayer1.norm.1.weight" -> "features.denseblock1.denselayer1.norm1.weight"
 _LEGACY_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12]\.(?:weight|bias|running_mean|running_var))$")
@@ -135,7 +136,7 @@ class DenseNet(ClassifierMixin, nn.Module):
         self.features.add_module("norm5", nn.BatchNorm2d(ch))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.num_features = ch
-        self.classifier = nn.Linear(ch, num_classes) if num_classes > 0 else nn.Identity()
+        self.classifier = linear_classifier(ch, num_classes)
 
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -146,8 +147,7 @@ class DenseNet(ClassifierMixin, nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.zeros_(m.bias)
 
-    @staticmethod
-    def remap_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def remap_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Called by the weight loaders before loading: legacy torchvision key names are renamed."""
         return remap_legacy_densenet_keys(state_dict)
 
@@ -166,16 +166,39 @@ DENSENETS: dict[str, tuple[int, tuple[int, int, int, int], int]] = {
 }
 
 
-def _make_builder(name: str) -> None:
+# the papers of this file's builders, by name prefix (the longest wins), cited by docs/models.md
+PAPERS: dict[str, Paper] = {
+    "densenet": Paper("Huang, Liu, van der Maaten, Weinberger",
+                      "Densely Connected Convolutional Networks", 2016, "arXiv:1608.06993"),
+}
+
+
+def _densenet(name: str, *, num_classes: int, in_chans: int = 3, drop_rate: float = 0.0,
+              memory_efficient: bool = False) -> DenseNet:
     growth, blocks, stem = DENSENETS[name]
-
-    @register_variant(name, f"{name}: growth rate {growth}, dense blocks of {list(blocks)} layers, stem width {stem}.",
-                      globals())
-    def builder(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                memory_efficient: bool = False) -> DenseNet:
-        return DenseNet(growth, blocks, stem, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                        memory_efficient=memory_efficient)
+    return DenseNet(growth, blocks, stem, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                    memory_efficient=memory_efficient)
 
 
-for _name in DENSENETS:
-    _make_builder(_name)
+@register_model
+def densenet121(*, num_classes: int = 1000, **kw) -> DenseNet:
+    """DenseNet-121 (Huang et al. 2016): the DenseNet-121 column of Table 1."""
+    return _densenet("densenet121", num_classes=num_classes, **kw)
+
+
+@register_model
+def densenet161(*, num_classes: int = 1000, **kw) -> DenseNet:
+    """DenseNet-161 (Huang et al. 2016): the paper's wide ImageNet model (larger growth rate and stem)."""
+    return _densenet("densenet161", num_classes=num_classes, **kw)
+
+
+@register_model
+def densenet169(*, num_classes: int = 1000, **kw) -> DenseNet:
+    """DenseNet-169 (Huang et al. 2016): the DenseNet-169 column of Table 1."""
+    return _densenet("densenet169", num_classes=num_classes, **kw)
+
+
+@register_model
+def densenet201(*, num_classes: int = 1000, **kw) -> DenseNet:
+    """DenseNet-201 (Huang et al. 2016): the DenseNet-201 column of Table 1."""
+    return _densenet("densenet201", num_classes=num_classes, **kw)

@@ -24,9 +24,10 @@ Module names are ours, in torchvision's style (`features.0` stem, `features.1..7
 (`_conv_stem`, `_bn0`, `_blocks.N._expand_conv`, ..., `_conv_head`, `_bn1`, `_fc`) so its files load
 with `strict=True`.
 
-MobileNetV2's `InvertedResidual` is not reused: it has a fixed 3x3 kernel, torch's BatchNorm
-defaults, symmetric padding, no stochastic depth, and a flat `conv.N` layout that its official
-weights fix; giving it those options would change its constructor for the sake of this family.
+The blocks (`MBConv`, `ConvBNActSame`, `Conv2dSame`) live in `layers.py`. MobileNetV2's
+`InvertedResidual` is not reused: it has a fixed 3x3 kernel, torch's BatchNorm defaults, symmetric
+padding, no stochastic depth, and a flat `conv.N` layout that its official weights fix; giving it
+those options would change its constructor for the sake of this family.
 """
 from __future__ import annotations
 
@@ -34,94 +35,11 @@ import math
 import re
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from imgcls.models.base import ClassifierMixin, FeatureInfo, init_conv_bn_linear
-from imgcls.models.mobilenet import make_divisible
-from imgcls.models.registry import register_variant
-
-_BN = dict(eps=1e-3, momentum=0.01)  # TensorFlow's epsilon 1e-3 and decay 0.99 (PyTorch: 1 - 0.99)
-
-
-def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """(before, after) padding of TensorFlow's 'SAME': the output has ceil(size / stride) positions;
-    an odd total puts the extra pixel after (bottom/right), unlike PyTorch's symmetric padding."""
-    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
-def drop_connect(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
-    """Zero a residual branch for whole samples with probability `rate`, scale the kept ones by
-    1 / (1 - rate) (stochastic depth: Huang et al. 2016); the identity outside training."""
-    if not training or rate == 0.0:
-        return x
-    keep = 1.0 - rate
-    mask = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
-    return x * mask / keep
-
-
-# ---------------------------------------------------------------------------------------------
-# blocks
-# ---------------------------------------------------------------------------------------------
-
-class Conv2dSame(nn.Conv2d):
-    """A bias-free nn.Conv2d that keeps ceil(size / stride) positions: with `tf_same`, a strided
-    conv pads like TensorFlow's 'SAME' for each input (what the published weights need); otherwise,
-    and always at stride 1 (odd kernels: the two paddings agree), symmetrically by (k - 1) // 2."""
-
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, *, stride: int = 1, groups: int = 1,
-                 tf_same: bool = True) -> None:
-        self.pad_in_forward = tf_same and stride > 1
-        super().__init__(in_ch, out_ch, kernel_size, stride=stride, groups=groups, bias=False,
-                         padding=0 if self.pad_in_forward else (kernel_size - 1) // 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.pad_in_forward:
-            (kh, kw), (sh, sw) = self.kernel_size, self.stride
-            top, bottom = tf_same_padding(x.shape[-2], kh, sh)
-            left, right = tf_same_padding(x.shape[-1], kw, sw)
-            x = F.pad(x, (left, right, top, bottom))
-        return super().forward(x)
-
-
-class ConvBNAct(nn.Sequential):
-    """Conv2dSame -> BatchNorm (TensorFlow's eps/momentum) -> ReLU6 (None: linear); keys `.0`, `.1`."""
-
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 1, *, stride: int = 1, groups: int = 1,
-                 activation: type[nn.Module] | None = nn.ReLU6, tf_same: bool = True) -> None:
-        layers: list[nn.Module] = [Conv2dSame(in_ch, out_ch, kernel_size, stride=stride, groups=groups, tf_same=tf_same),
-                                   nn.BatchNorm2d(out_ch, **_BN)]
-        if activation is not None:
-            layers.append(activation(inplace=True))
-        super().__init__(*layers)
-        self.out_channels = out_ch
-
-
-class MBConv(nn.Module):
-    """The mobile inverted bottleneck without squeeze-and-excitation: 1x1 expand by `expand_ratio`
-    (absent when 1), k x k depthwise, linear 1x1 project; a residual, with drop connect, where the
-    stride is 1 and the width unchanged."""
-
-    def __init__(self, in_ch: int, out_ch: int, *, kernel: int, stride: int, expand_ratio: int,
-                 drop_connect_rate: float = 0.0, tf_same: bool = True) -> None:
-        super().__init__()
-        hidden = in_ch * expand_ratio
-        self.out_channels = out_ch
-        self.use_res_connect = stride == 1 and in_ch == out_ch
-        self.drop_connect_rate = drop_connect_rate
-        layers: list[nn.Module] = []
-        if expand_ratio != 1:
-            layers.append(ConvBNAct(in_ch, hidden, 1, tf_same=tf_same))
-        layers += [ConvBNAct(hidden, hidden, kernel, stride=stride, groups=hidden, tf_same=tf_same),
-                   ConvBNAct(hidden, out_ch, 1, activation=None, tf_same=tf_same)]
-        self.block = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.block(x)
-        if not self.use_res_connect:
-            return out
-        return x + drop_connect(out, self.drop_connect_rate, self.training)
+from imgcls.models.base import ClassifierMixin, Paper, init_conv_bn_linear, last_per_resolution
+from imgcls.models.layers import ConvBNActSame, MBConv, dropout_classifier, make_divisible
+from imgcls.models.registry import register_model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,7 +64,7 @@ class EfficientNetLite(ClassifierMixin, nn.Module):
                 for i, (t, k, c, n, s) in enumerate(EFFICIENTNET_LITE_STAGES)]
         total = sum(n for _, _, _, n, _ in rows)
 
-        layers: list[nn.Module] = [ConvBNAct(3, stem, 3, stride=2, tf_same=tf_same)]
+        layers: list[nn.Module] = [ConvBNActSame(3, stem, 3, stride=2, tf_same=tf_same)]
         in_ch, index = stem, 0
         for t, k, c, n, s in rows:
             stage = []
@@ -155,27 +73,12 @@ class EfficientNetLite(ClassifierMixin, nn.Module):
                                     drop_connect_rate=drop_connect_rate * index / total, tf_same=tf_same))
                 in_ch, index = c, index + 1
             layers.append(nn.Sequential(*stage))
-        layers.append(ConvBNAct(in_ch, self.num_features, 1, tf_same=tf_same))
+        layers.append(ConvBNActSame(in_ch, self.num_features, 1, tf_same=tf_same))
         self.features = nn.Sequential(*layers)
-        self.feature_info = self._feature_info()
+        self.feature_info = last_per_resolution(self.features)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(
-            nn.Dropout(dropout),
-            nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity(),
-        )
+        self.classifier = dropout_classifier(self.num_features, num_classes, dropout)
         init_conv_bn_linear(self)
-
-    def _feature_info(self) -> tuple[FeatureInfo, ...]:
-        # the last module at each resolution: the outputs at strides 2, 4, 8, 16 and 32
-        strides = [max(c.stride[0] for c in m.modules() if isinstance(c, nn.Conv2d)) for m in self.features]
-        widths = [getattr(m, "out_channels", None) or m[-1].out_channels for m in self.features]  # stage: its last block
-        info, reduction = [], 1
-        for i, stride in enumerate(strides):
-            if i > 0 and stride > 1:
-                info.append(FeatureInfo(f"features.{i - 1}", widths[i - 1], reduction))
-            reduction *= stride
-        last = len(self.features) - 1
-        return (*info, FeatureInfo(f"features.{last}", widths[last], reduction))
 
     def remap_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Called by the weight loaders: the reference's keys (`_conv_stem`, `_blocks.N._depthwise_conv`,
@@ -230,20 +133,51 @@ EFFICIENTNET_LITE: dict[str, tuple[float, float, int, float]] = {
 }
 
 
+# the papers of this file's builders, by name prefix (the longest wins), cited by docs/models.md
+PAPERS: dict[str, Paper] = {
+    "efficientnet_lite": Paper("Tan, Le",
+                               "EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks",
+                               2019, "arXiv:1905.11946"),
+}
+
+
 # ---------------------------------------------------------------------------------------------
 # builders
 # ---------------------------------------------------------------------------------------------
 
-def _make_builder(name: str) -> None:
-    width, depth, size, dropout = EFFICIENTNET_LITE[name]
-
-    @register_variant(name, f"{name}: EfficientNet-Lite (Tan & Le 2019; TensorFlow's lite builder), width x{width}, "
-                            f"depth x{depth}, {size}x{size} input, dropout {dropout}.", globals())
-    def builder(*, num_classes: int = 1000, dropout: float = dropout, drop_connect_rate: float = 0.2,
-                tf_same: bool = True) -> EfficientNetLite:
-        return EfficientNetLite(width, depth, size, num_classes=num_classes, dropout=dropout,
-                                drop_connect_rate=drop_connect_rate, tf_same=tf_same)
+def _efficientnet_lite(name: str, *, num_classes: int, dropout: float | None = None, drop_connect_rate: float = 0.2,
+                       tf_same: bool = True) -> EfficientNetLite:
+    width, depth, size, row_dropout = EFFICIENTNET_LITE[name]
+    return EfficientNetLite(width, depth, size, num_classes=num_classes,
+                            dropout=row_dropout if dropout is None else dropout,
+                            drop_connect_rate=drop_connect_rate, tf_same=tf_same)
 
 
-for _name in EFFICIENTNET_LITE:
-    _make_builder(_name)
+@register_model
+def efficientnet_lite0(*, num_classes: int = 1000, **kw) -> EfficientNetLite:
+    """EfficientNet-Lite0 (Tan & Le 2019; TensorFlow's lite builder), scaled as its EFFICIENTNET_LITE row."""
+    return _efficientnet_lite("efficientnet_lite0", num_classes=num_classes, **kw)
+
+
+@register_model
+def efficientnet_lite1(*, num_classes: int = 1000, **kw) -> EfficientNetLite:
+    """EfficientNet-Lite1 (Tan & Le 2019; TensorFlow's lite builder), scaled as its EFFICIENTNET_LITE row."""
+    return _efficientnet_lite("efficientnet_lite1", num_classes=num_classes, **kw)
+
+
+@register_model
+def efficientnet_lite2(*, num_classes: int = 1000, **kw) -> EfficientNetLite:
+    """EfficientNet-Lite2 (Tan & Le 2019; TensorFlow's lite builder), scaled as its EFFICIENTNET_LITE row."""
+    return _efficientnet_lite("efficientnet_lite2", num_classes=num_classes, **kw)
+
+
+@register_model
+def efficientnet_lite3(*, num_classes: int = 1000, **kw) -> EfficientNetLite:
+    """EfficientNet-Lite3 (Tan & Le 2019; TensorFlow's lite builder), scaled as its EFFICIENTNET_LITE row."""
+    return _efficientnet_lite("efficientnet_lite3", num_classes=num_classes, **kw)
+
+
+@register_model
+def efficientnet_lite4(*, num_classes: int = 1000, **kw) -> EfficientNetLite:
+    """EfficientNet-Lite4 (Tan & Le 2019; TensorFlow's lite builder), scaled as its EFFICIENTNET_LITE row."""
+    return _efficientnet_lite("efficientnet_lite4", num_classes=num_classes, **kw)

