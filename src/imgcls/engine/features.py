@@ -28,7 +28,7 @@ from torch import nn
 
 from imgcls.engine.config import Config
 from imgcls.engine.distributed import LOCAL, Dist
-from imgcls.engine.loop import ImageBatches
+from imgcls.engine.batches import ImageBatches
 from imgcls.errors import ConfigError, ImgclsError, TrainingError, summary_of
 
 log = logging.getLogger("imgcls")
