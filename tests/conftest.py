@@ -64,6 +64,31 @@ def make_tiny_folder(root: Path, *, classes: int = 3, per_class: int = 12, size:
     return root
 
 
+def flat_jpeg(path: Path, width: int, height: int) -> Path:
+    """A mid-grey baseline JPEG of any size, written without ever holding its pixels: 20000 x 20000 is a
+    4.7 MB file made in a blink. Every 8x8 block of flat grey 128 codes the same 6 bits (DC difference 0,
+    end of block) in the standard Huffman tables, so the scan of a 16 x 16 image (4 blocks, 3 bytes) is
+    repeated once per 4 blocks behind a header that states the new size."""
+    import io
+    import struct
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (16, 16), 128).save(buf, "JPEG", quality=75)
+    data = buf.getvalue()
+    sof, sos = data.index(b"\xff\xc0"), data.index(b"\xff\xda")
+    scan = sos + 2 + int.from_bytes(data[sos + 2:sos + 4], "big")
+    four_blocks = data[scan:data.rindex(b"\xff\xd9")]
+    assert four_blocks == b"\x28\xa2\x8a", four_blocks.hex()  # Pillow's encoder changed: build it another way
+    blocks = -(-width // 8) * -(-height // 8)
+    assert blocks % 4 == 0, "choose sides whose 8-px block counts multiply to a multiple of 4"
+    head = bytearray(data[:scan])
+    head[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    path.write_bytes(bytes(head) + four_blocks * (blocks // 4) + b"\xff\xd9")
+    return path
+
+
 @pytest.fixture
 def tiny_folder(tmp_path) -> Path:
     return make_tiny_folder(tmp_path / "tiny")

@@ -35,3 +35,22 @@ def test_written_files_get_the_usual_permissions_not_a_private_temp_files(tmp_pa
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_process_alive_tells_a_running_process_from_one_that_is_gone():
+    from imgcls.paths import process_alive
+
+    assert process_alive(os.getpid())
+    assert not process_alive(2**22 + 7)  # above Linux's largest pid: never a process
+
+
+def test_remove_stale_temps_removes_only_what_a_dead_writer_left(tmp_path):
+    from imgcls.paths import remove_stale_temps, temp_prefix
+
+    dead = tmp_path / ".a.onnx.b.onnx.4194311.fp32.x1y2.tmp"  # the name holds the suffix twice; pid above Linux's max
+    alive = tmp_path / f"{temp_prefix(tmp_path / 'a.onnx.b.onnx')}fp32.abcd.tmp"
+    others = [tmp_path / "notes.tmp", tmp_path / ".a.ckpt.4194311.x1y2.tmp", tmp_path / "a.onnx"]
+    for p in (dead, alive, *others):
+        p.write_bytes(b"x")
+    assert remove_stale_temps(tmp_path, ".onnx") == [dead]
+    assert alive.exists() and all(p.exists() for p in others)

@@ -24,16 +24,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from imgcls import paths
 from imgcls.errors import CheckpointError, ConfigError, WeightsError
 from imgcls.models import create_model
 from imgcls.models.heads import head_of, stack_head
 
 FORMAT = "imgcls-checkpoint"
-_TEMP_SUFFIX = ".tmp"
-
-
-def _temp_prefix(path: Path) -> str:
-    return f".{path.name}."
+# what to do with a plain state dict, for the commands that take one (train); export says it its way
+PLAIN_STATE_DICT_HINT = "a plain state dict? pass it as --weights"
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
@@ -50,7 +48,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path.parent)
     state = {"format": FORMAT, "imgcls_version": __version__, **state}
-    fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(path)}{os.getpid()}.", suffix=_TEMP_SUFFIX, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=paths.temp_prefix(path), suffix=paths.TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
@@ -80,32 +78,15 @@ def _os_error(e: BaseException) -> OSError | None:
     return None
 
 
-def _writer_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 def remove_stale_temps(folder: str | Path) -> list[Path]:
-    """Remove the temporary checkpoint files (`.NAME.PID.XXXX.tmp`) whose writer is no longer running:
-    what a save interrupted by kill -9 leaves. Files of a live writer and any other file are kept."""
-    removed = []
-    for p in Path(folder).glob(f".*.ckpt.*{_TEMP_SUFFIX}"):
-        pid = p.name.split(".ckpt.", 1)[1].split(".", 1)[0]
-        if pid.isdigit() and _writer_alive(int(pid)):
-            continue
-        p.unlink(missing_ok=True)
-        removed.append(p)
-    return removed
+    """Remove the temporary checkpoint files (`.NAME.ckpt.PID.XXXX.tmp`) whose writer is no longer running:
+    what a save interrupted by kill -9 leaves (paths.remove_stale_temps)."""
+    return paths.remove_stale_temps(folder, ".ckpt")
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, *, plain_hint: str = PLAIN_STATE_DICT_HINT) -> dict[str, Any]:
+    """The checkpoint's dict, read without running code; `plain_hint` is what the message about a file
+    that is not an imgcls checkpoint (a plain state dict) advises, in the caller's flags."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
@@ -116,7 +97,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
         raise CheckpointError(f"{path}: not a checkpoint imgcls can read: {unreadable_reason(path, e)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an imgcls checkpoint (a plain state dict? pass it as --weights)")
+        raise CheckpointError(f"{path}: not an imgcls checkpoint ({plain_hint})")
     return state
 
 
@@ -146,12 +127,12 @@ def build_model(arch: dict[str, Any]) -> nn.Module:
     return stack_head(model, arch["num_classes"]) if stacked else model
 
 
-def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+def load_model(path: str | Path, *, plain_hint: str = PLAIN_STATE_DICT_HINT) -> tuple[nn.Module, dict[str, Any]]:
     """(the network with the checkpoint's weights, the checkpoint): all that predicting, evaluating or
     exporting needs, with nothing from the training code."""
     from imgcls.weights import load_strict
 
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, plain_hint=plain_hint)
     model = build_model(state["arch"])
     try:
         # a run with --ema-decay saves the averaged weights beside the raw ones; they are what it chose best by
@@ -191,17 +172,17 @@ def source_kind(source: str | Path) -> str:
     return "weights"
 
 
-def load_source(source: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+def load_source(source: str | Path, *, plain_hint: str = PLAIN_STATE_DICT_HINT) -> tuple[nn.Module, dict[str, Any]]:
     """(network in eval mode, description) of a checkpoint or a registry weights name: the description
     holds `arch`, `classes` and `preprocessing` as a checkpoint does (a weights name: its model with
     the 1000 ImageNet classes and the spec's preprocessing) and `source`. An .onnx file is not a
-    network: imgcls.export reads it."""
+    network: imgcls.export reads it. `plain_hint`: see load_checkpoint."""
     kind = source_kind(source)
     if kind == "onnx":
         raise CheckpointError(f"{source}: an exported ONNX file, not a checkpoint or weights name; export "
                               "from the checkpoint it came from (predict and eval take the .onnx as it is)")
     if kind == "checkpoint":
-        model, state = load_model(source)
+        model, state = load_model(source, plain_hint=plain_hint)
         return model.eval(), {"arch": state["arch"], "classes": list(state["classes"]),
                               "preprocessing": dict(state["preprocessing"]), "source": str(source)}
     from imgcls.weights import get_weight_spec, load_strict, read_state_dict, resolve_weights, spec_categories

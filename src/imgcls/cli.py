@@ -254,7 +254,8 @@ def _cmd_cam(args: argparse.Namespace) -> int:
     explainer = Explainer(Predictor.load(args.checkpoint, device=opts.device), layer=opts.layer)
     out = Path(opts.out_dir) if opts.out_dir else Path(args.checkpoint).parent / "cam"
     bad = 0
-    for result, png in write_cams(explainer, args.inputs, out, target=opts.target, topk=opts.topk, npy=opts.save_npy):
+    for result, png in write_cams(explainer, args.inputs, out, target=opts.target, topk=opts.topk, npy=opts.save_npy,
+                                  force=opts.force):
         pred = result.prediction
         if png is None:
             bad += 1
@@ -302,15 +303,21 @@ def _cmd_cache(args: argparse.Namespace) -> int:
 
     folder = Path(args.dir) if args.dir else default_cache_dir()
     if args.clear:
-        removed = clear_caches(folder)
-        print(f"removed {len(removed)} file(s) from {safe_name(folder)}, "
-              f"{human_size(sum(size for _, size in removed))} freed")
+        cleared = clear_caches(args.dir)
+        for c in cleared.in_use:
+            print(f"kept {c.key} ({human_size(c.size)}): in use by process {', '.join(map(str, c.users))}; "
+                  "run imgcls cache --clear again once that has finished")
+        print(f"removed {len(cleared.removed)} file(s) from {safe_name(folder)}, "
+              f"{human_size(sum(size for _, size in cleared.removed))} freed")
         return 0
-    caches = list_caches(folder)
+    caches = list_caches(args.dir)
     for c in caches:
         built = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.created))
-        what = (f"{c.images:,} images from {safe_name(c.source)}" if c.complete
-                else "incomplete (being built, or left by an interrupted build)")
+        what = f"{c.images:,} images from {safe_name(c.source)}" if c.complete else c.problem
+        if c.users:
+            what += f", in use by process {', '.join(map(str, c.users))}"
+        elif c.problem:
+            what += "; imgcls cache --clear removes it"
         print(f"{c.key}  {human_size(c.size):>8}  {built}  {what}")
     total = human_size(sum(c.size for c in caches))
     print(f"{len(caches)} decoded cache(s), {total}, in {safe_name(folder)}"
@@ -444,7 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None,
                    help="train this model from scratch instead (e.g. resnet18; default: EfficientNet-Lite0 transfer)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                   help="progress bars while training (default on)")
+                   help="show progress while training: a bar on a terminal, elsewhere a line at 25/50/75%% of a "
+                        "pass that takes more than 10 s (default on)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("cache", help="list or clear the decoded-image caches that `train --cache` writes",
@@ -455,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="each cache: size, when it was built, image count, source folder (the default)")
     what.add_argument("--clear", action="store_true",
                       help="delete imgcls's cache files (<key>.u8, <key>.json, temporaries of stopped builds) "
-                           "and say how much that freed; other files in the folder are left alone")
+                           "and say how much that freed; a cache that a running process builds or reads is "
+                           "kept (and named), other files in the folder are left alone")
     p.add_argument("--dir", help="the cache folder to list or clear instead of the default one")
     p.set_defaults(func=_cmd_cache)
     for name, sub_parser in sub.choices.items():  # errors after parsing show the sub-command's usage
@@ -485,7 +494,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except ImgclsError as e:
-        print(f"imgcls: error: {e}", file=sys.stderr)
+        from imgcls.data.names import safe_name
+
+        print(f"imgcls: error: {safe_name(str(e))}", file=sys.stderr)  # one printable line, whatever a name holds
         return 2
     except KeyboardInterrupt:
         print("imgcls: interrupted", file=sys.stderr)

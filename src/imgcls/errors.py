@@ -22,7 +22,13 @@ class ConfigError(ImgclsError, ValueError):
 
 
 class DataError(ImgclsError):
-    """A missing folder, an unreadable image, an empty class."""
+    """A missing folder, an unreadable image, an empty class. The message is `reason` (what is wrong)
+    and, after "; ", `advice` (what to do, in the flags of the commands that read data folders), so a
+    command that handles the file its own way (export skips it) can quote the reason alone."""
+
+    def __init__(self, reason: str, advice: str = "") -> None:
+        super().__init__(f"{reason}; {advice}" if advice else reason)
+        self.reason, self.advice = reason, advice
 
 
 class WeightsError(ImgclsError):

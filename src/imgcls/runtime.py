@@ -69,6 +69,20 @@ def run_model(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tens
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 
 
+def _glibc():
+    """glibc as a ctypes library, or None where there is none (not Linux, musl and others)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+
+
 def keep_freed_memory(*, trim_threshold: int = 1 << 30) -> bool:
     """Make glibc's malloc keep freed memory for reuse instead of handing it back to the kernel.
 
@@ -82,17 +96,29 @@ def keep_freed_memory(*, trim_threshold: int = 1 << 30) -> bool:
     glibc, or mallopt refused), True when set. Loader workers forked later inherit it.
     """
     import ctypes
-    import sys
 
-    if not sys.platform.startswith("linux"):
+    libc = _glibc()
+    if libc is None:
         return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and others: no glibc
-        return False
+    mallopt = libc.mallopt
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, min(trim_threshold, 2**31 - 1)))
+
+
+def return_freed_memory() -> bool:
+    """Hand what glibc's malloc holds freed back to the kernel, in every arena (malloc_trim(0)).
+
+    The opposite trade to keep_freed_memory, for a long-lived server: each request decodes photos
+    and runs a batch in a worker thread, and what it frees stays mapped in that thread's arena
+    (about 100 MB for 16 photos of 8000 x 8000 px with ResNet-18, benchmarks/serve.py --memory), so
+    an idle server would sit on its last request's memory. `imgcls serve` calls it after each
+    request; it takes a few milliseconds. Returns False where it does not apply (not glibc).
+    """
+    libc = _glibc()
+    if libc is None:
+        return False
+    libc.malloc_trim(0)
+    return True
 
 
 class TorchRunner:

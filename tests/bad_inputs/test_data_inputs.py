@@ -279,3 +279,32 @@ def test_check_with_undecodable_names(undecodable, capsys):
     assert any(path.endswith("c\\xfe/bad\\xff.png") for path, _, _ in report["too_small"])
     assert cli(["check", undecodable, "--min-side", "64", "--verbose"]) == 1
     assert "c\\xfe/bad\\xff.png (40x40)" in capsys.readouterr().out
+
+
+# -- control characters in names, a file given to check --------------------------------------------
+
+@pytest.mark.parametrize("name, shown", [("a\x1b[31mred.jpg", "a\\x1b[31mred.jpg"),
+                                         ("two\nlines.jpg", "two\\x0alines.jpg")])
+def test_check_escapes_control_characters_in_names(photos, capsys, name, shown):
+    (photos / "a" / name).write_bytes(b"nope")  # unreadable: check names it
+    (photos / f"b\x1b[2J").mkdir()  # ESC [2J would clear the terminal
+    shutil.copy(photos / "b" / "b00.png", photos / "b\x1b[2J" / "x.png")
+    assert cli(["check", photos, "--verbose"]) == 1
+    out = capsys.readouterr().out
+    assert f"a/{shown}: not an image" in out and "b\\x1b[2J" in out
+    assert "\x1b" not in out and "two\nlines" not in out
+    assert cli(["check", photos, "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert any(path.endswith(f"a/{shown}") for path, _ in report["bad_files"]) and "b\\x1b[2J" in report["classes"]
+
+
+def test_an_error_line_escapes_control_characters(tmp_path, capsys):
+    assert cli(["check", tmp_path / "gone\x1b[31m"]) == 2
+    assert one_error_line(capsys).startswith(f"imgcls: error: {tmp_path}/gone\\x1b[31m: no such folder")
+
+
+def test_check_on_a_file_says_it_is_a_file(photos, capsys):
+    assert cli(["check", photos / "a" / "a00.png"]) == 2
+    assert one_error_line(capsys) == (f"imgcls: error: {photos / 'a' / 'a00.png'}: a file; imgcls check needs a "
+                                      "folder (one sub-folder of images per class, or a split folder with train/ "
+                                      "val/ test/) or a split.json index")

@@ -16,9 +16,10 @@ from PIL import Image
 
 from imgcls.checkpoint import load_model
 from imgcls.cli import build_parser
-from imgcls.data import eval_transform, normalize_batch
+from imgcls.data import Resize, eval_transform, normalize_batch
 from imgcls.data.cache import DecodedCache, human_size
-from tests.conftest import error_line, make_tiny_folder, run_cli, train_tiny
+from imgcls.data.transforms import image_size
+from tests.conftest import error_line, flat_jpeg, make_tiny_folder, run_cli, train_tiny
 
 NOT_UTF8 = b"bad\xff.jpg"  # a Latin-1 name, as old cameras and zip files leave behind
 
@@ -86,6 +87,25 @@ def test_eval_decodes_big_jpegs_exactly_unless_draft(trained, tmp_path, capsys):
 
     assert loss() == pytest.approx(want, rel=1e-5)
     assert loss("--draft") != pytest.approx(want, rel=1e-4)
+
+
+def test_a_huge_jpeg_is_classified_from_a_reduced_decode(trained, tmp_path, capsys, monkeypatch):
+    """20000 x 20000 px (1.2 GB as RGB, 4.5 x Pillow's bomb limit): predict, eval and cam decode it at 1/8
+    scale, 2500 x 2500 (19 MB), and never hold it at full size."""
+    _, ckpt = trained
+    data = make_tiny_folder(tmp_path / "d", classes=3, per_class=1)
+    huge = flat_jpeg(data / "class_0" / "huge.jpg", 20000, 20000)
+    seen = []  # the size of every image the eval transform gets: the decode's output
+    resize = Resize.__call__
+    monkeypatch.setattr(Resize, "__call__", lambda self, img: seen.append(image_size(img)) or resize(self, img))
+    assert cli(["predict", ckpt, huge, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["error"] is None and seen == [(2500, 2500)]
+    assert cli(["cam", ckpt, huge, "-o", tmp_path / "cam"]) == 0 and (tmp_path / "cam" / "huge.cam.png").is_file()
+    assert seen[1:] == [(2500, 2500)]
+    seen.clear()
+    assert cli(["eval", ckpt, data, "-o", tmp_path / "e", "--workers", "0"]) == 0
+    assert sorted(seen) == [(48, 40), (48, 40), (48, 40), (2500, 2500)]
+    capsys.readouterr()
 
 
 # -- 2. unreadable files: stop before any work, or --skip-bad ------------------------------------------
@@ -161,6 +181,17 @@ def test_eval_of_three_classes_reports_no_top5(trained, tmp_path, capsys):
     assert "top5" not in json.loads((tmp_path / "e" / "report.json").read_text())
 
 
+def test_predict_names_a_broken_link_in_a_folder(trained, tmp_path, capsys):
+    _, ckpt = trained
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "x.jpg").symlink_to("missing.jpg")
+    assert cli(["predict", ckpt, tmp_path / "photos"]) == 1
+    captured = capsys.readouterr()
+    link = tmp_path / "photos" / "x.jpg"
+    assert captured.out.startswith(f"{link}: error: ") and f"{link}: broken symbolic link -> missing.jpg" in captured.out
+    assert captured.err.strip() == "imgcls: 1 of 1 file(s) could not be read; --skip-bad leaves them out"
+
+
 # -- 4. file names that are not UTF-8 ----------------------------------------------------------------
 
 def test_names_that_are_not_utf8_are_escaped_in_every_report(trained, data_copy, tmp_path, capsys):
@@ -196,15 +227,52 @@ def test_an_unreadable_file_with_such_a_name_is_listed_escaped(trained, data_cop
     assert "skipped 1 unreadable image(s): " in (tmp_path / "e" / "report.txt").read_text(encoding="utf-8")
 
 
+# -- 5. Grad-CAM overlays ---------------------------------------------------------------------------
+
+def test_cam_into_a_file_is_one_line(trained, tmp_path, capsys):
+    data, ckpt = trained
+    (tmp_path / "existing_file.txt").write_text("mine")
+    assert cli(["cam", ckpt, data / "class_0" / "img_000.jpg", "-o", tmp_path / "existing_file.txt"]) == 2
+    assert one_error_line(capsys, only=True) == (f"imgcls: error: -o {tmp_path / 'existing_file.txt'} is a file; "
+                                                 "name a folder for the overlays")
+    assert (tmp_path / "existing_file.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("npy", [False, True])
+def test_cam_never_overwrites_an_earlier_overlay_without_force(trained, tmp_path, capsys, npy):
+    data, ckpt = trained
+    photo, out = data / "class_0" / "img_000.jpg", tmp_path / "out"
+    out.mkdir()
+    mine = out / ("img_000.cam.npy" if npy else "img_000.cam.png")
+    mine.write_text("mine")
+    flags = ["--save-npy"] if npy else []
+    assert cli(["cam", ckpt, photo, data / "class_1" / "img_000.jpg", "-o", out, *flags]) == 2
+    assert one_error_line(capsys, only=True) == (f"imgcls: error: {mine} exists already (an earlier imgcls cam?); "
+                                                 "pass --force to replace it, or choose another -o")
+    assert mine.read_text() == "mine" and sorted(out.iterdir()) == [mine]  # refused before any work
+    assert cli(["cam", ckpt, photo, "-o", out, *flags, "--force"]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"-> {out / 'img_000.cam.png'}")
+    assert mine.read_bytes() != b"mine"
+
+
+def test_cam_with_an_empty_layer_name_is_refused(trained, tmp_path, capsys):
+    data, ckpt = trained
+    assert cli(["cam", ckpt, data / "class_0" / "img_000.jpg", "-o", tmp_path / "out", "--layer", ""]) == 2
+    assert one_error_line(capsys, only=True) == ("imgcls: error: --layer '': empty; name a module such as layer4, "
+                                                 "or leave --layer out for the model's own choice")
+    assert not (tmp_path / "out").exists()
+
+
 # -- 6. the decoded cache ----------------------------------------------------------------------------
 
 def test_cache_list_and_clear(tmp_path, capsys):
     data = make_tiny_folder(tmp_path / "d", classes=2, per_class=3)
     cache = DecodedCache(sorted(data.rglob("*.jpg")), side=32, cache_dir=tmp_path / "c")
-    size = cache.data_path.stat().st_size + cache.index_path.stat().st_size
+    key, size = cache.key, cache.data_path.stat().st_size + cache.index_path.stat().st_size
+    del cache  # as when the run that built it has ended
     assert cli(["cache", "--list", "--dir", tmp_path / "c"]) == 0
     first, last = capsys.readouterr().out.splitlines()
-    assert first.startswith(f"{cache.key}  ") and first.endswith(f"  6 images from {data.resolve()}")
+    assert first.startswith(f"{key}  ") and first.endswith(f"  6 images from {data.resolve()}")
     assert last == f"1 decoded cache(s), {human_size(size)}, in {tmp_path / 'c'}; imgcls cache --clear removes them"
     assert cli(["cache", "--clear", "--dir", tmp_path / "c"]) == 0
     assert capsys.readouterr().out == f"removed 2 file(s) from {tmp_path / 'c'}, {human_size(size)} freed\n"
@@ -219,6 +287,99 @@ def test_cache_dir_that_is_a_file_is_one_line(tmp_path, capsys):
     assert one_error_line(capsys) == (f"imgcls: error: {tmp_path / 'file'}: not a folder; "
                                       "give the decoded-cache folder with --dir")
     assert (tmp_path / "file").is_file()
+
+
+@pytest.mark.parametrize("what", ["--list", "--clear"])
+def test_cache_dir_that_does_not_exist_is_one_line(tmp_path, capsys, what):
+    assert cli(["cache", what, "--dir", tmp_path / "missing"]) == 2
+    assert one_error_line(capsys, only=True).startswith(f"imgcls: error: {tmp_path / 'missing'}: no such folder; "
+                                                        "give the decoded-cache folder with --dir (the default is ")
+    assert not (tmp_path / "missing").exists()
+
+
+def test_cache_clear_keeps_a_cache_in_use(tmp_path, capsys):
+    data = make_tiny_folder(tmp_path / "d", classes=2, per_class=3)
+    cache = DecodedCache(sorted(data.rglob("*.jpg")), side=32, cache_dir=tmp_path / "c")  # held, as a run holds it
+    assert cli(["cache", "--list", "--dir", tmp_path / "c"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith(f"  6 images from {data.resolve()}, in use by process "
+                                                            f"{os.getpid()}")
+    assert cli(["cache", "--clear", "--dir", tmp_path / "c"]) == 0
+    kept, removed = capsys.readouterr().out.splitlines()
+    assert kept.startswith(f"kept {cache.key} (") and kept.endswith(
+        f"): in use by process {os.getpid()}; run imgcls cache --clear again once that has finished")
+    assert removed == f"removed 0 file(s) from {tmp_path / 'c'}, 0 B freed"
+    assert cache.data_path.is_file() and cache.index_path.is_file()
+    data_path = cache.data_path
+    del cache  # released
+    assert cli(["cache", "--clear", "--dir", tmp_path / "c"]) == 0
+    assert capsys.readouterr().out.startswith(f"removed 2 file(s) from {tmp_path / 'c'}")
+    assert not data_path.exists()
+
+
+def cached_training(tmp_path) -> list:
+    """`imgcls train --cache` of one quick epoch on a new 2 x 4 image set."""
+    data = make_tiny_folder(tmp_path / "d", classes=2, per_class=4)
+    return ["train", data, "--model", "resnet18", "--input-size", "32", "--batch-size", "4", "--workers", "0",
+            "--val-fraction", "0.25", "--epochs", "1", "--out-dir", tmp_path / "runs", "--no-progress",
+            "--no-tensorboard", "--cache", "--cache-side", "32"]
+
+
+def test_cache_clear_during_a_training_build_keeps_it(tmp_path, monkeypatch, capsys):
+    """`imgcls cache --clear` run just as `imgcls train --cache` has written its cache: the run goes on."""
+    monkeypatch.setenv("IMGCLS_HOME", str(tmp_path / "home"))
+    build, said = DecodedCache._build, []
+
+    def build_then_clear(self, *args):
+        build(self, *args)
+        assert cli(["cache", "--clear"]) == 0  # as another terminal would, the moment the build is done
+        said.append(capsys.readouterr().out)
+
+    monkeypatch.setattr(DecodedCache, "_build", build_then_clear)
+    assert cli(cached_training(tmp_path)) == 0
+    assert len(said) == 2 and all("in use by process" in out and "removed 0 file(s)" in out for out in said)
+
+
+def test_a_training_run_that_loses_its_cache_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("IMGCLS_HOME", str(tmp_path / "home"))
+    build = DecodedCache._build
+
+    def build_then_lose(self, *args):
+        build(self, *args)
+        for path in (self.data_path, self.index_path):  # deleted by hand while the run starts
+            path.unlink()
+
+    monkeypatch.setattr(DecodedCache, "_build", build_then_lose)
+    assert cli(cached_training(tmp_path)) == 2
+    assert one_error_line(capsys).endswith(": the decoded cache was removed while this run used it (deleted by "
+                                           "hand?); run again to build it anew, or train without --cache")
+
+
+def test_cache_list_names_a_damaged_index_and_clear_removes_it(tmp_path, capsys):
+    data = make_tiny_folder(tmp_path / "d", classes=2, per_class=3)
+    cache = DecodedCache(sorted(data.rglob("*.jpg")), side=32, cache_dir=tmp_path / "c")
+    cache.index_path.write_text(json.dumps(json.loads(cache.index_path.read_text()) | {"files": 5}))
+    key = cache.key
+    del cache
+    assert cli(["cache", "--list", "--dir", tmp_path / "c"]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith(f"{key}  ") and line.endswith(
+        '  damaged: its index\'s "files" is 5, not a list of file paths; imgcls cache --clear removes it')
+    assert cli(["cache", "--clear", "--dir", tmp_path / "c"]) == 0
+    assert capsys.readouterr().out.startswith(f"removed 2 file(s) from {tmp_path / 'c'}")
+    assert not list((tmp_path / "c").iterdir())
+
+
+def test_cache_clear_never_removes_a_file_merely_named_like_a_cache(tmp_path, capsys):
+    (tmp_path / "c").mkdir()
+    mine = {"0123456789abcdef01234567.json": '{"my": "settings"}', "0123456789abcdef01234567.u8": "raw",
+            "89abcdef0123456789abcdef.u8": "raw", "89abcdef0123456789abcdef.tmp1": "notes"}
+    for name, text in mine.items():
+        (tmp_path / "c" / name).write_text(text)
+    assert cli(["cache", "--list", "--dir", tmp_path / "c"]) == 0
+    assert capsys.readouterr().out == f"0 decoded cache(s), 0 B, in {tmp_path / 'c'}\n"
+    assert cli(["cache", "--clear", "--dir", tmp_path / "c"]) == 0
+    assert capsys.readouterr().out == f"removed 0 file(s) from {tmp_path / 'c'}, 0 B freed\n"
+    assert {p.name: p.read_text() for p in (tmp_path / "c").iterdir()} == mine
 
 
 # -- 7, 8. --version, help, bad values ---------------------------------------------------------------

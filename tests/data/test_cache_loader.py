@@ -1,4 +1,8 @@
+import json
 import os
+import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -109,19 +113,92 @@ def test_list_and_clear_touch_only_imgclss_own_files(folder, tmp_path):
     where = tmp_path / "c"
     first = DecodedCache(sorted(folder.rglob("*.png")), side=32, cache_dir=where)
     second = DecodedCache(sorted((folder / "a").glob("*.png")), side=24, cache_dir=where)
+    pixels = first.data_path.read_bytes()[:40]  # a build's temporary file starts as the pixel file does
     stale = where / f"{'0' * 24}.tmp{2**22 + 7}"  # a build whose process is gone (pid above Linux's maximum)
-    stale.write_bytes(b"x" * 10)
+    stale.write_bytes(pixels)
     running = where / f"{'1' * 24}.tmp{os.getpid()}"  # a build that is still running: kept
-    running.write_bytes(b"y")
-    (where / "notes.json").write_text("{}")  # not ours: kept
+    running.write_bytes(pixels)
+    lookalikes = {"notes.json": "{}", f"{'2' * 24}.json": '{"side": 1}', f"{'2' * 24}.u8": "mine",
+                  f"{'3' * 24}.tmp5": "mine", f"{'4' * 24}.5.x.inuse": "mine"}  # named like ours, not ours: kept
+    for name, text in lookalikes.items():
+        (where / name).write_text(text)
     caches = list_caches(where)
     assert {c.key for c in caches} == {first.key, second.key, "0" * 24, "1" * 24}
     done = {c.key: c for c in caches if c.complete}
     assert done[first.key].images == 10 and done[first.key].source == str(folder.resolve())
     assert done[second.key].images == 5 and done[second.key].source == str((folder / "a").resolve())
-    assert done[first.key].size == first.data_path.stat().st_size + first.index_path.stat().st_size
-    removed = clear_caches(where)
-    assert sorted(p.name for p, _ in removed) == sorted(
-        [f"{first.key}.u8", f"{first.key}.json", f"{second.key}.u8", f"{second.key}.json", stale.name])
-    assert sorted(p.name for p in where.iterdir()) == sorted([running.name, "notes.json"])
-    assert clear_caches(tmp_path / "nothing-here") == [] and list_caches(tmp_path / "nothing-here") == []
+    assert done[first.key].users == [os.getpid()]  # this process holds both
+    assert first.data_path in done[first.key].files and first.index_path in done[first.key].files
+    problems = {c.key: c.problem for c in caches}
+    assert problems["0" * 24] == "left by a stopped build" and problems["1" * 24] == "being built"
+
+    cleared = clear_caches(where)  # both caches are in use here: kept
+    assert sorted(c.key for c in cleared.in_use) == sorted([first.key, second.key, "1" * 24])
+    assert [p.name for p, _ in cleared.removed] == [stale.name]
+    del first, second  # nobody holds them any more
+    cleared = clear_caches(where)
+    assert [c.key for c in cleared.in_use] == ["1" * 24]
+    assert len(cleared.removed) == 4 and all(p.suffix in (".u8", ".json") for p, _ in cleared.removed)
+    assert sorted(p.name for p in where.iterdir()) == sorted([running.name, *lookalikes])
+
+
+def test_a_cache_held_by_another_process_is_kept_until_it_ends(folder, tmp_path):
+    code = ("import sys; from pathlib import Path; from imgcls.data.cache import DecodedCache; "
+            f"c = DecodedCache(sorted(Path({str(folder)!r}).rglob('*.png')), side=32, "
+            f"cache_dir={str(tmp_path / 'c')!r}); print(c.key, flush=True); sys.stdin.readline()")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    for ending in ("exits", "is killed"):
+        child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 text=True, env=env)
+        key = child.stdout.readline().strip()  # it has built (or opened) the cache and holds it
+        cleared = clear_caches(tmp_path / "c")
+        assert [(c.key, c.users) for c in cleared.in_use] == [(key, [child.pid])] and cleared.removed == []
+        if ending == "exits":
+            child.communicate("\n")
+        else:
+            child.kill()  # its marker stays behind, naming a process that is gone
+            child.wait()
+            assert [c.users for c in list_caches(tmp_path / "c")] == [[]]
+        assert sorted(p.suffix for p, _ in clear_caches(tmp_path / "c").removed) == (
+            [".json", ".u8"] if ending == "exits" else [".inuse", ".json", ".u8"])
+        assert not list((tmp_path / "c").iterdir())
+
+
+def test_a_damaged_index_is_listed_as_such_and_rebuilt(folder, tmp_path, caplog):
+    paths = sorted(folder.rglob("*.png"))
+    cache = DecodedCache(paths, side=32, cache_dir=tmp_path / "c")
+    want = cache.array(3).copy()
+    index = json.loads(cache.index_path.read_text())
+    cache.index_path.write_text(json.dumps(index | {"files": 5}))
+    del cache
+    [info] = list_caches(tmp_path / "c")
+    assert info.problem == 'damaged: its index\'s "files" is 5, not a list of file paths' and not info.complete
+    again = DecodedCache(paths, side=32, cache_dir=tmp_path / "c")
+    assert "a damaged decoded cache (its index's \"files\" is 5, not a list of file paths); building it again" \
+        in caplog.text
+    assert np.array_equal(again.array(3), want) and list_caches(tmp_path / "c")[0].complete
+
+
+@pytest.mark.parametrize("damage, says", [
+    (lambda index: index | {"shapes": index["shapes"][:-1]}, '"shapes" is'),
+    (lambda index: index | {"offsets": [10**9] * len(index["offsets"])}, "points outside the pixel file"),
+    (lambda index: index | {"size": index["size"] + 1}, "its index says"),
+    (lambda index: index | {"version": 1}, "format version 1"),
+])
+def test_every_field_of_the_index_is_checked(folder, tmp_path, damage, says):
+    paths = sorted(folder.rglob("*.png"))
+    cache = DecodedCache(paths, side=32, cache_dir=tmp_path / "c")
+    cache.index_path.write_text(json.dumps(damage(json.loads(cache.index_path.read_text()))))
+    [info] = list_caches(tmp_path / "c")
+    assert info.problem.startswith("damaged: ") and says in info.problem
+    assert DecodedCache(paths, side=32, cache_dir=tmp_path / "c").image(0).size == cache.image(0).size
+
+
+def test_a_cache_deleted_by_hand_is_one_line(folder, tmp_path):
+    cache = DecodedCache(sorted(folder.rglob("*.png")), side=32, cache_dir=tmp_path / "c")
+    cache.data_path.unlink()
+    assert cache.array(0).shape[2] == 3  # mapped already: the deleted file stays readable
+    spawned = pickle.loads(pickle.dumps(cache))  # a worker of a spawned DataLoader maps the file anew
+    with pytest.raises(DataError, match=r"the decoded cache was removed while this run used it \(deleted by hand\?\); "
+                                        r"run again to build it anew, or train without --cache$"):
+        spawned.array(0)

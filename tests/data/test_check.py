@@ -7,6 +7,7 @@ from imgcls.cli import main
 from imgcls.data import make_split, write_split
 from imgcls.data.check import CheckReport, check_dataset
 from imgcls.errors import ConfigError
+from tests.conftest import flat_jpeg
 
 
 def _make(root, layout):
@@ -74,3 +75,11 @@ def test_min_side_is_checked(tmp_path):
         check_dataset(root, min_side=0)
     assert check_dataset(root).clean and check_dataset(root, min_side=49).too_small == [
         (str(root / "a" / "1.png"), 64, 48), (str(root / "b" / "1.png"), 64, 48)]
+
+
+def test_a_huge_jpeg_is_not_a_bomb(tmp_path):
+    """predict and eval decode a 20000 x 20000 JPEG reduced, so check does not flag it as a bomb."""
+    root = _make(tmp_path / "s", {"a/1.png": (1, 0, 0), "b/1.png": (2, 0, 0)})
+    flat_jpeg(root / "a" / "huge.jpg", 20000, 20000)
+    report = check_dataset(root)
+    assert report.bad_files == [] and report.too_small == [] and report.counts == {"all": [2, 1]}

@@ -1,11 +1,15 @@
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from imgcls.data import load_array, load_image
+from imgcls.data.decode import REDUCE_ABOVE_PIXELS, decoded_size, stored_size
 from imgcls.errors import DataError
+from tests.conftest import flat_jpeg
 
 
 def _save(img: Image.Image, path, **kw):
@@ -148,3 +152,65 @@ def test_broken_and_looping_links_say_so(tmp_path):
         load_array(tmp_path / "l1.jpg")
     with pytest.raises(DataError, match=r"cannot read it \(Is a directory\)"):
         load_image(tmp_path)
+
+
+# -- huge photos: reduced decoding above REDUCE_ABOVE_PIXELS, the bomb limit on the pixels held -----
+
+def test_a_huge_jpeg_decodes_reduced_to_the_resize_side(tmp_path):
+    path = flat_jpeg(tmp_path / "huge.jpg", 20000, 20000)  # 400 MP: 1.2 GB as RGB, 4.5 x the bomb limit
+    image = load_image(path, resize=256)
+    assert image.size == (2500, 2500) and image.getextrema() == ((128, 128),) * 3  # 1/8 scale keeps >= 256
+    assert load_array(path, resize=256).shape == (2500, 2500, 3)
+    assert decoded_size(path, resize=256) == (2500, 2500) and stored_size(path, path.read_bytes()) == (20000, 20000)
+    with pytest.raises(DataError, match=r"huge\.jpg: refused as a possible decompression bomb \(20000x20000 px: "
+                                        r"400\.0 MP to decode, above the limit of 89\.5 MP\)"):
+        load_image(path)  # no resize side given: nothing to reduce to
+
+
+def test_jpegs_up_to_the_threshold_keep_their_exact_pixels(tmp_path):
+    side = 4096  # REDUCE_ABOVE_PIXELS is exactly 4096 x 4096
+    assert REDUCE_ABOVE_PIXELS == side * side
+    at = flat_jpeg(tmp_path / "at.jpg", side, side)
+    above = flat_jpeg(tmp_path / "above.jpg", side + 32, side)
+    assert decoded_size(at, resize=256) == (side, side)
+    assert decoded_size(above, resize=256) == ((side + 32) // 8, side // 8)
+    assert decoded_size(above, resize=1024) == ((side + 32) // 4, side // 4)  # never below the resize side
+
+
+def test_a_progressive_jpeg_counts_at_full_size(tmp_path, monkeypatch):
+    """libjpeg holds all coefficients of a progressive JPEG at any scale: reducing saves no memory."""
+    img = Image.effect_noise((600, 600), 40).convert("RGB")
+    baseline, progressive = _jpeg(tmp_path / "b.jpg", img), _jpeg(tmp_path / "p.jpg", img, progressive=True)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100_000)
+    assert load_image(baseline, min_side=64).size == (75, 75)  # 5,625 px held
+    with pytest.raises(DataError, match=r"p\.jpg: refused as a possible decompression bomb \(600x600 px "
+                                        r"progressive JPEG, held whole at any scale: 0\.4 MP to decode, "
+                                        r"above the limit of 0\.1 MP"):
+        load_image(progressive, min_side=64)
+
+
+def test_other_huge_formats_are_refused_from_their_header(tmp_path):
+    """Only JPEGs decode reduced: a 20000 x 20000 PNG is refused before a byte of it is decoded."""
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    data[16:24] = struct.pack(">II", 20000, 20000)  # IHDR: width, height, then its CRC
+    data[29:33] = struct.pack(">I", zlib.crc32(data[12:29]))
+    path = tmp_path / "huge.png"
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError) as e:
+        load_image(path, resize=256)
+    assert str(e.value).startswith(f"{path}: refused as a possible decompression bomb (Image size (400000000 pixels)")
+    assert str(e.value).endswith("; only JPEGs decode reduced: shrink it, or raise PIL.Image.MAX_IMAGE_PIXELS if "
+                                 "you trust it")
+
+
+def test_an_open_file_decodes_as_its_bytes(tmp_path):
+    path = _jpeg(tmp_path / "a.jpg", Image.effect_noise((61, 47), 60).convert("RGB"))
+    with open(path, "rb") as f:
+        assert np.array_equal(np.asarray(load_image("upload.jpg", data=f)), np.asarray(load_image(path)))
+        assert not f.closed
+    with open(tmp_path / "t.jpg", "wb+") as f:
+        f.write(b"just text")
+        with pytest.raises(DataError, match=r"upload\.jpg: not an image: looks like text"):
+            load_image("upload.jpg", data=f)

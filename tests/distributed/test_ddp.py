@@ -110,6 +110,25 @@ def test_a_lost_peer_is_recognised():
     assert not distributed.lost_peer(gloo, LOCAL) and not distributed.lost_peer(RuntimeError("shape"), Dist(world=2))
 
 
+def test_torchruns_sigterm_is_raised_once_after_the_checkpoint_being_written(monkeypatch):
+    monkeypatch.setattr(distributed, "TERMINATION", distributed._Termination())
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGCHLD)
+    distributed.TERMINATION.install(rank=1)
+    try:
+        written = False
+        with pytest.raises(distributed.Terminated, match="rank 1: another process of this run stopped, so torchrun"):
+            with distributed.termination_held():
+                signal.raise_signal(signal.SIGTERM)
+                written = True  # the block goes on to its end
+        assert written and distributed.terminated()
+        assert distributed.lost_peer(RuntimeError("[enforce fail at inline_container.cc]"), Dist(world=2))
+        signal.raise_signal(signal.SIGTERM)  # torchrun's second thoughts: ignored, the rank is on its way out
+    finally:
+        distributed.TERMINATION.uninstall()
+        signal.signal(signal.SIGTERM, before[0])
+        signal.signal(signal.SIGCHLD, before[1])
+
+
 def test_resume_keeps_the_global_batch_on_another_world_size():
     assert distributed.resume_batch_size(4, 2, Dist(world=1), "x.ckpt") == 8
     assert distributed.resume_batch_size(4, 2, Dist(world=4), "x.ckpt") == 2
@@ -254,14 +273,48 @@ def test_a_killed_rank_stops_the_run_and_it_resumes(two_process_run, tmp_path):
                                                                                   abs=1e-5)
 
 
+def _wait_for_epoch_line(proc: subprocess.Popen, log: Path, epochs: int) -> None:
+    """Until train.log has its first epoch line: the ranks are inside the training loop."""
+    deadline = time.monotonic() + 180
+    while proc.poll() is None and time.monotonic() < deadline and \
+            not (log.is_file() and re.search(rf"epoch +1/{epochs} ", log.read_text())):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended too early"
+
+
+def _signal_pending(pid: int, signum: int) -> bool:
+    """Whether `signum` waits for process `pid` (sent, not yet delivered: the process is stopped)."""
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    status = dict(line.split(":\t", 1) for line in lines if ":\t" in line)
+    return bool((int(status["SigPnd"], 16) | int(status["ShdPnd"], 16)) & (1 << (signum - 1)))
+
+
+def test_rank_0_says_where_the_state_is_when_torchrun_stops_it_for_a_killed_rank(two_process_run, tmp_path):
+    _, data, _ = two_process_run
+    proc = _torchrun([data, *TRAIN, "--batch-size", 4, "--epochs", 50, "--workers", 1, "--out-dir", tmp_path])
+    _wait_for_epoch_line(proc, tmp_path / "exp1" / "train.log", 50)
+    main, victim = _worker(proc.pid, 0), _worker(proc.pid, 1)
+    # rank 0 held still, so torchrun's SIGTERM reaches it before any collective can notice the lost peer:
+    # the case of a rank busy computing when another dies
+    os.kill(main, signal.SIGSTOP)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while not _signal_pending(main, signal.SIGTERM) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(main, signal.SIGCONT)
+    code, out = _finish(proc, timeout=120)
+    last = tmp_path / "exp1" / "last.ckpt"
+    assert code != 0 and last.is_file()
+    lines = [line for line in out.splitlines() if line.startswith("imgcls: error: rank 0: another process of this run")]
+    assert len(lines) == 1 and f"{last} holds the last saved state" in lines[0] and \
+        lines[0].endswith(f"continue with --resume {last}"), out[-3000:]
+    assert "DataLoader worker" not in out, out[-3000:]  # the loader's worker got the same SIGTERM: no second error
+
+
 def test_ctrl_c_stops_every_rank_after_the_same_step_and_rank_0_saves(two_process_run, tmp_path):
     root, data, _ = two_process_run
     proc = _torchrun([data, *TRAIN, "--batch-size", 4, "--epochs", 50, "--out-dir", tmp_path])
-    log, deadline = tmp_path / "exp1" / "train.log", time.monotonic() + 180
-    while proc.poll() is None and time.monotonic() < deadline and \
-            not (log.is_file() and re.search(r"epoch +1/50 ", log.read_text())):  # inside the training loop
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before Ctrl-C"
+    _wait_for_epoch_line(proc, tmp_path / "exp1" / "train.log", 50)
     os.kill(proc.pid, signal.SIGINT)  # torchrun passes it on to both ranks, each at its own moment
     sent = time.monotonic()
     _, out = _finish(proc, timeout=120)

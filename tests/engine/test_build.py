@@ -61,8 +61,13 @@ def test_efficientnet_lite_weights_bring_the_tf_lite_input_convention():
     cfg = Config()
     cfg.model.model, cfg.model.weights = "efficientnet_lite1", "efficientnet_lite1.in1k"
     take_weight_preprocessing(cfg, set())
-    assert preprocessing(cfg.data) == {"resize": 240, "crop": 240, "mean": [127 / 255] * 3, "std": [128 / 255] * 3,
-                                       "interpolation": "bilinear"}
+    assert preprocessing(cfg.data) == {"resize": 272, "crop": 240, "mean": [127 / 255] * 3, "std": [128 / 255] * 3,
+                                       "interpolation": "bicubic"}
+    cfg = Config()
+    cfg.model.weights = "efficientnet_lite0.in1k"
+    cfg.data.input_size = 320  # --input-size 320: the weights' crop fraction, 224/256, at the size asked for
+    take_weight_preprocessing(cfg, {"weights", "input_size"})
+    assert (preprocessing(cfg.data)["resize"], preprocessing(cfg.data)["crop"]) == (366, 320)
 
 
 def test_registered_weights_name_their_model_unless_the_model_is_given():

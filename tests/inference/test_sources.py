@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from imgcls.checkpoint import source_kind
+from imgcls.data import eval_transform, load_array
 from imgcls.errors import CheckpointError
 from imgcls.paths import bundled_photos
 from imgcls.inference import Predictor
@@ -29,6 +31,18 @@ def test_predict_with_a_weights_name_gives_imagenet_classes(capsys):
     assert pred.label == "daisy" and pred.indices[0] == 985 and pred.probs[0] > 0.5
     assert run_cli(["predict", "efficientnet_lite0.in1k", daisy, "--json", "--topk", "1"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["top"][0]["label"] == "daisy"
+
+
+def test_predict_with_lite0_weights_crops_the_central_224_of_256_bicubic(monkeypatch):
+    # the photo is 128 px: resize 256 then crop 224 keeps the central 7/8, what TensorFlow's eval of the
+    # weights keeps; the spec before issue 22 resized to 224 and kept all of it
+    photo = sorted((bundled_photos() / "daisy").glob("*.jpg"))[0]
+    expected = eval_transform(resize=256, crop=224, interpolation="bicubic", uint8=True)(load_array(photo))
+    seen = []
+    forward = Predictor._forward
+    monkeypatch.setattr(Predictor, "_forward", lambda self, images: seen.append(images) or forward(self, images))
+    assert run_cli(["predict", "efficientnet_lite0.in1k", str(photo)]) == 0
+    assert len(seen) == 1 and np.array_equal(seen[0][0].numpy(), expected)
 
 
 def test_source_kind_follows_the_file(tmp_path):

@@ -16,10 +16,12 @@ pytest.importorskip("httpx", reason="FastAPI's test client needs httpx: pip inst
 from fastapi.testclient import TestClient  # noqa: E402
 
 from imgcls.checkpoint import load_checkpoint  # noqa: E402
+from imgcls.data import Resize  # noqa: E402
+from imgcls.data.transforms import image_size  # noqa: E402
 from imgcls.inference import Prediction  # noqa: E402
 from imgcls.serve import BoundedPool, Busy, ModelService, ServeOptions, open_model  # noqa: E402
 from imgcls.serve.app import create_app  # noqa: E402
-from tests.conftest import run_cli  # noqa: E402
+from tests.conftest import flat_jpeg, run_cli  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -112,10 +114,41 @@ class BlockingService:
         self.entered, self.release = threading.Event(), threading.Event()
         self.predictor = type("P", (), {"classes": ["a", "b"]})()
 
-    def predict(self, uploads, *, topk, cam):
+    def predict(self, uploads, *, topk, cam, max_pixels=None):
         self.entered.set()
         assert self.release.wait(30)
         return [Prediction(name, ["a"], [1.0], [0]).to_dict() for name, _ in uploads]
+
+
+def multipart_chunks(name: str, data: bytes, pulled: list, boundary: str = "imgcls-test"):
+    """(generator of a one-file multipart body that records each chunk it hands over, its headers)."""
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+            f"Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+
+    def chunks():
+        for i in range(0, len(body), 1000):
+            pulled.append(len(body[i:i + 1000]))
+            yield body[i:i + 1000]
+
+    return chunks(), {"content-type": f"multipart/form-data; boundary={boundary}", "content-length": str(len(body))}
+
+
+def test_a_busy_server_answers_429_before_reading_the_body():
+    backend = BlockingService()
+    with TestClient(create_app(backend, ServeOptions(workers=1, queue=0))) as client:
+        first: dict = {}
+        t = threading.Thread(target=lambda: first.update(r=client.post("/predict", files={"files": ("a.jpg", b"1")})))
+        t.start()
+        assert backend.entered.wait(30)  # the only place is taken
+        pulled: list[int] = []
+        body, headers = multipart_chunks("b.jpg", b"x" * 50_000, pulled)
+        r = client.post("/predict", content=body, headers=headers)
+        assert r.status_code == 429 and pulled == []  # not a byte of the upload was read, nor stored
+        backend.release.set()
+        t.join(30)
+        body, headers = multipart_chunks("c.jpg", b"x" * 50_000, pulled)
+        assert client.post("/predict", content=body, headers=headers).status_code == 200
+        assert sum(pulled) == int(headers["content-length"])  # a free server reads it all
 
 
 def test_a_full_queue_is_429_with_retry_after():
@@ -147,6 +180,39 @@ def test_the_pool_holds_workers_plus_queue_jobs_and_refuses_the_next():
     pool.shutdown()
 
 
+def test_images_above_the_pixel_budget_are_413_naming_the_limit(service, tmp_path):
+    big = flat_jpeg(tmp_path / "big.jpg", 4000, 4000).read_bytes()  # 16 MP, exact decode (below 16.8 MP)
+    strip = io.BytesIO()
+    Image.new("RGB", (1, 20000)).save(strip, "PNG")  # 1 kB, but side x 20000 side once resized
+    side = service.predictor.preprocessing["resize"]
+    with TestClient(create_app(service, ServeOptions(max_megapixels=20, workers=1, queue=0))) as client:
+        assert client.post("/predict", files={"files": ("big.jpg", big)}).status_code == 200
+        r = client.post("/predict", files=[("files", ("big.jpg", big)), ("files", ("big2.jpg", big))])
+        assert r.status_code == 413 and r.json()["detail"] == (
+            "big2.jpg: decodes to 4000x4000 px which brings the request to 32.0 megapixels, above the limit of 20 a "
+            "request (--max-megapixels)")
+        r = client.post("/predict", files={"files": ("strip.png", strip.getvalue())})
+        assert r.status_code == 413 and r.json()["detail"] == (
+            f"strip.png: decodes to 1x20000 px, {side}x{20000 * side} once resized, which brings the request to "
+            f"{20000 * side * side / 1e6:.1f} megapixels, above the limit of 20 a request (--max-megapixels)")
+        r = client.post("/predict", data={"note": "no file"}, files={"other": ("a.jpg", big)})
+        assert r.status_code == 422 and r.json()["detail"].startswith("no files: send the images")
+        # every refusal gave its place back: the pool of one is free again
+        assert client.post("/predict", files={"files": ("big.jpg", big)}).status_code == 200
+
+
+def test_a_huge_jpeg_upload_is_decoded_reduced(service, tmp_path, monkeypatch):
+    """20000 x 20000 px, 4.7 MB: decoded at 1/8 scale (2500 x 2500), one upload at a time."""
+    huge = flat_jpeg(tmp_path / "huge.jpg", 20000, 20000).read_bytes()
+    seen = []
+    resize = Resize.__call__
+    monkeypatch.setattr(Resize, "__call__", lambda self, img: seen.append(image_size(img)) or resize(self, img))
+    with TestClient(create_app(service, ServeOptions())) as client:
+        r = client.post("/predict", files=[("files", ("huge.jpg", huge)), ("files", ("again.jpg", huge))])
+    assert r.status_code == 200 and [e["path"] for e in r.json()] == ["huge.jpg", "again.jpg"]
+    assert max(seen) == (2500, 2500) and seen.count((2500, 2500)) == 2
+
+
 class ExportedPredictor:
     """What an ONNX-backed Predictor looks like to serve: predictions, no torch model."""
 
@@ -167,6 +233,13 @@ def test_a_model_without_torch_has_no_cam_and_says_why(tiny_run):
         f = photos(tiny_run, 1)[0]
         entry = client.post("/predict?cam=true", files={"files": (f.name, f.read_bytes())}).json()[0]
         assert entry["cam"] is None and entry["top"][0] == {"label": "dog", "index": 1, "prob": 0.75}
+
+
+def test_the_card_rounds_mean_and_std():
+    predictor = ExportedPredictor()
+    predictor.preprocessing = dict(ExportedPredictor.preprocessing, mean=[127 / 255] * 3, std=[0.229, 0.224, 0.2250001])
+    card = ModelService(predictor, source="model.onnx").card()
+    assert card["preprocessing"]["mean"] == [0.498] * 3 and card["preprocessing"]["std"] == [0.229, 0.224, 0.225]
 
 
 def test_serve_refuses_a_bad_model_or_port_in_one_line(tmp_path, tiny_run, capsys):

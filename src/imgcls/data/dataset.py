@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from imgcls.data.decode import is_image_file, load_array, load_image
+from imgcls.data.decode import is_file_or_link, is_image_file, load_array, load_image
 from imgcls.data.names import safe_name
 from imgcls.errors import DataError
 
@@ -38,8 +38,7 @@ def scan_folder(root: str | Path) -> tuple[list[str], list[tuple[Path, int]]]:
     classes, class_to_idx = find_classes(root)
     samples: list[tuple[Path, int]] = []
     for name in classes:
-        files = sorted(p for p in (root / name).rglob("*")
-                       if is_image_file(p) and (p.is_file() or p.is_symlink() and not p.is_dir()))
+        files = sorted(p for p in (root / name).rglob("*") if is_image_file(p) and is_file_or_link(p))
         if not files:
             raise DataError(f"{root / name}: class folder has no images (extensions: jpg, jpeg, png, bmp, "
                             "gif, webp, tif, tiff); add some or remove the folder")
@@ -74,14 +73,15 @@ def save_class_indices(classes: list[str], path: str | Path) -> None:
 class ImageFolder(Dataset):
     """Images under `root/<class>/...`; items are (transform(image), class index).
 
-    `min_side` lets JPEGs decode reduced (draft mode) when the transform shrinks them anyway.
+    `min_side` lets JPEGs decode reduced (draft mode) when the transform shrinks them anyway; `resize`
+    (the eval transform's shorter side) lets only JPEGs above decode.REDUCE_ABOVE_PIXELS decode reduced.
     `cache=True` decodes every image once into a memory-mapped store (see data.cache).
     With `skip_bad`, an unreadable file found at load time is replaced by the next good one and
     logged, so a run never dies at step 4,000; `imgcls check` finds such files before training.
     """
 
     def __init__(self, root: str | Path, transform: Callable | None = None, *, min_side: int | None = None,
-                 skip_bad: bool = False, samples: list[tuple[Path, int]] | None = None,
+                 resize: int | None = None, skip_bad: bool = False, samples: list[tuple[Path, int]] | None = None,
                  classes: list[str] | None = None, cache: bool = False, cache_side: int = 256,
                  cache_dir: str | Path | None = None) -> None:
         self.root = Path(root)
@@ -92,7 +92,7 @@ class ImageFolder(Dataset):
         self.samples = samples
         self.targets = [t for _, t in samples]
         self.transform = transform
-        self.min_side = min_side
+        self.min_side, self.resize = min_side, resize
         self.skip_bad = skip_bad
         self.cache = None
         if cache:
@@ -113,7 +113,8 @@ class ImageFolder(Dataset):
                 if self.cache is not None:
                     img = self.cache.array(i) if self.transform else self.cache.image(i)
                 else:
-                    img = (load_array if self.transform else load_image)(path, min_side=self.min_side)
+                    img = (load_array if self.transform else load_image)(path, min_side=self.min_side,
+                                                                         resize=self.resize)
             except DataError as e:
                 if not self.skip_bad:
                     raise

@@ -2,17 +2,23 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1: a terminal acts on them (colours, cursor)
 
 
 def safe_name(path: str | Path) -> str:
-    """`path` as valid UTF-8 text that any stream prints: undecodable bytes become `\\xff` escapes.
+    """`path` as valid UTF-8 text that any stream prints on one line: undecodable bytes become `\\xff`
+    escapes, control characters (a newline, ESC) `\\x0a`, `\\x1b`.
 
-    Python carries such names with surrogate escapes ('bad\\udcff.jpg'), which open fine but make
-    `print` and UTF-8 writers raise; this is for messages and reports, never for opening the file.
+    Python carries undecodable names with surrogate escapes ('bad\\udcff.jpg'), which open fine but make
+    `print` and UTF-8 writers raise; a name with ESC in it could recolour or rewrite a terminal, one with
+    a newline forge a line of a report. This is for messages and reports, never for opening the file.
     """
     text = os.fspath(path)
     try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # a surrogate that no file name decoding made (a hand-edited split.json)
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from imgcls.engine.checkpoint import save_checkpoint
+from imgcls.engine.distributed import termination_held
 from imgcls.reports import MetricsLog
 from imgcls.tasks import Task
 
@@ -69,16 +70,21 @@ class Checkpoints:
 
     def step(self, state_fn, *, global_step: int, epoch_step: int) -> None:
         if self.save_every and global_step % self.save_every == 0 and epoch_step < self.steps_per_epoch:
-            save_checkpoint(state_fn(), self.last)
+            self._save(state_fn(), self.last)
 
     def epoch_end(self, state: dict, *, improved: bool) -> None:
-        save_checkpoint(state, self.last)
+        self._save(state, self.last)
         if improved:
-            save_checkpoint(state, self.best)
+            self._save(state, self.best)
 
     def interrupted(self, state: dict) -> None:
-        save_checkpoint(state, self.last)
+        self._save(state, self.last)
         log.warning("interrupted; continue with: imgcls train --resume %s", self.last)
+
+    @staticmethod
+    def _save(state: dict, path: Path) -> None:
+        with termination_held():  # under torchrun a SIGTERM waits for the file to be whole
+            save_checkpoint(state, path)
 
 
 class Quiet:

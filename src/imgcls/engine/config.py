@@ -118,7 +118,8 @@ class TrainConfig:
                                    "--device, --progress, --save-every, --patience, --tensorboard, --feature-backend, the data path and "
                                    "--name/--out-dir may change")
     save_every: int = option(0, "also checkpoint every N steps inside an epoch (0: at epoch ends only)", ge=0)
-    progress: bool = option(True, "tqdm progress bars")
+    progress: bool = option(True, "show progress: a bar on a terminal, elsewhere (a log file, CI) a line at "
+                                  "25/50/75% of a pass that takes more than 10 s")
     tensorboard: bool = option(True, "write TensorBoard events when tensorboard is installed")
     sync_bn: bool = option(False, "under torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm)")
     dist_timeout: int = option(600, "under torchrun: seconds a rank waits for the others before the run stops "

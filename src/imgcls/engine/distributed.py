@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -114,6 +118,93 @@ class Dist:
 LOCAL = Dist()  # a plain single-process run
 
 
+class Terminated(BaseException):
+    """torchrun's SIGTERM reached this rank: its agent stops the surviving ranks this way as soon as one rank
+    failed (or when torchrun itself is asked to stop). A BaseException, as KeyboardInterrupt is, so that no
+    library's `except Exception` turns it into an error of its own (the DataLoader's wait for a batch would
+    report its worker, stopped by the same signal); `train` reports it as a TrainingError."""
+
+
+class _Termination:
+    """SIGTERM under torchrun. Python's default is to die at once, without a word: the user would see only
+    torchrun's report of the rank that failed, nothing of the state this rank leaves. Here the first SIGTERM is
+    raised as `Terminated` (the trainer turns it into its one line: where last.ckpt is, how to resume) and the
+    rank's `finally` blocks run; inside `termination_held` (a checkpoint being written) it waits for the block's
+    end. From then on, and once a rank reports a lost peer on its own (`leaving`), the process is on its way
+    out: a later SIGTERM is ignored (torchrun sends SIGKILL 30 s after the first), and so are the exits of the
+    data-loading workers, which got the same SIGTERM (torchrun signals the whole process group): the
+    DataLoader's SIGCHLD handler would turn them into a second error that hides the first."""
+
+    def __init__(self) -> None:
+        self.owner, self.rank, self.previous = 0, 0, None
+        self.held = self.pending = self.fired = self.left = False
+
+    def handler(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self.owner:  # a forked data-loading worker inherited this handler: die as before
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        self.quiet_workers()
+        if self.held:
+            self.pending = True
+        elif not self.left:
+            self.fire()
+
+    def fire(self) -> None:
+        self.fired = self.left = True
+        raise Terminated(f"rank {self.rank}: another process of this run stopped, so torchrun stopped this one "
+                         "(SIGTERM; it does the same when it is asked to stop); see the failed rank's error")
+
+    def leave(self) -> None:
+        self.left = True
+        self.quiet_workers()
+
+    def quiet_workers(self) -> None:
+        if self.previous is not None:  # a handler that does nothing (SIG_DFL would print a warning if one is due)
+            signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+
+    def install(self, rank: int) -> None:
+        if threading.current_thread() is threading.main_thread() and self.previous is None:
+            self.owner, self.rank = os.getpid(), rank
+            self.held = self.pending = self.fired = self.left = False
+            self.previous = signal.signal(signal.SIGTERM, self.handler)
+
+    def uninstall(self) -> None:
+        if self.previous is not None and not self.left:  # once leaving, a SIGTERM must not cut the message short
+            signal.signal(signal.SIGTERM, self.previous)
+        self.previous = None
+
+
+TERMINATION = _Termination()
+
+
+@contextmanager
+def termination_held() -> Iterator[None]:
+    """A SIGTERM from torchrun that arrives inside the block is raised when the block ends: a checkpoint being
+    written is finished first (torch.save turns an exception raised inside its writes into an error of its own)."""
+    t = TERMINATION
+    if t.held:
+        yield
+        return
+    t.held = True
+    try:
+        yield
+    finally:
+        t.held = False
+    if t.pending and not t.left:
+        t.fire()
+
+
+def terminated() -> bool:
+    """Whether torchrun's SIGTERM stopped this rank (whatever error a library made of it on the way out)."""
+    return TERMINATION.fired
+
+
+def leaving() -> None:
+    """This rank stops because another one did: from here a SIGTERM from torchrun ends nothing early."""
+    TERMINATION.leave()
+
+
 def env_world() -> tuple[int, int, int, int]:
     """(rank, world, local rank, local world) from torchrun's variables; (0, 1, 0, 1) without them."""
     def get(name: str, default: int) -> int:
@@ -172,6 +263,7 @@ def init(device_name: str, *, timeout_s: int) -> Dist:
                                 device_id=device if device.type == "cuda" else None)
     if dist.get_world_size() != world:
         raise ConfigError(f"WORLD_SIZE={world} but the process group has {dist.get_world_size()} ranks")
+    TERMINATION.install(rank)
     if rank != 0:  # one voice: the others report only errors (their own lines come through torchrun)
         log.setLevel(logging.ERROR)
     return Dist(rank, world, local_rank, local_world, device)
@@ -183,6 +275,7 @@ _OWNED = False  # True once `init` made the process group (a caller's own group 
 def shutdown() -> None:
     """Leave the process group `init` joined, at the end of a run (a no-op otherwise)."""
     global _OWNED
+    TERMINATION.uninstall()
     if _OWNED and dist.is_initialized():
         dist.destroy_process_group()
     _OWNED = False
@@ -190,9 +283,11 @@ def shutdown() -> None:
 
 def lost_peer(error: BaseException, d: Dist) -> bool:
     """True for the error a collective raises when another rank died or timed out (gloo reports it as a plain
-    RuntimeError naming its transport; NCCL and c10d as DistError)."""
+    RuntimeError naming its transport; NCCL and c10d as DistError), and for whatever stops a rank that torchrun's
+    SIGTERM reached (`Terminated`, or the error a library made of it)."""
     text = str(error)
-    return d.world > 1 and (isinstance(error, dist.DistError) or "/gloo/" in text or "NCCL" in text)
+    return d.world > 1 and (isinstance(error, (dist.DistError, Terminated)) or terminated() or "/gloo/" in text
+                            or "NCCL" in text)
 
 
 def check_batches(d: Dist, *, train_images: int, val_images: int, batch_size: int) -> None:

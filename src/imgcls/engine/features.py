@@ -20,16 +20,16 @@ of the other, but only the same backend gives a bit-exact `--resume`.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from imgcls.engine.batches import ImageBatches
 from imgcls.engine.config import Config
 from imgcls.engine.distributed import LOCAL, Dist
-from imgcls.engine.batches import ImageBatches
 from imgcls.errors import ConfigError, ImgclsError, TrainingError, summary_of
+from imgcls.progress import track
 
 log = logging.getLogger("imgcls")
 
@@ -114,16 +114,13 @@ def extract_features(runner: Callable[[torch.Tensor], torch.Tensor], ds, cfg: Co
     """Run the frozen backbone (`runner`: the module in eval mode, or `backbone_runner`'s choice) over
     `ds` `views` times (augmented when views > 1): [views, N, D]. Under DDP each rank runs its share of
     the images and every rank gets all the features, in sample order."""
-    from tqdm.auto import tqdm
-
     out = []
     batches = ImageBatches(ds, cfg, device, train=False, workers=workers, dist=dist)
     index = batches.sampler.order()
     for v in range(views):
         feats, targets = [], []
-        bar = tqdm(batches.epoch(v), total=batches.steps(), desc=f"{desc} view {v + 1}/{views}" if views > 1 else desc,
-                   disable=not cfg.train.progress, leave=False, file=sys.stderr)
-        for x, y in bar:
+        for x, y in track(batches.epoch(v), total=batches.steps(), enabled=cfg.train.progress,
+                          desc=f"{desc} view {v + 1}/{views}" if views > 1 else desc):
             feats.append(runner(x).float().flatten(1).cpu())
             targets.append(y.cpu())
         out.append(dist.gather_rows(torch.cat(feats), index))

@@ -38,6 +38,7 @@ from imgcls.engine.plan import Plan, check_run_name, plan
 from imgcls.engine.recipes import BatchMixer
 from imgcls.engine.state import Position, TrainState
 from imgcls.errors import TrainingError, summary_of
+from imgcls.progress import clock
 
 log = logging.getLogger("imgcls")
 
@@ -55,7 +56,7 @@ class RunResult:
 
     def summary_line(self, model: str) -> str:
         how = "stopped early, " if self.stopped_early else ""
-        return (f"{model}: {self.epochs_run} epochs ({how}{_hms(self.seconds)}), best val top-1 "
+        return (f"{model}: {self.epochs_run} epochs ({how}{clock(self.seconds)}), best val top-1 "
                 f"{self.best_top1:.2%} at epoch {self.best_epoch}; run folder {self.run_dir} "
                 f"(best.ckpt, metrics.csv, curves.png, confusion_matrix.png)")
 
@@ -65,6 +66,8 @@ def train(config: Config, *, given: set[str] | None = None) -> RunResult:
     `config.train.resume`, `given` names the settings to change on resume (see engine.resume)."""
     try:
         return fit(plan(config, given=given))
+    except distributed.Terminated as e:  # outside the training loop (which names last.ckpt): before or after it
+        raise TrainingError(str(e)) from None
     finally:
         distributed.shutdown()
 
@@ -118,9 +121,10 @@ def fit(p: Plan) -> RunResult:
             result.interrupted = True
             with STOP.deferred():  # torchrun passes a Ctrl-C on to its workers: a second one waits for the save
                 saves.interrupted(state.checkpoint(p))
-        except RuntimeError as e:
+        except (RuntimeError, distributed.Terminated) as e:
             if not distributed.lost_peer(e, dist):
                 raise
+            distributed.leaving()  # torchrun's SIGTERM, on its way, must not cut this line short
             raise lost_peer_error(p, run_dir, e) from None
         result.seconds = time.perf_counter() - t0
         result.best_top1, result.best_epoch = state.stopping.best_top1, state.stopping.best_epoch
@@ -242,9 +246,11 @@ def ema_net(state: TrainState, net: nn.Module) -> nn.Module:
 
 
 def lost_peer_error(p: Plan, run_dir: Path, e: BaseException) -> TrainingError:
+    why = (", so torchrun stopped this one (SIGTERM; it does the same when it is asked to stop)"
+           if distributed.terminated() else
+           f" or did not answer within --dist-timeout {p.config.train.dist_timeout}s ({summary_of(e)})")
     last = run_dir / "last.ckpt"
-    return TrainingError(f"rank {p.dist.rank}: another process of this run stopped or did not answer within "
-                         f"--dist-timeout {p.config.train.dist_timeout}s ({summary_of(e)}); {last} holds the last "
+    return TrainingError(f"rank {p.dist.rank}: another process of this run stopped{why}; {last} holds the last "
                          f"saved state: see the failed rank's error, then continue with --resume {last}")
 
 
@@ -263,7 +269,3 @@ def final_report(p: Plan, state: TrainState, net: nn.Module, val_b: Any, rule: S
         p.task.report(outputs, targets, paths=[str(path) for path, _ in p.data.val.samples], run_dir=run_dir,
                       history=state.history)
 
-
-def _hms(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m // 60}h{m % 60:02d}m{s:02d}s" if m >= 60 else f"{m}m{s:02d}s"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from imgcls.engine.interrupt import STOP
 from imgcls.engine.recipes import BatchMixer
 from imgcls.engine.state import Position, TrainState
 from imgcls.errors import TrainingError
+from imgcls.progress import show_progress
 from imgcls.runtime import run_model
 from imgcls.tasks import Task
 
@@ -77,10 +77,8 @@ def train_one_epoch(net: nn.Module, batches: Any, state: TrainState, rule: StepR
     """Run epoch `epoch` from `state.pos` (a resumed run starts mid-epoch). Each step's update and its new
     Position go together under `STOP.deferred()`, then `after_step` (a checkpoint every --save-every
     steps). Returns the images trained and the seconds taken."""
-    from tqdm.auto import tqdm
-
     tic, n_imgs, start = time.perf_counter(), 0, state.pos.step
-    bar = tqdm(total=batches.steps(), initial=start, desc=desc, disable=not progress, file=sys.stderr, leave=False)
+    bar = show_progress(batches.steps(), initial=start, desc=desc, enabled=progress)
     for number, (x, y) in enumerate(batches.epoch(epoch, start), start=start + 1):
         with STOP.deferred():
             loss, hits, stop_all = train_step(net, x, y, state, rule, epoch=epoch, step=number)

@@ -44,7 +44,8 @@ def split_parts(data: str | Path) -> tuple[Path, Path | None]:
 def uint8_batches(paths: list[Path], preprocessing: dict[str, Any], batch_size: int = 32
                   ) -> Iterator[tuple[torch.Tensor, list[Path]]]:
     """(uint8 NHWC batch, its paths) with the eval preprocessing; an unreadable file is left out with a
-    warning naming it."""
+    warning naming it and why (not the advice of the commands that read data folders: export has no
+    --skip-bad, it always skips)."""
     pre = preprocessing
     transform = eval_transform(resize=pre["resize"], crop=pre["crop"], interpolation=pre["interpolation"], uint8=True)
     for start in range(0, len(paths), batch_size):
@@ -54,7 +55,7 @@ def uint8_batches(paths: list[Path], preprocessing: dict[str, Any], batch_size: 
                 arrays.append(transform(load_array(p)))
                 kept.append(p)
             except DataError as e:
-                log.warning("imgcls: skipped %s", e)
+                log.warning("imgcls: skipped %s", e.reason)
         if arrays:
             yield torch.from_numpy(np.stack(arrays)), kept
 

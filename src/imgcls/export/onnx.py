@@ -24,16 +24,19 @@ import torch
 from imgcls.checkpoint import describe_arch, load_source
 from imgcls.data import safe_name
 from imgcls.errors import ConfigError, ExportError, summary_of
-from imgcls.paths import bundled_photos
+from imgcls.paths import TEMP_SUFFIX, bundled_photos, remove_stale_temps, temp_prefix
 from imgcls.weights import is_torch_file
 from imgcls.export.options import CALIB_METHODS, FP32_ENDS
 from imgcls.export.images import float_batches, image_files, split_parts
-from imgcls.export.session import OrtRunner, encode_metadata, make_session, require, run_session
+from imgcls.export.session import OrtRunner, encode_metadata, make_session, require, run_session, written_by_export
 
 log = logging.getLogger(__name__)
 
 OPSET = 18
 INPUT, OUTPUT = "input", "logits"
+# a plain state dict has no class names or preprocessing to export (checkpoint.load_checkpoint's hint)
+PLAIN_HINT = ("a plain state dict? it has no class names or preprocessing: export a checkpoint written by "
+              "imgcls train, or a weights name")
 
 
 @dataclass
@@ -67,7 +70,8 @@ class ExportResult:
 
 def check_output(output: str | Path, source: str | Path) -> Path:
     """The output path, refused when it could destroy something: not a .onnx name, the source itself,
-    or an existing file that is not an ONNX model (a checkpoint passed as -o by mistake)."""
+    or an existing file that `imgcls export` did not write (a checkpoint passed as -o by mistake, notes,
+    another tool's model). An earlier export of that name is replaced, once the new one is verified."""
     out = Path(output)
     if out.suffix.lower() != ".onnx":
         raise ConfigError(f"-o {output}: name the output file .onnx (e.g. -o model.onnx)")
@@ -76,11 +80,18 @@ def check_output(output: str | Path, source: str | Path) -> Path:
     if out.exists():
         if Path(source).exists() and out.resolve() == Path(source).resolve():
             raise ConfigError(f"-o {output}: is the source itself; choose another file name")
-        with open(out, "rb") as f:
-            torch_file = is_torch_file(f.read(4))
+        try:
+            with open(out, "rb") as f:
+                torch_file = is_torch_file(f.read(4))
+        except OSError as e:
+            raise ConfigError(f"-o {output}: exists and cannot be read ({e.strerror}); imgcls does not overwrite "
+                              "it: choose another name") from None
         if torch_file:
             raise ConfigError(f"-o {output}: exists and is a PyTorch file, not an ONNX model; imgcls does not "
                               "overwrite it: choose another name")
+        if not written_by_export(out):
+            raise ConfigError(f"-o {output}: exists and was not written by imgcls export; imgcls does not "
+                              "overwrite it: choose another name, or move the file away first")
     if not out.parent.exists():
         raise ConfigError(f"-o {output}: folder {out.parent} does not exist")
     return out
@@ -155,7 +166,8 @@ class OrtFunction:
 
 
 def _temp_path(out: Path, tag: str) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{out.name}.{os.getpid()}.{tag}.", suffix=".tmp", dir=out.parent)
+    """A new empty temporary file beside `out`, `.NAME.PID.TAG.RANDOM.tmp` (paths.temp_prefix)."""
+    fd, name = tempfile.mkstemp(prefix=f"{temp_prefix(out)}{tag}.", suffix=TEMP_SUFFIX, dir=out.parent)
     os.close(fd)
     return Path(name)
 
@@ -222,8 +234,9 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
     check_paths, checked_on = _check_images(val, calib, check_images)
     name = Path(source).stem if Path(source).is_file() else str(source)  # a weights name keeps its tag
     out = check_output(output or f"{name}{'.int8' if int8 else ''}.onnx", source)
+    remove_stale_temps(out.parent, out.suffix)  # what an export killed with kill -9 left there
 
-    model, info = load_source(source)
+    model, info = load_source(source, plain_hint=PLAIN_HINT)
     pre = info["preprocessing"]
     metadata = dict(classes=info["classes"], preprocessing=pre, arch=info["arch"], source=info["source"], opset=OPSET)
     fp32 = _temp_path(out, "fp32")

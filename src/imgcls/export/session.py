@@ -1,24 +1,33 @@
 """Running an exported file: ONNX Runtime sessions with sensible threads, the metadata imgcls writes
-into every file, and `OrtRunner`, the ONNX twin of runtime.TorchRunner (normalised float NCHW batch
--> logits), through which Predictor and `imgcls eval` run .onnx files with their one code path.
+into every file (checked once, when a file is opened: decode_metadata, check_graph), and `OrtRunner`,
+the ONNX twin of runtime.TorchRunner (normalised float NCHW batch -> logits), through which
+Predictor, `imgcls eval` and `imgcls serve` run .onnx files with their one code path.
 
 The file is read by ONNX Runtime's protobuf parser, never unpickled.
 """
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from imgcls.data.transforms import INTERPOLATION
 from imgcls.errors import CheckpointError, ConfigError, summary_of
+from imgcls.limits import check_side
 
 INSTALL_HINT = "pip install 'imgcls[export]' (onnx, onnxscript, onnxruntime)"
 FORMAT = "imgcls-onnx"
 # metadata_props keys of an exported file; values are strings (JSON for the structured ones)
 META_KEYS = ("format", "imgcls_version", "classes", "preprocessing", "arch", "source", "precision", "opset")
+REQUIRED_KEYS = ("format", "classes", "preprocessing")  # the others are descriptions, checked when present
+PRE_KEYS = ("resize", "crop", "mean", "std", "interpolation")
+PRECISIONS = ("fp32", "int8")
+# the fix for a file whose metadata is not what export writes (changed after export, or another tool's)
+REEXPORT = "export it again from its checkpoint (imgcls export CHECKPOINT -o FILE)"
 
 
 def require(module: str):
@@ -68,14 +77,107 @@ def make_session(path: str | Path, *, threads: int | None = None, device: torch.
 
 def decode_metadata(props: dict[str, str], path: str | Path) -> dict[str, Any]:
     """The imgcls metadata of an exported file (classes, preprocessing, arch, ...) from its string
-    properties; a file imgcls did not write is a one-line CheckpointError."""
-    if props.get("format") != FORMAT or "classes" not in props or "preprocessing" not in props:
-        raise CheckpointError(f"{path}: an ONNX model without imgcls's metadata (class names, preprocessing); "
-                              "export it with `imgcls export CHECKPOINT -o model.onnx`")
+    properties, every field checked once, here: its type, its range (sizes within limits.MAX_SIDE) and
+    that it is there. A file imgcls did not write, or one whose metadata was changed since, is a
+    one-line CheckpointError naming the file and the field."""
+    missing = [key for key in REQUIRED_KEYS if key not in props]
+    if "format" in missing or props["format"] != FORMAT:
+        found = f"no {', '.join(missing)}" if "format" in missing else f"format {_shown(props['format'])}"
+        raise CheckpointError(f"{path}: an ONNX model without imgcls's metadata ({found}): it was not written by "
+                              "`imgcls export`; export its checkpoint with `imgcls export CHECKPOINT -o model.onnx`")
+    if missing:
+        raise _altered(path, f"metadata has no {', '.join(missing)}")
     meta: dict[str, Any] = dict(props)
     for key in ("classes", "preprocessing", "arch"):
-        meta[key] = json.loads(props[key]) if key in props else None
+        meta[key] = _json(props[key], key, path) if key in props else None
+    classes = meta["classes"]
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise _altered(path, f"metadata classes {_shown(classes)}: must be a non-empty list of class names (strings)")
+    check_preprocessing(meta["preprocessing"], path)
+    arch = meta["arch"]
+    if arch is not None and not (isinstance(arch, dict) and isinstance(arch.get("model"), str)):
+        raise _altered(path, f"metadata arch {_shown(arch)}: must be an object naming the model")
+    if meta.get("precision", "fp32") not in PRECISIONS:
+        raise _altered(path, f"metadata precision {_shown(meta['precision'])}: must be {' or '.join(PRECISIONS)}")
     return meta
+
+
+def check_preprocessing(pre: Any, path: str | Path) -> None:
+    """One-line CheckpointError naming the field unless `pre` is eval preprocessing imgcls can apply:
+    resize and crop within 1..MAX_SIDE px, 3 finite means, 3 finite stds above 0, a known interpolation."""
+    if not isinstance(pre, dict):
+        raise _altered(path, f"metadata preprocessing {_shown(pre)}: must be an object with {', '.join(PRE_KEYS)}")
+    missing = [key for key in PRE_KEYS if key not in pre]
+    if missing:
+        raise _altered(path, f"metadata preprocessing has no {', '.join(missing)}")
+    for key in ("resize", "crop"):
+        try:
+            check_side(f"metadata preprocessing.{key}", pre[key], where=str(path))
+        except ValueError as e:
+            raise CheckpointError(f"{e}; {REEXPORT}") from None
+    for key in ("mean", "std"):
+        v = pre[key]
+        numbers = isinstance(v, list) and len(v) == 3 and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+        if not numbers or (key == "std" and min(v) <= 0):
+            above = ", each above 0" if key == "std" else ""
+            raise _altered(path, f"metadata preprocessing.{key} {_shown(v)}: must be 3 finite numbers, one per RGB "
+                                 f"channel{above}")
+    if not isinstance(pre["interpolation"], str) or pre["interpolation"] not in INTERPOLATION:
+        raise _altered(path, f"metadata preprocessing.interpolation {_shown(pre['interpolation'])}: must be one of "
+                             f"{', '.join(INTERPOLATION)}")
+
+
+def check_graph(session, meta: dict[str, Any], path: str | Path) -> None:
+    """One-line CheckpointError unless the graph takes what imgcls feeds it (one float [N, 3, crop, crop]
+    batch, crop from the metadata) and gives one logit per class name (one [N, len(classes)] float)."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    crop, n = meta["preprocessing"]["crop"], len(meta["classes"])
+    x = inputs[0] if len(inputs) == 1 else None
+    if (x is None or x.type != "tensor(float)" or len(x.shape) != 4 or x.shape[1] != 3
+            or any(isinstance(d, int) and d != crop for d in x.shape[2:])):
+        takes = " and ".join(_described(i) for i in inputs) or "no input"
+        raise _altered(path, f"the model takes {takes}, but its metadata (preprocessing.crop {crop}) says one "
+                             f"image batch tensor(float) [N, 3, {crop}, {crop}]")
+    y = outputs[0] if len(outputs) == 1 else None
+    if y is None or y.type != "tensor(float)" or len(y.shape) != 2:
+        gives = " and ".join(_described(o) for o in outputs) or "no output"
+        raise _altered(path, f"the model gives {gives}, not one tensor(float) [N, classes] of logits")
+    if y.shape[1] != n:
+        raise _altered(path, f"metadata classes names {n} classes, but the model gives {y.shape[1]} logits per image")
+
+
+def _json(text: str, key: str, path: str | Path) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError; deep nesting recurses
+        raise _altered(path, f"metadata {key} {_shown(text)} is not JSON ({summary_of(e, 60)})") from None
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A metadata value as it reads in a message: JSON, cut at `limit` characters."""
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _described(arg) -> str:
+    """An ONNX Runtime input or output as `tensor(float) [batch, 3, 224, 224]`."""
+    return f"{arg.type} [{', '.join(str(d) for d in arg.shape)}]"
+
+
+def _altered(path: str | Path, problem: str) -> CheckpointError:
+    return CheckpointError(f"{path}: {problem}; {REEXPORT}")
+
+
+def written_by_export(path: str | Path) -> bool:
+    """Whether `path` is an ONNX file whose metadata says `imgcls export` wrote it (its other fields are
+    not checked: this is what `export -o` may replace)."""
+    onnx = require("onnx")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - a file protobuf cannot parse is not an export
+        return False
+    return any(p.key == "format" and p.value == FORMAT for p in model.metadata_props)
 
 
 def encode_metadata(*, classes: list[str], preprocessing: dict[str, Any], arch: dict[str, Any], source: str,
@@ -92,7 +194,8 @@ class OrtRunner:
     """An exported file as a runner: normalised float NCHW batch -> logits [N, C] float on the CPU.
 
     `metadata` holds what the file says about itself (classes, preprocessing, arch, precision, the
-    imgcls version that wrote it), so predicting needs only the file.
+    imgcls version that wrote it), so predicting needs only the file; a file whose metadata or graph
+    is not what export writes is refused here, before any image is read (decode_metadata, check_graph).
     """
 
     backend = "onnxruntime"
@@ -101,6 +204,7 @@ class OrtRunner:
         self.path = Path(path)
         self.session = make_session(self.path, threads=threads, device=device)
         self.metadata = decode_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
+        check_graph(self.session, self.metadata, self.path)
         self.device = torch.device("cpu")  # inputs go in as numpy arrays from the CPU
         self._input = self.session.get_inputs()[0].name
 

@@ -45,8 +45,11 @@ _ALPHA = 0.45  # weight of the heatmap over the photo
 
 def find_layer(model: nn.Module, name: str) -> nn.Module:
     """The module `name` of `model`, or a ConfigError with close names and the model's stages."""
+    if not name:  # named_modules() calls the model itself "": not a layer anyone means
+        raise ConfigError(f"--layer '': empty; name a module such as {default_layer(model)}, or leave --layer out "
+                          "for the model's own choice")
     modules = dict(model.named_modules())
-    if name in modules and name:
+    if name in modules:
         return modules[name]
     close = difflib.get_close_matches(name, [n for n in modules if n], n=3, cutoff=0.5)
     stages = ", ".join(getattr(model, "stage_names", ())) or "none declared"
@@ -71,7 +74,7 @@ class GradCAM:
 
     def __init__(self, model: nn.Module, layer: str | None = None) -> None:
         self.model = model.eval()
-        self.layer = layer or default_layer(model)
+        self.layer = default_layer(model) if layer is None else layer
         self.module = find_layer(model, self.layer)
 
     def _as_map(self, t: torch.Tensor) -> torch.Tensor:
@@ -252,7 +255,7 @@ class Explainer:
             class_index(self.predictor.classes, target)  # refuse a bad --class before any work
         for path in expand_inputs(list(inputs)):
             try:
-                image = load_image(path)
+                image = load_image(path, resize=self.predictor.preprocessing["resize"])
             except DataError as e:
                 yield CamResult(Prediction(str(path), error=str(e)))
                 continue
@@ -303,15 +306,30 @@ class UniqueNames:
 
 
 def write_cams(explainer: Explainer, inputs: Sequence[str | Path], out_dir: str | Path, *, target: str | None = None,
-               topk: int = 3, npy: bool = False) -> Iterator[tuple[CamResult, Path | None]]:
+               topk: int = 3, npy: bool = False, force: bool = False) -> Iterator[tuple[CamResult, Path | None]]:
     """Explain each input and write `<stem>.cam.png` (with `npy`, also the raw map `<stem>.cam.npy`) into
-    `out_dir`, each file written whole then renamed; yields (result, the PNG, or None for an unreadable file)."""
-    unique, out = UniqueNames(), Path(out_dir)
-    for result in explainer.explain_paths(inputs, target=target, topk=topk):
+    `out_dir`, each file written whole then renamed; yields (result, the PNG, or None for an unreadable file).
+
+    Refused before any work: an `out_dir` that is a file, and (unless `force`) an output file that is
+    already there. Every input gets its name up front, readable or not, so the names follow from the
+    inputs alone."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"-o {safe_name(out)} is a file; name a folder for the overlays")
+    paths = expand_inputs(list(inputs))
+    unique = UniqueNames()
+    names = [unique(str(path)) for path in paths]
+    suffixes = (".cam.png", ".cam.npy") if npy else (".cam.png",)
+    if not force:
+        for name in names:
+            for suffix in suffixes:
+                if (out / f"{name}{suffix}").exists():
+                    raise ConfigError(f"{safe_name(out / name)}{suffix} exists already (an earlier imgcls cam?); "
+                                      "pass --force to replace it, or choose another -o")
+    for name, result in zip(names, explainer.explain_paths(paths, target=target, topk=topk)):
         if result.error:
             yield result, None
             continue
-        name = unique(result.prediction.source)
         png = save_png(result.overlay(), out / f"{name}.cam.png")
         if npy:
             save_npy(result.cam, out / f"{name}.cam.npy")
@@ -324,7 +342,8 @@ def mistakes_grid(explainer: Explainer, mistakes: Sequence[Mistake], path: str |
     captioned with the true class, the prediction and its probability, and the file name."""
     tiles = []
     for m in mistakes:
-        result = explainer.explain(load_image(m.sample), str(m.sample), target=m.pred, display_max=tile)
+        image = load_image(m.sample, resize=explainer.predictor.preprocessing["resize"])
+        result = explainer.explain(image, str(m.sample), target=m.pred, display_max=tile)
         result.image = result.image.resize((tile, tile), Image.BILINEAR)
         tiles.append(result.overlay([f"true {safe_name(m.true)}", f"predicted {safe_name(m.pred)} {m.prob:.1%}",
                                      safe_name(Path(str(m.sample)).name)]))

@@ -25,7 +25,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
 
     The data's classes must be the checkpoint's, by name and order; the report goes to `out_dir`
     (default: beside the checkpoint, `eval-<data folder name>/`). JPEGs decode at full size, exactly as
-    torchvision's eval does (EXIF orientation applied); `draft=True` lets JPEG draft mode reduce big ones.
+    torchvision's eval does (EXIF orientation applied), up to decode.REDUCE_ABOVE_PIXELS (bigger ones decode
+    reduced); `draft=True` lets JPEG draft mode reduce big ones.
     Every image is decoded once before any work: an unreadable one is a DataError listing them all,
     or, with `skip_bad`, is left out and named in the report's `skipped`. `cam=K` adds `wrong_cam.png`: the
     Grad-CAM overlays of the K most confidently wrong images (of the class each was mistaken for).
@@ -37,7 +38,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
                           "evaluate its checkpoint for the Grad-CAM grid")
     if part is None and Path(data).is_dir() and (Path(data) / "val").is_dir() and not (Path(data) / "train").is_dir():
         part = "val"
-    ds = open_dataset(data, part, transform=predictor.transform, min_side=predictor.min_side)
+    ds = open_dataset(data, part, transform=predictor.transform, min_side=predictor.min_side,
+                      resize=predictor.preprocessing["resize"])
     if ds.classes != predictor.classes:
         raise DataError(f"{data}: has {len(ds.classes)} classes {ds.classes[:6]}{'...' if len(ds.classes) > 6 else ''}, "
                         f"but {checkpoint} was trained on {len(predictor.classes)}: {predictor.classes[:6]}"
@@ -51,7 +53,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
     if bad:
         log.warning("%s", skipped_line(bad))
         dropped = set(bad)
-        ds = ImageFolder(ds.root, ds.transform, min_side=ds.min_side, classes=ds.classes,
+        ds = ImageFolder(ds.root, ds.transform, min_side=ds.min_side, resize=ds.resize, classes=ds.classes,
                          samples=[(p, t) for p, t in ds.samples if str(p) not in dropped])
     if not ds.samples:
         raise DataError(f"{safe_name(data)}: no readable image to evaluate" + (f" in part {part!r}" if part else ""))

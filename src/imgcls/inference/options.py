@@ -46,4 +46,6 @@ class CamOptions:
                                 metavar="LABEL")
     topk: int = option(3, "how many classes to print per image", ge=1)
     save_npy: bool = option(False, "also save the raw map (the layer's resolution, not normalised) as .npy")
+    force: bool = option(False, "replace the overlays (<image>.cam.png, .cam.npy) that an earlier run left in the "
+                                "folder (default: refuse, naming the file)")
     device: str = device_option()

@@ -23,9 +23,10 @@ from torch import nn
 
 from imgcls.checkpoint import load_model, load_source, source_kind
 from imgcls.data import BatchNormalizer, eval_transform, load_array, make_loader
-from imgcls.data.decode import is_image_file
+from imgcls.data.decode import is_file_or_link, is_image_file
 from imgcls.data.names import safe_name
 from imgcls.errors import ConfigError, DataError
+from imgcls.progress import track
 from imgcls.runtime import TorchRunner, resolve_device
 
 
@@ -76,19 +77,20 @@ def format_predictions(preds: list[Prediction], fmt: str = "text") -> str:
 
 def expand_inputs(inputs: list[str | Path]) -> list[Path]:
     """Files as given, folders searched recursively for images (sorted), globs expanded; a name that
-    matches nothing is a DataError naming it."""
+    matches nothing is a DataError naming it. Broken symbolic links are kept (as data.scan_folder keeps
+    them): reading one gives its error line, naming the link and its target."""
     out: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
+            found = sorted(f for f in p.rglob("*") if is_image_file(f) and is_file_or_link(f))
             if not found:
                 raise DataError(f"{p}: folder has no images ({', '.join(sorted({'.jpg', '.png', '.webp'}))}, ...)")
             out += found
-        elif p.exists():
+        elif p.exists() or p.is_symlink():
             out.append(p)
         elif any(ch in str(item) for ch in "*?["):
-            matches = sorted(Path(m) for m in glob.glob(str(item), recursive=True) if Path(m).is_file())
+            matches = sorted(Path(m) for m in glob.glob(str(item), recursive=True) if is_file_or_link(Path(m)))
             if not matches:
                 raise DataError(f"{item}: pattern matches no files")
             out += matches
@@ -100,15 +102,15 @@ def expand_inputs(inputs: list[str | Path]) -> list[Path]:
 class _Paths(torch.utils.data.Dataset):
     """Decoded + transformed images; a bad file yields a zero image and its error message."""
 
-    def __init__(self, paths: list[Path], transform, min_side: int, crop: int) -> None:
-        self.paths, self.transform, self.min_side, self.crop = paths, transform, min_side, crop
+    def __init__(self, paths: list[Path], transform, min_side: int | None, resize: int, crop: int) -> None:
+        self.paths, self.transform, self.min_side, self.resize, self.crop = paths, transform, min_side, resize, crop
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
         try:
-            return self.transform(load_array(self.paths[i], min_side=self.min_side)), ""
+            return self.transform(load_array(self.paths[i], min_side=self.min_side, resize=self.resize)), ""
         except DataError as e:
             return np.zeros((self.crop, self.crop, 3), np.uint8), str(e)
 
@@ -123,8 +125,9 @@ class Predictor:
                  draft: bool = False, runner=None) -> None:
         """A PyTorch `model`, or a `runner` (normalised float NCHW batch -> logits; then `model` is
         None, as for an ONNX file). JPEGs decode at full size, so the pixels are torchvision's eval
-        pixels (EXIF orientation applied); `draft=True` lets JPEG draft mode decode big ones reduced:
-        faster, pixels differ slightly (benchmarks/draft_mode.py measures both)."""
+        pixels (EXIF orientation applied), up to decode.REDUCE_ABOVE_PIXELS (bigger ones decode reduced);
+        `draft=True` lets JPEG draft mode decode big ones reduced: faster, pixels differ slightly
+        (benchmarks/draft_mode.py measures both)."""
         self.draft = draft
         if runner is None:
             device = resolve_device(device) if isinstance(device, str) else device
@@ -185,11 +188,9 @@ class Predictor:
 
     def logits_of_dataset(self, ds, *, progress: bool = False) -> torch.Tensor:
         """Logits for every item of a dataset whose items are (uint8 HWC image, target)."""
-        from tqdm.auto import tqdm
-
         loader = make_loader(ds, batch_size=self.batch_size, workers=self.workers, device=self.device)
-        logits = [self._forward(images) for images, _ in tqdm(loader, disable=not progress, desc="evaluating",
-                                                              leave=False)]
+        logits = [self._forward(images) for images, _ in track(loader, total=len(loader), desc="evaluating",
+                                                               enabled=progress)]
         return torch.cat(logits) if logits else torch.empty(0, len(self.classes))
 
     def predict(self, images: list[str | Path | Image.Image] | str | Path | Image.Image, *, topk: int = 3) -> list[Prediction]:
@@ -207,7 +208,7 @@ class Predictor:
             batch = torch.from_numpy(np.stack([self.transform(im.convert("RGB")) for im in pil]))
             return self._top(self._forward(batch), ["<image %d>" % i for i in range(len(pil))], [""] * len(pil), k)
         paths = expand_inputs(list(images))
-        ds = _Paths(paths, self.transform, self.min_side, self.preprocessing["crop"])
+        ds = _Paths(paths, self.transform, self.min_side, self.preprocessing["resize"], self.preprocessing["crop"])
         loader = torch.utils.data.DataLoader(ds, batch_size=self.batch_size, num_workers=self.workers or 0,
                                              collate_fn=_collate)
         preds: list[Prediction] = []

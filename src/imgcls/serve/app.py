@@ -9,10 +9,18 @@ load their scripts from a CDN, and nothing outside this machine is fetched.
                       ?cam=true adds each image's Grad-CAM overlay ("cam": PNG data URL, layer, class)
     GET  /model       the model card;  GET /healthz  liveness and queue state
 
-Refusals: 411 without Content-Length, 413 a file above --max-upload-mb (or more than --max-files),
-415 a file that is not an image (or a decompression bomb) with the reason, 429 + Retry-After when
-every worker is busy and the queue is full. No endpoint takes a path: nothing on the server is read on
-a request's say-so.
+Refusals: 411 without Content-Length, 413 a file above --max-upload-mb (or more than --max-files, or
+images that would take more than --max-megapixels to decode and resize), 415 a file that is not an
+image (or a decompression bomb) with the reason, 429 + Retry-After when every worker is busy and the
+queue is full, answered before any of the body is read. No endpoint takes a path: nothing on the server
+is read on a request's say-so.
+
+Memory: a POST takes its place in the pool first; only then is its body read, each file streamed into
+a temporary file (Starlette's spool: in memory up to 1 MB, then on disk in the temporary folder) that
+the worker decodes from, never read whole into memory. So at most --workers + --queue requests have
+uploads stored at once, each bounded by its Content-Length; see service.py for the decoding. After
+each request the memory malloc holds freed goes back to the system (runtime.return_freed_memory), so a
+server's resident size returns to where it was instead of staying at its busiest request's.
 """
 from __future__ import annotations
 
@@ -27,16 +35,21 @@ from importlib import resources
 from typing import Any
 
 from imgcls.errors import ConfigError, DataError
+from imgcls.runtime import return_freed_memory
 from imgcls.serve.options import ServeOptions
-from imgcls.serve.service import BoundedPool, Busy, ModelService, reason_of
+from imgcls.serve.service import BoundedPool, Busy, ModelService, TooBig, reason_of
 
 try:
-    from fastapi import FastAPI, File, Query, Request, UploadFile
+    from fastapi import FastAPI, Query, Request
     from fastapi.responses import HTMLResponse, JSONResponse
 except ImportError:  # the `serve` extra is optional; create_app says how to get it
     FastAPI = None
 
 MB = 1 << 20
+# /predict reads its form itself (after taking a place in the pool), so the schema is given here
+_FILES = {"type": "array", "items": {"type": "string", "format": "binary"}, "description": "one or more image files"}
+_UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["files"], "properties": {"files": _FILES}}}}}}
 _CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data: blob:; "
         "connect-src 'self'; base-uri 'none'; form-action 'none'")
 
@@ -55,13 +68,22 @@ def create_app(service: ModelService, options: ServeOptions | None = None) -> Fa
     _need_fastapi()
     opts = options or ServeOptions()
     limit = int(opts.max_upload_mb * MB)
+    max_pixels = int(opts.max_megapixels * 1e6)
     page = resources.files("imgcls.serve").joinpath("page.html").read_text(encoding="utf-8")
     pool = BoundedPool(opts.workers, opts.queue)
     topk = min(opts.topk, len(service.predictor.classes))
 
     @functools.cache
     def card() -> dict[str, Any]:  # made at the first GET /model: the model does not change while served
-        return service.card() | {"topk": topk, "max_upload_mb": opts.max_upload_mb, "max_files": opts.max_files}
+        return service.card() | {"topk": topk, "max_upload_mb": opts.max_upload_mb, "max_files": opts.max_files,
+                                 "max_megapixels": opts.max_megapixels}
+
+    def run(uploads: list[tuple[str, Any]], cam: bool) -> list[dict[str, Any]]:
+        """One request's job, on a worker: what it freed goes back to the system, not kept by malloc."""
+        try:
+            return service.predict(uploads, topk=topk, cam=cam, max_pixels=max_pixels)
+        finally:
+            return_freed_memory()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -95,29 +117,38 @@ def create_app(service: ModelService, options: ServeOptions | None = None) -> Fa
     async def model_card() -> dict[str, Any]:
         return card()
 
-    @app.post("/predict", responses={413: {"description": "a file above the size limit, or too many files"},
-                                     415: {"description": "a file that is not a readable image"},
-                                     429: {"description": "busy: every worker and queue place taken"}})
-    async def predict(files: list[UploadFile] = File(..., description="one or more image files"),
+    @app.post("/predict", openapi_extra=_UPLOAD_BODY,
+              responses={413: {"description": "a file above the size limit, too many files, or too many pixels"},
+                         415: {"description": "a file that is not a readable image"},
+                         422: {"description": "no files in the form"},
+                         429: {"description": "busy: every worker and queue place taken"}})
+    async def predict(request: Request,
                       cam: bool = Query(False, description="add each image's Grad-CAM overlay")) -> Any:
         """The top classes of each uploaded image: `imgcls predict --json`'s list (path = the file's name)."""
-        if len(files) > opts.max_files:
-            return _error(413, f"{len(files)} files: at most {opts.max_files} a request")
-        uploads = []
-        for f in files:
-            name = f.filename or "upload"
-            if f.size is not None and f.size > limit:  # checked before reading it into memory
-                return _error(413, f"{name}: {f.size / MB:.1f} MB, above the limit of {opts.max_upload_mb:g} MB")
-            uploads.append((name, await f.read()))
         try:
-            future = pool.submit(service.predict, uploads, topk=topk, cam=cam)
+            place = pool.hold()  # before the body is read: a busy server reads and stores nothing of it
         except Busy as e:
             return _error(429, f"busy: every worker is taken and {pool.queue} request(s) wait; retry after "
                                f"{e.retry_after} s", **{"Retry-After": str(e.retry_after)})
-        try:
-            return JSONResponse(await asyncio.wrap_future(future))
-        except DataError as e:
-            return _error(415, reason_of(e))
+        with place:
+            async with request.form() as form:  # files stream into spooled temporary files
+                files = [f for f in form.getlist("files") if not isinstance(f, str)]
+                if not files:
+                    return _error(422, 'no files: send the images as multipart/form-data in the field "files"')
+                if len(files) > opts.max_files:
+                    return _error(413, f"{len(files)} files: at most {opts.max_files} a request")
+                for f in files:
+                    if f.size is not None and f.size > limit:
+                        return _error(413, f"{f.filename or 'upload'}: {f.size / MB:.1f} MB, above the limit of "
+                                           f"{opts.max_upload_mb:g} MB")
+                uploads = [(f.filename or "upload", f.file) for f in files]
+                future = place.run(run, uploads, cam)
+                try:
+                    return JSONResponse(await asyncio.wrap_future(future))
+                except TooBig as e:
+                    return _error(413, reason_of(e))
+                except DataError as e:
+                    return _error(415, reason_of(e))
 
     return app
 

