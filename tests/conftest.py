@@ -104,6 +104,29 @@ def run_cli(argv: list) -> int:
         return e.code
 
 
+def stop_after_step(monkeypatch, n: int, how: str) -> None:
+    """Make training stop right after its n-th update, as a real run would: `killed` raises inside the
+    step (the process dies before the step's position is kept: only earlier checkpoints survive);
+    `ctrl-c` sends this process a real SIGINT there (held until the step's position and checkpoints are
+    kept, then raised: the loop saves last.ckpt where it stopped)."""
+    import os
+    import signal
+
+    from imgcls.engine import loop
+
+    original = loop.train_step
+
+    def step(net, x, y, state, rule, **kw):
+        out = original(net, x, y, state, rule, **kw)
+        if state.global_step == n:
+            if how == "killed":
+                raise RuntimeError("killed")
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(loop, "train_step", step)
+
+
 def error_line(capsys, *, only: bool = False) -> str:
     """The last line on stderr (with `only`: asserted to be the only one)."""
     err = capsys.readouterr().err.strip().splitlines()

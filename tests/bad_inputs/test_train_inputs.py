@@ -11,11 +11,11 @@ import signal
 import pytest
 import torch
 
-from imgcls.engine import Trainer
+from imgcls.engine import loop, train
 from imgcls.engine.checkpoint import load_checkpoint, save_checkpoint
-from imgcls.engine.loop import ImageBatches
+from imgcls.engine.batches import ImageBatches
 from imgcls.errors import CheckpointError
-from tests.conftest import error_line, make_tiny_folder, run_cli
+from tests.conftest import error_line, make_tiny_folder, run_cli, stop_after_step
 
 
 cli = run_cli
@@ -198,8 +198,7 @@ def _config(data, out, **kw):
 @pytest.mark.parametrize("where", ["before the first step of epoch 2", "mid-epoch", "inside a step",
                                    "during validation"])
 def test_ctrl_c_resumes_bit_exactly_wherever_it_lands(tiny_folder, tmp_path, monkeypatch, where):
-    full = Trainer(_config(tiny_folder, tmp_path / "a")).fit()
-    callbacks = []
+    full = train(_config(tiny_folder, tmp_path / "a"))
     if where == "before the first step of epoch 2":
         original = ImageBatches.epoch
 
@@ -209,35 +208,35 @@ def test_ctrl_c_resumes_bit_exactly_wherever_it_lands(tiny_folder, tmp_path, mon
             yield from original(self, e, start_step)
 
         monkeypatch.setattr(ImageBatches, "epoch", epoch)
-    elif where == "mid-epoch":
-        callbacks.append(lambda t: _sigint() if t.global_step == 4 else None)
+    elif where == "mid-epoch":  # right after step 4: held until its position and checkpoints are kept
+        stop_after_step(monkeypatch, 4, "ctrl-c")
     elif where == "inside a step":  # held until the update and its counters are done
-        original = Trainer._step
+        original = loop.train_step
 
-        def step(self, *a, **k):
-            if self.global_step == 4:
+        def step(net, x, y, state, rule, **k):
+            if state.global_step == 4:
                 _sigint()
-            return original(self, *a, **k)
+            return original(net, x, y, state, rule, **k)
 
-        monkeypatch.setattr(Trainer, "_step", step)
+        monkeypatch.setattr(loop, "train_step", step)
     else:
-        original = Trainer._logits
+        original = loop.predict_all
         calls = []
 
-        def logits(self, *a, **k):
+        def outputs(*a, **k):
             calls.append(1)
             if len(calls) == 2:
                 _sigint()
-            return original(self, *a, **k)
+            return original(*a, **k)
 
-        monkeypatch.setattr(Trainer, "_logits", logits)
-    assert Trainer(_config(tiny_folder, tmp_path / "b"), callbacks=callbacks).fit().interrupted
+        monkeypatch.setattr(loop, "predict_all", outputs)
+    assert train(_config(tiny_folder, tmp_path / "b")).interrupted
     monkeypatch.undo()
     stopped = load_checkpoint(tmp_path / "b" / "exp1" / "last.ckpt")
     want = {"before the first step of epoch 2": (1, 0), "mid-epoch": (1, 1), "inside a step": (1, 2),
             "during validation": (1, 3)}[where]
     assert (stopped["epoch"], stopped["epoch_step"]) == want
-    resumed = Trainer(_config(tiny_folder, tmp_path / "b", resume=str(tmp_path / "b" / "exp1" / "last.ckpt"))).fit()
+    resumed = train(_config(tiny_folder, tmp_path / "b", resume=str(tmp_path / "b" / "exp1" / "last.ckpt")))
     a, b = (load_checkpoint(r.run_dir / "last.ckpt")["model"] for r in (full, resumed))
     assert all(torch.equal(a[k], b[k]) for k in a)
     rows = list(csv.DictReader((resumed.run_dir / "metrics.csv").open()))

@@ -27,7 +27,7 @@ from imgcls.engine import distributed
 from imgcls.engine.checkpoint import load_checkpoint
 from imgcls.engine.config import OptimConfig
 from imgcls.engine.distributed import LOCAL, Dist
-from imgcls.engine.loop import shard_steps
+from imgcls.engine.batches import shard_steps
 from imgcls.engine.optim import lr_rule
 from imgcls.engine.transfer import TransferPolicy
 from imgcls.errors import ConfigError

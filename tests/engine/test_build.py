@@ -2,7 +2,7 @@
 import pytest
 
 import imgcls.weights
-from imgcls.engine import Config, Trainer
+from imgcls.engine import Config, plan
 from imgcls.engine.build import preprocessing, take_weight_preprocessing
 
 
@@ -42,12 +42,11 @@ def test_a_run_with_tv2_weights_records_resize_232(tiny_folder, tmp_path, monkey
     cfg = _cfg()
     cfg.data.data, cfg.data.workers, cfg.data.val_fraction = str(tiny_folder), 0, 0.25
     cfg.model.transfer, cfg.train.out_dir, cfg.train.progress = "head", str(tmp_path / "runs"), False
-    trainer = Trainer(cfg)
-    assert preprocessing(trainer.cfg.data) == {"resize": 232, "crop": 224, "mean": [0.485, 0.456, 0.406],
-                                               "std": [0.229, 0.224, 0.225], "interpolation": "bilinear"}
-    assert "preprocessing of resnet50.tv2_in1k: input_size=224, resize_size=232" in \
-        (trainer.run_dir / "train.log").read_text()
-    trainer._close_log()
+    p = plan(cfg)
+    assert preprocessing(p.config.data) == {"resize": 232, "crop": 224, "mean": [0.485, 0.456, 0.406],
+                                            "std": [0.229, 0.224, 0.225], "interpolation": "bilinear"}
+    assert any("preprocessing of resnet50.tv2_in1k: input_size=224, resize_size=232" in n for n in p.notes)
+    assert cfg.data.resize_size is None  # the caller's config is left as it was: the plan holds a new one
 
 
 @pytest.mark.parametrize("name", ["resnet50.tv_in1k", "resnet18.tv_in1k"])

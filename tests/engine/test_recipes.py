@@ -7,11 +7,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from imgcls.checkpoint import load_model
-from imgcls.engine import Config, Trainer, train
+from imgcls.engine import Config, plan, train
 from imgcls.engine.checkpoint import load_checkpoint
-from imgcls.engine.recipes import (BatchMixer, ModelEma, correct, parse_progressive, progressive_size, resize_batch,
+from imgcls.engine.recipes import (BatchMixer, ModelEma, parse_progressive, progressive_size, resize_batch,
                                    train_sizes)
 from imgcls.errors import ConfigError
+from imgcls.tasks import Classification
+from tests.conftest import stop_after_step
 from tests.engine.test_trainer import tiny_config
 
 
@@ -70,6 +72,7 @@ def test_mixing_probability_and_share():
 def test_soft_targets_loss_and_accuracy():
     logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
     hard = torch.tensor([0, 2])
+    correct = Classification(["a", "b", "c"]).hits
     assert correct(logits, hard) == 1.0
     soft = torch.tensor([[0.7, 0.3, 0.0], [0.0, 0.4, 0.6]])
     assert correct(logits, soft) == pytest.approx(0.7 + 0.4)
@@ -122,19 +125,17 @@ def test_an_ema_run_checkpoints_and_validates_both_weights(tiny_folder, tmp_path
         train(tiny_config(tiny_folder, tmp_path, epochs=2, ema_decay=0.5, resume=str(result.run_dir / "last.ckpt")))
 
 
-def test_resume_is_bit_exact_with_every_recipe_option(tiny_folder, tmp_path):
+def test_resume_is_bit_exact_with_every_recipe_option(tiny_folder, tmp_path, monkeypatch):
     # 27 train images, batch 8: 3 steps per epoch; killed after step 5, resumed from step 4's checkpoint
     recipe = dict(epochs=2, save_every=2, ema_decay=0.9, mixup=0.2, cutmix=1.0, mix_prob=0.8,
                   auto_augment="trivialaugment", random_erasing=0.5, label_smoothing=0.1, warmup_epochs=1.0,
                   progressive="32:40", input_size=40)
     full = train(tiny_config(tiny_folder, tmp_path / "a", **recipe))
 
-    def stop_at_step_5(trainer):
-        if trainer.global_step == 5:
-            raise RuntimeError("killed")
-
+    stop_after_step(monkeypatch, 5, "killed")
     with pytest.raises(RuntimeError, match="killed"):
-        Trainer(tiny_config(tiny_folder, tmp_path / "b", **recipe), callbacks=[stop_at_step_5]).fit()
+        train(tiny_config(tiny_folder, tmp_path / "b", **recipe))
+    monkeypatch.undo()
     last = tmp_path / "b" / "exp1" / "last.ckpt"
     resumed = train(tiny_config(tiny_folder, tmp_path / "b", **recipe, resume=str(last)))
     a, b = load_checkpoint(full.run_dir / "last.ckpt"), load_checkpoint(resumed.run_dir / "last.ckpt")
@@ -156,12 +157,12 @@ def test_recipe_options_are_checked_before_work(tiny_folder, tmp_path):
 def test_the_layout_is_the_models_preference_unless_given(tiny_folder, tmp_path, monkeypatch):
     from imgcls.models.resnet import ResNet
 
-    assert Trainer(tiny_config(tiny_folder, tmp_path / "a")).cfg.model.channels_last is True
+    assert plan(tiny_config(tiny_folder, tmp_path / "a")).config.model.channels_last is True
     monkeypatch.setattr(ResNet, "channels_last", False)  # a family whose depthwise convs are slower in NHWC
-    trainer = Trainer(tiny_config(tiny_folder, tmp_path / "b"))
-    assert trainer.cfg.model.channels_last is False and trainer.model.conv1.weight.is_contiguous()
-    trainer = Trainer(tiny_config(tiny_folder, tmp_path / "c", channels_last=True))
-    assert trainer.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    p = plan(tiny_config(tiny_folder, tmp_path / "b"))
+    assert p.config.model.channels_last is False and p.model.conv1.weight.is_contiguous()
+    p = plan(tiny_config(tiny_folder, tmp_path / "c", channels_last=True))
+    assert p.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_loader_workers_leave_the_cores_to_the_step(monkeypatch):

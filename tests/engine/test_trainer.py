@@ -5,10 +5,11 @@ import pytest
 import torch
 
 import imgcls
-from imgcls.engine import Config, Trainer, train
+from imgcls.engine import Config, fit, plan, train
 from imgcls.engine.checkpoint import load_checkpoint
-from imgcls.engine.loop import compute_loss
 from imgcls.errors import CheckpointError, DataError
+from imgcls.tasks import Classification
+from tests.conftest import stop_after_step
 
 
 def tiny_config(data, out, **train_kw) -> Config:
@@ -44,21 +45,18 @@ def _final_weights(run_dir):
 
 
 @pytest.mark.parametrize("how", ["killed", "ctrl-c"])
-def test_resume_mid_epoch_gives_the_same_weights(tiny_folder, tmp_path, how):
+def test_resume_mid_epoch_gives_the_same_weights(tiny_folder, tmp_path, how, monkeypatch):
     # 27 train images, batch 8, drop_last: 3 steps per epoch, 3 epochs = 9 steps
     cfg = tiny_config(tiny_folder, tmp_path / "a", epochs=3, save_every=2)
     full = train(cfg)
-
-    def stop_at_step_5(trainer):
-        if trainer.global_step == 5:
-            raise (RuntimeError("killed") if how == "killed" else KeyboardInterrupt)
-
+    stop_after_step(monkeypatch, 5, how)
     cfg = tiny_config(tiny_folder, tmp_path / "b", epochs=3, save_every=2)
     if how == "killed":  # the process dies: only the checkpoint of step 4 (epoch 2, step 1) survives
         with pytest.raises(RuntimeError, match="killed"):
-            Trainer(cfg, callbacks=[stop_at_step_5]).fit()
+            train(cfg)
     else:  # Ctrl-C: the loop saves where it stopped (epoch 2, step 2)
-        assert Trainer(cfg, callbacks=[stop_at_step_5]).fit().interrupted
+        assert train(cfg).interrupted
+    monkeypatch.undo()
     stopped = load_checkpoint(tmp_path / "b" / "exp1" / "last.ckpt")
     assert (stopped["epoch"], stopped["epoch_step"]) == ((1, 1) if how == "killed" else (1, 2))
     # the same settings as the interrupted run: nothing to reconcile (engine.resume)
@@ -80,17 +78,17 @@ def test_resuming_with_another_model_is_refused(tiny_folder, tmp_path):
     torch.save(state, tmp_path / "other.ckpt")
     cfg.train.resume = str(tmp_path / "other.ckpt")
     with pytest.raises(CheckpointError, match="is for resnet18 with 7 classes, not resnet18 with 3 classes"):
-        Trainer(cfg)
+        plan(cfg)
 
 
 def test_bad_images_stop_the_run_before_it_starts_unless_skipped(tiny_folder, tmp_path):
     (tiny_folder / "class_1" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (tiny_folder / "class_2" / "empty.png").write_bytes(b"")
     with pytest.raises(DataError, match=r"2 unreadable image\(s\).*broken.jpg.*--skip-bad") as e:
-        Trainer(tiny_config(tiny_folder, tmp_path))
+        plan(tiny_config(tiny_folder, tmp_path))
     assert "empty.png" in str(e.value)
-    trainer = Trainer(tiny_config(tiny_folder, tmp_path, skip_bad=True))
-    names = {p.name for p, _ in trainer.data.train.samples + trainer.data.val.samples}
+    p = plan(tiny_config(tiny_folder, tmp_path, skip_bad=True))
+    names = {path.name for path, _ in p.data.train.samples + p.data.val.samples}
     assert len(names) > 0 and not {"broken.jpg", "empty.png"} & names
 
 
@@ -100,10 +98,10 @@ def test_head_training_caches_features_and_leaves_the_backbone_untouched(tiny_fo
     torch.save(pretrained.state_dict(), tmp_path / "pre.pth")
     for mode, head_keys in (("head", {"fc.weight", "fc.bias"}), ("head+", {"fc.1.weight", "fc.1.bias"})):
         cfg = tiny_config(tiny_folder, tmp_path / mode, weights=str(tmp_path / "pre.pth"), transfer=mode)
-        trainer = Trainer(cfg)
+        p = plan(cfg)
         if mode == "head":
-            assert trainer.load_report.skipped_shape and "cannot take the pretrained parameters" in trainer.load_report.to_text()
-        result = trainer.fit()
+            assert any("cannot take the pretrained parameters" in note for note in p.notes)
+        result = fit(p)
         state = _final_weights(result.run_dir)
         backbone = {k: v for k, v in pretrained.state_dict().items() if not k.startswith("fc.")}
         if mode == "head+":  # the original 1000-way layer stays, frozen, under the new one
@@ -119,10 +117,11 @@ def test_aux_outputs_are_weighted_in_the_loss():
     crit = torch.nn.CrossEntropyLoss()
     y = torch.tensor([0, 1])
     main, aux1, aux2 = torch.randn(2, 3), torch.randn(2, 3), torch.randn(2, 3)
-    loss, logits = compute_loss((main, aux2, aux1), y, crit, 0.3)
+    task = Classification(["a", "b", "c"])
+    loss, logits = task.loss((main, aux2, aux1), y, crit, aux_weight=0.3)
     assert logits is main
     assert torch.allclose(loss, crit(main, y) + 0.3 * (crit(aux1, y) + crit(aux2, y)))
-    assert compute_loss(main, y, crit, 0.3)[0] == crit(main, y)
+    assert task.loss(main, y, crit, aux_weight=0.3)[0] == crit(main, y)
 
 
 def test_early_stopping(tiny_folder, tmp_path):
@@ -134,7 +133,7 @@ def test_early_stopping(tiny_folder, tmp_path):
 def test_a_named_run_folder_is_never_overwritten(tiny_folder, tmp_path):
     train(tiny_config(tiny_folder, tmp_path, epochs=1, name="mine"))
     with pytest.raises(imgcls.ConfigError, match="exists and is not empty"):
-        Trainer(tiny_config(tiny_folder, tmp_path, epochs=1, name="mine"))
+        plan(tiny_config(tiny_folder, tmp_path, epochs=1, name="mine"))  # before any work
 
 
 @pytest.mark.parametrize("views", [0, 2])
@@ -152,16 +151,19 @@ def test_head_with_augmented_views_or_without_a_cache(tiny_folder, tmp_path, vie
     assert ("cached backbone features" in log) == (views > 0)
 
 
-def test_googlenet_trains_with_its_auxiliary_heads(tiny_folder, tmp_path):
+def test_googlenet_trains_with_its_auxiliary_heads(tiny_folder, tmp_path, monkeypatch):
+    from imgcls.engine import loop
+
     size = max(imgcls.create_model("googlenet", num_classes=3).min_input_size)
     cfg = tiny_config(tiny_folder, tmp_path, epochs=1, model="googlenet", input_size=size)
-    seen = []
+    seen, original = [], loop.train_step
 
-    def aux_is_used(trainer):
-        out = trainer.model(torch.zeros(2, 3, size, size))
-        seen.append(type(out).__name__)
+    def step(net, x, *a, **k):
+        seen.append(type(net(x)).__name__)
+        return original(net, x, *a, **k)
 
-    result = Trainer(cfg, callbacks=[aux_is_used]).fit()
+    monkeypatch.setattr(loop, "train_step", step)
+    result = train(cfg)
     assert seen and seen[0] == "GoogLeNetOutputs" and result.epochs_run == 1
     state = _final_weights(result.run_dir)
     assert state["aux1.fc2.weight"].shape[0] == 3

@@ -7,10 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 from imgcls.checkpoint import build_model
-from imgcls.data import ImageFolder, eval_transform, find_bad_images, make_split, open_dataset, train_transform
-from imgcls.data.augment import augment_steps
+from imgcls.data import ImageFolder, find_bad_images, make_split, open_dataset
 from imgcls.data.split import is_split_index
 from imgcls.engine.config import Config, DataConfig
 from imgcls.engine.recipes import parse_progressive
@@ -33,21 +31,6 @@ def preprocessing(cfg: DataConfig) -> dict[str, Any]:
             "interpolation": cfg.interpolation}
 
 
-def transforms(cfg: DataConfig) -> tuple[Any, Any]:
-    """(train, eval) transforms producing uint8 HWC arrays; batches are normalised on the device."""
-    extra = augment_steps(cfg.auto_augment, randaugment_ops=cfg.randaugment_ops,
-                          randaugment_magnitude=cfg.randaugment_magnitude, random_erasing=cfg.random_erasing,
-                          mean=cfg.mean)
-    # under --progressive the loader crops at its END size (engine.recipes.train_sizes)
-    crop = parse_progressive(cfg.progressive, cfg.input_size)[1] if cfg.progressive else cfg.input_size
-    train = train_transform(crop=crop, scale=tuple(cfg.scale), hflip=cfg.hflip, mean=cfg.mean,
-                            std=cfg.std, interpolation=cfg.interpolation, color_jitter=cfg.color_jitter,
-                            uint8=True, extra=extra)
-    evalt = eval_transform(resize=eval_resize(cfg), crop=cfg.input_size, mean=cfg.mean, std=cfg.std,
-                           interpolation=cfg.interpolation, uint8=True)
-    return train, evalt
-
-
 @dataclass
 class Datasets:
     train: ImageFolder
@@ -61,15 +44,15 @@ def _with(ds: ImageFolder, samples: list, transform, cfg: DataConfig, side: int 
                        skip_bad=cfg.skip_bad, cache=cfg.cache, cache_side=cfg.cache_side)
 
 
-def build_datasets(cfg: DataConfig) -> Datasets:
+def build_datasets(cfg: DataConfig, train_tf: Any, eval_tf: Any) -> Datasets:
     """Train and val sets from DATA: a split index, a folder with train/ and val/, or one class-per-folder
-    tree split on the fly (stratified, `--val-fraction`, `--split-seed`). Bad files are found first."""
+    tree split on the fly (stratified, `--val-fraction`, `--split-seed`), with the task's transforms.
+    Bad files are found first."""
     if not cfg.data:
         raise ConfigError("no training data given: imgcls train DATA --model NAME")
     path = Path(cfg.data)
     if not path.exists():
         raise DataError(f"{path}: no such folder; give a class-per-folder set, a split folder or split.json")
-    train_tf, eval_tf = transforms(cfg)
     # JPEG draft decoding (opt-in) may reduce a photo to this shorter side; None decodes at full size
     side = cfg.cache_side if cfg.cache else eval_resize(cfg) if cfg.draft else None
     if is_split_index(path):
@@ -147,12 +130,17 @@ def take_weight_preprocessing(cfg: Config, given: set[str]) -> list[str]:
 
 # -- model ------------------------------------------------------------------------------------
 
-def arch_of(cfg: Config, num_classes: int, base_classes: int | None) -> dict[str, Any]:
+def train_crop(cfg: DataConfig) -> int:
+    """The loader's train crop: under --progressive its END size (engine.recipes.train_sizes resizes)."""
+    return parse_progressive(cfg.progressive, cfg.input_size)[1] if cfg.progressive else cfg.input_size
+
+
+def arch_of(cfg: Config, policy: TransferPolicy, num_classes: int, base_classes: int | None) -> dict[str, Any]:
     """What a checkpoint records to rebuild the network (imgcls.checkpoint.build_model)."""
-    stacked = TransferPolicy.parse(cfg.model.transfer).mode == "head+"
+    stacked = policy.mode == "head+"
     return {"model": cfg.model.model, "num_classes": num_classes, "model_kwargs": dict(cfg.model.model_kwargs),
             "head": "stacked" if stacked else "linear", "transfer": cfg.model.transfer, "base_classes": base_classes}
 
 
 __all__ = ["Datasets", "arch_of", "build_datasets", "build_model", "eval_resize", "preprocessing", "resolve_amp",
-           "resolve_device", "transforms"]
+           "resolve_device", "train_crop"]

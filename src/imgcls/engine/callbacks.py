@@ -11,31 +11,22 @@ from typing import Any
 from imgcls.engine.checkpoint import save_checkpoint
 from imgcls.engine.distributed import termination_held
 from imgcls.reports import MetricsLog
-from imgcls.reports.metrics import EPOCH_COLUMNS
+from imgcls.tasks import Task
 
 log = logging.getLogger("imgcls")
-
-
-def metric_columns(ks: tuple[int, ...], *, ema: bool = False) -> list[str]:
-    """metrics.csv's columns for a run that reports top-k for `ks` (top-5 only with more than 5 classes);
-    with `ema` the EMA weights' validation columns follow the raw weights' (ema_val_loss, ema_val_top1...)."""
-    cols = [c for c in EPOCH_COLUMNS if not c.startswith("val_top") or int(c.removeprefix("val_top")) in ks]
-    if ema:
-        at = cols.index(f"val_top{ks[-1]}") + 1
-        cols[at:at] = ["ema_val_loss", *(f"ema_val_top{k}" for k in ks)]
-    return cols
 
 
 class EpochLog:
     """metrics.csv (rewritten from the checkpoint's history on resume: rows after it never happened),
     TensorBoard when installed and wanted, and one log line per epoch."""
 
-    def __init__(self, run_dir: Path, ks: tuple[int, ...], history: list[dict], *, epochs: int, tensorboard: bool,
+    def __init__(self, run_dir: Path, task: Task, history: list[dict], *, epochs: int, tensorboard: bool,
                  fresh: bool, ema: bool = False) -> None:
         path = run_dir / "metrics.csv"
         if not fresh:
             path.unlink(missing_ok=True)
-        self.columns = metric_columns(ks, ema=ema)
+        self.task = task
+        self.columns = task.columns(ema=ema)
         self.metrics = MetricsLog(path, self.columns)
         for row in history:
             self.metrics.append({k: v for k, v in row.items() if k in self.columns})
@@ -48,15 +39,17 @@ class EpochLog:
             for k, v in row.items():
                 if k not in ("epoch", "step"):
                     self.writer.add_scalar(k, v, row["epoch"])
-        top5 = f" top-5 {100 * row['val_top5']:.2f}%" if "val_top5" in row else ""
-        ema = f"  EMA top-1 {100 * row['ema_val_top1']:.2f}%" if "ema_val_top1" in row else ""
-        log.info("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f top-1 %.2f%%%s%s  %.0fs%s",
-                 row["epoch"], self.epochs, row["train_loss"], 100 * row["train_acc"], row["val_loss"],
-                 100 * row["val_top1"], top5, ema, row["epoch_seconds"], "  *best*" if improved else "")
+        log.info("%s%s", self.task.epoch_line(row, epochs=self.epochs), "  *best*" if improved else "")
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+    def __enter__(self) -> EpochLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _tensorboard(run_dir: Path):
@@ -99,6 +92,12 @@ class Quiet:
 
     def __getattr__(self, name: str):
         return lambda *args, **kwargs: None
+
+    def __enter__(self) -> Quiet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
 
 
 class EarlyStopping:

@@ -118,33 +118,6 @@ class Dist:
 LOCAL = Dist()  # a plain single-process run
 
 
-class _Interrupts:
-    """Ctrl-C under DDP. torchrun and the terminal deliver SIGINT to every rank at slightly different
-    moments: a rank that raised at once would leave the others waiting in a step's all-reduce. While the
-    training loop runs (`hold`), SIGINT only sets `requested`; every step all-reduces it with the loss
-    (Trainer._step), and all ranks stop together after that step, at the same position."""
-
-    def __init__(self) -> None:
-        self.holding, self.requested, self.previous = False, False, None
-
-    def handler(self, signum: int, frame: Any) -> None:
-        if not self.holding:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def install(self) -> None:
-        if threading.current_thread() is threading.main_thread() and self.previous is None:
-            self.previous = signal.signal(signal.SIGINT, self.handler)
-
-    def uninstall(self) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-        self.previous, self.holding, self.requested = None, False, False
-
-
-INTERRUPTS = _Interrupts()
-
-
 class Terminated(BaseException):
     """torchrun's SIGTERM reached this rank: its agent stops the surviving ranks this way as soon as one rank
     failed (or when torchrun itself is asked to stop). A BaseException, as KeyboardInterrupt is, so that no
@@ -232,16 +205,6 @@ def leaving() -> None:
     TERMINATION.leave()
 
 
-def hold_interrupts(hold: bool) -> None:
-    """From here to `hold_interrupts(False)`, a Ctrl-C stops every rank after the current step (DDP only)."""
-    INTERRUPTS.holding = hold and INTERRUPTS.previous is not None
-
-
-def stop_requested() -> float:
-    """1.0 when this rank got a Ctrl-C in the training loop (summed over ranks with the step's loss)."""
-    return float(INTERRUPTS.requested)
-
-
 def env_world() -> tuple[int, int, int, int]:
     """(rank, world, local rank, local world) from torchrun's variables; (0, 1, 0, 1) without them."""
     def get(name: str, default: int) -> int:
@@ -300,7 +263,6 @@ def init(device_name: str, *, timeout_s: int) -> Dist:
                                 device_id=device if device.type == "cuda" else None)
     if dist.get_world_size() != world:
         raise ConfigError(f"WORLD_SIZE={world} but the process group has {dist.get_world_size()} ranks")
-    INTERRUPTS.install()
     TERMINATION.install(rank)
     if rank != 0:  # one voice: the others report only errors (their own lines come through torchrun)
         log.setLevel(logging.ERROR)
@@ -313,7 +275,6 @@ _OWNED = False  # True once `init` made the process group (a caller's own group 
 def shutdown() -> None:
     """Leave the process group `init` joined, at the end of a run (a no-op otherwise)."""
     global _OWNED
-    INTERRUPTS.uninstall()
     TERMINATION.uninstall()
     if _OWNED and dist.is_initialized():
         dist.destroy_process_group()

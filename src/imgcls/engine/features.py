@@ -25,9 +25,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from imgcls.engine.batches import ImageBatches
 from imgcls.engine.config import Config
 from imgcls.engine.distributed import LOCAL, Dist
-from imgcls.engine.loop import ImageBatches
 from imgcls.errors import ConfigError, ImgclsError, TrainingError, summary_of
 from imgcls.progress import track
 

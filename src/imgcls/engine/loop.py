@@ -1,142 +1,121 @@
-"""The pieces of a training epoch: where the batches come from, the loss, one epoch of steps.
-
-One loop serves every mode. With `--transfer full` or `last:` the batches are images for the
-whole network (`ImageBatches`); with `head` / `head+` the frozen backbone has run once per image
-(or once per augmented view, engine.features) and the batches are cached features for the head
-(`FeatureBatches`). Both answer `steps()` and `epoch(e, start_step)`.
-"""
+"""One epoch of training steps and one pass of evaluation, as plain functions with explicit arguments;
+`engine.fit` calls them. The task (tasks/) says what the loss, the hits and the metrics are."""
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from imgcls.data import BatchNormalizer, SeededItems, SeededSampler, make_loader
-from imgcls.engine.config import Config
-from imgcls.engine.distributed import LOCAL, Dist
-from imgcls.engine.interrupt import defer_interrupt
-from imgcls.engine.recipes import resize_batch, train_sizes
+from imgcls.engine.distributed import Dist
+from imgcls.engine.interrupt import STOP
+from imgcls.engine.recipes import BatchMixer
+from imgcls.engine.state import Position, TrainState
+from imgcls.errors import TrainingError
 from imgcls.progress import show_progress
+from imgcls.runtime import run_model
+from imgcls.tasks import Task
 
 
 @dataclass(frozen=True)
-class Position:
-    """Where a run is: the epoch, the steps done in it and their running sums (loss, correct, n).
-    A checkpoint written at a Position resumes exactly there."""
+class StepRule:
+    """How every update of a run is made."""
 
-    epoch: int
-    step: int = 0
-    sums: dict[str, float] = field(default_factory=dict)
-
-
-def compute_loss(output: Any, target: torch.Tensor, criterion: nn.Module, aux_weight: float
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss, main logits). A tuple output is (logits, *auxiliary logits) as GoogLeNet gives in
-    training; each auxiliary loss is added with `aux_weight` (0.3 in the paper)."""
-    if isinstance(output, (tuple, list)):
-        logits, *aux = output
-        loss = criterion(logits, target)
-        for a in aux:
-            if a is not None:
-                loss = loss + aux_weight * criterion(a, target)
-        return loss, logits
-    return criterion(output, target), output
+    task: Task
+    criterion: nn.Module
+    mixer: BatchMixer
+    dist: Dist
+    amp_dtype: torch.dtype | None
+    clip_grad: float | None
+    aux_weight: float
+    run_dir: Path  # named by the divergence message
 
 
-# -- batches: images through the whole model, or cached features through the head -------------
-
-def shard_steps(n: int, batch_size: int, *, train: bool, dist: Dist) -> tuple[int, int | None]:
-    """(steps per epoch, samples used) of one rank. Training takes whole global batches (batch x world),
-    so every rank takes the same number of steps and the last partial batch is dropped; a set smaller
-    than one batch is one short batch (a single process only: distributed.check_batches). Evaluation
-    takes every sample once: each rank its share, without padding."""
-    global_batch = batch_size * dist.world
-    if train and n >= global_batch:
-        return n // global_batch, n // global_batch * global_batch
-    if train:
-        return 1, None
-    return math.ceil(len(range(dist.rank, n, dist.world)) / batch_size), None
+def diverged(what: str, value: float, *, epoch: int, step: int | None, lr: float, run_dir: Path) -> TrainingError:
+    """The error that stops a run whose loss is no longer finite (before the update that would spread it)."""
+    where = f"epoch {epoch + 1}" + (f" step {step}" if step is not None else " (validation)")
+    last = run_dir / "last.ckpt"
+    kept = f"; {last} holds the last finite state" if last.is_file() else "; no checkpoint was written"
+    return TrainingError(f"the {what} became {value} at {where} with lr {lr:.3g}: the run stopped{kept}; lower "
+                         "--lr (or add --warmup-epochs / --clip-grad) and start a new run")
 
 
-class ImageBatches:
-    def __init__(self, ds, cfg: Config, device: torch.device, *, train: bool, workers: int,
-                 dist: Dist = LOCAL) -> None:
-        self.cfg, self.device, self.train = cfg, device, train
-        self.batch_size = cfg.data.batch_size
-        self.n_steps, used = shard_steps(len(ds), self.batch_size, train=train, dist=dist)
-        self.sampler = SeededSampler(len(ds), seed=cfg.train.seed, shuffle=train, rank=dist.rank, world=dist.world,
-                                     limit=used)
-        self.loader = make_loader(SeededItems(ds), batch_size=self.batch_size, sampler=self.sampler,
-                                  workers=workers, device=device)
-        # one kept input buffer: each step is done with its batch before the next is made
-        self.normalize = BatchNormalizer(cfg.data.mean, cfg.data.std, device=device)
-        self.size_at = train_sizes(cfg) if train else None  # --progressive: the epoch's train size
-
-    def steps(self) -> int:
-        return self.n_steps  # the whole epoch, whatever a resume offset says
-
-    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        self.sampler.set_epoch(epoch, start=start_step * self.batch_size)
-        size = self.size_at(epoch) if self.size_at is not None else None
-        for images, targets in self.loader:
-            x = self.normalize(images if size is None else resize_batch(images, size))
-            if not self.cfg.model.channels_last:
-                x = x.contiguous()
-            yield x, targets.to(self.device, non_blocking=True)
-
-
-class FeatureBatches:
-    """Cached features [views, N, D]; epoch e reads view e % views in the epoch's seeded order."""
-
-    def __init__(self, feats: torch.Tensor, targets: torch.Tensor, *, batch_size: int, seed: int, train: bool,
-                 dist: Dist = LOCAL) -> None:
-        self.feats, self.targets, self.batch_size, self.train = feats, targets, batch_size, train
-        self.n_steps, used = shard_steps(len(targets), batch_size, train=train, dist=dist)
-        self.sampler = SeededSampler(len(targets), seed=seed, shuffle=train, rank=dist.rank, world=dist.world,
-                                     limit=used)
-
-    def steps(self) -> int:
-        return self.n_steps
-
-    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        self.sampler.set_epoch(epoch)
-        order = torch.tensor(self.sampler.order(), dtype=torch.long)
-        view = self.feats[epoch % self.feats.shape[0]]
-        for s in range(start_step, self.steps()):
-            idx = order[s * self.batch_size:(s + 1) * self.batch_size]
-            yield view[idx], self.targets[idx]
+def train_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor, state: TrainState, rule: StepRule, *,
+               epoch: int, step: int) -> tuple[float, float, bool]:
+    """One update of `state`: (loss, hits) averaged over ranks, and whether all ranks stop after it (a
+    Ctrl-C on any of them, agreed in the same all-reduce)."""
+    x, target = rule.mixer(x, y, epoch=epoch, step=step)
+    with torch.autocast(x.device.type, dtype=rule.amp_dtype or torch.float32, enabled=rule.amp_dtype is not None):
+        loss, logits = rule.task.loss(net(x), target, rule.criterion, aux_weight=rule.aux_weight)
+    # under DDP the per-rank means of the whole step's loss and hits: every rank keeps the same running
+    # sums (a checkpoint's are the run's), and a non-finite loss on any rank stops all ranks here
+    value, hits, *stop = rule.dist.average(float(loss.detach()), rule.task.hits(logits, target),
+                                           *([float(STOP.requested)] if rule.dist.world > 1 else []))
+    if not math.isfinite(value):  # before the update: the weights stay finite, no checkpoint gets NaN
+        raise diverged("training loss", value, epoch=epoch, step=step, lr=state.lr, run_dir=rule.run_dir)
+    state.optimizer.zero_grad(set_to_none=True)
+    state.scaler.scale(loss).backward()
+    if rule.clip_grad:
+        state.scaler.unscale_(state.optimizer)
+        torch.nn.utils.clip_grad_norm_(net.parameters(), rule.clip_grad)
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    state.schedule.step()
+    state.global_step += 1
+    if state.ema is not None:
+        state.ema.update(state.model, updates=state.global_step - 1)
+    return value, hits, bool(stop and stop[0] > 0)
 
 
-# -- one epoch --------------------------------------------------------------------------------
-
-def train_one_epoch(step: Callable[[torch.Tensor, torch.Tensor, int], tuple[float, int]], batches,
-                    start: Position, *, moved: Callable[[Position], None], desc: str, progress: bool
-                    ) -> tuple[Position, int, float]:
-    """Run the epoch `start.epoch` from step `start.step`; `step(x, y, step_number)` updates the model
-    and returns (loss, correct). After each step, still under `defer_interrupt` with the update, the
-    new Position goes to `moved` (the trainer keeps it for a Ctrl-C checkpoint). Returns the final
-    Position, the images trained and the seconds taken."""
-    tic, n_imgs, pos = time.perf_counter(), 0, start
-    bar = show_progress(batches.steps(), initial=start.step, desc=desc, enabled=progress)
-    for number, (x, y) in enumerate(batches.epoch(start.epoch, start.step), start=start.step + 1):
-        with defer_interrupt():
-            loss, correct = step(x, y, number)
-            sums = pos.sums
-            pos = Position(pos.epoch, number, {"loss": sums.get("loss", 0.0) + loss * len(y),
-                                               "correct": sums.get("correct", 0.0) + correct,
-                                               "n": sums.get("n", 0.0) + len(y)})
-            moved(pos)
+def train_one_epoch(net: nn.Module, batches: Any, state: TrainState, rule: StepRule, *, epoch: int,
+                    after_step: Callable[[], None], desc: str, progress: bool) -> tuple[int, float]:
+    """Run epoch `epoch` from `state.pos` (a resumed run starts mid-epoch). Each step's update and its new
+    Position go together under `STOP.deferred()`, then `after_step` (a checkpoint every --save-every
+    steps). Returns the images trained and the seconds taken."""
+    tic, n_imgs, start = time.perf_counter(), 0, state.pos.step
+    bar = show_progress(batches.steps(), initial=start, desc=desc, enabled=progress)
+    for number, (x, y) in enumerate(batches.epoch(epoch, start), start=start + 1):
+        with STOP.deferred():
+            loss, hits, stop_all = train_step(net, x, y, state, rule, epoch=epoch, step=number)
+            sums = state.pos.sums
+            state.pos = Position(epoch, number, {"loss": sums.get("loss", 0.0) + loss * len(y),
+                                                 "correct": sums.get("correct", 0.0) + hits,
+                                                 "n": sums.get("n", 0.0) + len(y)})
+            after_step()
+        if stop_all:
+            raise KeyboardInterrupt  # every rank, after the same step
         n_imgs += len(y)
         bar.update(1)
-        bar.set_postfix(loss=f"{pos.sums['loss'] / pos.sums['n']:.3f}", acc=f"{pos.sums['correct'] / pos.sums['n']:.3f}",
+        sums = state.pos.sums
+        bar.set_postfix(loss=f"{sums['loss'] / sums['n']:.3f}", acc=f"{sums['correct'] / sums['n']:.3f}",
                         img_s=f"{n_imgs / (time.perf_counter() - tic):.0f}")
     bar.close()
-    return pos, n_imgs, time.perf_counter() - tic
+    return n_imgs, time.perf_counter() - tic
+
+
+def predict_all(net: nn.Module, batches: Any, *, dist: Dist, amp_dtype: torch.dtype | None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Outputs and targets of the whole set in sample order; under DDP each rank runs its share."""
+    outputs, targets = run_model(net, batches.epoch(0), amp_dtype=amp_dtype)
+    index = batches.sampler.order()
+    return dist.gather_rows(outputs, index), dist.gather_rows(targets, index)
+
+
+def evaluate(net: nn.Module, batches: Any, rule: StepRule, *, epoch: int, lr: float, prefix: str = ""
+             ) -> dict[str, float]:
+    """The task's validation metrics of `net` (keys prefixed: `ema_val_top1`); rank 0's numbers on every rank."""
+    outputs, targets = predict_all(net, batches, dist=rule.dist, amp_dtype=rule.amp_dtype)
+    metrics = rule.task.metrics(outputs, targets, prefix=prefix)
+    for key, value in metrics.items():
+        if not math.isfinite(value):
+            what = key.replace("val_", "validation ").replace("_", " ").strip()
+            raise diverged(what, value, epoch=epoch, step=None, lr=lr, run_dir=rule.run_dir)
+    return rule.dist.from_main(metrics)
 
 
 def epoch_row(pos: Position, val: dict[str, float], *, global_step: int, lr: float, n_imgs: int,

@@ -69,16 +69,6 @@ class BatchMixer:
         return x, one_hot.mul(lam).add_(one_hot.roll(1, 0), alpha=1.0 - lam)
 
 
-def correct(logits: torch.Tensor, target: torch.Tensor) -> float:
-    """Right predictions in a batch. With soft targets (a mixed batch) a prediction counts by the
-    target's weight on the predicted class: lambda for the first image's class, 1 - lambda for the
-    pasted one, so train accuracy is the expected accuracy against the mixed labels."""
-    pred = logits.detach().argmax(1)
-    if target.ndim == 1:
-        return float((pred == target).sum())
-    return float(target.gather(1, pred[:, None]).sum())
-
-
 # -- progressive resizing ----------------------------------------------------------------------
 
 def parse_progressive(spec: str, input_size: int) -> tuple[int, int]:

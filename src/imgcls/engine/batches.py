@@ -1,0 +1,78 @@
+"""Where a training epoch's batches come from. With `--transfer full` or `last:` they are images for the
+whole network (`ImageBatches`); with `head` / `head+` the frozen backbone has run once per image (or once
+per augmented view, engine.features) and they are cached features for the head (`FeatureBatches`). Both
+answer `steps()` and `epoch(e, start_step)`, and shard the data over DDP ranks the same way.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+
+from imgcls.data import BatchNormalizer, SeededItems, SeededSampler, make_loader
+from imgcls.engine.config import Config
+from imgcls.engine.distributed import LOCAL, Dist
+from imgcls.engine.recipes import resize_batch, train_sizes
+
+
+def shard_steps(n: int, batch_size: int, *, train: bool, dist: Dist) -> tuple[int, int | None]:
+    """(steps per epoch, samples used) of one rank. Training takes whole global batches (batch x world),
+    so every rank takes the same number of steps and the last partial batch is dropped; a set smaller
+    than one batch is one short batch (a single process only: distributed.check_batches). Evaluation
+    takes every sample once: each rank its share, without padding."""
+    global_batch = batch_size * dist.world
+    if train and n >= global_batch:
+        return n // global_batch, n // global_batch * global_batch
+    if train:
+        return 1, None
+    return math.ceil(len(range(dist.rank, n, dist.world)) / batch_size), None
+
+
+class ImageBatches:
+    def __init__(self, ds, cfg: Config, device: torch.device, *, train: bool, workers: int,
+                 dist: Dist = LOCAL) -> None:
+        self.cfg, self.device, self.train = cfg, device, train
+        self.batch_size = cfg.data.batch_size
+        self.n_steps, used = shard_steps(len(ds), self.batch_size, train=train, dist=dist)
+        self.sampler = SeededSampler(len(ds), seed=cfg.train.seed, shuffle=train, rank=dist.rank, world=dist.world,
+                                     limit=used)
+        self.loader = make_loader(SeededItems(ds), batch_size=self.batch_size, sampler=self.sampler,
+                                  workers=workers, device=device)
+        # one kept input buffer: each step is done with its batch before the next is made
+        self.normalize = BatchNormalizer(cfg.data.mean, cfg.data.std, device=device)
+        self.size_at = train_sizes(cfg) if train else None  # --progressive: the epoch's train size
+
+    def steps(self) -> int:
+        return self.n_steps  # the whole epoch, whatever a resume offset says
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.sampler.set_epoch(epoch, start=start_step * self.batch_size)
+        size = self.size_at(epoch) if self.size_at is not None else None
+        for images, targets in self.loader:
+            x = self.normalize(images if size is None else resize_batch(images, size))
+            if not self.cfg.model.channels_last:
+                x = x.contiguous()
+            yield x, targets.to(self.device, non_blocking=True)
+
+
+class FeatureBatches:
+    """Cached features [views, N, D]; epoch e reads view e % views in the epoch's seeded order."""
+
+    def __init__(self, feats: torch.Tensor, targets: torch.Tensor, *, batch_size: int, seed: int, train: bool,
+                 dist: Dist = LOCAL) -> None:
+        self.feats, self.targets, self.batch_size, self.train = feats, targets, batch_size, train
+        self.n_steps, used = shard_steps(len(targets), batch_size, train=train, dist=dist)
+        self.sampler = SeededSampler(len(targets), seed=seed, shuffle=train, rank=dist.rank, world=dist.world,
+                                     limit=used)
+
+    def steps(self) -> int:
+        return self.n_steps
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.sampler.set_epoch(epoch)
+        order = torch.tensor(self.sampler.order(), dtype=torch.long)
+        view = self.feats[epoch % self.feats.shape[0]]
+        for s in range(start_step, self.steps()):
+            idx = order[s * self.batch_size:(s + 1) * self.batch_size]
+            yield view[idx], self.targets[idx]

@@ -1,0 +1,271 @@
+"""A training run: `train(config)` = `fit(plan(config))`.
+
+`plan` (engine.plan) resolves and checks everything before the run folder exists; `fit` is the loop,
+reading top to bottom: the run folder and its log, the batches (images, or cached features for
+head-only transfer), the TrainState, then per epoch `train_one_epoch`, `evaluate` (and the EMA
+weights'), the epoch's row, best checkpoint and early stopping (engine.callbacks), and at the end
+the task's report of the best weights.
+
+Reproducibility: the seed fixes the initialisation, every epoch's order and every sample's
+augmentation (`SeededSampler`/`SeededItems`, independent of the worker count); checkpoints carry
+the generator states; on CPU with `deterministic` a run killed mid-epoch and resumed from its last
+checkpoint ends with the same weights as one that never stopped.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from imgcls.engine import distributed, resume
+from imgcls.engine.batches import FeatureBatches, ImageBatches
+from imgcls.engine.callbacks import Checkpoints, EpochLog, Quiet
+from imgcls.engine.checkpoint import load_checkpoint, remove_stale_temps
+from imgcls.engine.config import Config
+from imgcls.engine.features import backbone_runner, extract_features
+from imgcls.engine.interrupt import STOP
+from imgcls.engine.loop import StepRule, epoch_row, evaluate, predict_all, train_one_epoch
+from imgcls.engine.optim import lr_rule
+from imgcls.engine.plan import Plan, check_run_name, plan
+from imgcls.engine.recipes import BatchMixer
+from imgcls.engine.state import Position, TrainState
+from imgcls.errors import TrainingError, summary_of
+from imgcls.progress import clock
+
+log = logging.getLogger("imgcls")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    best_top1: float
+    best_epoch: int
+    epochs_run: int
+    seconds: float
+    stopped_early: bool = False
+    interrupted: bool = False
+    history: list[dict] = field(default_factory=list)
+
+    def summary_line(self, model: str) -> str:
+        how = "stopped early, " if self.stopped_early else ""
+        return (f"{model}: {self.epochs_run} epochs ({how}{clock(self.seconds)}), best val top-1 "
+                f"{self.best_top1:.2%} at epoch {self.best_epoch}; run folder {self.run_dir} "
+                f"(best.ckpt, metrics.csv, curves.png, confusion_matrix.png)")
+
+
+def train(config: Config, *, given: set[str] | None = None) -> RunResult:
+    """Train one run as `config` says; returns where it went and how well it did. With
+    `config.train.resume`, `given` names the settings to change on resume (see engine.resume)."""
+    try:
+        return fit(plan(config, given=given))
+    except distributed.Terminated as e:  # outside the training loop (which names last.ckpt): before or after it
+        raise TrainingError(str(e)) from None
+    finally:
+        distributed.shutdown()
+
+
+def fit(p: Plan) -> RunResult:
+    cfg, dist, task, t0 = p.config, p.dist, p.task, time.perf_counter()
+    run_dir = dist.run_on_main(open_run_dir, p)  # rank 0 picks (and makes) the folder
+    with run_log(run_dir if dist.is_main else None):
+        log_plan(p)
+        net, train_b, val_b = batches(p)
+        state = TrainState.start(p, net, steps_per_epoch=train_b.steps())
+        rule = StepRule(task, task.criterion(label_smoothing=cfg.optim.label_smoothing),
+                        BatchMixer(cfg.data, seed=cfg.train.seed, num_classes=len(task.classes)), dist,
+                        p.amp_dtype, cfg.optim.clip_grad, cfg.train.aux_weight, run_dir)
+        # DDP after the weights are restored; validation and checkpoints use net itself (plain state dicts)
+        step_net = dist.wrap(net)
+        step_net = torch.compile(step_net) if cfg.model.compile else step_net  # shares net's parameters
+        # only rank 0 writes: the other ranks hold a Quiet in place of the log and the checkpoints
+        epochs = (EpochLog(run_dir, task, state.history, epochs=cfg.train.epochs, tensorboard=cfg.train.tensorboard,
+                           fresh=p.resume is None, ema=state.ema is not None) if dist.is_main else Quiet())
+        saves = Checkpoints(run_dir, save_every=cfg.train.save_every, steps_per_epoch=train_b.steps()) \
+            if dist.is_main else Quiet()
+        log_start(p, state)
+        result = RunResult(run_dir, 0.0, 0, state.pos.epoch, 0.0)
+        try:
+            with STOP.installed(collective=dist.world > 1), epochs:
+                for epoch in range(state.pos.epoch, cfg.train.epochs):
+                    train_mode(p, net)
+                    n_imgs, seconds = train_one_epoch(
+                        step_net, train_b, state, rule, epoch=epoch, desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+                        after_step=lambda: saves.step(lambda: state.checkpoint(p), global_step=state.global_step,
+                                                      epoch_step=state.pos.step),
+                        progress=cfg.train.progress)
+                    val = evaluate(net, val_b, rule, epoch=epoch, lr=state.lr)
+                    if state.ema is not None:
+                        val |= evaluate(ema_net(state, net), val_b, rule, epoch=epoch, lr=state.lr, prefix="ema_")
+                    row = epoch_row(state.pos, val, global_step=state.global_step, lr=state.lr,
+                                    n_imgs=n_imgs * dist.world, seconds=seconds)  # every rank: as many images
+                    with STOP.deferred():  # the epoch's row, best and checkpoints go together
+                        improved = state.stopping.update(row)
+                        state.history.append(row)
+                        epochs.record(row, improved=improved)
+                        state.pos = Position(epoch + 1)
+                        saves.epoch_end(state.checkpoint(p), improved=improved)
+                    result.epochs_run = epoch + 1
+                    if state.stopping.should_stop:
+                        log.info("early stop: no better %s for %d epochs", state.stopping.key, cfg.train.patience)
+                        result.stopped_early = True
+                        break
+        except KeyboardInterrupt:
+            result.interrupted = True
+            with STOP.deferred():  # torchrun passes a Ctrl-C on to its workers: a second one waits for the save
+                saves.interrupted(state.checkpoint(p))
+        except (RuntimeError, distributed.Terminated) as e:
+            if not distributed.lost_peer(e, dist):
+                raise
+            distributed.leaving()  # torchrun's SIGTERM, on its way, must not cut this line short
+            raise lost_peer_error(p, run_dir, e) from None
+        result.seconds = time.perf_counter() - t0
+        result.best_top1, result.best_epoch = state.stopping.best_top1, state.stopping.best_epoch
+        result.history = list(state.history)
+        if not result.interrupted and state.history:
+            final_report(p, state, net, val_b, rule, run_dir)
+            log.info("%s", result.summary_line(cfg.model.model))
+    return result
+
+
+# -- the pieces fit calls -----------------------------------------------------------------------
+
+def new_run_dir(out_dir: str | Path, name: str | None) -> Path:
+    out = Path(out_dir)
+    if name:
+        run = out / name
+        check_run_name(run)  # checked by the plan too; the folder may have filled since
+    else:
+        n = 1
+        while (out / f"exp{n}").exists():
+            n += 1
+        run = out / f"exp{n}"
+    run.mkdir(parents=True, exist_ok=True)
+    return run
+
+
+def open_run_dir(p: Plan) -> Path:
+    """The run folder: a new one, or the resumed checkpoint's (its dead writers' temporaries removed),
+    with the resolved config saved in it."""
+    t = p.config.train
+    if p.resume is None or p.resume.new_folder:  # a new folder; a resumed checkpoint's own is left as it is
+        run_dir = new_run_dir(t.out_dir, t.name)
+    else:
+        run_dir = p.resume.path.parent
+        resume.check_not_older(p.resume.path, p.resume.state, run_dir)
+        remove_stale_temps(run_dir)
+    p.config.save(run_dir)
+    return run_dir
+
+
+@contextmanager
+def run_log(run_dir: Path | None) -> Iterator[None]:
+    """train.log in the run folder for the block (records the run even when the caller set up no logging)."""
+    if run_dir is None:
+        yield
+        return
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.INFO)
+    if log.level == logging.NOTSET:
+        log.setLevel(logging.INFO)
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def log_plan(p: Plan) -> None:
+    if p.resume is not None:
+        resume.log_changes(p.resume.changes)
+    for note in p.notes:
+        log.info("%s", note)
+
+
+def log_start(p: Plan, state: TrainState) -> None:
+    cfg = p.config
+    log.info("%s", lr_rule(cfg.optim, cfg.data.batch_size, p.dist.world, state.optimizer.param_groups[0]["base_lr"]))
+    log.info("training %s on %s: %d train / %d val images, %d classes, transfer %s, device %s%s",
+             cfg.model.model, p.data.source, len(p.data.train), len(p.data.val), len(p.task.classes),
+             p.policy, p.device, f", autocast {p.amp_dtype}" if p.amp_dtype else "")
+
+
+def batches(p: Plan) -> tuple[nn.Module, Any, Any]:
+    """(the network the steps train, train batches, val batches): the whole model on images, or with
+    head-only transfer its head on features the frozen backbone computed once (per view)."""
+    cfg, dist, device = p.config, p.dist, p.device
+    if not p.policy.caches_features or cfg.data.feature_views == 0:
+        return (p.model, ImageBatches(p.data.train, cfg, device, train=True, workers=p.workers, dist=dist),
+                ImageBatches(p.data.val, cfg, device, train=False, workers=p.workers, dist=dist))
+    views, tic = cfg.data.feature_views, time.perf_counter()
+    with p.policy.backbone_and_head(p.model) as (backbone, head):
+        train_ds = p.data.train if views > 1 else _with_transform(p.data.train, p.data.val.transform)
+        # under DDP each rank extracts its share and every rank gets all features; the head then
+        # trains replicated (DDP over the head), each rank on its shard of every global batch
+        backbone.eval()
+        runner = backbone_runner(backbone, cfg, device, images=views * len(train_ds) + len(p.data.val))
+        tf, tt = extract_features(runner, train_ds, cfg, device, views=views, workers=p.workers,
+                                  desc="caching train features", dist=dist)
+        vf, vt = extract_features(runner, p.data.val, cfg, device, views=1, workers=p.workers,
+                                  desc="caching val features", dist=dist)
+    log.info("cached backbone features: %d train x %d view(s), %d val, %d-wide, in %.1fs (%s)",
+             tf.shape[1], views, vf.shape[1], tf.shape[2], time.perf_counter() - tic,
+             getattr(runner, "backend", "torch"))
+    return (head, FeatureBatches(tf.to(device), tt.to(device), batch_size=cfg.data.batch_size, seed=cfg.train.seed,
+                                 train=True, dist=dist),
+            FeatureBatches(vf.to(device), vt.to(device), batch_size=max(256, cfg.data.batch_size), seed=0,
+                           train=False, dist=dist))
+
+
+def _with_transform(ds, transform):
+    clone = copy.copy(ds)
+    clone.transform = transform
+    return clone
+
+
+def train_mode(p: Plan, net: nn.Module) -> None:
+    if net is p.model:
+        p.policy.set_train_mode(p.model)  # frozen BatchNorm stays in eval mode
+    else:
+        net.train()
+
+
+def ema_net(state: TrainState, net: nn.Module) -> nn.Module:
+    """The EMA copy of `net` (the model, or its head when features are cached)."""
+    name = next(n for n, m in state.model.named_modules() if m is net)
+    return state.ema.module.get_submodule(name)
+
+
+def lost_peer_error(p: Plan, run_dir: Path, e: BaseException) -> TrainingError:
+    why = (", so torchrun stopped this one (SIGTERM; it does the same when it is asked to stop)"
+           if distributed.terminated() else
+           f" or did not answer within --dist-timeout {p.config.train.dist_timeout}s ({summary_of(e)})")
+    last = run_dir / "last.ckpt"
+    return TrainingError(f"rank {p.dist.rank}: another process of this run stopped{why}; {last} holds the last "
+                         f"saved state: see the failed rank's error, then continue with --resume {last}")
+
+
+def final_report(p: Plan, state: TrainState, net: nn.Module, val_b: Any, rule: StepRule, run_dir: Path) -> None:
+    """The task's report of the best weights on the val set (the EMA weights when the run keeps them:
+    what eval and predict will use)."""
+    best = run_dir / "best.ckpt"
+    current = {k: v.clone() for k, v in state.model.state_dict().items()}
+    saved = load_checkpoint(best) if p.dist.is_main and best.is_file() else None
+    best_state = p.dist.from_main(saved.get("model_ema", saved["model"]) if saved is not None else None)
+    if best_state is not None:
+        state.model.load_state_dict(best_state)
+    outputs, targets = predict_all(net, val_b, dist=p.dist, amp_dtype=p.amp_dtype)
+    state.model.load_state_dict(current)
+    if p.dist.is_main:
+        p.task.report(outputs, targets, paths=[str(path) for path, _ in p.data.val.samples], run_dir=run_dir,
+                      history=state.history)
+

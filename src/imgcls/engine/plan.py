@@ -1,0 +1,185 @@
+"""Plan, then run: `plan(config)` resolves everything a run needs once, before the run folder exists.
+
+In one pass, in this order: the resume reconciliation (what the checkpoint fixes, what the flags may
+change), the weights' preprocessing and model, validation of every value, the device, precision and
+process group, the transfer policy, the datasets (bad files listed first), the loader workers, the
+network with its pretrained weights and memory layout. Everything that can be refused is refused here,
+so a refused run leaves nothing behind; nothing is written. The returned `Plan.config` is a new,
+fully resolved config (the caller's is not touched): exactly what the run saves as config.json.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from imgcls.data.loader import train_workers
+from imgcls.engine import build, distributed, resume
+from imgcls.engine.checkpoint import check_arch, load_checkpoint
+from imgcls.engine.config import Config
+from imgcls.engine.distributed import Dist
+from imgcls.engine.features import check_backend
+from imgcls.engine.transfer import TransferPolicy
+from imgcls.errors import ConfigError
+from imgcls.models.heads import stack_head
+from imgcls.tasks import Task, task_class
+
+log = logging.getLogger("imgcls")
+
+
+@dataclass(frozen=True)
+class Resume:
+    """A --resume: the checkpoint's contents and what the flags changed."""
+
+    path: Path
+    state: dict[str, Any]
+    changes: dict[str, tuple[Any, Any]]
+    new_folder: bool  # --name/--out-dir given: continue in a new run folder
+    sums_scale: float = 1.0  # another number of processes: the epoch's running sums rescaled to the new batch
+
+
+@dataclass(frozen=True)
+class Plan:
+    config: Config  # resolved; what config.json holds
+    task: Task
+    dist: Dist
+    amp_dtype: torch.dtype | None
+    policy: TransferPolicy
+    data: build.Datasets
+    data_files: dict[str, Any]
+    workers: int
+    model: nn.Module  # built, pretrained weights loaded, policy applied, on the device
+    arch: dict[str, Any]
+    notes: tuple[str, ...] = ()  # what was resolved for the user, logged once the run's log exists
+    resume: Resume | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.dist.device
+
+
+def plan(config: Config, *, given: set[str] | None = None) -> Plan:
+    """Resolve `config` into a Plan. `given` names the settings the caller set explicitly (the CLI's
+    flags); it matters for --resume (engine.resume) and for what registered weights may fill in. By
+    default it is every setting that differs from its default."""
+    given = config.changed_fields() if given is None else set(given)
+    cfg, res, notes = _resolved_config(copy.deepcopy(config), given)
+    t = cfg.train
+    torch.manual_seed(t.seed)
+    if t.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    # under torchrun: this rank's device (cuda:LOCAL_RANK, or the CPU with its share of the cores)
+    dist = distributed.init(t.device, timeout_s=t.dist_timeout)
+    t.progress = t.progress and dist.is_main  # progress bars on rank 0 only
+    if res is not None:
+        res = _resume_world(cfg, res, dist)
+    amp_dtype = build.resolve_amp(t.amp, dist.device)
+    policy = TransferPolicy.parse(cfg.model.transfer)
+    if policy.caches_features and cfg.data.feature_views > 0:
+        check_backend(cfg.data.feature_backend, dist.device)
+    kind = task_class("classification")
+    data = build.build_datasets(cfg.data, *kind.transforms(cfg.data, train_crop=build.train_crop(cfg.data),
+                                                           eval_resize=build.eval_resize(cfg.data)))
+    task = kind(data.classes)
+    data_files = resume.data_files(data.train.samples, data.val.samples)
+    workers = (max(1, train_workers(dist.device) // dist.local_world) if cfg.data.workers is None
+               else cfg.data.workers)
+    distributed.check_batches(dist, train_images=len(data.train), val_images=len(data.val),
+                              batch_size=cfg.data.batch_size)
+    distributed.check_sync_bn(t.sync_bn, dist)
+    if res is not None:
+        resume.check_data(res.state, data.classes, data_files, res.path)
+        check_arch(res.state, res.path, model=cfg.model.model, num_classes=len(data.classes))
+        resume.check_threads(res.state, res.path)
+    model, base_classes, loaded = _network(cfg, policy, dist, res, len(data.classes))
+    arch = build.arch_of(cfg, policy, len(data.classes), base_classes)
+    return Plan(cfg, task, dist, amp_dtype, policy, data, data_files, workers, model, arch,
+                notes=loaded + tuple(notes), resume=res)
+
+
+def _resolved_config(cfg: Config, given: set[str]) -> tuple[Config, Resume | None, list[str]]:
+    """The run's config: the checkpoint's with the allowed changes on --resume, else the given one with
+    the registered weights' preprocessing filled in; validated, data paths absolute."""
+    if cfg.train.resume:
+        path = Path(cfg.train.resume)
+        state = load_checkpoint(path)
+        saved = Config.from_dict(state["config"], source=str(path))
+        cfg, changes = resume.resumed_config(saved, cfg, given, path)
+        resume.check_epochs(cfg, state["epoch"], state["epoch_step"])
+        res = Resume(path, state, changes, new_folder=bool(changes.keys() & {"name", "out_dir"}))
+        return cfg, res, []
+    taken = build.take_weight_preprocessing(cfg, given)
+    cfg.validate()
+    for key in ("data", "val_data"):  # absolute, so a resume from another directory finds it
+        if cfg.get(key):
+            cfg.set(key, str(Path(cfg.get(key)).resolve()))
+    if cfg.train.name:
+        check_run_name(Path(cfg.train.out_dir) / cfg.train.name)
+    notes = [f"preprocessing of {cfg.model.weights}: {', '.join(taken)}"] if taken else []
+    return cfg, None, notes
+
+
+def check_run_name(run: Path) -> None:
+    """A named run folder is never overwritten: refused before any work (engine.fit makes the folder)."""
+    if run.exists() and any(run.iterdir()):
+        raise ConfigError(f"{run}: run folder exists and is not empty; pick another --name, or --resume {run}/last.ckpt")
+
+
+def _resume_world(cfg: Config, res: Resume, dist: Dist) -> Resume:
+    """A checkpoint of a run with another number of processes: the same global batch, split anew."""
+    saved_world = res.state.get("world_size", 1)
+    if saved_world == dist.world:
+        return res
+    old = cfg.data.batch_size
+    new = distributed.resume_batch_size(old, saved_world, dist, str(res.path))
+    cfg.data.batch_size = new
+    changes = {**res.changes, "batch_size": (f"{old} per rank x {saved_world}", f"{new} per rank x {dist.world}")}
+    return Resume(res.path, res.state, changes, res.new_folder, sums_scale=new / old)
+
+
+def _network(cfg: Config, policy: TransferPolicy, dist: Dist, res: Resume | None, n: int
+             ) -> tuple[nn.Module, int | None, tuple[str, ...]]:
+    """(the network on its device, the pretrained head's width under head+, the load report's lines).
+
+    Built at the run's class count, the pretrained weights loaded (a head of another size is left at
+    its fresh initialisation and the report says so), then head+ stacks its new head on the old one and
+    the policy freezes what does not train. The memory layout is resolved into the config once."""
+    state, source = None, None
+    if cfg.model.weights and res is None:
+        from imgcls.weights import read_state_dict, resolve_weights
+
+        source = dist.run_on_main(resolve_weights, cfg.model.weights)  # one download, not one per rank
+        if not dist.is_main:
+            source = resolve_weights(cfg.model.weights)  # its own copy (the cache may not be shared)
+        state, _ = read_state_dict(source)
+    model = build.build_model({"model": cfg.model.model, "num_classes": n, "model_kwargs": dict(cfg.model.model_kwargs),
+                               "head": "linear"})
+    base_classes = None
+    if policy.mode == "head+":  # keep the pretrained classifier: build it at its own size
+        key = f"{model.classifier_name}.weight"
+        if res is not None:
+            base_classes = int(res.state["arch"]["base_classes"])
+        else:
+            base_classes = int(state[key].shape[0]) if state is not None and key in state else 1000
+        model.reset_classifier(base_classes)
+    report = ()
+    if state is not None:
+        from imgcls.weights import load_pretrained
+
+        report = (load_pretrained(model, state, source=str(source)).to_text(),)
+    if policy.mode == "head+":
+        stack_head(model, n)
+    policy.apply(model)
+    if cfg.model.channels_last is None:  # resolved once and saved with the config: a resume keeps it
+        cfg.model.channels_last = bool(getattr(model, "channels_last", True))
+    if cfg.train.sync_bn and dist.world > 1:
+        model = distributed.sync_batchnorm(model)
+    if cfg.model.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model.to(dist.device), base_classes, report
