@@ -100,3 +100,14 @@ def test_googlenet_weights_bring_transform_input_to_training_and_create_model(mo
     monkeypatch.setattr(loader, "read_state_dict", lambda path: (reference.state_dict(), {}))
     assert imgcls.create_model("googlenet", weights="googlenet.tv_in1k").transform_input is True
     assert imgcls.create_model("googlenet", weights="googlenet.tv_in1k", transform_input=False).transform_input is False
+
+
+def test_lite2_weights_keep_the_cache_at_their_eval_resize():
+    cfg = _cfg()
+    cfg.model.weights = "efficientnet_lite2.in1k"
+    taken = take_weight_preprocessing(cfg, set())
+    assert cfg.data.resize_size == 292 and cfg.data.cache_side == 292 and "cache_side=292" in taken
+    cfg = _cfg()
+    cfg.model.weights, cfg.data.cache_side = "efficientnet_lite2.in1k", 300
+    take_weight_preprocessing(cfg, {"cache_side"})
+    assert cfg.data.cache_side == 300

@@ -122,6 +122,9 @@ def take_weight_preprocessing(cfg: Config, given: set[str]) -> list[str]:
     for key, field_name in (("mean", "mean"), ("std", "std"), ("interpolation", "interpolation")):
         if field_name not in given:
             setattr(d, field_name, list(pre[key]) if key != "interpolation" else pre[key])
+    if "cache_side" not in given and d.cache_side < d.resize_size:  # --cache never upsamples what eval resizes
+        d.cache_side = d.resize_size
+        taken.append(f"cache_side={d.cache_side}")
     for name in ("input_size", "resize_size", "mean", "std", "interpolation"):
         if name not in given:
             taken.append(f"{name}={getattr(d, name)}")
