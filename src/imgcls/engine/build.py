@@ -39,7 +39,7 @@ def transforms(cfg: DataConfig) -> tuple[Any, Any]:
                           randaugment_magnitude=cfg.randaugment_magnitude, random_erasing=cfg.random_erasing,
                           mean=cfg.mean)
     # under --progressive the loader crops at its END size (engine.recipes.train_sizes)
-    crop = parse_progressive(cfg.progressive, cfg.input_size)[1] if cfg.progressive else cfg.input_size
+    crop = parse_progressive(cfg.progressive)[1] if cfg.progressive else cfg.input_size
     train = train_transform(crop=crop, scale=tuple(cfg.scale), hflip=cfg.hflip, mean=cfg.mean,
                             std=cfg.std, interpolation=cfg.interpolation, color_jitter=cfg.color_jitter,
                             uint8=True, extra=extra)

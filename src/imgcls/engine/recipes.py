@@ -81,18 +81,16 @@ def correct(logits: torch.Tensor, target: torch.Tensor) -> float:
 
 # -- progressive resizing ----------------------------------------------------------------------
 
-def parse_progressive(spec: str, input_size: int) -> tuple[int, int]:
-    """'112:224' -> (112, 224); '112' -> (112, input_size). ConfigError with the fix otherwise."""
-    parts = spec.split(":")
+def parse_progressive(spec: str) -> tuple[int, int]:
+    """'112:224' -> (112, 224). ConfigError with the fix otherwise: both sizes are needed, so a single
+    number is never read one way while the user meant the other."""
     try:
-        sizes = [int(p) for p in parts]
+        sizes = [int(p) for p in spec.split(":")]
     except ValueError:
         sizes = []
-    if len(sizes) == 1:
-        sizes.append(input_size)
     if len(sizes) != 2 or min(sizes) < 1:
-        raise ConfigError(f"--progressive {spec!r}: expected START:END train sizes in pixels, e.g. --progressive "
-                          f"112:{input_size}")
+        raise ConfigError(f"--progressive {spec!r}: expected START:END train sizes in pixels, small first (START at "
+                          "the first epoch, END at the last), e.g. --progressive 112:224")
     if sizes[0] > sizes[1]:
         raise ConfigError(f"--progressive {spec}: START must not exceed END (small images first), e.g. "
                           f"--progressive {sizes[1]}:{sizes[0]}")
@@ -121,7 +119,7 @@ def train_sizes(cfg: Config) -> Callable[[int], int] | None:
     d = cfg.data
     if d.progressive is None:
         return None
-    start, end = parse_progressive(d.progressive, d.input_size)
+    start, end = parse_progressive(d.progressive)
     return partial(progressive_size, start, end, epochs=cfg.train.epochs, stages=d.progressive_stages)
 
 

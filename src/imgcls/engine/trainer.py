@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from imgcls.data.loader import train_workers
-from imgcls.engine import build, distributed, resume
+from imgcls.engine import budget, build, distributed, resume
 from imgcls.engine.callbacks import Checkpoints, EarlyStopping, EpochLog, Quiet
 from imgcls.engine.checkpoint import check_arch, load_checkpoint, remove_stale_temps, rng_state, set_rng_state
 from imgcls.engine.config import Config
@@ -133,6 +133,8 @@ class Trainer:
         self.classes = self.data.classes
         self.ks = reported_ks(len(self.classes))  # top-5 only with more than 5 classes
         self.data_files = resume.data_files(self.data.train.samples, self.data.val.samples)
+        if self.policy.caches_features and config.data.feature_views > 0:
+            budget.check_feature_cache(config, len(self.data.train), len(self.data.val), processes=self.dist.local_world)
         self.workers = (max(1, train_workers(self.device) // self.dist.local_world) if config.data.workers is None
                         else config.data.workers)
         distributed.check_batches(self.dist, train_images=len(self.data.train), val_images=len(self.data.val),
