@@ -13,11 +13,16 @@ import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgcls.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from imgcls.errors import ConfigError
 from imgcls.options import check_value, device_option, draft_option, flag_name, option
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from imgcls.engine.transfer import TransferPolicy
 
 
 @dataclass
@@ -269,7 +274,7 @@ def _yaml_mark(e: Exception) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "no position"
 
 
-def meta_model(builder: Any, kwargs: dict, policy: Any) -> Any:
+def meta_model(builder: Any, kwargs: dict, policy: TransferPolicy) -> nn.Module | None:
     """The model built on the meta device (no memory, no initialisation cost) in training mode, with
     `policy`'s frozen parts frozen, as the run will train it; None when the builder cannot be called
     that way (a bad model_kwargs is reported when the model is really built)."""
