@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import re
 import shutil
 import signal
 
@@ -48,11 +49,42 @@ one_error_line = error_line
     (["--transfer", "head", "--cutmix", "1"], "--cutmix works on images, but --transfer head trains on cached"),
     (["--auto-augment", "autoaugment"], "--auto-augment: 'autoaugment': must be one of none, trivialaugment"),
     (["--ema-decay", "1"], "--ema-decay: 1.0: must be < 1"),
+    # sizes: bounded by the model, by MAX_SIDE and by the memory one step needs (issue 22)
+    (["--input-size", "20000"], "--input-size 20000: one training step of resnet18 at 20000 px with --batch-size 8 "
+                                "needs about 1.9 TB"),
+    (["--progressive", "64:20000"], "--progressive 64:20000: one training step of resnet18 at 20000 px"),
+    (["--input-size", "4096", "--batch-size", "100000"], "at 4096 px with --batch-size 100000 needs about 972.9 TB"),
+    (["--model", "lenet5", "--progressive", "32:64"], "--progressive 32:64: lenet5 takes only 32x32 inputs"),
+    (["--model", "lenet5", "--progressive", "32:60000"], "--progressive 32:60000: lenet5 takes only 32x32 inputs"),
+    (["--model", "lenet5", "--input-size", "64"], "--input-size 64: lenet5 takes only 32x32 inputs; use --input-size 32"),
+    (["--model", "vit_b_32", "--model-kw", "image_size=8192"], "--model-kw: vit_b_32's input size 8192: must be between"),
+    (["--resize-size", "5000"], "--resize-size 5000: must be between 1 and 4096 px"),
+    (["--cache-side", "9000"], "--cache-side 9000: must be between 1 and 4096 px"),
+    (["--transfer", "head", "--feature-views", "1000000000"], "--feature-views 1000000000: caching 1000000000 view(s)"),
+    # hints that say what the flag wants
+    (["--progressive", "64"], "--progressive '64': expected START:END train sizes in pixels"),
+    (["--progressive", "big"], "e.g. --progressive 112:224"),
+    (["--mix-prob", "0.5"], "--mix-prob 0.5 has no effect without --mixup or --cutmix"),
+    (["--cutmix", "1", "--cutmix-share", "0.3"], "--cutmix-share 0.3 has no effect without both --mixup and --cutmix"),
+    (["--progressive-stages", "3"], "--progressive-stages 3 has no effect without --progressive"),
+    (["--randaugment-ops", "3"], "--randaugment-ops 3 has no effect without --auto-augment randaugment"),
 ])
 def test_bad_values_are_one_line_before_any_work(tiny_folder, tmp_path, capsys, flags, says):
     assert cli(train_args(tiny_folder, tmp_path / "runs") + flags) == 2  # the last of a repeated flag wins
     assert says in one_error_line(capsys)
     assert not (tmp_path / "runs").exists()  # a refused run leaves no folder behind
+
+
+def test_a_size_beyond_the_machines_memory_says_what_fits(tiny_folder, tmp_path, capsys, monkeypatch):
+    from imgcls.engine import budget
+
+    monkeypatch.setattr(budget, "_device_memory", lambda device, processes: (1e9, "this machine has 1.0 GB available"))
+    assert cli(train_args(tiny_folder, tmp_path / "runs") + ["--input-size", "2048"]) == 2
+    line = one_error_line(capsys)
+    assert line.startswith("imgcls: error: --input-size 2048: one training step of resnet18 at 2048 px with "
+                           "--batch-size 8 needs about ")
+    assert re.search(r"this machine has 1.0 GB available; use at most --input-size \d+$", line)
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_misspelled_flag_gets_the_subcommand_usage_and_a_hint(tiny_folder, capsys):

@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 import imgcls
+from imgcls.models.registry import create_model, get_builder
 from imgcls.models.resnet import BasicBlock, Bottleneck, ResNet
 
 
@@ -102,3 +103,23 @@ def test_alexnet_paper_lrn_and_dropout():
     sq = torch.nn.functional.pad(x.pow(2), (0, 0, 0, 0, 2, 2))
     window = sum(sq[:, i:i + 5] for i in range(5))
     assert torch.allclose(lrns[0](x), x / (2.0 + 1e-4 * window).pow(0.75))
+
+
+def _one_per_family() -> list[str]:
+    first = {}
+    for name in imgcls.list_models():
+        first.setdefault(get_builder(name).__module__, name)
+    return sorted({*first.values(), "alexnet_paper"})  # alexnet_paper: alexnet's family, but one input size
+
+
+@pytest.mark.parametrize("name", _one_per_family())
+def test_a_fixed_input_size_is_declared(name):
+    # shapes only (meta device): a model that says its smallest input is its only one refuses a larger one
+    with torch.device("meta"):
+        model = create_model(name, num_classes=3).eval()  # eval: one output (GoogLeNet adds aux heads in training)
+    h, w = model.min_input_size
+    if model.fixed_input_size:
+        with pytest.raises((ValueError, RuntimeError)):
+            model(torch.empty(2, 3, 2 * h, 2 * w, device="meta"))
+    else:
+        assert model(torch.empty(2, 3, 2 * h, 2 * w, device="meta")).shape == (2, 3)

@@ -10,8 +10,7 @@ from typing import Any
 from imgcls.checkpoint import build_model
 from imgcls.data import ImageFolder, find_bad_images, make_split, open_dataset
 from imgcls.data.split import is_split_index
-from imgcls.engine.config import Config, DataConfig
-from imgcls.engine.recipes import parse_progressive
+from imgcls.engine.config import Config, DataConfig, parse_progressive
 from imgcls.engine.transfer import TransferPolicy
 from imgcls.errors import ConfigError, DataError
 from imgcls.runtime import resolve_amp, resolve_device
@@ -135,7 +134,7 @@ def take_weight_preprocessing(cfg: Config, given: set[str]) -> list[str]:
 
 def train_crop(cfg: DataConfig) -> int:
     """The loader's train crop: under --progressive its END size (engine.recipes.train_sizes resizes)."""
-    return parse_progressive(cfg.progressive, cfg.input_size)[1] if cfg.progressive else cfg.input_size
+    return parse_progressive(cfg.progressive)[1] if cfg.progressive else cfg.input_size
 
 
 def arch_of(cfg: Config, policy: TransferPolicy, num_classes: int, base_classes: int | None) -> dict[str, Any]:

@@ -13,11 +13,16 @@ import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgcls.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from imgcls.errors import ConfigError
 from imgcls.options import check_value, device_option, draft_option, flag_name, option
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from imgcls.engine.transfer import TransferPolicy
 
 
 @dataclass
@@ -77,7 +82,7 @@ class DataConfig:
     cutmix_share: float = option(0.5, "with both --mixup and --cutmix: the share of mixed batches that use cutmix",
                                  ge=0, le=1)
     progressive: str | None = option(None, "progressive resizing: START:END train crop sizes (e.g. 112:224), growing "
-                                     "over the epochs; END defaults to --input-size, evaluation stays at --input-size")
+                                     "over the epochs; evaluation stays at --input-size")
     progressive_stages: int = option(0, "with --progressive: 0 = grow linearly (sizes rounded to 16 px), N >= 2 = "
                                      "N equal stages", ge=0)
 
@@ -174,21 +179,14 @@ class Config:
         if d.resize_size is not None and d.resize_size < d.input_size:
             raise ConfigError(f"--resize-size {d.resize_size} is smaller than --input-size {d.input_size}; "
                               "the centre crop needs resize >= input size")
-        from imgcls.engine.recipes import parse_progressive
+        from imgcls.engine.budget import check_sizes
         from imgcls.engine.transfer import TransferPolicy
         from imgcls.models.registry import get_builder
 
         policy = TransferPolicy.parse(m.transfer)
-        builder = get_builder(m.model)  # unknown names: a ConfigError with close matches
-        minimum = min_input_size(builder, m.model_kwargs)
-        if minimum and d.input_size < max(minimum):
-            raise ConfigError(f"--input-size {d.input_size} is below {m.model}'s minimum of {max(minimum)} px; "
-                              f"use --input-size {max(minimum)} or more")
-        if d.progressive is not None:
-            start, end = parse_progressive(d.progressive, d.input_size)
-            if minimum and start < max(minimum):
-                raise ConfigError(f"--progressive {d.progressive}: {start} px is below {m.model}'s minimum of "
-                                  f"{max(minimum)} px; start at {max(minimum)} or more")
+        net = meta_model(get_builder(m.model), m.model_kwargs, policy)  # unknown names: close matches
+        progressive = parse_progressive(d.progressive) if d.progressive is not None else None
+        check_sizes(self, net, progressive)
         if policy.caches_features and d.feature_views > 0:
             mixing = [flag for flag, on in (("--mixup", d.mixup > 0), ("--cutmix", d.cutmix > 0),
                                             ("--progressive", d.progressive is not None)) if on]
@@ -196,6 +194,18 @@ class Config:
                 raise ConfigError(f"{mixing[0]} works on images, but --transfer {m.transfer} trains on cached "
                                   "features; add --feature-views 0 (the backbone runs every step) or drop "
                                   f"{mixing[0]}")
+        # settings that act only beside another: given alone they would be ignored without a word
+        for name, needs, example, on in (
+                ("mix_prob", "--mixup or --cutmix", "--mixup 0.2 or --cutmix 1.0", d.mixup > 0 or d.cutmix > 0),
+                ("cutmix_share", "both --mixup and --cutmix", "--mixup 0.2 --cutmix 1.0", d.mixup > 0 and d.cutmix > 0),
+                ("progressive_stages", "--progressive", "--progressive 112:224", d.progressive is not None),
+                ("randaugment_ops", "--auto-augment randaugment", "--auto-augment randaugment",
+                 d.auto_augment == "randaugment"),
+                ("randaugment_magnitude", "--auto-augment randaugment", "--auto-augment randaugment",
+                 d.auto_augment == "randaugment")):
+            if not on and getattr(d, name) != getattr(DataConfig(), name):
+                raise ConfigError(f"{flag_name(name)} {getattr(d, name)} has no effect without {needs}; add "
+                                  f"{example}, or drop {flag_name(name)}")
         return self
 
     def changed_fields(self) -> set[str]:
@@ -259,21 +269,43 @@ class Config:
         return cls.from_dict(d, source=str(path))
 
 
+def parse_progressive(spec: str) -> tuple[int, int]:
+    """'112:224' -> (112, 224). ConfigError with the fix otherwise: both sizes are needed, so a single
+    number is never read one way while the user meant the other."""
+    try:
+        sizes = [int(p) for p in spec.split(":")]
+    except ValueError:
+        sizes = []
+    if len(sizes) != 2 or min(sizes) < 1:
+        raise ConfigError(f"--progressive {spec!r}: expected START:END train sizes in pixels, small first (START at "
+                          "the first epoch, END at the last), e.g. --progressive 112:224")
+    if sizes[0] > sizes[1]:
+        raise ConfigError(f"--progressive {spec}: START must not exceed END (small images first), e.g. "
+                          f"--progressive {sizes[1]}:{sizes[0]}")
+    return sizes[0], sizes[1]
+
+
 def _yaml_mark(e: Exception) -> str:
     mark = getattr(e, "problem_mark", None)
     return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "no position"
 
 
-def min_input_size(builder: Any, kwargs: dict) -> tuple[int, int] | None:
-    """A model's smallest input (H, W), read from an instance built on the meta device (no memory,
-    no initialisation cost); None when the builder cannot be called that way."""
+def meta_model(builder: Any, kwargs: dict, policy: TransferPolicy) -> nn.Module | None:
+    """The model built on the meta device (no memory, no initialisation cost) in training mode, with
+    `policy`'s frozen parts frozen, as the run will train it; None when the builder cannot be called
+    that way (a bad model_kwargs is reported when the model is really built)."""
     import torch
+
+    from imgcls.models.heads import stack_head
 
     try:
         with torch.device("meta"):
-            return tuple(builder(num_classes=2, **kwargs).min_input_size)
-    except Exception:  # noqa: BLE001 - a bad model_kwargs is reported when the model is really built
+            net = builder(num_classes=2, **kwargs)
+    except Exception:  # noqa: BLE001 - see the docstring
         return None
+    if policy.mode == "head+":
+        stack_head(net, 2)
+    return policy.set_train_mode(policy.apply(net))
 
 
 def field_specs() -> list[tuple[str, dataclasses.Field, type]]:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from imgcls.data.loader import train_workers
-from imgcls.engine import build, distributed, resume
+from imgcls.engine import budget, build, distributed, resume
 from imgcls.engine.checkpoint import check_arch, load_checkpoint
 from imgcls.engine.config import Config
 from imgcls.engine.distributed import Dist
@@ -88,6 +88,8 @@ def plan(config: Config, *, given: set[str] | None = None) -> Plan:
                                                            eval_resize=build.eval_resize(cfg.data)))
     task = kind(data.classes)
     data_files = resume.data_files(data.train.samples, data.val.samples)
+    if policy.caches_features and cfg.data.feature_views > 0:
+        budget.check_feature_cache(cfg, len(data.train), len(data.val), processes=dist.local_world)
     workers = (max(1, train_workers(dist.device) // dist.local_world) if cfg.data.workers is None
                else cfg.data.workers)
     distributed.check_batches(dist, train_images=len(data.train), val_images=len(data.val),

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from imgcls.data.loader import sample_seed
-from imgcls.engine.config import Config, DataConfig
+from imgcls.engine.config import Config, DataConfig, parse_progressive  # noqa: F401 - recipes' public name too
 from imgcls.errors import ConfigError
 
 _MIX_STREAM = 2**41  # sample_seed index space of the batch mixer: far above any sample index
@@ -71,24 +71,6 @@ class BatchMixer:
 
 # -- progressive resizing ----------------------------------------------------------------------
 
-def parse_progressive(spec: str, input_size: int) -> tuple[int, int]:
-    """'112:224' -> (112, 224); '112' -> (112, input_size). ConfigError with the fix otherwise."""
-    parts = spec.split(":")
-    try:
-        sizes = [int(p) for p in parts]
-    except ValueError:
-        sizes = []
-    if len(sizes) == 1:
-        sizes.append(input_size)
-    if len(sizes) != 2 or min(sizes) < 1:
-        raise ConfigError(f"--progressive {spec!r}: expected START:END train sizes in pixels, e.g. --progressive "
-                          f"112:{input_size}")
-    if sizes[0] > sizes[1]:
-        raise ConfigError(f"--progressive {spec}: START must not exceed END (small images first), e.g. "
-                          f"--progressive {sizes[1]}:{sizes[0]}")
-    return sizes[0], sizes[1]
-
-
 def progressive_size(start: int, end: int, epoch: int, *, epochs: int, stages: int = 0) -> int:
     """The train crop size of `epoch` (0-based): START at the first epoch, END at the last. Linear
     sizes are rounded to multiples of 16 px (so CNN strides divide them and few sizes occur);
@@ -111,7 +93,7 @@ def train_sizes(cfg: Config) -> Callable[[int], int] | None:
     d = cfg.data
     if d.progressive is None:
         return None
-    start, end = parse_progressive(d.progressive, d.input_size)
+    start, end = parse_progressive(d.progressive)
     return partial(progressive_size, start, end, epochs=cfg.train.epochs, stages=d.progressive_stages)
 
 

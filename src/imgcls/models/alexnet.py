@@ -100,5 +100,6 @@ def alexnet(*, num_classes: int = 1000, dropout: float = 0.5) -> AlexNet:
 def alexnet_paper(*, num_classes: int = 1000, dropout: float = 0.5) -> AlexNet:
     """The 2012 paper's AlexNet on one device: LRN, 96-256-384-384-256 kernels, 224x224 input."""
     model = AlexNet(_paper_features(), nn.Identity(), num_classes=num_classes, dropout=dropout)
-    model.min_input_size = (224, 224)  # no adaptive pool: the classifier wants exactly 6x6x256
+    model.min_input_size = (224, 224)
+    model.fixed_input_size = True  # no adaptive pool: the classifier wants exactly 6x6x256
     return model

@@ -4,7 +4,8 @@ A model sets two class attributes, fills `feature_info` when it is built and, un
 common features -> avgpool -> classifier shape (the defaults below), implements
 `forward_features` / `forward_head`:
 - `classifier_name`: the attribute holding the final classifier (`fc`, `classifier`, `head`);
-- `min_input_size`: the smallest (H, W) the network accepts;
+- `min_input_size`: the smallest (H, W) the network accepts; `fixed_input_size`: True when it is
+  also the only size (a classifier that reads a map of fixed size, position embeddings);
 - `feature_info`: one `FeatureInfo(module, channels, reduction)` per feature stage, shallow to
   deep, computed from the layers as they are built (timm's `feature_info`). `stage_names`,
   `last_stage` and `forward_stages` are derived from it.
@@ -53,6 +54,7 @@ class Paper(NamedTuple):
 class ClassifierMixin:
     classifier_name: str = "fc"
     min_input_size: tuple[int, int] = (32, 32)
+    fixed_input_size: bool = False
     num_features: int  # width of the features the final Linear reads (the headless model's output)
     feature_info: tuple[FeatureInfo, ...] = ()  # set per instance by each family's __init__
     # the memory layout training uses unless told (--channels-last): NHWC is faster for most CNNs on

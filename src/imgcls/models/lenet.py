@@ -23,7 +23,8 @@ class LeNet5(ClassifierMixin, nn.Module):
     """conv5-6, pool, conv5-16, pool, fc120, fc84, fc classes; `in_chans=1` for grayscale."""
 
     classifier_name = "fc3"
-    min_input_size = (32, 32)  # also the only size: fc1 reads 16x5x5
+    min_input_size = (32, 32)
+    fixed_input_size = True  # fc1 reads 16x5x5
 
     def __init__(self, *, num_classes: int = 10, in_chans: int = 3) -> None:
         super().__init__()

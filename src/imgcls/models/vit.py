@@ -115,6 +115,7 @@ class VisionTransformer(ClassifierMixin, nn.Module):
     """Patch embedding, class token, Transformer encoder, `heads.head` on the class token."""
 
     classifier_name = "heads.head"
+    fixed_input_size = True  # min_input_size is image_size (see the module docstring)
 
     def __init__(self, *, image_size: int, patch_size: int, num_layers: int, num_heads: int, hidden_dim: int,
                  mlp_dim: int, num_classes: int = 1000, dropout: float = 0.0, attention_dropout: float = 0.0) -> None:
@@ -124,7 +125,7 @@ class VisionTransformer(ClassifierMixin, nn.Module):
         self.num_classes = num_classes
         self.image_size = image_size
         self.patch_size = patch_size
-        self.min_input_size = (image_size, image_size)  # also the only size it takes (see the module docstring)
+        self.min_input_size = (image_size, image_size)
         self.conv_proj = nn.Conv2d(3, hidden_dim, patch_size, stride=patch_size)
         self.feature_info = tuple(FeatureInfo(f"encoder.layers.encoder_layer_{i}", hidden_dim, self.conv_proj.stride[0])
                                   for i in range(num_layers))
