@@ -20,7 +20,6 @@ from torch import nn
 
 from imgcls.data.loader import sample_seed
 from imgcls.engine.config import Config, DataConfig, parse_progressive  # noqa: F401 - recipes' public name too
-from imgcls.errors import ConfigError
 
 _MIX_STREAM = 2**41  # sample_seed index space of the batch mixer: far above any sample index
 
