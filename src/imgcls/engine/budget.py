@@ -6,7 +6,7 @@ training step at the largest train size to the memory of the device the run will
 profiled on the meta device at a small side (analysis.memory) and scaled, so `--input-size 20000`
 costs milliseconds to refuse, never the minutes until the kernel kills a swapping process.
 `check_feature_cache` does the same for head-only transfer's cached features once the images are
-counted (Trainer).
+counted (engine.plan).
 """
 from __future__ import annotations
 
