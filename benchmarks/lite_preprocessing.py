@@ -118,7 +118,7 @@ def main() -> None:
         pre = info["preprocessing"]
         size = pre["crop"]
         if args.backend == "onnxruntime":
-            from imgcls.export.onnx import OrtFunction
+            from imgcls.export.graph import OrtFunction
 
             model = OrtFunction(model, input_size=size)
         steps = transforms(size)

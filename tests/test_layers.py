@@ -60,3 +60,41 @@ def test_imports_go_down(path):
         assert other not in NEVER.get(unit, set()), f"{unit}/ must not import {other}/ ({path.name} imports {module})"
         assert LAYERS[other] <= LAYERS[unit], (f"{path.relative_to(SRC)} (layer {LAYERS[unit]}) imports {module} "
                                                f"(layer {LAYERS[other]})")
+
+
+def _module_name(path: Path) -> str:
+    parts = ("imgcls", *path.relative_to(SRC).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _runtime_imports(path: Path, known: set[str]) -> set[str]:
+    """The imgcls modules `path` imports when it runs: at the top or inside a function (a lazy import
+    closes a cycle as surely as a top-level one), but not under `if TYPE_CHECKING:`."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+                   for n in ast.walk(node)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module for a in node.names}
+    return found & known
+
+
+def test_no_import_cycles():
+    """No module reaches itself through imports (engine/config <-> engine/recipes and export/onnx <->
+    export/quantize did); `from imgcls.data import x` counts as importing the package's __init__."""
+    paths = {_module_name(p): p for p in SRC.rglob("*.py")}
+    graph = {name: _runtime_imports(p, set(paths)) - {name} for name, p in paths.items()}
+    for start in graph:
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, trail = stack.pop()
+            for nxt in graph[node]:
+                assert nxt != start, "import cycle: " + " -> ".join(trail + [start])
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, trail + [nxt]))

@@ -34,7 +34,7 @@ def test_auto_uses_onnx_runtime_only_where_it_pays(monkeypatch):
     assert backbone_runner(net, _cfg("auto"), torch.device("cuda"), images=10_000) is net  # the GPU runs it
     runner = backbone_runner(net, _cfg("auto"), cpu, images=features.AUTO_MIN_IMAGES)
     assert isinstance(runner, CheckedRunner) and runner.backend == "onnxruntime"
-    monkeypatch.setattr("imgcls.export.onnx.available", lambda: False)  # imgcls[export] not installed
+    monkeypatch.setattr("imgcls.export.graph.available", lambda: False)  # imgcls[export] not installed
     assert backbone_runner(net, _cfg("auto"), cpu, images=10_000) is net
 
 
@@ -77,7 +77,7 @@ def test_an_export_that_fails_is_a_warning_under_auto_and_an_error_when_asked(mo
     def refuse(*a, **k):
         raise ExportError("torch.onnx.export could not export Sequential: unsupported op")
 
-    monkeypatch.setattr("imgcls.export.onnx.OrtFunction", refuse)
+    monkeypatch.setattr("imgcls.export.graph.OrtFunction", refuse)
     net, cpu = _net(), torch.device("cpu")
     with caplog.at_level(logging.WARNING, logger="imgcls"):
         assert backbone_runner(net, _cfg("auto"), cpu, images=10_000) is net
@@ -107,7 +107,7 @@ def test_a_head_trained_on_onnx_runtime_features_matches_one_trained_on_pytorch_
 
 def test_onnx_runtime_where_it_cannot_run_is_refused_before_any_work(monkeypatch, tiny_folder, tmp_path):
     features.check_backend("auto", torch.device("cuda"))  # auto and torch never refuse
-    monkeypatch.setattr("imgcls.export.onnx.available", lambda: False)
+    monkeypatch.setattr("imgcls.export.graph.available", lambda: False)
     with pytest.raises(ConfigError, match=r"needs onnx, onnxscript and onnxruntime: pip install 'imgcls\[export\]'"):
         features.check_backend("onnxruntime", torch.device("cpu"))
     cfg = tiny_config(tiny_folder, tmp_path / "runs", transfer="head", feature_backend="onnxruntime")

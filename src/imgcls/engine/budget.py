@@ -14,20 +14,38 @@ import json
 import math
 from collections.abc import Callable
 from functools import lru_cache, partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from imgcls.analysis.memory import StepProfile, step_profile
-from imgcls.engine.build import eval_resize
 from imgcls.errors import ConfigError
 from imgcls.limits import MAX_SIDE, available_memory, check_side, human_bytes
 
 if TYPE_CHECKING:
     from imgcls.engine.config import Config
+    from imgcls.engine.transfer import TransferPolicy
 
 PROFILE_SIDE = 64  # px: the side a model without a fixed input size is profiled at
+
+
+def meta_model(builder: Any, kwargs: dict, policy: TransferPolicy) -> nn.Module | None:
+    """The model built on the meta device (no memory, no initialisation cost) in training mode, with
+    `policy`'s frozen parts frozen, as the run will train it; None when the builder cannot be called
+    that way (a bad model_kwargs is reported when the model is really built)."""
+    import torch
+
+    from imgcls.models.heads import stack_head
+
+    try:
+        with torch.device("meta"):
+            net = builder(num_classes=2, **kwargs)
+    except Exception:  # noqa: BLE001 - see the docstring
+        return None
+    if policy.mode == "head+":
+        stack_head(net, 2)
+    return policy.set_train_mode(policy.apply(net))
 
 
 def check_sizes(cfg: Config, net: nn.Module | None, progressive: tuple[int, int] | None) -> None:
@@ -40,7 +58,7 @@ def check_sizes(cfg: Config, net: nn.Module | None, progressive: tuple[int, int]
     for what, value in (("--resize-size", d.resize_size), ("--cache-side", d.cache_side)):
         if value is not None:
             _side(what, value)
-    resize = eval_resize(d)
+    resize = d.eval_resize()
     if resize > MAX_SIDE:  # the derived default: a checkpoint must not record a resize no reader takes
         raise ConfigError(f"--input-size {d.input_size}: evaluation resizes to input / 0.875 = {resize} px, above "
                           f"the largest side imgcls takes ({MAX_SIDE} px); give --resize-size between "
@@ -142,7 +160,6 @@ def _largest_side(need: Callable[[int, int], float], batch: int, room: float) ->
 def _profile(model: str, kwargs: str, transfer: str) -> StepProfile | None:
     """The step profile of a model as a run trains it (kwargs as JSON: a cache key), once per process:
     it costs a meta pass, about a second for the deepest DenseNet."""
-    from imgcls.engine.config import meta_model
     from imgcls.engine.transfer import TransferPolicy
     from imgcls.models.registry import get_builder
 
@@ -189,7 +206,6 @@ def check_feature_cache(cfg: Config, images: int, val_images: int, *, processes:
     """Head-only transfer's cache: `--feature-views` views of every training image and one of every
     validation image, float32 features as wide as the head's input, within this machine's memory
     (every process of a run holds them all)."""
-    from imgcls.engine.config import meta_model
     from imgcls.engine.transfer import TransferPolicy
     from imgcls.models.registry import get_builder
 

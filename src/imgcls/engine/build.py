@@ -20,13 +20,9 @@ log = logging.getLogger("imgcls")
 
 # -- data -------------------------------------------------------------------------------------
 
-def eval_resize(cfg: DataConfig) -> int:
-    return cfg.resize_size or int(round(cfg.input_size / 0.875))
-
-
 def preprocessing(cfg: DataConfig) -> dict[str, Any]:
     """What a checkpoint records so predict/export rebuild the exact eval transform."""
-    return {"resize": eval_resize(cfg), "crop": cfg.input_size, "mean": list(cfg.mean), "std": list(cfg.std),
+    return {"resize": cfg.eval_resize(), "crop": cfg.input_size, "mean": list(cfg.mean), "std": list(cfg.std),
             "interpolation": cfg.interpolation}
 
 
@@ -53,7 +49,7 @@ def build_datasets(cfg: DataConfig, train_tf: Any, eval_tf: Any) -> Datasets:
     if not path.exists():
         raise DataError(f"{path}: no such folder; give a class-per-folder set, a split folder or split.json")
     # JPEG draft decoding (opt-in) may reduce a photo to this shorter side; None decodes at full size
-    side = cfg.cache_side if cfg.cache else eval_resize(cfg) if cfg.draft else None
+    side = cfg.cache_side if cfg.cache else cfg.eval_resize() if cfg.draft else None
     if is_split_index(path):
         tr, va = open_dataset(path, "train"), open_dataset(path, "val")
         source = f"split index {path}"
@@ -144,5 +140,5 @@ def arch_of(cfg: Config, policy: TransferPolicy, num_classes: int, base_classes:
             "head": "stacked" if stacked else "linear", "transfer": cfg.model.transfer, "base_classes": base_classes}
 
 
-__all__ = ["Datasets", "arch_of", "build_datasets", "build_model", "eval_resize", "preprocessing", "resolve_amp",
+__all__ = ["Datasets", "arch_of", "build_datasets", "build_model", "preprocessing", "resolve_amp",
            "resolve_device", "train_crop"]

@@ -13,16 +13,12 @@ import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from imgcls.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from imgcls.errors import ConfigError
 from imgcls.options import check_value, device_option, draft_option, flag_name, option
 
-if TYPE_CHECKING:
-    from torch import nn
-
-    from imgcls.engine.transfer import TransferPolicy
 
 
 @dataclass
@@ -85,6 +81,10 @@ class DataConfig:
                                      "over the epochs; evaluation stays at --input-size")
     progressive_stages: int = option(0, "with --progressive: 0 = grow linearly (sizes rounded to 16 px), N >= 2 = "
                                      "N equal stages", ge=0)
+
+    def eval_resize(self) -> int:
+        """The eval transform's resize side: --resize-size, else --input-size / 0.875 (torchvision's ratio)."""
+        return self.resize_size or int(round(self.input_size / 0.875))
 
 
 @dataclass
@@ -179,7 +179,7 @@ class Config:
         if d.resize_size is not None and d.resize_size < d.input_size:
             raise ConfigError(f"--resize-size {d.resize_size} is smaller than --input-size {d.input_size}; "
                               "the centre crop needs resize >= input size")
-        from imgcls.engine.budget import check_sizes
+        from imgcls.engine.budget import check_sizes, meta_model
         from imgcls.engine.transfer import TransferPolicy
         from imgcls.models.registry import get_builder
 
@@ -288,24 +288,6 @@ def parse_progressive(spec: str) -> tuple[int, int]:
 def _yaml_mark(e: Exception) -> str:
     mark = getattr(e, "problem_mark", None)
     return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "no position"
-
-
-def meta_model(builder: Any, kwargs: dict, policy: TransferPolicy) -> nn.Module | None:
-    """The model built on the meta device (no memory, no initialisation cost) in training mode, with
-    `policy`'s frozen parts frozen, as the run will train it; None when the builder cannot be called
-    that way (a bad model_kwargs is reported when the model is really built)."""
-    import torch
-
-    from imgcls.models.heads import stack_head
-
-    try:
-        with torch.device("meta"):
-            net = builder(num_classes=2, **kwargs)
-    except Exception:  # noqa: BLE001 - see the docstring
-        return None
-    if policy.mode == "head+":
-        stack_head(net, 2)
-    return policy.set_train_mode(policy.apply(net))
 
 
 def field_specs() -> list[tuple[str, dataclasses.Field, type]]:

@@ -78,7 +78,7 @@ def check_backend(choice: str, device: torch.device) -> None:
     if device.type != "cpu":
         raise ConfigError(f"--feature-backend onnxruntime runs the backbone on the CPU, but the run is on "
                           f"{device}; use --feature-backend torch (or auto) on a GPU")
-    from imgcls.export.onnx import available
+    from imgcls.export.graph import available
 
     if not available():
         raise ConfigError("--feature-backend onnxruntime needs onnx, onnxscript and onnxruntime: "
@@ -94,7 +94,7 @@ def backbone_runner(backbone: nn.Module, cfg: Config, device: torch.device, *, i
     check_backend(choice, device)
     if device.type != "cpu":
         return backbone
-    from imgcls.export.onnx import OrtFunction, available
+    from imgcls.export.graph import OrtFunction, available
 
     if choice == "auto" and (images < AUTO_MIN_IMAGES or not available()):
         return backbone

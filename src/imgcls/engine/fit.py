@@ -16,8 +16,6 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,13 +26,14 @@ from torch import nn
 from imgcls.engine import distributed, resume
 from imgcls.engine.batches import FeatureBatches, ImageBatches
 from imgcls.engine.callbacks import Checkpoints, EpochLog, Quiet
-from imgcls.engine.checkpoint import load_checkpoint, remove_stale_temps
+from imgcls.engine.checkpoint import load_checkpoint
 from imgcls.engine.config import Config
 from imgcls.engine.features import backbone_runner, extract_features
 from imgcls.engine.interrupt import STOP
 from imgcls.engine.loop import StepRule, epoch_row, evaluate, predict_all, train_one_epoch
 from imgcls.engine.optim import lr_rule
-from imgcls.engine.plan import Plan, check_run_name, plan
+from imgcls.engine.plan import Plan, plan
+from imgcls.engine.run_dir import open_run_dir, run_log
 from imgcls.engine.recipes import BatchMixer
 from imgcls.engine.state import Position, TrainState
 from imgcls.errors import TrainingError, summary_of
@@ -73,39 +72,23 @@ def train(config: Config, *, given: set[str] | None = None) -> RunResult:
 
 
 def fit(p: Plan) -> RunResult:
-    cfg, dist, task, t0 = p.config, p.dist, p.task, time.perf_counter()
+    cfg, dist, t0 = p.config, p.dist, time.perf_counter()
     run_dir = dist.run_on_main(open_run_dir, p)  # rank 0 picks (and makes) the folder
     with run_log(run_dir if dist.is_main else None):
         log_plan(p)
         net, train_b, val_b = batches(p)
         state = TrainState.start(p, net, steps_per_epoch=train_b.steps())
-        rule = StepRule(task, task.criterion(label_smoothing=cfg.optim.label_smoothing),
-                        BatchMixer(cfg.data, seed=cfg.train.seed, num_classes=len(task.classes)), dist,
-                        p.amp_dtype, cfg.optim.clip_grad, cfg.train.aux_weight, run_dir)
+        rule = step_rule(p, run_dir)
         # DDP after the weights are restored; validation and checkpoints use net itself (plain state dicts)
         step_net = dist.wrap(net)
         step_net = torch.compile(step_net) if cfg.model.compile else step_net  # shares net's parameters
-        # only rank 0 writes: the other ranks hold a Quiet in place of the log and the checkpoints
-        epochs = (EpochLog(run_dir, task, state.history, epochs=cfg.train.epochs, tensorboard=cfg.train.tensorboard,
-                           fresh=p.resume is None, ema=state.ema is not None) if dist.is_main else Quiet())
-        saves = Checkpoints(run_dir, save_every=cfg.train.save_every, steps_per_epoch=train_b.steps()) \
-            if dist.is_main else Quiet()
+        epochs, saves = recorders(p, run_dir, state, steps_per_epoch=train_b.steps())
         log_start(p, state)
         result = RunResult(run_dir, 0.0, 0, state.pos.epoch, 0.0)
         try:
             with STOP.installed(collective=dist.world > 1), epochs:
                 for epoch in range(state.pos.epoch, cfg.train.epochs):
-                    train_mode(p, net)
-                    n_imgs, seconds = train_one_epoch(
-                        step_net, train_b, state, rule, epoch=epoch, desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-                        after_step=lambda: saves.step(lambda: state.checkpoint(p), global_step=state.global_step,
-                                                      epoch_step=state.pos.step),
-                        progress=cfg.train.progress)
-                    val = evaluate(net, val_b, rule, epoch=epoch, lr=state.lr)
-                    if state.ema is not None:
-                        val |= evaluate(ema_net(state, net), val_b, rule, epoch=epoch, lr=state.lr, prefix="ema_")
-                    row = epoch_row(state.pos, val, global_step=state.global_step, lr=state.lr,
-                                    n_imgs=n_imgs * dist.world, seconds=seconds)  # every rank: as many images
+                    row = run_epoch(p, epoch, state, rule, step_net, net, train_b, val_b, saves)
                     with STOP.deferred():  # the epoch's row, best and checkpoints go together
                         improved = state.stopping.update(row)
                         state.history.append(row)
@@ -137,51 +120,39 @@ def fit(p: Plan) -> RunResult:
 
 # -- the pieces fit calls -----------------------------------------------------------------------
 
-def new_run_dir(out_dir: str | Path, name: str | None) -> Path:
-    out = Path(out_dir)
-    if name:
-        run = out / name
-        check_run_name(run)  # checked by the plan too; the folder may have filled since
-    else:
-        n = 1
-        while (out / f"exp{n}").exists():
-            n += 1
-        run = out / f"exp{n}"
-    run.mkdir(parents=True, exist_ok=True)
-    return run
+def step_rule(p: Plan, run_dir: Path) -> StepRule:
+    cfg, task = p.config, p.task
+    return StepRule(task, task.criterion(label_smoothing=cfg.optim.label_smoothing),
+                    BatchMixer(cfg.data, seed=cfg.train.seed, num_classes=len(task.classes)), p.dist,
+                    p.amp_dtype, cfg.optim.clip_grad, cfg.train.aux_weight, run_dir)
 
 
-def open_run_dir(p: Plan) -> Path:
-    """The run folder: a new one, or the resumed checkpoint's (its dead writers' temporaries removed),
-    with the resolved config saved in it."""
+def recorders(p: Plan, run_dir: Path, state: TrainState, *, steps_per_epoch: int) -> tuple[Any, Any]:
+    """(the epoch log, the checkpoint writer); only rank 0 writes: the other ranks hold a Quiet of each."""
+    if not p.dist.is_main:
+        return Quiet(), Quiet()
     t = p.config.train
-    if p.resume is None or p.resume.new_folder:  # a new folder; a resumed checkpoint's own is left as it is
-        run_dir = new_run_dir(t.out_dir, t.name)
-    else:
-        run_dir = p.resume.path.parent
-        resume.check_not_older(p.resume.path, p.resume.state, run_dir)
-        remove_stale_temps(run_dir)
-    p.config.save(run_dir)
-    return run_dir
+    return (EpochLog(run_dir, p.task, state.history, epochs=t.epochs, tensorboard=t.tensorboard,
+                     fresh=p.resume is None, ema=state.ema is not None),
+            Checkpoints(run_dir, save_every=t.save_every, steps_per_epoch=steps_per_epoch))
 
 
-@contextmanager
-def run_log(run_dir: Path | None) -> Iterator[None]:
-    """train.log in the run folder for the block (records the run even when the caller set up no logging)."""
-    if run_dir is None:
-        yield
-        return
-    handler = logging.FileHandler(run_dir / "train.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    handler.setLevel(logging.INFO)
-    if log.level == logging.NOTSET:
-        log.setLevel(logging.INFO)
-    log.addHandler(handler)
-    try:
-        yield
-    finally:
-        log.removeHandler(handler)
-        handler.close()
+def run_epoch(p: Plan, epoch: int, state: TrainState, rule: StepRule, step_net: nn.Module, net: nn.Module,
+              train_b: Any, val_b: Any, saves: Any) -> dict:
+    """One epoch's training steps (a checkpoint every --save-every steps), then validation of the
+    weights (and of the EMA weights when kept): the epoch's row."""
+    t = p.config.train
+    train_mode(p, net)
+    n_imgs, seconds = train_one_epoch(
+        step_net, train_b, state, rule, epoch=epoch, desc=f"epoch {epoch + 1}/{t.epochs}",
+        after_step=lambda: saves.step(lambda: state.checkpoint(p), global_step=state.global_step,
+                                      epoch_step=state.pos.step),
+        progress=t.progress)
+    val = evaluate(net, val_b, rule, epoch=epoch, lr=state.lr)
+    if state.ema is not None:
+        val |= evaluate(ema_net(state, net), val_b, rule, epoch=epoch, lr=state.lr, prefix="ema_")
+    return epoch_row(state.pos, val, global_step=state.global_step, lr=state.lr,
+                     n_imgs=n_imgs * p.dist.world, seconds=seconds)  # every rank: as many images
 
 
 def log_plan(p: Plan) -> None:

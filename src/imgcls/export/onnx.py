@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
-import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,17 +20,16 @@ import torch
 
 from imgcls.checkpoint import describe_arch, load_source
 from imgcls.data import safe_name
-from imgcls.errors import ConfigError, ExportError, summary_of
-from imgcls.paths import TEMP_SUFFIX, bundled_photos, remove_stale_temps, temp_prefix
+from imgcls.errors import ConfigError, ExportError
+from imgcls.paths import bundled_photos, remove_stale_temps
 from imgcls.weights import is_torch_file
 from imgcls.export.options import CALIB_METHODS, FP32_ENDS
+from imgcls.export.graph import OPSET, temp_path, to_onnx
 from imgcls.export.images import float_batches, image_files, split_parts
-from imgcls.export.session import OrtRunner, encode_metadata, make_session, require, run_session, written_by_export
+from imgcls.export.session import OrtRunner, encode_metadata, require, written_by_export
 
 log = logging.getLogger(__name__)
 
-OPSET = 18
-INPUT, OUTPUT = "input", "logits"
 # a plain state dict has no class names or preprocessing to export (checkpoint.load_checkpoint's hint)
 PLAIN_HINT = ("a plain state dict? it has no class names or preprocessing: export a checkpoint written by "
               "imgcls train, or a weights name")
@@ -95,81 +91,6 @@ def check_output(output: str | Path, source: str | Path) -> Path:
     if not out.parent.exists():
         raise ConfigError(f"-o {output}: folder {out.parent} does not exist")
     return out
-
-
-@contextmanager
-def _quiet_exporter():
-    """torch.onnx logs a line per missing torchvision op and warns about deprecated pytree calls: noise
-    to a user exporting a plain CNN."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-
-
-def to_onnx(model: torch.nn.Module, path: Path, *, input_size: int, metadata: dict[str, str]) -> None:
-    """Write `model` (eval mode) as ONNX with a dynamic batch axis and `metadata` in its properties."""
-    require("onnxscript")
-    onnx = require("onnx")
-    example = torch.zeros(2, 3, input_size, input_size)
-    try:
-        with _quiet_exporter(), torch.no_grad():
-            program = torch.onnx.export(model.eval(), (example,), dynamo=True, opset_version=OPSET,
-                                        input_names=[INPUT], output_names=[OUTPUT],
-                                        dynamic_shapes=({0: torch.export.Dim("batch")},),
-                                        external_data=False, verbose=False)
-            program.optimize()
-    except Exception as e:  # noqa: BLE001 - the exporter raises many types; one line says which step failed
-        raise ExportError(f"torch.onnx.export could not export {type(model).__name__}: {summary_of(e)}") from None
-    proto = program.model_proto
-    del proto.metadata_props[:]
-    for key, value in metadata.items():
-        proto.metadata_props.add(key=key, value=value)
-    proto.doc_string = f"imgcls export of {metadata.get('source', '')}"
-    onnx.checker.check_model(proto)
-    onnx.save_model(proto, str(path))
-
-
-def available() -> bool:
-    """True when the export extra is installed (onnx, onnxscript, onnxruntime): what `OrtFunction` needs."""
-    import importlib.util
-
-    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript", "onnxruntime"))
-
-
-class OrtFunction:
-    """A module run by ONNX Runtime instead of PyTorch eager: exported (dynamic batch, fixed
-    `input_size`) to a private temporary file, loaded into a session, the file removed. Float NCHW
-    batch in, float tensor out, on the CPU; no metadata, nothing kept on disk. The trainer uses it for
-    the frozen backbone of head-only transfer, which it runs once over every image: ONNX Runtime runs
-    EfficientNet-Lite0 about 4x and ResNet-18 about 1.8x faster than eager PyTorch on a CPU
-    (benchmarks/inference.py). An ExportError or ConfigError when the module cannot be exported."""
-
-    backend = "onnxruntime"
-
-    def __init__(self, module: torch.nn.Module, *, input_size: int, threads: int | None = None) -> None:
-        with tempfile.TemporaryDirectory(prefix="imgcls-ort-") as d:
-            path = Path(d) / "module.onnx"
-            to_onnx(module, path, input_size=input_size, metadata={})
-            self.session = make_session(path, threads=threads)
-        self._input = self.session.get_inputs()[0].name
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return run_session(self.session, self._input, x)
-
-
-def _temp_path(out: Path, tag: str) -> Path:
-    """A new empty temporary file beside `out`, `.NAME.PID.TAG.RANDOM.tmp` (paths.temp_prefix)."""
-    fd, name = tempfile.mkstemp(prefix=f"{temp_prefix(out)}{tag}.", suffix=TEMP_SUFFIX, dir=out.parent)
-    os.close(fd)
-    return Path(name)
 
 
 def _check_images(val: str | Path | None, calib: str | Path | None, n: int) -> tuple[list[Path], str]:
@@ -239,7 +160,7 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
     model, info = load_source(source, plain_hint=PLAIN_HINT)
     pre = info["preprocessing"]
     metadata = dict(classes=info["classes"], preprocessing=pre, arch=info["arch"], source=info["source"], opset=OPSET)
-    fp32 = _temp_path(out, "fp32")
+    fp32 = temp_path(out, "fp32")
     temps = [fp32]
     try:
         to_onnx(model, fp32, input_size=pre["crop"], metadata=encode_metadata(precision="fp32", **metadata))

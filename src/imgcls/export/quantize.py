@@ -24,7 +24,7 @@ import torch
 from imgcls.data import normalize_batch
 from imgcls.errors import DataError, ExportError, summary_of
 from imgcls.export.images import uint8_batches
-from imgcls.export.onnx import INPUT, _quiet_exporter, _temp_path
+from imgcls.export.graph import INPUT, quiet_exporter, temp_path
 from imgcls.export.session import OrtRunner, make_session, require
 
 log = logging.getLogger(__name__)
@@ -119,10 +119,10 @@ def quantize_best(fp32: Path, fp32_runner: OrtRunner, calib_paths: list[Path], a
             b = next(self.batches, None)
             return None if b is None else {INPUT: normalize_batch(b, pre["mean"], pre["std"]).contiguous().numpy()}
 
-    prepared = _temp_path(out, "prep")
+    prepared = temp_path(out, "prep")
     temps = [prepared]
     try:  # shape inference and Conv+BatchNorm folding first, as ONNX Runtime recommends before quantizing
-        with _quiet_exporter():
+        with quiet_exporter():
             ort_quant.shape_inference.quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
     except Exception as e:  # noqa: BLE001
         raise ExportError(f"ONNX Runtime could not prepare the model for quantization: {summary_of(e)}") from None
@@ -136,10 +136,10 @@ def quantize_best(fp32: Path, fp32_runner: OrtRunner, calib_paths: list[Path], a
         for bits in weight_bits:
             for m in methods:
                 label = f"{m} {bits}-bit" + (", ends fp32" if keep_ends else "")
-                q = _temp_path(out, f"int8-{m}-{bits}{'-ends' if keep_ends else ''}")
+                q = temp_path(out, f"int8-{m}-{bits}{'-ends' if keep_ends else ''}")
                 temps.append(q)
                 try:  # the histogram calibrators print their progress to stdout, where predictions go
-                    with _quiet_exporter(), contextlib.redirect_stdout(io.StringIO()):
+                    with quiet_exporter(), contextlib.redirect_stdout(io.StringIO()):
                         ort_quant.quantize_static(
                             str(prepared), str(q), Reader(), quant_format=ort_quant.QuantFormat.QDQ,
                             per_channel=True, weight_type=ort_quant.QuantType.QInt8,
