@@ -7,6 +7,7 @@ validation top-1 is identical.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -17,7 +18,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import torch
@@ -175,13 +178,30 @@ def _torchrun(args: list, *, nproc: int = 2) -> subprocess.Popen:
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
+    """torchrun's exit code and output, once it ends; past the deadline the test fails with its log."""
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and its workers: nothing outlives the test
-        out, _ = proc.communicate()
-        pytest.fail(f"torchrun did not finish in {timeout}s:\n{out[-3000:]}")
+        _fail_with_log(proc, f"torchrun did not finish within {timeout}s")
     return proc.returncode, out
+
+
+def _fail_with_log(proc: subprocess.Popen, why: str) -> NoReturn:
+    os.killpg(proc.pid, signal.SIGKILL)  # torchrun and its workers: nothing outlives the test
+    out, _ = proc.communicate()
+    pytest.fail(f"{why}:\n{out[-3000:]}")
+
+
+def _wait_until(proc: subprocess.Popen, done: Callable[[], bool], what: str, timeout: float = 180) -> None:
+    """Poll `done` while torchrun runs; the test fails with torchrun's log when it ends first or the
+    deadline passes (a hang is a failure with its log, never a stuck suite)."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if proc.poll() is not None:
+            _fail_with_log(proc, f"the run ended before {what}")
+        if time.monotonic() > deadline:
+            _fail_with_log(proc, f"no {what} within {timeout}s")
+        time.sleep(0.02)
 
 
 def _weights(run: Path) -> dict:
@@ -241,15 +261,13 @@ def test_two_processes_match_one_process_with_the_same_global_batch(two_process_
 def test_a_killed_rank_stops_the_run_and_it_resumes(two_process_run, tmp_path):
     root, data, _ = two_process_run
     proc = _torchrun([data, *TRAIN, "--batch-size", 4, "--epochs", 3, "--save-every", 1, "--out-dir", tmp_path])
-    last, deadline = tmp_path / "exp1" / "last.ckpt", time.monotonic() + 180
-    while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    last = tmp_path / "exp1" / "last.ckpt"
+    _wait_until(proc, last.is_file, "a first checkpoint")
     victim = _worker(proc.pid, 1)
-    assert victim is not None and proc.poll() is None, "the run ended before a rank could be killed"
+    assert victim is not None, "no rank 1 to kill"
     os.kill(victim, signal.SIGKILL)
-    killed_at = time.monotonic()
-    code, out = _finish(proc, timeout=120)
-    assert code != 0 and time.monotonic() - killed_at < 60, out[-3000:]  # rank 0 did not wait for ever
+    code, out = _finish(proc, timeout=60)  # rank 0 must not wait for ever
+    assert code != 0, out[-3000:]
     # rank 0 says why in one line, unless torchrun stopped it first
     assert "another process of this run stopped" in out or "SIGTERM" in out, out[-3000:]
     state = load_checkpoint(last)
@@ -275,11 +293,8 @@ def test_a_killed_rank_stops_the_run_and_it_resumes(two_process_run, tmp_path):
 
 def _wait_for_epoch_line(proc: subprocess.Popen, log: Path, epochs: int) -> None:
     """Until train.log has its first epoch line: the ranks are inside the training loop."""
-    deadline = time.monotonic() + 180
-    while proc.poll() is None and time.monotonic() < deadline and \
-            not (log.is_file() and re.search(rf"epoch +1/{epochs} ", log.read_text())):
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended too early"
+    _wait_until(proc, lambda: log.is_file() and re.search(rf"epoch +1/{epochs} ", log.read_text()) is not None,
+                "the first epoch line in train.log")
 
 
 def _signal_pending(pid: int, signum: int) -> bool:
@@ -298,10 +313,11 @@ def test_rank_0_says_where_the_state_is_when_torchrun_stops_it_for_a_killed_rank
     # the case of a rank busy computing when another dies
     os.kill(main, signal.SIGSTOP)
     os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + 60
-    while not _signal_pending(main, signal.SIGTERM) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.kill(main, signal.SIGCONT)
+    try:
+        _wait_until(proc, lambda: _signal_pending(main, signal.SIGTERM), "SIGTERM from torchrun for rank 0", timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # gone when the wait failed and killed the run
+            os.kill(main, signal.SIGCONT)
     code, out = _finish(proc, timeout=120)
     last = tmp_path / "exp1" / "last.ckpt"
     assert code != 0 and last.is_file()
@@ -316,9 +332,8 @@ def test_ctrl_c_stops_every_rank_after_the_same_step_and_rank_0_saves(two_proces
     proc = _torchrun([data, *TRAIN, "--batch-size", 4, "--epochs", 50, "--out-dir", tmp_path])
     _wait_for_epoch_line(proc, tmp_path / "exp1" / "train.log", 50)
     os.kill(proc.pid, signal.SIGINT)  # torchrun passes it on to both ranks, each at its own moment
-    sent = time.monotonic()
-    _, out = _finish(proc, timeout=120)
-    assert time.monotonic() - sent < 60 and "interrupted; continue with" in out, out[-3000:]
+    _, out = _finish(proc, timeout=60)  # every rank stops after the step it agreed on, none waits for ever
+    assert "interrupted; continue with" in out, out[-3000:]
     assert "another process of this run stopped" not in out  # no rank was left waiting
     state = load_checkpoint(tmp_path / "exp1" / "last.ckpt")
     assert state["epoch"] < 50 and state["global_step"] == state["epoch"] * 11 + state["epoch_step"]
