@@ -11,19 +11,19 @@ import numpy as np
 import torch
 
 from imgcls.data import eval_transform, load_array, normalize_batch, safe_name
-from imgcls.data.decode import is_image_file
+from imgcls.data.dataset import list_images
 from imgcls.errors import DataError
 
 log = logging.getLogger(__name__)
 
 
 def image_files(folder: str | Path, *, limit: int | None = None, what: str = "images") -> list[Path]:
-    """Image files under `folder` (recursively, sorted), `limit` of them spread evenly over the sorted
+    """Image files under `folder` (data.list_images), `limit` of them spread evenly over the sorted
     list so that every class folder is represented; a folder without images is a one-line DataError."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{safe_name(folder)}: no such folder of {what}")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".") and is_image_file(p))
+    files = list_images(folder)
     if not files:
         raise DataError(f"{safe_name(folder)}: has no images (.jpg, .png, .webp, ...) to use as {what}")
     if limit is not None and len(files) > limit:
