@@ -96,17 +96,17 @@ def open_parts(path: str | Path, *, only: Sequence[str] | None = None, val_data:
     def wanted(name: str) -> bool:  # val_data replaces DATA's val part: that one is not read
         return (only is None or name in only) and not (val_data is not None and name == "val")
 
-    split, scans = None, {}
+    scans: dict[str, tuple[list[str], Samples, Path]]  # part -> (its classes, its samples, where it was read)
+    split: Split | None = None
+    described: str | None = None  # None: the parts' roots, joined
     if is_split_index(path):
         classes, found = read_split_index(path)
         scans = {name: (classes, samples, path) for name, samples in found.items() if wanted(name)}
         described = f"split index {path}"
     elif folders := [name for name in PARTS if (path / name).is_dir()]:
         scans = {name: _read_folder(path / name, labels) for name in folders if wanted(name)}
-        described = None
     elif val_data is not None:
         scans = {"train": _read_folder(path, labels)}
-        described = None
     elif val_fraction is not None:
         split = make_split(path, val=val_fraction, seed=split_seed)
         if not split.parts["val"]:
@@ -115,23 +115,21 @@ def open_parts(path: str | Path, *, only: Sequence[str] | None = None, val_data:
         described = f"{path}, stratified split val={val_fraction} seed={split_seed}"
     else:
         scans = {WHOLE: _read_folder(path, labels)}
-        described = None
     if val_data is not None and (only is None or "val" in only):
-        other = open_parts(val_data, labels=labels)
-        name = other.choose(None)
-        scans["val"] = (other.classes, other.parts[name], other.roots[name])
+        val_parts = open_parts(val_data, labels=labels)
+        name = val_parts.choose(None)
+        scans["val"] = (val_parts.classes, val_parts.parts[name], val_parts.roots[name])
         described = described and f"{described} and {val_data}"
     for name in only or ():
         if name not in scans:
             raise _no_part(path, name, list(scans))
     roots = {name: root for name, (_, _, root) in scans.items()}
-    first = next(iter(scans), None)
-    for name, (classes, _, root) in scans.items():
-        if classes != scans[first][0]:
-            raise DataError(f"{root}: classes {classes} differ from {roots[first]}'s {scans[first][0]}; use the "
-                            "same class folders")
-    return DatasetParts(path, list(scans[first][0]) if first else [], {n: s for n, (_, s, _) in scans.items()},
-                        roots, described or " and ".join(str(r) for r in roots.values()), split)
+    classes, _, first = next(iter(scans.values()), ([], [], path))
+    for other, _, root in scans.values():
+        if other != classes:
+            raise DataError(f"{root}: classes {other} differ from {first}'s {classes}; use the same class folders")
+    return DatasetParts(path, list(classes), {name: samples for name, (_, samples, _) in scans.items()}, roots,
+                        described or " and ".join(str(root) for root in roots.values()), split)
 
 
 def _read_folder(folder: Path, labels: bool) -> tuple[list[str], Samples, Path]:
