@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from imgcls.data import make_split, write_split
+from imgcls.data import open_parts, write_split
 from imgcls.engine import Config, train
 from imgcls.inference import Predictor, evaluate
 from imgcls.paths import bundled_photos
@@ -58,9 +58,9 @@ def run_demo(out_dir: str | Path = "runs", *, epochs: int | None = None, model: 
     if result.interrupted:
         return 130
     best = result.run_dir / "best.ckpt"
-    # the photos the network never trained on: the val part of the very split the run made
-    split = make_split(cfg.data.data, val=cfg.data.val_fraction, seed=cfg.data.split_seed)
-    held_out = write_split(split, result.run_dir / "split", mode="index")
+    # the photos the network never trained on: the val part of the very split the run made (read as it was)
+    parts = open_parts(cfg.data.data, val_fraction=cfg.data.val_fraction, split_seed=cfg.data.split_seed)
+    held_out = write_split(parts.split, result.run_dir / "split", mode="index")
     report, where = evaluate(best, held_out, part="val", out_dir=result.run_dir / "eval", progress=False)
     log.info("held-out val top-1 %.1f%% on %d photos the network never trained on (report: %s)",
              100 * report.top1, report.n, where / "report.txt")

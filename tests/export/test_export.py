@@ -13,9 +13,10 @@ pytest.importorskip("onnxruntime", reason="the export extra is not installed: pi
 pytest.importorskip("onnxscript", reason="the export extra is not installed: pip install -e '.[export]'")
 
 from imgcls.checkpoint import load_model  # noqa: E402
+from imgcls.data import make_split, open_parts, write_split  # noqa: E402
 from imgcls.errors import ConfigError, ExportError  # noqa: E402
 from imgcls.export import OrtRunner, export_onnx  # noqa: E402
-from imgcls.export.images import float_batches, image_files  # noqa: E402
+from imgcls.export.images import export_photos, float_batches, image_files  # noqa: E402
 from imgcls.paths import bundled_photos  # noqa: E402
 from imgcls.export.onnx import verify_fp32  # noqa: E402
 from imgcls.export.quantize import cpu_has_vnni, resolve_weight_bits  # noqa: E402
@@ -105,6 +106,52 @@ def test_int8_is_calibrated_checked_and_refused_below_the_threshold(trained, tmp
         export_onnx(ckpt, poor, int8=True, calib=bundled_photos(), calib_images=2, val=data, check_images=4,
                     min_agreement=1.0, calib_methods="minmax", fp32_ends="no")
     assert not poor.exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_int8_calibrates_on_a_split_index_as_train_and_eval_read_it(trained, tmp_path, monkeypatch, capsys):
+    """`export --int8 --calib split.json` was refused ("no such folder of calibration images") where train and
+    eval read the same index: its train part calibrates, its val part checks and measures the agreement."""
+    import imgcls.export.quantize as quantize
+
+    data, ckpt = trained
+    assert run_cli(["split", data, "-o", tmp_path / "split", "--mode", "index", "--val", "0.25"]) == 0
+    index = tmp_path / "split" / "split.json"
+    parts = open_parts(index)
+    assert run_cli(["eval", ckpt, index, "--part", "val", "-o", tmp_path / "eval", "--workers", "0"]) == 0
+    seen, original = {}, quantize.quantize_best
+
+    def spy(fp32, runner, calib_paths, agree_paths, *args, **kw):
+        seen.update(calib=calib_paths, agree=agree_paths)
+        return original(fp32, runner, calib_paths, agree_paths, *args, **kw)
+
+    monkeypatch.setattr(quantize, "quantize_best", spy)
+    capsys.readouterr()
+    assert run_cli(["export", ckpt, "-o", tmp_path / "q.onnx", "--int8", "--calib", index, "--calib-images", "8",
+                    "--check-images", "4", "--min-agreement", "0", "--calib-methods", "minmax",
+                    "--fp32-ends", "no"]) == 0
+    assert len(seen["calib"]) == 8 and set(seen["calib"]) <= set(parts.files("train"))
+    assert seen["agree"] == parts.files("val")
+    assert f"verified on 4 images from {index}" in capsys.readouterr().out
+
+
+def test_check_and_calibration_photos_are_read_as_train_and_eval_read_data(trained, tmp_path):
+    data, _ = trained
+    index = write_split(make_split(data, val=0.25), tmp_path / "split", mode="index")
+    val_part = open_parts(index).files("val")
+    photos = export_photos(data, index, calib_images=5, check_images=3)  # --val split.json: its val part
+    assert photos.calib == image_files(data, limit=5) and photos.agree == val_part
+    assert set(photos.check) <= set(val_part) and len(photos.check) == 3 and photos.checked_on == str(index)
+    # a split folder whose parts hold photos without class folders: train calibrates, val checks
+    for part, names in (("train", ["1.jpg", "2.jpg", "3.jpg"]), ("val", ["4.jpg"])):
+        (tmp_path / "flat" / part).mkdir(parents=True)
+        for name in names:
+            (tmp_path / "flat" / part / name).write_bytes(image_files(data)[0].read_bytes())
+    photos = export_photos(tmp_path / "flat", None, calib_images=2, check_images=3)
+    assert [p.name for p in photos.calib] == ["1.jpg", "3.jpg"] and [p.name for p in photos.check] == ["4.jpg"]
+    assert photos.agree == photos.check and photos.checked_on == str(tmp_path / "flat" / "val")
+    # nothing to check on: the bundled photos; int8 agreement on the calibration photos not calibrated on
+    photos = export_photos(tmp_path / "flat" / "train", None, calib_images=2, check_images=3)
+    assert photos.checked_on == str(bundled_photos()) and [p.name for p in photos.agree] == ["2.jpg"]
 
 
 def _weight_is_quantized(model, node) -> bool:

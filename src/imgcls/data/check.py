@@ -17,10 +17,10 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from imgcls.data.dataset import scan_folder
 from imgcls.data.decode import load_image, read_bytes, stored_size
 from imgcls.data.names import safe_name
-from imgcls.data.split import PARTS, counts_table, is_split_index, read_split_index
+from imgcls.data.parts import open_parts
+from imgcls.data.split import counts_table, is_split_index
 from imgcls.errors import ConfigError, DataError
 
 SMALLEST_SIDE = 32
@@ -78,23 +78,12 @@ class CheckReport:
 
 
 def _parts(path: Path) -> tuple[list[str], dict[str, list[tuple[Path, int]]], Path]:
-    """(classes, part -> samples, root) for a class folder, a split folder, or a split index."""
-    if is_split_index(path):
-        classes, parts = read_split_index(path)
-        return classes, {p: s for p, s in parts.items() if s}, path
-    if path.is_file():
+    """(classes, part -> samples, root) for a class folder, a split folder, or a split index (open_parts)."""
+    if path.is_file() and not is_split_index(path):
         raise DataError(f"{safe_name(path)}: a file; imgcls check needs a folder (one sub-folder of images per "
                         "class, or a split folder with train/ val/ test/) or a split.json index")
-    found = [p for p in PARTS if (path / p).is_dir()]
-    if found:
-        scans = {p: scan_folder(path / p) for p in found}
-        classes = scans[found[0]][0]
-        for p, (c, _) in scans.items():
-            if c != classes:
-                raise DataError(f"{path / p}: classes {c} differ from {path / found[0]}'s {classes}")
-        return classes, {p: s for p, (_, s) in scans.items()}, path
-    classes, samples = scan_folder(path)
-    return classes, {"all": samples}, path
+    found = open_parts(path)
+    return found.classes, {p: s for p, s in found.parts.items() if s}, path
 
 
 def _probe(path: Path, data: bytes) -> tuple[int, int]:

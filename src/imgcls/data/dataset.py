@@ -27,18 +27,22 @@ def find_classes(root: str | Path) -> tuple[list[str], dict[str, int]]:
     return classes, {c: i for i, c in enumerate(classes)}
 
 
-def scan_folder(root: str | Path) -> tuple[list[str], list[tuple[Path, int]]]:
-    """(classes, [(path, class index)]) for every image file below each class folder, sorted.
+def list_images(folder: str | Path) -> list[Path]:
+    """Every image file below `folder`, at any depth, sorted: the one scan of a folder of photos (class
+    folders, a part of a split, predict's and export's folders). Extensions are case-insensitive, hidden
+    files are ignored. Symbolic links named like images are kept even when broken or looping, so that
+    the bad-file prescan, `imgcls check` and predict report them instead of a run silently using fewer
+    images; rglob does not descend into linked folders, so a folder link loop cannot hang the scan."""
+    return sorted(p for p in Path(folder).rglob("*") if is_image_file(p) and is_file_or_link(p))
 
-    Symbolic links named like images are kept even when broken or looping, so that the bad-file
-    prescan and `imgcls check` report them instead of a run silently training on fewer images.
-    rglob does not descend into linked folders, so a folder link loop cannot hang the scan.
-    """
+
+def scan_folder(root: str | Path) -> tuple[list[str], list[tuple[Path, int]]]:
+    """(classes, [(path, class index)]) for every image file below each class folder (list_images), sorted."""
     root = Path(root)
     classes, class_to_idx = find_classes(root)
     samples: list[tuple[Path, int]] = []
     for name in classes:
-        files = sorted(p for p in (root / name).rglob("*") if is_image_file(p) and is_file_or_link(p))
+        files = list_images(root / name)
         if not files:
             raise DataError(f"{root / name}: class folder has no images (extensions: jpg, jpeg, png, bmp, "
                             "gif, webp, tif, tiff); add some or remove the folder")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1: a terminal acts on them (colours, cursor)
@@ -22,3 +23,10 @@ def safe_name(path: str | Path) -> str:
     except UnicodeEncodeError:  # a surrogate that no file name decoding made (a hand-edited split.json)
         text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def skipped_line(paths: Sequence[str | Path]) -> str:
+    """"skipped N unreadable image(s): a, b, c, d, e, ..." (the first five, printable): the one line that
+    says which files a command left out (eval's log and report, predict, training with --skip-bad)."""
+    names = ", ".join(safe_name(p) for p in paths[:5])
+    return f"skipped {len(paths)} unreadable image(s): {names}{', ...' if len(paths) > 5 else ''}"

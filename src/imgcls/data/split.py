@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from imgcls.data.dataset import ImageFolder, scan_folder
+from imgcls.data.dataset import scan_folder
 from imgcls.data.names import safe_name
 from imgcls.errors import ConfigError, DataError
 from imgcls.paths import write_text_atomic
@@ -271,21 +271,3 @@ def read_split_index(path: str | Path) -> tuple[list[str], dict[str, list[tuple[
         raise DataError(f"{path}: not a split index written by `imgcls split --mode index` ({e})") from None
     return classes, parts
 
-
-def read_split(path: str | Path, part: str) -> tuple[list[str], list[tuple[Path, int]]]:
-    """(classes, samples) of one part of a split index."""
-    classes, parts = read_split_index(path)
-    if part not in parts:
-        raise DataError(f"{path}: has no part {part!r}; it has {sorted(parts)}")
-    return classes, parts[part]
-
-
-def open_dataset(path: str | Path, part: str | None = None, **kwargs) -> ImageFolder:
-    """A class-per-folder tree, a part of it (`path/part`), or a part of a split index (split.json)."""
-    path = Path(path)
-    if is_split_index(path):
-        if part is None:
-            raise DataError(f"{path}: a split index; say which part to read (train, val or test)")
-        classes, samples = read_split(path, part)
-        return ImageFolder(path, samples=samples, classes=classes, **kwargs)
-    return ImageFolder(path / part if part else path, **kwargs)

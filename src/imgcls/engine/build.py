@@ -2,20 +2,15 @@
 build_model live in the layers below and are re-exported here)."""
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from imgcls.checkpoint import build_model
-from imgcls.data import ImageFolder, find_bad_images, make_split, open_dataset
-from imgcls.data.split import is_split_index
+from imgcls.data import ImageFolder, open_parts
 from imgcls.engine.config import Config, DataConfig, parse_progressive
 from imgcls.engine.transfer import TransferPolicy
 from imgcls.errors import ConfigError, DataError
 from imgcls.runtime import resolve_amp, resolve_device
-
-log = logging.getLogger("imgcls")
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -34,59 +29,23 @@ class Datasets:
     source: str  # how train/val were found, for the log
 
 
-def _with(ds: ImageFolder, samples: list, transform, cfg: DataConfig, side: int | None) -> ImageFolder:
-    return ImageFolder(ds.root, transform, samples=samples, classes=ds.classes, min_side=side,
-                       skip_bad=cfg.skip_bad, cache=cfg.cache, cache_side=cfg.cache_side)
-
-
 def build_datasets(cfg: DataConfig, train_tf: Any, eval_tf: Any) -> Datasets:
-    """Train and val sets from DATA: a split index, a folder with train/ and val/, or one class-per-folder
-    tree split on the fly (stratified, `--val-fraction`, `--split-seed`), with the task's transforms.
-    Bad files are found first."""
+    """Train and val sets from DATA (data.open_parts: a split index, a split folder, or one class-per-folder
+    tree split on the fly: stratified, `--val-fraction`, `--split-seed`; `--val-data` the val part), with
+    the task's transforms. Bad files are found first (DatasetParts.readable)."""
     if not cfg.data:
         raise ConfigError("no training data given: imgcls train DATA --model NAME")
-    path = Path(cfg.data)
-    if not path.exists():
-        raise DataError(f"{path}: no such folder; give a class-per-folder set, a split folder or split.json")
+    parts = open_parts(cfg.data, only=("train", "val"), val_data=cfg.val_data, val_fraction=cfg.val_fraction,
+                       split_seed=cfg.split_seed)
+    if len(parts.classes) < 2:
+        raise DataError(f"{parts.path}: has one class ({parts.classes[0]}); a classifier needs at least 2 classes, "
+                        "each in its own sub-folder")
+    parts, _ = parts.readable("train", "val", skip_bad=cfg.skip_bad)
     # JPEG draft decoding (opt-in) may reduce a photo to this shorter side; None decodes at full size
     side = cfg.cache_side if cfg.cache else cfg.eval_resize() if cfg.draft else None
-    if is_split_index(path):
-        tr, va = open_dataset(path, "train"), open_dataset(path, "val")
-        source = f"split index {path}"
-    elif (path / "train").is_dir():
-        tr = open_dataset(path, "train")
-        va = open_dataset(cfg.val_data) if cfg.val_data else open_dataset(path, "val")
-        source = f"{path}/train and {cfg.val_data or path / 'val'}"
-    elif cfg.val_data:
-        tr, va = open_dataset(path), open_dataset(cfg.val_data)
-        source = f"{path} and {cfg.val_data}"
-    else:
-        split = make_split(path, val=cfg.val_fraction, seed=cfg.split_seed)
-        if not split.parts["val"]:
-            raise DataError(f"{path}: --val-fraction {cfg.val_fraction} leaves no validation images")
-        tr = ImageFolder(path, samples=split.parts["train"], classes=split.classes)
-        va = ImageFolder(path, samples=split.parts["val"], classes=split.classes)
-        source = f"{path}, stratified split val={cfg.val_fraction} seed={cfg.split_seed}"
-    if tr.classes != va.classes:
-        raise DataError(f"train and val classes differ: {tr.classes} vs {va.classes}; use the same class folders")
-    if len(tr.classes) < 2:
-        raise DataError(f"{path}: has one class ({tr.classes[0]}); a classifier needs at least 2 classes, each in "
-                        "its own sub-folder")
-    train_samples, val_samples = _drop_bad(tr.samples, cfg), _drop_bad(va.samples, cfg)
-    return Datasets(_with(tr, train_samples, train_tf, cfg, side), _with(va, val_samples, eval_tf, cfg, side),
-                    tr.classes, source)
-
-
-def _drop_bad(samples: list[tuple[Path, int]], cfg: DataConfig) -> list[tuple[Path, int]]:
-    bad = find_bad_images([p for p, _ in samples])
-    if not bad:
-        return samples
-    if not cfg.skip_bad:
-        listing = "; ".join(f"{p} ({why})" for p, why in bad[:20]) + (f"; ... and {len(bad) - 20} more" if len(bad) > 20 else "")
-        raise DataError(f"{len(bad)} unreadable image(s): {listing} — delete or replace them, or pass --skip-bad")
-    log.warning("skipping %d unreadable image(s) (see `imgcls check` for the list)", len(bad))
-    dropped = {p for p, _ in bad}
-    return [(p, t) for p, t in samples if p not in dropped]
+    kw = dict(min_side=side, skip_bad=cfg.skip_bad, cache=cfg.cache, cache_side=cfg.cache_side)
+    return Datasets(parts.dataset("train", train_tf, **kw), parts.dataset("val", eval_tf, **kw), parts.classes,
+                    parts.description)
 
 
 def take_weight_preprocessing(cfg: Config, given: set[str]) -> list[str]:

@@ -21,11 +21,11 @@ import torch
 from imgcls.checkpoint import describe_arch, load_source
 from imgcls.data import safe_name
 from imgcls.errors import ConfigError, ExportError
-from imgcls.paths import bundled_photos, remove_stale_temps
+from imgcls.paths import remove_stale_temps
 from imgcls.weights import is_torch_file
 from imgcls.export.options import CALIB_METHODS, FP32_ENDS
 from imgcls.export.graph import OPSET, temp_path, to_onnx
-from imgcls.export.images import float_batches, image_files, split_parts
+from imgcls.export.images import export_photos, float_batches
 from imgcls.export.session import OrtRunner, encode_metadata, require, written_by_export
 
 log = logging.getLogger(__name__)
@@ -93,13 +93,6 @@ def check_output(output: str | Path, source: str | Path) -> Path:
     return out
 
 
-def _check_images(val: str | Path | None, calib: str | Path | None, n: int) -> tuple[list[Path], str]:
-    """The photos the fp32 check runs on: `val`, else the validation part of the calibration data,
-    else the bundled flower photos."""
-    folder = Path(val) if val else (split_parts(calib)[1] if calib else None) or bundled_photos()
-    return image_files(folder, limit=n, what="check images"), safe_name(folder)
-
-
 def verify_fp32(model: torch.nn.Module, runner: OrtRunner, paths: list[Path], preprocessing: dict[str, Any], *,
                 tolerance: float) -> tuple[float, float, int]:
     """(max abs logit difference, relative to the largest |logit|, images) of ONNX Runtime vs PyTorch;
@@ -127,12 +120,12 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
                 fp32_ends: str = "auto", threads: int | None = None) -> ExportResult:
     """Export `source` (a checkpoint or a weights name) to `output` (default: `<source name>.onnx`, with
     `int8` `<source name>.int8.onnx`), verified on `check_images` real photos (from `val`, else the
-    calibration data's val/ part, else the bundled ones) against PyTorch.
+    calibration data's val part, else the bundled ones) against PyTorch (images.export_photos).
 
     `int8=True` quantizes statically (ONNX Runtime QDQ, per-channel weights) with `calib_images`
-    training images of `calib` (its train/ part for a split folder) under each of `calib_methods`,
-    keeps the method whose top-1 agrees best with fp32 on the validation images (`val`, else
-    `calib`'s val/ part, else calibration-folder images not used to calibrate) and refuses to write
+    training images of `calib` (its train part for a split folder or split.json index) under each of
+    `calib_methods`, keeps the method whose top-1 agrees best with fp32 on the validation images (`val`,
+    else `calib`'s val part, else calibration images not used to calibrate) and refuses to write
     the model when that agreement is below `min_agreement`. `weight_bits` (auto, 7 or 8): see
     quantize.resolve_weight_bits. `fp32_ends` (auto, yes, no): whether the first convolution and the
     classifier may stay in fp32; auto tries it only when no fully int8 model reaches `min_agreement`.
@@ -150,9 +143,7 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
         raise ConfigError(f"--weight-bits {weight_bits}: use auto, 7 or 8")
     if fp32_ends not in FP32_ENDS:
         raise ConfigError(f"--fp32-ends {fp32_ends}: use {', '.join(FP32_ENDS)}")
-    calib_dir, val_part = split_parts(calib) if calib else (None, None)
-    calib_paths = image_files(calib_dir, limit=calib_images, what="calibration images") if calib_dir else []
-    check_paths, checked_on = _check_images(val, calib, check_images)
+    photos = export_photos(calib, val, calib_images=calib_images, check_images=check_images)
     name = Path(source).stem if Path(source).is_file() else str(source)  # a weights name keeps its tag
     out = check_output(output or f"{name}{'.int8' if int8 else ''}.onnx", source)
     remove_stale_temps(out.parent, out.suffix)  # what an export killed with kill -9 left there
@@ -165,19 +156,14 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
     try:
         to_onnx(model, fp32, input_size=pre["crop"], metadata=encode_metadata(precision="fp32", **metadata))
         runner = OrtRunner(fp32, threads=threads)
-        diff, rel, n = verify_fp32(model, runner, check_paths, pre, tolerance=tolerance)
-        result = ExportResult(out, "fp32", info["arch"], checked_on, n, diff, rel)
+        diff, rel, n = verify_fp32(model, runner, photos.check, pre, tolerance=tolerance)
+        result = ExportResult(out, "fp32", info["arch"], photos.checked_on, n, diff, rel)
         final = fp32
         if int8:
             from imgcls.export.quantize import quantize_best, resolve_weight_bits
 
             bits = resolve_weight_bits(weight_bits)
-            used = set(calib_paths)
-            agree_paths = (image_files(val, what="validation images") if val else
-                           image_files(val_part, what="validation images") if val_part else
-                           [p for p in image_files(calib_dir, what="validation images") if p not in used]
-                           or check_paths)
-            q = quantize_best(fp32, runner, calib_paths, agree_paths, pre, out=out, methods=methods,
+            q = quantize_best(fp32, runner, photos.calib, photos.agree, pre, out=out, methods=methods,
                               metadata=encode_metadata(precision="int8", **metadata), weight_bits=bits,
                               fp32_ends=fp32_ends, target=min_agreement, threads=threads)
             final, agreement = q.path, q.agreement
@@ -186,7 +172,7 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
             result.method_agreement, result.weight_bits, result.fp32_ends = q.tried, q.weight_bits, q.fp32_ends
             if agreement < min_agreement:
                 raise ExportError(f"the int8 model agrees with fp32 on top-1 for {agreement:.2%} of "
-                                  f"{len(agree_paths)} validation images (best of {', '.join(q.tried)}), below "
+                                  f"{len(photos.agree)} validation images (best of {', '.join(q.tried)}), below "
                                   f"--min-agreement {min_agreement:.0%}: {out} not written; calibrate on more "
                                   "images (--calib-images), accept it with a lower --min-agreement, or use the "
                                   "fp32 export")

@@ -16,11 +16,12 @@ class ExportOptions:
     tolerance: float = option(1e-4, "largest ONNX Runtime vs PyTorch logit difference accepted, relative to the "
                                      "largest logit; above it nothing is written", gt=0)
     check_images: int = option(32, "real photos to verify the export on", ge=1)
-    val: str | None = option(None, "folder of validation photos for the checks (default: the val/ part of --calib, "
-                                   "else the bundled flower photos)")
+    val: str | None = option(None, "validation photos for the checks: a folder of photos, or the val part of a split "
+                                   "folder or split.json index (default: the val part of --calib, else the bundled "
+                                   "flower photos)")
     int8: bool = option(False, "quantize to static int8 (ONNX Runtime QDQ, per-channel weights); needs --calib")
-    calib: str | None = option(None, "training images to calibrate int8 on: a class-per-folder set or a split "
-                                     "folder (its train/ part is used)")
+    calib: str | None = option(None, "training images to calibrate int8 on: a class-per-folder set, or the train "
+                                     "part of a split folder or split.json index")
     calib_images: int = option(256, "how many calibration images, spread over the folder", ge=1)
     min_agreement: float = option(0.98, "refuse to write the int8 model when its top-1 agrees with fp32 on less "
                                         "than this fraction of the validation images", ge=0, le=1)

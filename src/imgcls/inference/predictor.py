@@ -23,7 +23,8 @@ from torch import nn
 
 from imgcls.checkpoint import load_model, load_source, source_kind
 from imgcls.data import BatchNormalizer, eval_transform, load_array, make_loader
-from imgcls.data.decode import is_file_or_link, is_image_file
+from imgcls.data.dataset import list_images
+from imgcls.data.decode import is_file_or_link
 from imgcls.data.names import safe_name
 from imgcls.errors import ConfigError, DataError
 from imgcls.progress import track
@@ -76,14 +77,14 @@ def format_predictions(preds: list[Prediction], fmt: str = "text") -> str:
 
 
 def expand_inputs(inputs: list[str | Path]) -> list[Path]:
-    """Files as given, folders searched recursively for images (sorted), globs expanded; a name that
-    matches nothing is a DataError naming it. Broken symbolic links are kept (as data.scan_folder keeps
-    them): reading one gives its error line, naming the link and its target."""
+    """Files as given, folders searched recursively for images (data.list_images), globs expanded; a name
+    that matches nothing is a DataError naming it. Broken symbolic links are kept: reading one gives its
+    error line, naming the link and its target."""
     out: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if is_image_file(f) and is_file_or_link(f))
+            found = list_images(p)
             if not found:
                 raise DataError(f"{p}: folder has no images ({', '.join(sorted({'.jpg', '.png', '.webp'}))}, ...)")
             out += found

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from imgcls.data.names import safe_name
+from imgcls.data.names import safe_name, skipped_line
 from imgcls.errors import ConfigError
 from imgcls.paths import write_text_atomic
 from imgcls.reports.plots import plot_confusion_matrix
@@ -33,12 +33,6 @@ def reported_ks(num_classes: int, ks: Iterable[int] = (1, 5)) -> tuple[int, ...]
     """The top-k accuracies worth reporting for `num_classes` classes: k = 1 always, any other k only
     when k < num_classes (top-5 of 5 classes is 100% whatever the model does)."""
     return tuple(k for k in ks if k == 1 or k < num_classes)
-
-
-def skipped_line(paths: Sequence[str]) -> str:
-    """"skipped N unreadable image(s): a, b, c, d, e, ..." (the first five, printable)."""
-    names = ", ".join(safe_name(p) for p in paths[:5])
-    return f"skipped {len(paths)} unreadable image(s): {names}{', ...' if len(paths) > 5 else ''}"
 
 
 def _labels(x: Tensor | np.ndarray | Sequence[int], name: str) -> np.ndarray:

@@ -1,0 +1,167 @@
+"""One reading of a dataset argument: what `imgcls train DATA [--val-data V]`, `eval`, `check` and
+`export --calib/--val` accept, read the same way by open_parts.
+
+DATA is one of
+- a split index: `split.json` (`imgcls split --mode index`), or a folder that holds one: its parts;
+- a split folder: whichever of DATA/train, DATA/val, DATA/test exist, each a class-per-folder tree;
+- a class-per-folder tree: one part, "all"; with `val_fraction` (train), split on the fly into "train"
+  and "val" exactly as `imgcls split --val F --seed S` splits it.
+`val_data` (train's --val-data) is the "val" part, read as a command that reads one part reads DATA
+(DatasetParts.choose). Every part has the same classes. Nothing is decoded here: the one
+unreadable-image policy is DatasetParts.readable, and a part becomes a dataset once (DatasetParts.dataset).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from imgcls.data.dataset import ImageFolder, find_bad_images, list_images, scan_folder
+from imgcls.data.names import safe_name, skipped_line
+from imgcls.data.split import PARTS, Samples, Split, is_split_index, make_split, read_split_index
+from imgcls.errors import DataError
+
+log = logging.getLogger(__name__)
+
+WHOLE = "all"  # the one part of a class-per-folder tree read whole (`imgcls check` counts it so)
+UNLABELLED = -1  # the class index of a photo read with labels=False
+LISTED = 5  # unreadable files an error line names; `imgcls check` lists them all
+
+
+@dataclass(frozen=True)
+class DatasetParts:
+    """What a dataset argument holds: part name -> samples (file, class index) in the order train, val,
+    test; the class names; the folder or index each part was read from (for messages); and how the
+    parts were found (the run log's words: "split index x.json", "flowers/train and flowers/val")."""
+    path: Path
+    classes: list[str]
+    parts: dict[str, Samples]
+    roots: dict[str, Path]
+    description: str
+    split: Split | None = None  # the split made on the fly, when there was one
+
+    def files(self, *names: str) -> list[Path]:
+        """The files of parts `names` (default: every part), in order."""
+        return [p for name in names or self.parts for p, _ in self.parts[name]]
+
+    def choose(self, part: str | None) -> str:
+        """The part read by a command that reads one (eval, --val-data): `part` when given; else a tree's
+        whole, or the val part of a split without a train part; else a DataError asking which."""
+        if part is not None:
+            if part not in self.parts:
+                raise _no_part(self.path, part, list(self.parts))
+            return part
+        if WHOLE in self.parts:
+            return WHOLE
+        if "val" in self.parts and "train" not in self.parts:
+            return "val"
+        kind = "a split index" if is_split_index(self.path) else "a split folder"
+        raise DataError(f"{self.path}: {kind}; say which part to read (train, val or test)")
+
+    def readable(self, *names: str, skip_bad: bool, workers: int = 2) -> tuple[DatasetParts, list[Path]]:
+        """The one unreadable-image policy of the commands that read labelled data (train, eval): every file
+        of parts `names` is decoded before any work, part after part; the first part with unreadable files
+        stops the command with one line naming them and why, or with `skip_bad` they are left out and one
+        warning line names them. Returns the parts without them, and the files left out."""
+        kept, skipped = dict(self.parts), []
+        for name in names:
+            bad = find_bad_images(self.files(name), workers=workers)
+            if bad and not skip_bad:
+                raise DataError(_unreadable_line(bad, self.roots[name]))
+            dropped = {p for p, _ in bad}
+            kept[name] = [(p, t) for p, t in kept[name] if p not in dropped]
+            skipped += [p for p, _ in bad]
+        if skipped:
+            log.warning("%s", skipped_line(skipped))
+        return replace(self, parts=kept), skipped
+
+    def dataset(self, name: str, transform: Any = None, **kwargs: Any) -> ImageFolder:
+        """Part `name` as an ImageFolder (kwargs: ImageFolder's), built from the files listed already."""
+        return ImageFolder(self.roots[name], transform, samples=self.parts[name], classes=self.classes, **kwargs)
+
+
+def open_parts(path: str | Path, *, only: Sequence[str] | None = None, val_data: str | Path | None = None,
+               val_fraction: float | None = None, split_seed: int = 0, labels: bool = True) -> DatasetParts:
+    """The parts of dataset argument `path` (see the module's docstring). `only`: the parts wanted, each one
+    a DataError when missing (default: every part there is; other parts of a split folder are not listed).
+    `labels=False` reads photos only (export's calibration and check photos): a folder, or each part
+    folder, is every image below it (list_images, class index UNLABELLED), class folders not required."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such folder; give a class-per-folder set, a split folder or split.json")
+    assert labels or (val_data is None and val_fraction is None), "val_data and val_fraction read labels"
+
+    def wanted(name: str) -> bool:  # val_data replaces DATA's val part: that one is not read
+        return (only is None or name in only) and not (val_data is not None and name == "val")
+
+    scans: dict[str, tuple[list[str], Samples, Path]]  # part -> (its classes, its samples, where it was read)
+    split: Split | None = None
+    described: str | None = None  # None: the parts' roots, joined
+    if is_split_index(path):
+        classes, found = read_split_index(path)
+        scans = {name: (classes, samples, path) for name, samples in found.items() if wanted(name)}
+        described = f"split index {path}"
+    elif folders := [name for name in PARTS if (path / name).is_dir()]:
+        scans = {name: _read_folder(path / name, labels) for name in folders if wanted(name)}
+    elif val_data is not None:
+        scans = {"train": _read_folder(path, labels)}
+    elif val_fraction is not None:
+        split = make_split(path, val=val_fraction, seed=split_seed)
+        if not split.parts["val"]:
+            raise DataError(f"{path}: --val-fraction {val_fraction} leaves no validation images")
+        scans = {name: (split.classes, split.parts[name], path) for name in ("train", "val") if wanted(name)}
+        described = f"{path}, stratified split val={val_fraction} seed={split_seed}"
+    else:
+        scans = {WHOLE: _read_folder(path, labels)}
+    if val_data is not None and (only is None or "val" in only):
+        val_parts = open_parts(val_data, labels=labels)
+        name = val_parts.choose(None)
+        scans["val"] = (val_parts.classes, val_parts.parts[name], val_parts.roots[name])
+        described = described and f"{described} and {val_data}"
+    for name in only or ():
+        if name not in scans:
+            raise _no_part(path, name, list(scans))
+    roots = {name: root for name, (_, _, root) in scans.items()}
+    classes, _, first = next(iter(scans.values()), ([], [], path))
+    for other, _, root in scans.values():
+        if other != classes:
+            raise DataError(f"{root}: classes {other} differ from {first}'s {classes}; use the same class folders")
+    return DatasetParts(path, list(classes), {name: samples for name, (_, samples, _) in scans.items()}, roots,
+                        described or " and ".join(str(root) for root in roots.values()), split)
+
+
+def _read_folder(folder: Path, labels: bool) -> tuple[list[str], Samples, Path]:
+    """(classes, samples, folder) of a class-per-folder tree, or with labels=False of every photo in it."""
+    if labels:
+        return (*scan_folder(folder), folder)
+    return [], [(p, UNLABELLED) for p in list_images(folder)], folder
+
+
+def _no_part(path: Path, part: str, found: list[str]) -> DataError:
+    if found == [WHOLE]:
+        return DataError(f"{path}: has no part {part!r}: it is one class-per-folder set, not a split (train/ "
+                         "val/ test/ folders or a split.json index)")
+    return DataError(f"{path}: has no part {part!r}; it has {sorted(found)}")
+
+
+def _unreadable_line(bad: list[tuple[Path, str]], where: Path) -> str:
+    listing = "; ".join(f"{safe_name(p)} ({why})" for p, why in bad[:LISTED])
+    more = (f"; and {len(bad) - LISTED} more (imgcls check {safe_name(where)} lists them all)"
+            if len(bad) > LISTED else "")
+    return (f"{len(bad)} unreadable image(s) in {safe_name(where)}: {listing}{more} — delete or replace them, "
+            "or pass --skip-bad")
+
+
+def open_dataset(path: str | Path, part: str | None = None, **kwargs: Any) -> ImageFolder:
+    """One part of a dataset argument as an ImageFolder (kwargs: ImageFolder's): `part` of a split folder or
+    index, or a class-per-folder tree (DatasetParts.choose)."""
+    parts = open_parts(path, only=None if part is None else (part,))
+    return parts.dataset(parts.choose(part), **kwargs)
+
+
+def read_split(path: str | Path, part: str) -> tuple[list[str], Samples]:
+    """(classes, samples) of one part of a split index or split folder."""
+    parts = open_parts(path, only=(part,))
+    return parts.classes, parts.parts[part]
