@@ -25,8 +25,7 @@ import torch
 from torch import nn
 
 from imgcls import paths
-from imgcls.errors import CheckpointError, ConfigError, WeightsError
-from imgcls.models import create_model
+from imgcls.errors import CheckpointError, WeightsError
 from imgcls.models.heads import head_of, stack_head
 
 FORMAT = "imgcls-checkpoint"
@@ -117,13 +116,11 @@ def check_arch(state: dict[str, Any], path: str | Path, *, model: str | None = N
 
 def build_model(arch: dict[str, Any]) -> nn.Module:
     """The network a checkpoint's `arch` describes, freshly initialised (a stacked head included)."""
-    kwargs = dict(arch.get("model_kwargs") or {})
+    from imgcls.weights import create_network
+
     stacked = head_of(arch) == "stacked"
-    try:
-        model = create_model(arch["model"], num_classes=arch["base_classes"] if stacked else arch["num_classes"],
-                             **kwargs)
-    except TypeError as e:
-        raise ConfigError(f"{arch['model']} does not take the model arguments {kwargs}: {e}") from None
+    model = create_network(arch["model"], arch["base_classes"] if stacked else arch["num_classes"],
+                           arch.get("model_kwargs"))
     return stack_head(model, arch["num_classes"]) if stacked else model
 
 
@@ -185,13 +182,12 @@ def load_source(source: str | Path, *, plain_hint: str = PLAIN_STATE_DICT_HINT) 
         model, state = load_model(source, plain_hint=plain_hint)
         return model.eval(), {"arch": state["arch"], "classes": list(state["classes"]),
                               "preprocessing": dict(state["preprocessing"]), "source": str(source)}
-    from imgcls.weights import get_weight_spec, load_strict, read_state_dict, resolve_weights, spec_categories
+    from imgcls.weights import build_pretrained, get_weight_spec, read_state_dict, resolve_weights, spec_categories
 
     spec = get_weight_spec(str(source))
     arch = {"model": spec.arch, "num_classes": spec.num_classes, "model_kwargs": dict(spec.model_kwargs),
             "weights": spec.name}
-    model = build_model(arch)
     state, _ = read_state_dict(resolve_weights(spec))
-    load_strict(model, state, source=spec.name, target=describe_arch(arch))
+    model = build_pretrained(arch, state, source=spec.name, strict=True, target=describe_arch(arch)).model
     return model.eval(), {"arch": arch, "classes": spec_categories(spec), "preprocessing": dict(spec.preprocessing),
                           "source": spec.name}

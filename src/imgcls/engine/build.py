@@ -1,5 +1,5 @@
-"""From a config to the pieces of a run: datasets, preprocessing, arch (device, precision and
-build_model live in the layers below and are re-exported here)."""
+"""From a config to the pieces of a run: datasets, preprocessing, arch (device and precision live in
+runtime.py and are re-exported here)."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imgcls.checkpoint import build_model
 from imgcls.data import ImageFolder, find_bad_images, make_split, open_dataset
 from imgcls.data.split import is_split_index
 from imgcls.engine.config import Config, DataConfig, parse_progressive
@@ -144,5 +143,5 @@ def arch_of(cfg: Config, policy: TransferPolicy, num_classes: int, base_classes:
             "head": "stacked" if stacked else "linear", "transfer": cfg.model.transfer, "base_classes": base_classes}
 
 
-__all__ = ["Datasets", "arch_of", "build_datasets", "build_model", "eval_resize", "preprocessing", "resolve_amp",
+__all__ = ["Datasets", "arch_of", "build_datasets", "eval_resize", "preprocessing", "resolve_amp",
            "resolve_device", "train_crop"]
