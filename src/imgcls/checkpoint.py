@@ -9,6 +9,7 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so
                                 what `build_model` needs (heads: models/heads.py); "transfer" too
     model                       the state dict
     classes, preprocessing      class names in index order; eval resize/crop/mean/std/interpolation
+                                (data.Preprocessing.to_dict(), checked on reading by from_dict)
     config                      the run's resolved Config as a dict
     optimizer, scheduler, scaler, epoch, epoch_step, global_step, rng, best, patience_left, history,
     threads, data_files         what `--resume` needs to continue bit-for-bit on CPU (engine/)
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from imgcls import paths
+from imgcls.data.preprocessing import Preprocessing
 from imgcls.errors import CheckpointError, WeightsError
 from imgcls.models.heads import head_of, stack_head
 
@@ -127,16 +129,30 @@ def build_model(arch: dict[str, Any]) -> nn.Module:
 def load_model(path: str | Path, *, plain_hint: str = PLAIN_STATE_DICT_HINT) -> tuple[nn.Module, dict[str, Any]]:
     """(the network with the checkpoint's weights, the checkpoint): all that predicting, evaluating or
     exporting needs, with nothing from the training code."""
+    state = load_checkpoint(path, plain_hint=plain_hint)
+    return _network(state, path), state
+
+
+def _network(state: dict[str, Any], path: str | Path) -> nn.Module:
     from imgcls.weights import load_strict
 
-    state = load_checkpoint(path, plain_hint=plain_hint)
     model = build_model(state["arch"])
     try:
         # a run with --ema-decay saves the averaged weights beside the raw ones; they are what it chose best by
         load_strict(model, state.get("model_ema", state["model"]), source=str(path), target=describe_arch(state["arch"]))
     except WeightsError as e:
         raise CheckpointError(str(e)) from None
-    return model, state
+    return model
+
+
+# the fix for a checkpoint whose fields are not what imgcls train writes
+CHANGED_CHECKPOINT = "it was changed after imgcls train wrote it; use a checkpoint as train wrote it"
+
+
+def checkpoint_preprocessing(state: dict[str, Any], path: str | Path) -> Preprocessing:
+    """A checkpoint's preprocessing as the record, every field checked (a field changed since imgcls train
+    wrote it is one line naming the file and the field)."""
+    return Preprocessing.from_dict(state.get("preprocessing"), where=path, fix=CHANGED_CHECKPOINT)
 
 
 ONNX_SUFFIX = ".onnx"
@@ -171,17 +187,18 @@ def source_kind(source: str | Path) -> str:
 
 def load_source(source: str | Path, *, plain_hint: str = PLAIN_STATE_DICT_HINT) -> tuple[nn.Module, dict[str, Any]]:
     """(network in eval mode, description) of a checkpoint or a registry weights name: the description
-    holds `arch`, `classes` and `preprocessing` as a checkpoint does (a weights name: its model with
-    the 1000 ImageNet classes and the spec's preprocessing) and `source`. An .onnx file is not a
+    holds `arch`, `classes`, `preprocessing` (a data.Preprocessing, checked before the network is built)
+    and `source` (a weights name: its model with the 1000 ImageNet classes and the spec's preprocessing). An .onnx file is not a
     network: imgcls.export reads it. `plain_hint`: see load_checkpoint."""
     kind = source_kind(source)
     if kind == "onnx":
         raise CheckpointError(f"{source}: an exported ONNX file, not a checkpoint or weights name; export "
                               "from the checkpoint it came from (predict and eval take the .onnx as it is)")
     if kind == "checkpoint":
-        model, state = load_model(source, plain_hint=plain_hint)
-        return model.eval(), {"arch": state["arch"], "classes": list(state["classes"]),
-                              "preprocessing": dict(state["preprocessing"]), "source": str(source)}
+        state = load_checkpoint(source, plain_hint=plain_hint)
+        pre = checkpoint_preprocessing(state, source)
+        return _network(state, source).eval(), {"arch": state["arch"], "classes": list(state["classes"]),
+                                                "preprocessing": pre, "source": str(source)}
     from imgcls.weights import build_pretrained, get_weight_spec, read_state_dict, resolve_weights, spec_categories
 
     spec = get_weight_spec(str(source))
@@ -189,5 +206,5 @@ def load_source(source: str | Path, *, plain_hint: str = PLAIN_STATE_DICT_HINT) 
             "weights": spec.name}
     state, _ = read_state_dict(resolve_weights(spec))
     model = build_pretrained(arch, state, source=spec.name, strict=True, target=describe_arch(arch)).model
-    return model.eval(), {"arch": arch, "classes": spec_categories(spec), "preprocessing": dict(spec.preprocessing),
+    return model.eval(), {"arch": arch, "classes": spec_categories(spec), "preprocessing": spec.preprocessing,
                           "source": spec.name}

@@ -12,7 +12,7 @@ import torch
 pytest.importorskip("onnxruntime", reason="the export extra is not installed: pip install -e '.[export]'")
 pytest.importorskip("onnxscript", reason="the export extra is not installed: pip install -e '.[export]'")
 
-from imgcls.checkpoint import load_model  # noqa: E402
+from imgcls.checkpoint import load_model, load_source  # noqa: E402
 from imgcls.errors import ConfigError, ExportError  # noqa: E402
 from imgcls.export import OrtRunner, export_onnx  # noqa: E402
 from imgcls.export.images import float_batches, image_files  # noqa: E402
@@ -43,10 +43,10 @@ def test_export_is_verified_and_self_contained(trained, exported):
     runner = OrtRunner(exported.path)
     meta = runner.metadata
     assert meta["classes"] == state["classes"] and meta["arch"] == state["arch"]
-    assert meta["preprocessing"] == json.loads(json.dumps(state["preprocessing"]))  # tuples come back as lists
+    assert meta["preprocessing"].to_dict() == json.loads(json.dumps(state["preprocessing"]))  # tuples come back as lists
     assert meta["precision"] == "fp32" and meta["imgcls_version"] and meta["opset"] == "18"
     # dynamic batch: 1 and 5 images give PyTorch's logits
-    x = next(float_batches(image_files(data, limit=5), state["preprocessing"]))
+    x = next(float_batches(image_files(data, limit=5), load_source(ckpt)[1]["preprocessing"]))
     for batch in (x[:1], x):
         with torch.no_grad():
             ref = model.eval()(batch)
@@ -145,12 +145,13 @@ def test_fp32_ends_auto_is_tried_only_below_the_agreement_demanded(trained, tmp_
 
 def test_verification_fails_loudly_above_the_tolerance(trained, exported):
     data, ckpt = trained
-    model, state = load_model(ckpt)
+    model, info = load_source(ckpt)
+    pre = info["preprocessing"]
     paths = image_files(data, limit=4)
-    diff, rel, n = verify_fp32(model.eval(), OrtRunner(exported.path), paths, state["preprocessing"], tolerance=1e-4)
+    diff, rel, n = verify_fp32(model, OrtRunner(exported.path), paths, pre, tolerance=1e-4)
     assert n == 4 and 0 <= rel <= 1e-4 and diff >= 0
     with pytest.raises(ExportError, match=r"ONNX Runtime disagrees with PyTorch: .* > tolerance 1e-30\) on 4 images"):
-        verify_fp32(model, OrtRunner(exported.path), paths, state["preprocessing"], tolerance=1e-30)
+        verify_fp32(model, OrtRunner(exported.path), paths, pre, tolerance=1e-30)
 
 
 def test_bad_inputs_are_one_line_exit_2(trained, exported, tmp_path, capsys):

@@ -26,7 +26,7 @@ def test_predict_with_a_weights_name_gives_imagenet_classes(capsys):
     daisy = sorted((bundled_photos() / "daisy").glob("*.jpg"))[0]
     predictor = Predictor.load("efficientnet_lite0.in1k")
     assert predictor.backend == "pytorch" and len(predictor.classes) == 1000
-    assert predictor.preprocessing["crop"] == 224 and predictor.preprocessing["mean"][0] == pytest.approx(127 / 255)
+    assert predictor.preprocessing.crop == 224 and predictor.preprocessing.mean[0] == pytest.approx(127 / 255)
     pred = predictor.predict(daisy, topk=3)[0]
     assert pred.label == "daisy" and pred.indices[0] == 985 and pred.probs[0] > 0.5
     assert run_cli(["predict", "efficientnet_lite0.in1k", daisy, "--json", "--topk", "1"]) == 0

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imgcls.data import ImageFolder, find_bad_images, make_split, open_dataset
+from imgcls.data import ImageFolder, Preprocessing, find_bad_images, make_split, open_dataset
 from imgcls.data.split import is_split_index
 from imgcls.engine.config import Config, DataConfig, parse_progressive
 from imgcls.engine.transfer import TransferPolicy
@@ -23,10 +23,10 @@ def eval_resize(cfg: DataConfig) -> int:
     return cfg.resize_size or int(round(cfg.input_size / 0.875))
 
 
-def preprocessing(cfg: DataConfig) -> dict[str, Any]:
-    """What a checkpoint records so predict/export rebuild the exact eval transform."""
-    return {"resize": eval_resize(cfg), "crop": cfg.input_size, "mean": list(cfg.mean), "std": list(cfg.std),
-            "interpolation": cfg.interpolation}
+def preprocessing(cfg: DataConfig) -> Preprocessing:
+    """The run's eval preprocessing: its eval transform and batch normaliser, and what a checkpoint records
+    (`to_dict()`) so predict/export rebuild the exact eval transform."""
+    return Preprocessing(eval_resize(cfg), cfg.input_size, tuple(cfg.mean), tuple(cfg.std), cfg.interpolation)
 
 
 @dataclass
@@ -114,12 +114,14 @@ def take_weight_preprocessing(cfg: Config, given: set[str]) -> list[str]:
         cfg.model.model_kwargs = {**needed, **cfg.model.model_kwargs}
         taken += [f"{k}={v}" for k, v in needed.items()]
     if "input_size" not in given:
-        d.input_size = pre["crop"]
+        d.input_size = pre.crop
     if "resize_size" not in given:  # the spec's resize/crop ratio at the input size the run uses
-        d.resize_size = pre["resize"] if d.input_size == pre["crop"] else round(d.input_size * pre["resize"] / pre["crop"])
-    for key, field_name in (("mean", "mean"), ("std", "std"), ("interpolation", "interpolation")):
-        if field_name not in given:
-            setattr(d, field_name, list(pre[key]) if key != "interpolation" else pre[key])
+        d.resize_size = pre.resize if d.input_size == pre.crop else round(d.input_size * pre.resize / pre.crop)
+    for name in ("mean", "std"):
+        if name not in given:
+            setattr(d, name, list(getattr(pre, name)))
+    if "interpolation" not in given:
+        d.interpolation = pre.interpolation
     if "cache_side" not in given and d.cache_side < d.resize_size:  # --cache never upsamples what eval resizes
         d.cache_side = d.resize_size
         taken.append(f"cache_side={d.cache_side}")

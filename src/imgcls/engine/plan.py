@@ -84,7 +84,7 @@ def plan(config: Config, *, given: set[str] | None = None) -> Plan:
         check_backend(cfg.data.feature_backend, dist.device)
     kind = task_class("classification")
     data = build.build_datasets(cfg.data, *kind.transforms(cfg.data, train_crop=build.train_crop(cfg.data),
-                                                           eval_resize=build.eval_resize(cfg.data)))
+                                                           preprocessing=build.preprocessing(cfg.data)))
     task = kind(data.classes)
     data_files = resume.data_files(data.train.samples, data.val.samples)
     if policy.caches_features and cfg.data.feature_views > 0:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from imgcls.data import eval_transform, load_array, normalize_batch, safe_name
+from imgcls.data import Preprocessing, load_array, safe_name
 from imgcls.data.decode import is_image_file
 from imgcls.errors import DataError
 
@@ -41,13 +40,12 @@ def split_parts(data: str | Path) -> tuple[Path, Path | None]:
     return data, None
 
 
-def uint8_batches(paths: list[Path], preprocessing: dict[str, Any], batch_size: int = 32
+def uint8_batches(paths: list[Path], preprocessing: Preprocessing, batch_size: int = 32
                   ) -> Iterator[tuple[torch.Tensor, list[Path]]]:
     """(uint8 NHWC batch, its paths) with the eval preprocessing; an unreadable file is left out with a
     warning naming it and why (not the advice of the commands that read data folders: export has no
     --skip-bad, it always skips)."""
-    pre = preprocessing
-    transform = eval_transform(resize=pre["resize"], crop=pre["crop"], interpolation=pre["interpolation"], uint8=True)
+    transform = preprocessing.eval_transform()
     for start in range(0, len(paths), batch_size):
         arrays, kept = [], []
         for p in paths[start:start + batch_size]:
@@ -60,8 +58,8 @@ def uint8_batches(paths: list[Path], preprocessing: dict[str, Any], batch_size: 
             yield torch.from_numpy(np.stack(arrays)), kept
 
 
-def float_batches(paths: list[Path], preprocessing: dict[str, Any], batch_size: int = 32
+def float_batches(paths: list[Path], preprocessing: Preprocessing, batch_size: int = 32
                   ) -> Iterator[torch.Tensor]:
     """Normalised float NCHW batches (contiguous) of `paths`: what the exported model takes."""
     for images, _ in uint8_batches(paths, preprocessing, batch_size):
-        yield normalize_batch(images, preprocessing["mean"], preprocessing["std"]).contiguous()
+        yield preprocessing.normalize(images).contiguous()

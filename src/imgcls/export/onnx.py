@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from imgcls.checkpoint import describe_arch, load_source
-from imgcls.data import safe_name
+from imgcls.data import Preprocessing, safe_name
 from imgcls.errors import ConfigError, ExportError, summary_of
 from imgcls.paths import TEMP_SUFFIX, bundled_photos, remove_stale_temps, temp_prefix
 from imgcls.weights import is_torch_file
@@ -179,7 +179,7 @@ def _check_images(val: str | Path | None, calib: str | Path | None, n: int) -> t
     return image_files(folder, limit=n, what="check images"), safe_name(folder)
 
 
-def verify_fp32(model: torch.nn.Module, runner: OrtRunner, paths: list[Path], preprocessing: dict[str, Any], *,
+def verify_fp32(model: torch.nn.Module, runner: OrtRunner, paths: list[Path], preprocessing: Preprocessing, *,
                 tolerance: float) -> tuple[float, float, int]:
     """(max abs logit difference, relative to the largest |logit|, images) of ONNX Runtime vs PyTorch;
     ExportError above `tolerance` (relative)."""
@@ -242,7 +242,7 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
     fp32 = _temp_path(out, "fp32")
     temps = [fp32]
     try:
-        to_onnx(model, fp32, input_size=pre["crop"], metadata=encode_metadata(precision="fp32", **metadata))
+        to_onnx(model, fp32, input_size=pre.crop, metadata=encode_metadata(precision="fp32", **metadata))
         runner = OrtRunner(fp32, threads=threads)
         diff, rel, n = verify_fp32(model, runner, check_paths, pre, tolerance=tolerance)
         result = ExportResult(out, "fp32", info["arch"], checked_on, n, diff, rel)

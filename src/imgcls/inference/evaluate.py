@@ -39,7 +39,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
     if part is None and Path(data).is_dir() and (Path(data) / "val").is_dir() and not (Path(data) / "train").is_dir():
         part = "val"
     ds = open_dataset(data, part, transform=predictor.transform, min_side=predictor.min_side,
-                      resize=predictor.preprocessing["resize"])
+                      resize=predictor.preprocessing.resize)
     if ds.classes != predictor.classes:
         raise DataError(f"{data}: has {len(ds.classes)} classes {ds.classes[:6]}{'...' if len(ds.classes) > 6 else ''}, "
                         f"but {checkpoint} was trained on {len(predictor.classes)}: {predictor.classes[:6]}"

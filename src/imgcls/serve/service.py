@@ -19,7 +19,8 @@ from typing import IO, Any
 
 from PIL import Image
 
-from imgcls.checkpoint import load_model, source_kind
+from imgcls.checkpoint import checkpoint_preprocessing, load_model, source_kind
+from imgcls.data import Preprocessing
 from imgcls.data.decode import decoded_size, load_image
 from imgcls.data.transforms import Resize, resized_size
 from imgcls.errors import ConfigError, DataError
@@ -134,7 +135,7 @@ class ModelService:
 
     @property
     def resize(self) -> int:
-        return self.predictor.preprocessing["resize"]
+        return self.predictor.preprocessing.resize
 
     def decode(self, name: str, data: bytes | IO[bytes]) -> Image.Image:
         """The uploaded bytes (or spooled file) as an RGB image, a JPEG above REDUCE_ABOVE_PIXELS decoded
@@ -167,7 +168,7 @@ class ModelService:
             self.check_pixels(uploads, max_pixels)
         if not cam or self.explainer is None:
             pre = self.predictor.preprocessing
-            resize = Resize(pre["resize"], pre["interpolation"])
+            resize = Resize(pre.resize, pre.interpolation)
             preds = self.predictor.predict([resize(self.decode(name, data)) for name, data in uploads], topk=topk)
             out = []
             for pred, (name, _) in zip(preds, uploads):
@@ -196,9 +197,10 @@ class ModelService:
                         "layer": self.explainer.layer if self.explainer else None, "reason": self.cam_reason}}
 
 
-def _rounded(preprocessing: dict[str, Any]) -> dict[str, Any]:
+def _rounded(preprocessing: Preprocessing) -> dict[str, Any]:
     """The preprocessing as people read it: mean and std to 3 decimals (0.498, not 0.4980392156862745)."""
-    return {k: [round(float(x), 3) for x in v] if k in ("mean", "std") else v for k, v in preprocessing.items()}
+    return {k: [round(float(x), 3) for x in v] if k in ("mean", "std") else v
+            for k, v in preprocessing.to_dict().items()}
 
 
 def open_model(model: str | Path, *, device: str = "auto") -> ModelService:
@@ -212,7 +214,7 @@ def open_model(model: str | Path, *, device: str = "auto") -> ModelService:
         top1 = best.get("top1")
         info = {"architecture": state["arch"]["model"], "val_top1": top1 if top1 is not None and top1 >= 0 else None,
                 "val_epoch": best.get("epoch")}
-        return ModelService(Predictor(network, state["classes"], state["preprocessing"], device=device),
+        return ModelService(Predictor(network, state["classes"], checkpoint_preprocessing(state, path), device=device),
                             source=path.name, info=info)
     predictor = Predictor.load(model, device=device)
     meta = getattr(predictor.runner, "metadata", None) or {}
