@@ -114,8 +114,8 @@ def main() -> None:
              "|---|---|---|---:|---:|---:|---:|"]
     for weights, n in zip(args.weights.split(","), map(int, args.daisies.split(","))):
         tic = time.perf_counter()
-        model, info = load_source(weights)
-        pre = info["preprocessing"]
+        source = load_source(weights)
+        model, pre = source.network, source.preprocessing
         size = pre.crop
         if args.backend == "onnxruntime":
             from imgcls.export.onnx import OrtFunction

@@ -44,8 +44,8 @@ def _course(args: argparse.Namespace) -> None:
     from course import CoursePhotos
     from imgcls.checkpoint import load_source
 
-    net, info = load_source(args.weights)
-    pre = info["preprocessing"]
+    source = load_source(args.weights)
+    net, pre = source.network, source.preprocessing
     kw = dict(size=pre.crop, resize=pre.resize, mean=pre.mean, std=pre.std)
     split = Path(args.split)
     train_ds, val_ds = CoursePhotos(split / "train", train=True, **kw), CoursePhotos(split / "val", train=False, **kw)

@@ -236,16 +236,16 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
     out = check_output(output or f"{name}{'.int8' if int8 else ''}.onnx", source)
     remove_stale_temps(out.parent, out.suffix)  # what an export killed with kill -9 left there
 
-    model, info = load_source(source, plain_hint=PLAIN_HINT)
-    pre = info["preprocessing"]
-    metadata = dict(classes=info["classes"], preprocessing=pre, arch=info["arch"], source=info["source"], opset=OPSET)
+    src = load_source(source, plain_hint=PLAIN_HINT)
+    model, pre = src.network, src.preprocessing
+    metadata = dict(classes=src.classes, preprocessing=pre, arch=src.arch, source=src.name, opset=OPSET)
     fp32 = _temp_path(out, "fp32")
     temps = [fp32]
     try:
         to_onnx(model, fp32, input_size=pre.crop, metadata=encode_metadata(precision="fp32", **metadata))
         runner = OrtRunner(fp32, threads=threads)
         diff, rel, n = verify_fp32(model, runner, check_paths, pre, tolerance=tolerance)
-        result = ExportResult(out, "fp32", info["arch"], checked_on, n, diff, rel)
+        result = ExportResult(out, "fp32", src.arch, checked_on, n, diff, rel)
         final = fp32
         if int8:
             from imgcls.export.quantize import quantize_best, resolve_weight_bits

@@ -22,11 +22,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from imgcls.checkpoint import checkpoint_preprocessing, load_model, load_source, source_kind
+from imgcls.checkpoint import ModelSource, checkpoint_source
 from imgcls.data import Preprocessing, load_array, make_loader
 from imgcls.data.decode import is_file_or_link, is_image_file
 from imgcls.data.names import safe_name
 from imgcls.errors import ConfigError, DataError
+from imgcls.inference.source import open_source
 from imgcls.progress import track
 from imgcls.runtime import TorchRunner, resolve_device
 
@@ -155,25 +156,22 @@ class Predictor:
         return self.preprocessing.resize if self.draft else None
 
     @classmethod
-    def load(cls, source: str | Path, *, threads: int | None = None, **kwargs) -> Predictor:
+    def load(cls, source: str | Path | ModelSource, *, device: str | torch.device = "auto",
+             threads: int | None = None, **kwargs) -> Predictor:
         """A Predictor for a checkpoint, a registry weights name or an exported .onnx file (run by ONNX
-        Runtime with `threads` intra-op threads; its class names and preprocessing come from the file).
-        `kwargs` are the constructor's (device, batch_size, workers, draft)."""
-        if source_kind(source) == "onnx":
-            from imgcls.export.session import OrtRunner
-
-            device = kwargs.pop("device", "auto")
-            device = resolve_device(device) if isinstance(device, str) else device
-            runner = OrtRunner(source, threads=threads, device=device if device.type == "cuda" else None)
-            meta = runner.metadata
-            return cls(None, meta["classes"], meta["preprocessing"], runner=runner, **kwargs)
-        model, info = load_source(source)
-        return cls(model, info["classes"], info["preprocessing"], **kwargs)
+        Runtime with `threads` intra-op threads; its class names and preprocessing come from the file),
+        or for a ModelSource already opened (inference.open_source). `kwargs` are the constructor's
+        (batch_size, workers, draft)."""
+        device = resolve_device(device) if isinstance(device, str) else device
+        if not isinstance(source, ModelSource):
+            source = open_source(source, device=device, threads=threads)
+        return cls(source.network, source.classes, source.preprocessing, runner=source.runner, device=device,
+                   **kwargs)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs) -> Predictor:
-        model, state = load_model(path)
-        return cls(model, state["classes"], checkpoint_preprocessing(state, path), **kwargs)
+        """A Predictor for an imgcls checkpoint (Predictor.load takes every source)."""
+        return cls.load(checkpoint_source(path), **kwargs)
 
     def _normalized(self, images: torch.Tensor) -> torch.Tensor:
         """A uint8 batch as the model's float input (one kept buffer per thread: used before the next batch)."""
