@@ -67,7 +67,7 @@ def accuracy(checkpoint: str, data: str, part: str | None) -> tuple[float, float
 
     predictor = Predictor.from_checkpoint(checkpoint, device="cpu", batch_size=64, workers=0)
     preds = []
-    for min_side in (None, predictor.preprocessing["resize"]):
+    for min_side in (None, predictor.preprocessing.resize):
         ds = open_dataset(data, part, transform=predictor.transform, min_side=min_side)
         preds.append(predictor.logits_of_dataset(ds).argmax(1))
     targets = torch.tensor(ds.targets)

@@ -41,7 +41,7 @@ def random_checkpoint(name: str, size: int, folder: Path) -> Path:
     pre = imagenet_preprocessing(resize=round(size * 256 / 224), crop=size)
     arch = {"model": name, "num_classes": 1000, "model_kwargs": {}}
     return save_checkpoint({"arch": arch, "model": model.state_dict(), "classes": [f"c{i}" for i in range(1000)],
-                            "preprocessing": pre}, folder / f"{name}.ckpt")
+                            "preprocessing": pre.to_dict()}, folder / f"{name}.ckpt")
 
 
 def exports(ckpt: Path, folder: Path, calib: Path, val: Path | None, calib_images: int

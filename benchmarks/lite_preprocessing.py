@@ -35,7 +35,7 @@ import torch
 from PIL import Image
 
 from imgcls.checkpoint import load_source
-from imgcls.data import load_array, normalize_batch, scan_folder
+from imgcls.data import Preprocessing, load_array, normalize_batch, scan_folder
 from imgcls.data.transforms import eval_transform
 from imgcls.paths import bundled_photos
 
@@ -92,10 +92,10 @@ def rows(weights: str, label: str, probs: dict[str, torch.Tensor], daisy: torch.
     return lines
 
 
-def registered_variant(pre: dict) -> str:
+def registered_variant(pre: Preprocessing) -> str:
     """Which variant the weights registry holds now (the spec, the one source of the eval transform)."""
     held = [name for name, (pad, interpolation) in RESIZE_CROP.items()
-            if (pre["resize"], pre["interpolation"]) == (pre["crop"] + pad, interpolation)]
+            if (pre.resize, pre.interpolation) == (pre.crop + pad, interpolation)]
     return held[0] if held else "?"
 
 
@@ -114,9 +114,9 @@ def main() -> None:
              "|---|---|---|---:|---:|---:|---:|"]
     for weights, n in zip(args.weights.split(","), map(int, args.daisies.split(","))):
         tic = time.perf_counter()
-        model, info = load_source(weights)
-        pre = info["preprocessing"]
-        size = pre["crop"]
+        source = load_source(weights)
+        model, pre = source.network, source.preprocessing
+        size = pre.crop
         if args.backend == "onnxruntime":
             from imgcls.export.graph import OrtFunction
 
@@ -124,10 +124,10 @@ def main() -> None:
         steps = transforms(size)
         registered = registered_variant(pre)
         subset = spread(daisies, n)
-        probs = probabilities(model, subset, steps, pre["mean"], pre["std"])
+        probs = probabilities(model, subset, steps, pre.mean, pre.std)
         all_daisy = torch.ones(len(subset), dtype=torch.bool)
         table += rows(weights, f"flower_photos daisy ({len(subset)})", probs, all_daisy, registered)
-        probs = probabilities(model, bundled, steps, pre["mean"], pre["std"])
+        probs = probabilities(model, bundled, steps, pre.mean, pre.std)
         label = f"bundled 128 px ({len(bundled)}; daisy: {int(bundled_daisy.sum())})"
         table += rows(weights, label, probs, bundled_daisy, registered)
         print(f"{weights}: size {size}, registered preprocessing {pre}, {args.backend}, "

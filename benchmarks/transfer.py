@@ -44,9 +44,9 @@ def _course(args: argparse.Namespace) -> None:
     from course import CoursePhotos
     from imgcls.checkpoint import load_source
 
-    net, info = load_source(args.weights)
-    pre = info["preprocessing"]
-    kw = dict(size=pre["crop"], resize=pre["resize"], mean=pre["mean"], std=pre["std"])
+    source = load_source(args.weights)
+    net, pre = source.network, source.preprocessing
+    kw = dict(size=pre.crop, resize=pre.resize, mean=pre.mean, std=pre.std)
     split = Path(args.split)
     train_ds, val_ds = CoursePhotos(split / "train", train=True, **kw), CoursePhotos(split / "val", train=False, **kw)
     nw = min(os.cpu_count() or 1, args.batch_size, 8)

@@ -9,15 +9,20 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so
                                 what `build_model` needs (heads: models/heads.py); "transfer" too
     model                       the state dict
     classes, preprocessing      class names in index order; eval resize/crop/mean/std/interpolation
+                                (data.Preprocessing.to_dict(), checked on reading by from_dict)
     config                      the run's resolved Config as a dict
     optimizer, scheduler, scaler, epoch, epoch_step, global_step, rng, best, patience_left, history,
     threads, data_files         what `--resume` needs to continue bit-for-bit on CPU (engine/)
+
+What predicts reads a checkpoint, or a registry weights name, as a `ModelSource` (load_source).
 """
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +30,8 @@ import torch
 from torch import nn
 
 from imgcls import paths
-from imgcls.errors import CheckpointError, ConfigError, WeightsError
-from imgcls.models import create_model
+from imgcls.data.preprocessing import Preprocessing
+from imgcls.errors import CheckpointError, WeightsError
 from imgcls.models.heads import head_of, stack_head
 
 FORMAT = "imgcls-checkpoint"
@@ -117,29 +122,31 @@ def check_arch(state: dict[str, Any], path: str | Path, *, model: str | None = N
 
 def build_model(arch: dict[str, Any]) -> nn.Module:
     """The network a checkpoint's `arch` describes, freshly initialised (a stacked head included)."""
-    kwargs = dict(arch.get("model_kwargs") or {})
+    from imgcls.weights import create_network
+
     stacked = head_of(arch) == "stacked"
-    try:
-        model = create_model(arch["model"], num_classes=arch["base_classes"] if stacked else arch["num_classes"],
-                             **kwargs)
-    except TypeError as e:
-        raise ConfigError(f"{arch['model']} does not take the model arguments {kwargs}: {e}") from None
+    model = create_network(arch["model"], arch["base_classes"] if stacked else arch["num_classes"],
+                           arch.get("model_kwargs"))
     return stack_head(model, arch["num_classes"]) if stacked else model
 
 
 def load_model(path: str | Path, *, plain_hint: str = PLAIN_STATE_DICT_HINT) -> tuple[nn.Module, dict[str, Any]]:
     """(the network with the checkpoint's weights, the checkpoint): all that predicting, evaluating or
     exporting needs, with nothing from the training code."""
+    state = load_checkpoint(path, plain_hint=plain_hint)
+    return _network(state, path), state
+
+
+def _network(state: dict[str, Any], path: str | Path) -> nn.Module:
     from imgcls.weights import load_strict
 
-    state = load_checkpoint(path, plain_hint=plain_hint)
     model = build_model(state["arch"])
     try:
         # a run with --ema-decay saves the averaged weights beside the raw ones; they are what it chose best by
         load_strict(model, state.get("model_ema", state["model"]), source=str(path), target=describe_arch(state["arch"]))
     except WeightsError as e:
         raise CheckpointError(str(e)) from None
-    return model, state
+    return model
 
 
 ONNX_SUFFIX = ".onnx"
@@ -172,26 +179,66 @@ def source_kind(source: str | Path) -> str:
     return "weights"
 
 
-def load_source(source: str | Path, *, plain_hint: str = PLAIN_STATE_DICT_HINT) -> tuple[nn.Module, dict[str, Any]]:
-    """(network in eval mode, description) of a checkpoint or a registry weights name: the description
-    holds `arch`, `classes` and `preprocessing` as a checkpoint does (a weights name: its model with
-    the 1000 ImageNet classes and the spec's preprocessing) and `source`. An .onnx file is not a
-    network: imgcls.export reads it. `plain_hint`: see load_checkpoint."""
+@dataclass(frozen=True)
+class ModelSource:
+    """A model ready to predict with, whatever it came from (`source_kind` decided what it is, once:
+    load_source for a checkpoint or a weights name, imgcls.inference.open_source for those and .onnx files):
+
+    kind            "checkpoint", "weights" (a registry name: the 1000 ImageNet classes) or "onnx"
+    name            the checkpoint's or exported file's path, or the weights' registered name
+    classes         the class names, in logit order
+    preprocessing   the eval preprocessing the model was trained or measured with
+    arch            what rebuilds the network (checkpoint.build_model); an exported file's recorded one, or None
+    network         the PyTorch network in eval mode (None for an exported file)
+    runner          an exported file's runner (export.OrtRunner: normalised float NCHW batch -> logits)
+    best            a checkpoint's best validation record (top1, epoch); empty for the others
+    task            what the model predicts: "classification" (the only task so far)
+    """
+
+    kind: str
+    name: str
+    classes: tuple[str, ...]
+    preprocessing: Preprocessing
+    arch: dict[str, Any] | None
+    network: nn.Module | None = None
+    runner: Callable[[torch.Tensor], torch.Tensor] | None = None
+    best: dict[str, Any] = field(default_factory=dict)
+    task: str = "classification"
+
+
+# the fix for a checkpoint whose fields are not what imgcls train writes
+CHANGED_CHECKPOINT = "it was changed after imgcls train wrote it; use a checkpoint as train wrote it"
+
+
+def checkpoint_source(path: str | Path, *, plain_hint: str = PLAIN_STATE_DICT_HINT) -> ModelSource:
+    """A checkpoint as a ModelSource; its preprocessing is checked before the network is built (a field
+    changed since imgcls train wrote it is one line naming the file and the field)."""
+    state = load_checkpoint(path, plain_hint=plain_hint)
+    pre = Preprocessing.from_dict(state.get("preprocessing"), where=path, fix=CHANGED_CHECKPOINT)
+    return ModelSource("checkpoint", str(path), tuple(state["classes"]), pre, state["arch"],
+                       network=_network(state, path).eval(), best=dict(state.get("best") or {}))
+
+
+def weights_source(name: str) -> ModelSource:
+    """Registered weights as a ModelSource: the model they are for, with the 1000 ImageNet classes and the
+    spec's preprocessing."""
+    from imgcls.weights import build_pretrained, get_weight_spec, read_state_dict, resolve_weights, spec_categories
+
+    spec = get_weight_spec(name)
+    arch = {"model": spec.arch, "num_classes": spec.num_classes, "model_kwargs": dict(spec.model_kwargs),
+            "weights": spec.name}
+    state, _ = read_state_dict(resolve_weights(spec))
+    network = build_pretrained(arch, state, source=spec.name, strict=True, target=describe_arch(arch)).model
+    return ModelSource("weights", spec.name, tuple(spec_categories(spec)), spec.preprocessing, arch,
+                       network=network.eval())
+
+
+def load_source(source: str | Path, *, plain_hint: str = PLAIN_STATE_DICT_HINT) -> ModelSource:
+    """A checkpoint or a registry weights name as a ModelSource (`source_kind` decides, once). An .onnx
+    file is not a network: imgcls.inference.open_source opens it for predicting, and export refuses it.
+    `plain_hint`: see load_checkpoint."""
     kind = source_kind(source)
     if kind == "onnx":
         raise CheckpointError(f"{source}: an exported ONNX file, not a checkpoint or weights name; export "
                               "from the checkpoint it came from (predict and eval take the .onnx as it is)")
-    if kind == "checkpoint":
-        model, state = load_model(source, plain_hint=plain_hint)
-        return model.eval(), {"arch": state["arch"], "classes": list(state["classes"]),
-                              "preprocessing": dict(state["preprocessing"]), "source": str(source)}
-    from imgcls.weights import get_weight_spec, load_strict, read_state_dict, resolve_weights, spec_categories
-
-    spec = get_weight_spec(str(source))
-    arch = {"model": spec.arch, "num_classes": spec.num_classes, "model_kwargs": dict(spec.model_kwargs),
-            "weights": spec.name}
-    model = build_model(arch)
-    state, _ = read_state_dict(resolve_weights(spec))
-    load_strict(model, state, source=spec.name, target=describe_arch(arch))
-    return model.eval(), {"arch": arch, "classes": spec_categories(spec), "preprocessing": dict(spec.preprocessing),
-                          "source": spec.name}
+    return checkpoint_source(source, plain_hint=plain_hint) if kind == "checkpoint" else weights_source(str(source))

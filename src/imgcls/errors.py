@@ -1,6 +1,8 @@
 """One exception type per family of user mistakes; the CLI prints them on one line and exits 2."""
 from __future__ import annotations
 
+import json
+
 
 def summary_of(error: BaseException, limit: int = 160) -> str:
     """One line that says what a library exception says: its first non-empty line, or the next one when
@@ -9,7 +11,16 @@ def summary_of(error: BaseException, limit: int = 160) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     if not lines:
         return type(error).__name__
-    text = lines[1] if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+    return _cut(lines[1] if lines[0].endswith(":") and len(lines) > 1 else lines[0], limit)
+
+
+def quoted(value: object, limit: int = 60) -> str:
+    """A value read from a file (a checkpoint's or an exported file's field) as a message shows it: JSON
+    (what JSON cannot hold, such as a tensor in a checkpoint, as its text), cut at `limit` characters."""
+    return _cut(json.dumps(value, default=str), limit)
+
+
+def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 

@@ -426,3 +426,24 @@ def test_bad_values_are_refused_with_exit_2(trained, capsys, argv, says):
     assert cli(argv) == 2
     line = one_error_line(capsys)
     assert says in line and "Traceback" not in line
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"resize": 100000}, "preprocessing.resize 100000: must be between 1 and 4096 px"),
+    ({"interpolation": None}, "preprocessing has no interpolation"),
+    ({"std": [0.2, 0.2]}, "preprocessing.std [0.2, 0.2]: must be 3 finite numbers, one per RGB channel, each above 0"),
+])
+@pytest.mark.parametrize("command", ["predict", "eval", "cam"])
+def test_a_checkpoint_whose_preprocessing_was_changed_is_one_line(trained, tmp_path, capsys, change, says, command):
+    """Checked when the checkpoint is opened, before the network is built or any image is read."""
+    data, ckpt = trained
+    state = torch.load(ckpt, weights_only=True)
+    pre = {k: v for k, v in {**state["preprocessing"], **change}.items() if v is not None}
+    tampered = tmp_path / "tampered.ckpt"
+    torch.save({**state, "preprocessing": pre}, tampered)
+    photo = next((data / "class_0").glob("*.jpg"))
+    target = {"predict": [photo], "eval": [data], "cam": [photo, "-o", tmp_path / "cams"]}[command]
+    assert cli([command, tampered, *target]) == 2
+    assert one_error_line(capsys, only=True) == (f"imgcls: error: {tampered}: {says}; it was changed after imgcls "
+                                                 "train wrote it; use a checkpoint as train wrote it")
+    assert not (tmp_path / "cams").exists()

@@ -17,21 +17,21 @@ def _cfg(**data) -> Config:
 def test_registered_weights_bring_their_eval_preprocessing():
     cfg = _cfg()
     taken = take_weight_preprocessing(cfg, set())
-    assert preprocessing(cfg.data)["resize"] == 232 and preprocessing(cfg.data)["crop"] == 224
+    assert preprocessing(cfg.data).resize == 232 and preprocessing(cfg.data).crop == 224
     assert "resize_size=232" in taken
     cfg = _cfg(input_size=112)
     take_weight_preprocessing(cfg, {"input_size"})
-    assert preprocessing(cfg.data)["resize"] == 116  # the spec's 232/224 ratio at the size the run uses
+    assert preprocessing(cfg.data).resize == 116  # the spec's 232/224 ratio at the size the run uses
     cfg = _cfg(resize_size=250, interpolation="bicubic")
     take_weight_preprocessing(cfg, {"resize_size", "interpolation"})
-    assert preprocessing(cfg.data)["resize"] == 250 and cfg.data.interpolation == "bicubic"  # given flags win
+    assert preprocessing(cfg.data).resize == 250 and cfg.data.interpolation == "bicubic"  # given flags win
 
 
 def test_a_weight_file_brings_nothing(tmp_path):
     cfg = _cfg()
     cfg.model.weights = str(tmp_path / "mine.pth")
     (tmp_path / "mine.pth").write_bytes(b"x")
-    assert take_weight_preprocessing(cfg, set()) == [] and preprocessing(cfg.data)["resize"] == 256
+    assert take_weight_preprocessing(cfg, set()) == [] and preprocessing(cfg.data).resize == 256
 
 
 def test_a_run_with_tv2_weights_records_resize_232(tiny_folder, tmp_path, monkeypatch):
@@ -43,8 +43,8 @@ def test_a_run_with_tv2_weights_records_resize_232(tiny_folder, tmp_path, monkey
     cfg.data.data, cfg.data.workers, cfg.data.val_fraction = str(tiny_folder), 0, 0.25
     cfg.model.transfer, cfg.train.out_dir, cfg.train.progress = "head", str(tmp_path / "runs"), False
     p = plan(cfg)
-    assert preprocessing(p.config.data) == {"resize": 232, "crop": 224, "mean": [0.485, 0.456, 0.406],
-                                            "std": [0.229, 0.224, 0.225], "interpolation": "bilinear"}
+    assert preprocessing(p.config.data).to_dict() == {"resize": 232, "crop": 224, "mean": [0.485, 0.456, 0.406],
+                                                      "std": [0.229, 0.224, 0.225], "interpolation": "bilinear"}
     assert any("preprocessing of resnet50.tv2_in1k: input_size=224, resize_size=232" in n for n in p.notes)
     assert cfg.data.resize_size is None  # the caller's config is left as it was: the plan holds a new one
 
@@ -54,20 +54,20 @@ def test_v1_weights_keep_resize_256(name):
     cfg = _cfg()
     cfg.model.weights = name
     take_weight_preprocessing(cfg, set())
-    assert preprocessing(cfg.data)["resize"] == 256
+    assert preprocessing(cfg.data).resize == 256
 
 
 def test_efficientnet_lite_weights_bring_the_tf_lite_input_convention():
     cfg = Config()
     cfg.model.model, cfg.model.weights = "efficientnet_lite1", "efficientnet_lite1.in1k"
     take_weight_preprocessing(cfg, set())
-    assert preprocessing(cfg.data) == {"resize": 272, "crop": 240, "mean": [127 / 255] * 3, "std": [128 / 255] * 3,
-                                       "interpolation": "bicubic"}
+    assert preprocessing(cfg.data).to_dict() == {"resize": 272, "crop": 240, "mean": [127 / 255] * 3,
+                                                 "std": [128 / 255] * 3, "interpolation": "bicubic"}
     cfg = Config()
     cfg.model.weights = "efficientnet_lite0.in1k"
     cfg.data.input_size = 320  # --input-size 320: the weights' crop fraction, 224/256, at the size asked for
     take_weight_preprocessing(cfg, {"weights", "input_size"})
-    assert (preprocessing(cfg.data)["resize"], preprocessing(cfg.data)["crop"]) == (366, 320)
+    assert (preprocessing(cfg.data).resize, preprocessing(cfg.data).crop) == (366, 320)
 
 
 def test_registered_weights_name_their_model_unless_the_model_is_given():

@@ -12,15 +12,15 @@ import torch
 pytest.importorskip("onnxruntime", reason="the export extra is not installed: pip install -e '.[export]'")
 pytest.importorskip("onnxscript", reason="the export extra is not installed: pip install -e '.[export]'")
 
-from imgcls.checkpoint import load_model  # noqa: E402
+from imgcls.checkpoint import load_model, load_source  # noqa: E402
 from imgcls.data import make_split, open_parts, write_split  # noqa: E402
-from imgcls.errors import ConfigError, ExportError  # noqa: E402
+from imgcls.errors import CheckpointError, ConfigError, ExportError  # noqa: E402
 from imgcls.export import OrtRunner, export_onnx  # noqa: E402
 from imgcls.export.images import export_photos, float_batches, image_files  # noqa: E402
 from imgcls.paths import bundled_photos  # noqa: E402
 from imgcls.export.onnx import verify_fp32  # noqa: E402
 from imgcls.export.quantize import cpu_has_vnni, resolve_weight_bits  # noqa: E402
-from imgcls.inference import Predictor, evaluate  # noqa: E402
+from imgcls.inference import Predictor, evaluate, open_source  # noqa: E402
 from tests.conftest import error_line, run_cli, train_tiny  # noqa: E402
 
 
@@ -44,15 +44,25 @@ def test_export_is_verified_and_self_contained(trained, exported):
     runner = OrtRunner(exported.path)
     meta = runner.metadata
     assert meta["classes"] == state["classes"] and meta["arch"] == state["arch"]
-    assert meta["preprocessing"] == json.loads(json.dumps(state["preprocessing"]))  # tuples come back as lists
+    assert meta["preprocessing"].to_dict() == json.loads(json.dumps(state["preprocessing"]))  # tuples come back as lists
     assert meta["precision"] == "fp32" and meta["imgcls_version"] and meta["opset"] == "18"
     # dynamic batch: 1 and 5 images give PyTorch's logits
-    x = next(float_batches(image_files(data, limit=5), state["preprocessing"]))
+    x = next(float_batches(image_files(data, limit=5), load_source(ckpt).preprocessing))
     for batch in (x[:1], x):
         with torch.no_grad():
             ref = model.eval()(batch)
         assert runner(batch).shape == ref.shape
         assert torch.allclose(runner(batch), ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
+
+
+def test_an_exported_file_opens_as_a_source_with_its_checkpoints_records(trained, exported):
+    _, ckpt = trained
+    source, checkpoint = open_source(exported.path), open_source(ckpt)
+    assert source.kind == "onnx" and source.network is None and isinstance(source.runner, OrtRunner)
+    assert (source.classes, source.preprocessing, source.arch) == (checkpoint.classes, checkpoint.preprocessing,
+                                                                   checkpoint.arch)
+    with pytest.raises(CheckpointError, match="an exported ONNX file, not a checkpoint or weights name"):
+        load_source(exported.path)  # what export opens: it refuses its own output as a source
 
 
 def test_predict_and_eval_of_the_onnx_file_match_the_checkpoint(trained, exported, tmp_path, capsys):
@@ -192,12 +202,13 @@ def test_fp32_ends_auto_is_tried_only_below_the_agreement_demanded(trained, tmp_
 
 def test_verification_fails_loudly_above_the_tolerance(trained, exported):
     data, ckpt = trained
-    model, state = load_model(ckpt)
+    source = load_source(ckpt)
+    model, pre = source.network, source.preprocessing
     paths = image_files(data, limit=4)
-    diff, rel, n = verify_fp32(model.eval(), OrtRunner(exported.path), paths, state["preprocessing"], tolerance=1e-4)
+    diff, rel, n = verify_fp32(model, OrtRunner(exported.path), paths, pre, tolerance=1e-4)
     assert n == 4 and 0 <= rel <= 1e-4 and diff >= 0
     with pytest.raises(ExportError, match=r"ONNX Runtime disagrees with PyTorch: .* > tolerance 1e-30\) on 4 images"):
-        verify_fp32(model, OrtRunner(exported.path), paths, state["preprocessing"], tolerance=1e-30)
+        verify_fp32(model, OrtRunner(exported.path), paths, pre, tolerance=1e-30)
 
 
 def test_bad_inputs_are_one_line_exit_2(trained, exported, tmp_path, capsys):

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from imgcls.data import Preprocessing
 from imgcls.errors import ConfigError
 from imgcls.inference import Explainer, GradCAM, Predictor
 from imgcls.inference.cam import UniqueNames, crop_box, jet
@@ -91,7 +92,7 @@ def test_the_overlay_shows_the_centre_crop_and_the_map_lands_on_the_blob(quadran
     i = next(i for i in range(16) if int(quads[i]) == 1)  # top-right: transposing would move it to bottom-left
     photo = np.zeros((32, 48, 3), np.uint8)
     photo[:, 8:40] = (x[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    pre = {"resize": 32, "crop": 32, "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0), "interpolation": "bilinear"}
+    pre = Preprocessing(32, 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "bilinear")
     assert crop_box(48, 32, pre) == (8, 0, 40, 32)
     result = Explainer(Predictor(quadrant_model, ["red", "green", "blue"], pre, device="cpu")).explain(
         Image.fromarray(photo), "photo.png")
@@ -108,7 +109,7 @@ def test_a_class_to_explain_and_its_probability(quadrant_model):
     x, y, _ = quadrant_images(4, seed=3)
     _, maps, targets = GradCAM(quadrant_model)(x, target=2)
     assert targets.tolist() == [2, 2, 2, 2]
-    pre = {"resize": 32, "crop": 32, "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0), "interpolation": "bilinear"}
+    pre = Preprocessing(32, 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "bilinear")
     explainer = Explainer(Predictor(quadrant_model, ["red", "green", "blue"], pre, device="cpu"))
     image = Image.fromarray((x[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8))
     result = explainer.explain(image, target="blue", topk=3)

@@ -1,18 +1,23 @@
-"""One entry point for every model source: Predictor.load takes a registry weights name (ImageNet classes)
-as it takes a checkpoint; a name that is neither is one line with the close matches."""
+"""One entry point for every model source: open_source decides once what a source is, and Predictor.load
+takes a registry weights name (ImageNet classes) as it takes a checkpoint; a name that is neither is one
+line with the close matches."""
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
+import torch
 
+import imgcls.checkpoint
 from imgcls.checkpoint import source_kind
 from imgcls.data import eval_transform, load_array
 from imgcls.errors import CheckpointError
 from imgcls.paths import bundled_photos
-from imgcls.inference import Predictor
-from imgcls.weights import imagenet_categories
+from imgcls.inference import Predictor, open_source
+from imgcls.serve import open_model
+from imgcls.weights import get_weight_spec, imagenet_categories
 from tests.conftest import run_cli
 
 
@@ -26,7 +31,7 @@ def test_predict_with_a_weights_name_gives_imagenet_classes(capsys):
     daisy = sorted((bundled_photos() / "daisy").glob("*.jpg"))[0]
     predictor = Predictor.load("efficientnet_lite0.in1k")
     assert predictor.backend == "pytorch" and len(predictor.classes) == 1000
-    assert predictor.preprocessing["crop"] == 224 and predictor.preprocessing["mean"][0] == pytest.approx(127 / 255)
+    assert predictor.preprocessing.crop == 224 and predictor.preprocessing.mean[0] == pytest.approx(127 / 255)
     pred = predictor.predict(daisy, topk=3)[0]
     assert pred.label == "daisy" and pred.indices[0] == 985 and pred.probs[0] > 0.5
     assert run_cli(["predict", "efficientnet_lite0.in1k", daisy, "--json", "--topk", "1"]) == 0
@@ -63,3 +68,44 @@ def test_a_weights_name_builds_the_model_its_file_needs():
     spec = get_weight_spec("googlenet.tv_in1k")  # torchvision's file expects transform_input=True
     assert spec.model_kwargs == {"transform_input": True} and get_weight_spec("resnet18").model_kwargs == {}
     assert build_model({"model": spec.arch, "num_classes": 1000, "model_kwargs": spec.model_kwargs}).transform_input
+
+
+def counted_source_kind(monkeypatch) -> list:
+    """The sources checkpoint.source_kind is asked about from now on, by any module of imgcls."""
+    original, calls = imgcls.checkpoint.source_kind, []
+
+    def counted(source):
+        calls.append(source)
+        return original(source)
+
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("imgcls") and getattr(module, "source_kind", None) is original:
+            monkeypatch.setattr(module, "source_kind", counted)
+    return calls
+
+
+def test_a_source_is_opened_once_and_predictor_and_serve_work_from_it(tiny_run, monkeypatch):
+    _, ckpt = tiny_run
+    calls = counted_source_kind(monkeypatch)
+    source = open_source(ckpt)
+    assert calls == [ckpt] and source.kind == "checkpoint" and source.name == str(ckpt)
+    state = torch.load(ckpt, weights_only=True)
+    assert source.classes == tuple(state["classes"]) and source.arch == state["arch"] and source.best == state["best"]
+    assert source.preprocessing.to_dict() == state["preprocessing"]  # the file's dict, as train wrote it
+    assert source.runner is None and not source.network.training and source.task == "classification"
+    calls.clear()
+    predictor = Predictor.load(ckpt)
+    assert len(calls) == 1 and predictor.preprocessing == source.preprocessing
+    calls.clear()
+    assert open_model(ckpt, device="cpu").card()["architecture"] == "resnet18" and len(calls) == 1
+    calls.clear()
+    again = Predictor.load(source, device="cpu")
+    assert calls == [] and again.classes == list(source.classes) and again.model is source.network
+
+
+def test_a_weights_name_opens_as_its_model_with_imagenet_classes(monkeypatch):
+    calls = counted_source_kind(monkeypatch)
+    source = open_source("efficientnet_lite0")  # the bare model name: its registered weights
+    assert calls == ["efficientnet_lite0"] and source.kind == "weights" and source.name == "efficientnet_lite0.in1k"
+    assert len(source.classes) == 1000 and source.arch["model"] == "efficientnet_lite0" and source.best == {}
+    assert source.preprocessing == get_weight_spec("efficientnet_lite0.in1k").preprocessing

@@ -4,6 +4,7 @@ server file ever read on a request's say-so."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import threading
@@ -16,7 +17,7 @@ pytest.importorskip("httpx", reason="FastAPI's test client needs httpx: pip inst
 from fastapi.testclient import TestClient  # noqa: E402
 
 from imgcls.checkpoint import load_checkpoint  # noqa: E402
-from imgcls.data import Resize  # noqa: E402
+from imgcls.data import Preprocessing, Resize  # noqa: E402
 from imgcls.data.transforms import image_size  # noqa: E402
 from imgcls.inference import Prediction  # noqa: E402
 from imgcls.serve import BoundedPool, Busy, ModelService, ServeOptions, open_model  # noqa: E402
@@ -184,7 +185,7 @@ def test_images_above_the_pixel_budget_are_413_naming_the_limit(service, tmp_pat
     big = flat_jpeg(tmp_path / "big.jpg", 4000, 4000).read_bytes()  # 16 MP, exact decode (below 16.8 MP)
     strip = io.BytesIO()
     Image.new("RGB", (1, 20000)).save(strip, "PNG")  # 1 kB, but side x 20000 side once resized
-    side = service.predictor.preprocessing["resize"]
+    side = service.predictor.preprocessing.resize
     with TestClient(create_app(service, ServeOptions(max_megapixels=20, workers=1, queue=0))) as client:
         assert client.post("/predict", files={"files": ("big.jpg", big)}).status_code == 200
         r = client.post("/predict", files=[("files", ("big.jpg", big)), ("files", ("big2.jpg", big))])
@@ -218,7 +219,7 @@ class ExportedPredictor:
 
     model = None
     classes = ["cat", "dog"]
-    preprocessing = {"resize": 32, "crop": 32, "mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bilinear"}
+    preprocessing = Preprocessing(32, 32, (0.5,) * 3, (0.5,) * 3, "bilinear")
 
     def predict(self, images, *, topk):
         return [Prediction("<image>", ["dog", "cat"][:topk], [0.75, 0.25][:topk], [1, 0][:topk]) for _ in images]
@@ -237,7 +238,8 @@ def test_a_model_without_torch_has_no_cam_and_says_why(tiny_run):
 
 def test_the_card_rounds_mean_and_std():
     predictor = ExportedPredictor()
-    predictor.preprocessing = dict(ExportedPredictor.preprocessing, mean=[127 / 255] * 3, std=[0.229, 0.224, 0.2250001])
+    predictor.preprocessing = dataclasses.replace(ExportedPredictor.preprocessing, mean=(127 / 255,) * 3,
+                                                  std=(0.229, 0.224, 0.2250001))
     card = ModelService(predictor, source="model.onnx").card()
     assert card["preprocessing"]["mean"] == [0.498] * 3 and card["preprocessing"]["std"] == [0.229, 0.224, 0.225]
 

@@ -229,5 +229,5 @@ def test_package_weights_load_into_the_model_with_the_tf_lite_preprocessing():
     reference.load_state_dict(reference.remap_state_dict(state), strict=True)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
     pre = spec_preprocessing("efficientnet_lite0.in1k")
-    assert pre["mean"] == (127 / 255,) * 3 and pre["std"] == (128 / 255,) * 3
-    assert (pre["resize"], pre["crop"]) == (256, 224)
+    assert pre.mean == (127 / 255,) * 3 and pre.std == (128 / 255,) * 3
+    assert (pre.resize, pre.crop) == (256, 224)

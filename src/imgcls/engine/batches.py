@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 import torch
 
-from imgcls.data import BatchNormalizer, SeededItems, SeededSampler, make_loader
+from imgcls.data import SeededItems, SeededSampler, make_loader
+from imgcls.engine.build import preprocessing
 from imgcls.engine.config import Config
 from imgcls.engine.distributed import LOCAL, Dist
 from imgcls.engine.recipes import resize_batch, train_sizes
@@ -40,7 +41,7 @@ class ImageBatches:
         self.loader = make_loader(SeededItems(ds), batch_size=self.batch_size, sampler=self.sampler,
                                   workers=workers, device=device)
         # one kept input buffer: each step is done with its batch before the next is made
-        self.normalize = BatchNormalizer(cfg.data.mean, cfg.data.std, device=device)
+        self.normalize = preprocessing(cfg.data).normalizer(device)
         self.size_at = train_sizes(cfg) if train else None  # --progressive: the epoch's train size
 
     def steps(self) -> int:

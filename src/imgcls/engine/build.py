@@ -1,12 +1,11 @@
-"""From a config to the pieces of a run: datasets, preprocessing, arch (device, precision and
-build_model live in the layers below and are re-exported here)."""
+"""From a config to the pieces of a run: datasets, preprocessing, arch (device and precision live in
+runtime.py and are re-exported here)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from imgcls.checkpoint import build_model
-from imgcls.data import ImageFolder, open_parts
+from imgcls.data import ImageFolder, Preprocessing, open_parts
 from imgcls.engine.config import Config, DataConfig, parse_progressive
 from imgcls.engine.transfer import TransferPolicy
 from imgcls.errors import ConfigError, DataError
@@ -15,10 +14,10 @@ from imgcls.runtime import resolve_amp, resolve_device
 
 # -- data -------------------------------------------------------------------------------------
 
-def preprocessing(cfg: DataConfig) -> dict[str, Any]:
-    """What a checkpoint records so predict/export rebuild the exact eval transform."""
-    return {"resize": cfg.eval_resize(), "crop": cfg.input_size, "mean": list(cfg.mean), "std": list(cfg.std),
-            "interpolation": cfg.interpolation}
+def preprocessing(cfg: DataConfig) -> Preprocessing:
+    """The run's eval preprocessing: its eval transform and batch normaliser, and what a checkpoint records
+    (`to_dict()`) so predict/export rebuild the exact eval transform."""
+    return Preprocessing(cfg.eval_resize(), cfg.input_size, tuple(cfg.mean), tuple(cfg.std), cfg.interpolation)
 
 
 @dataclass
@@ -70,12 +69,14 @@ def take_weight_preprocessing(cfg: Config, given: set[str]) -> list[str]:
         cfg.model.model_kwargs = {**needed, **cfg.model.model_kwargs}
         taken += [f"{k}={v}" for k, v in needed.items()]
     if "input_size" not in given:
-        d.input_size = pre["crop"]
+        d.input_size = pre.crop
     if "resize_size" not in given:  # the spec's resize/crop ratio at the input size the run uses
-        d.resize_size = pre["resize"] if d.input_size == pre["crop"] else round(d.input_size * pre["resize"] / pre["crop"])
-    for key, field_name in (("mean", "mean"), ("std", "std"), ("interpolation", "interpolation")):
-        if field_name not in given:
-            setattr(d, field_name, list(pre[key]) if key != "interpolation" else pre[key])
+        d.resize_size = pre.resize if d.input_size == pre.crop else round(d.input_size * pre.resize / pre.crop)
+    for name in ("mean", "std"):
+        if name not in given:
+            setattr(d, name, list(getattr(pre, name)))
+    if "interpolation" not in given:
+        d.interpolation = pre.interpolation
     if "cache_side" not in given and d.cache_side < d.resize_size:  # --cache never upsamples what eval resizes
         d.cache_side = d.resize_size
         taken.append(f"cache_side={d.cache_side}")
@@ -99,5 +100,5 @@ def arch_of(cfg: Config, policy: TransferPolicy, num_classes: int, base_classes:
             "head": "stacked" if stacked else "linear", "transfer": cfg.model.transfer, "base_classes": base_classes}
 
 
-__all__ = ["Datasets", "arch_of", "build_datasets", "build_model", "preprocessing", "resolve_amp",
+__all__ = ["Datasets", "arch_of", "build_datasets", "preprocessing", "resolve_amp",
            "resolve_device", "train_crop"]

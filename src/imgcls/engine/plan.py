@@ -26,7 +26,6 @@ from imgcls.engine.distributed import Dist
 from imgcls.engine.features import check_backend
 from imgcls.engine.transfer import TransferPolicy
 from imgcls.errors import ConfigError
-from imgcls.models.heads import stack_head
 from imgcls.tasks import Task, task_class
 
 log = logging.getLogger("imgcls")
@@ -85,7 +84,7 @@ def plan(config: Config, *, given: set[str] | None = None) -> Plan:
         check_backend(cfg.data.feature_backend, dist.device)
     kind = task_class("classification")
     data = build.build_datasets(cfg.data, *kind.transforms(cfg.data, train_crop=build.train_crop(cfg.data),
-                                                           eval_resize=cfg.data.eval_resize()))
+                                                           preprocessing=build.preprocessing(cfg.data)))
     task = kind(data.classes)
     data_files = resume.data_files(data.train.samples, data.val.samples)
     if policy.caches_features and cfg.data.feature_views > 0:
@@ -149,34 +148,26 @@ def _network(cfg: Config, policy: TransferPolicy, dist: Dist, res: Resume | None
              ) -> tuple[nn.Module, int | None, tuple[str, ...]]:
     """(the network on its device, the pretrained head's width under head+, the load report's lines).
 
-    Built at the run's class count, the pretrained weights loaded (a head of another size is left at
-    its fresh initialisation and the report says so), then head+ stacks its new head on the old one and
-    the policy freezes what does not train. The memory layout is resolved into the config once."""
+    Built with the pretrained weights by weights.build_pretrained, the one path for that: at the run's
+    class count (a head of another size is left at its fresh initialisation and the report says so;
+    head+ keeps the file's classifier and stacks its new head on it), then the policy freezes what does
+    not train. The memory layout is resolved into the config once."""
+    from imgcls.weights import build_pretrained, read_state_dict, resolve_weights
+
     state, source = None, None
     if cfg.model.weights and res is None:
-        from imgcls.weights import read_state_dict, resolve_weights
 
         source = dist.run_on_main(resolve_weights, cfg.model.weights)  # one download, not one per rank
         if not dist.is_main:
             source = resolve_weights(cfg.model.weights)  # its own copy (the cache may not be shared)
         state, _ = read_state_dict(source)
-    model = build.build_model({"model": cfg.model.model, "num_classes": n, "model_kwargs": dict(cfg.model.model_kwargs),
-                               "head": "linear"})
-    base_classes = None
-    if policy.mode == "head+":  # keep the pretrained classifier: build it at its own size
-        key = f"{model.classifier_name}.weight"
-        if res is not None:
-            base_classes = int(res.state["arch"]["base_classes"])
-        else:
-            base_classes = int(state[key].shape[0]) if state is not None and key in state else 1000
-        model.reset_classifier(base_classes)
-    report = ()
-    if state is not None:
-        from imgcls.weights import load_pretrained
-
-        report = (load_pretrained(model, state, source=str(source)).to_text(),)
-    if policy.mode == "head+":
-        stack_head(model, n)
+    stacked = policy.mode == "head+"  # keeps the pretrained classifier, the new one on top
+    built = build_pretrained({"model": cfg.model.model, "num_classes": n, "model_kwargs": dict(cfg.model.model_kwargs),
+                              "head": "stacked" if stacked else "linear",
+                              "base_classes": res.state["arch"]["base_classes"] if stacked and res is not None else None},
+                             state, source=str(source))
+    model = built.model
+    report = (built.report.to_text(),) if built.report is not None else ()
     policy.apply(model)
     if cfg.model.channels_last is None:  # resolved once and saved with the config: a resume keeps it
         cfg.model.channels_last = bool(getattr(model, "channels_last", True))
@@ -184,4 +175,4 @@ def _network(cfg: Config, policy: TransferPolicy, dist: Dist, res: Resume | None
         model = distributed.sync_batchnorm(model)
     if cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    return model.to(dist.device), base_classes, report
+    return model.to(dist.device), built.base_classes, report

@@ -96,7 +96,7 @@ class TrainState:
         pos = self.pos if pos is None else pos
         cfg = plan.config
         return {"arch": plan.arch, "model": self.model.state_dict(), "classes": list(plan.task.classes),
-                "preprocessing": preprocessing(cfg.data), "config": cfg.to_dict(),
+                "preprocessing": preprocessing(cfg.data).to_dict(), "config": cfg.to_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.schedule.state_dict(),
                 "scaler": self.scaler.state_dict(), "epoch": pos.epoch, "epoch_step": pos.step,
                 "global_step": self.global_step, "epoch_sums": dict(pos.sums), "rng": rng_state(),

@@ -7,12 +7,11 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from imgcls.data import DatasetParts, eval_transform, list_images, load_array, normalize_batch, open_parts, safe_name
+from imgcls.data import DatasetParts, Preprocessing, list_images, load_array, open_parts, safe_name
 from imgcls.errors import DataError
 from imgcls.paths import bundled_photos
 
@@ -78,13 +77,12 @@ def export_photos(calib: str | Path | None, val: str | Path | None, *, calib_ima
                         val_files)
 
 
-def uint8_batches(paths: list[Path], preprocessing: dict[str, Any], batch_size: int = 32
+def uint8_batches(paths: list[Path], preprocessing: Preprocessing, batch_size: int = 32
                   ) -> Iterator[tuple[torch.Tensor, list[Path]]]:
     """(uint8 NHWC batch, its paths) with the eval preprocessing; an unreadable file is left out with a
     warning naming it and why (not the advice of the commands that read data folders: export has no
     --skip-bad, it always skips)."""
-    pre = preprocessing
-    transform = eval_transform(resize=pre["resize"], crop=pre["crop"], interpolation=pre["interpolation"], uint8=True)
+    transform = preprocessing.eval_transform()
     for start in range(0, len(paths), batch_size):
         arrays, kept = [], []
         for p in paths[start:start + batch_size]:
@@ -97,8 +95,8 @@ def uint8_batches(paths: list[Path], preprocessing: dict[str, Any], batch_size: 
             yield torch.from_numpy(np.stack(arrays)), kept
 
 
-def float_batches(paths: list[Path], preprocessing: dict[str, Any], batch_size: int = 32
+def float_batches(paths: list[Path], preprocessing: Preprocessing, batch_size: int = 32
                   ) -> Iterator[torch.Tensor]:
     """Normalised float NCHW batches (contiguous) of `paths`: what the exported model takes."""
     for images, _ in uint8_batches(paths, preprocessing, batch_size):
-        yield normalize_batch(images, preprocessing["mean"], preprocessing["std"]).contiguous()
+        yield preprocessing.normalize(images).contiguous()

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from imgcls.checkpoint import describe_arch, load_source
-from imgcls.data import safe_name
+from imgcls.data import Preprocessing, safe_name
 from imgcls.errors import ConfigError, ExportError
 from imgcls.paths import remove_stale_temps
 from imgcls.weights import is_torch_file
@@ -93,7 +93,7 @@ def check_output(output: str | Path, source: str | Path) -> Path:
     return out
 
 
-def verify_fp32(model: torch.nn.Module, runner: OrtRunner, paths: list[Path], preprocessing: dict[str, Any], *,
+def verify_fp32(model: torch.nn.Module, runner: OrtRunner, paths: list[Path], preprocessing: Preprocessing, *,
                 tolerance: float) -> tuple[float, float, int]:
     """(max abs logit difference, relative to the largest |logit|, images) of ONNX Runtime vs PyTorch;
     ExportError above `tolerance` (relative)."""
@@ -148,16 +148,16 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
     out = check_output(output or f"{name}{'.int8' if int8 else ''}.onnx", source)
     remove_stale_temps(out.parent, out.suffix)  # what an export killed with kill -9 left there
 
-    model, info = load_source(source, plain_hint=PLAIN_HINT)
-    pre = info["preprocessing"]
-    metadata = dict(classes=info["classes"], preprocessing=pre, arch=info["arch"], source=info["source"], opset=OPSET)
+    src = load_source(source, plain_hint=PLAIN_HINT)
+    model, pre = src.network, src.preprocessing
+    metadata = dict(classes=src.classes, preprocessing=pre, arch=src.arch, source=src.name, opset=OPSET)
     fp32 = temp_path(out, "fp32")
     temps = [fp32]
     try:
-        to_onnx(model, fp32, input_size=pre["crop"], metadata=encode_metadata(precision="fp32", **metadata))
+        to_onnx(model, fp32, input_size=pre.crop, metadata=encode_metadata(precision="fp32", **metadata))
         runner = OrtRunner(fp32, threads=threads)
         diff, rel, n = verify_fp32(model, runner, photos.check, pre, tolerance=tolerance)
-        result = ExportResult(out, "fp32", info["arch"], photos.checked_on, n, diff, rel)
+        result = ExportResult(out, "fp32", src.arch, photos.checked_on, n, diff, rel)
         final = fp32
         if int8:
             from imgcls.export.quantize import quantize_best, resolve_weight_bits

@@ -16,12 +16,11 @@ import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from imgcls.data import normalize_batch
+from imgcls.data import Preprocessing
 from imgcls.errors import DataError, ExportError, summary_of
 from imgcls.export.images import uint8_batches
 from imgcls.export.graph import INPUT, quiet_exporter, temp_path
@@ -91,7 +90,7 @@ def end_layers(model) -> list[str]:
 
 
 def quantize_best(fp32: Path, fp32_runner: OrtRunner, calib_paths: list[Path], agree_paths: list[Path],
-                  pre: dict[str, Any], *, out: Path, methods: tuple[str, ...], metadata: dict[str, str],
+                  pre: Preprocessing, *, out: Path, methods: tuple[str, ...], metadata: dict[str, str],
                   weight_bits: tuple[int, ...] = (8,), fp32_ends: str = "no", target: float = 0.0,
                   threads: int | None = None) -> Quantized:
     """Quantize `fp32` under each of `methods` and each of `weight_bits` (7 = ONNX Runtime's
@@ -107,7 +106,7 @@ def quantize_best(fp32: Path, fp32_runner: OrtRunner, calib_paths: list[Path], a
     if not calib:
         raise DataError("no readable calibration image")
     # normalised once: every candidate runs on the same arrays
-    agree = [normalize_batch(b, pre["mean"], pre["std"]).contiguous().numpy()
+    agree = [pre.normalize(b).contiguous().numpy()
              for b, _ in uint8_batches(agree_paths, pre, batch_size=32)]
     reference = _top1(fp32_runner.session, agree)
 
@@ -117,7 +116,7 @@ def quantize_best(fp32: Path, fp32_runner: OrtRunner, calib_paths: list[Path], a
 
         def get_next(self):
             b = next(self.batches, None)
-            return None if b is None else {INPUT: normalize_batch(b, pre["mean"], pre["std"]).contiguous().numpy()}
+            return None if b is None else {INPUT: pre.normalize(b).contiguous().numpy()}
 
     prepared = temp_path(out, "prep")
     temps = [prepared]

@@ -8,23 +8,21 @@ The file is read by ONNX Runtime's protobuf parser, never unpickled.
 from __future__ import annotations
 
 import json
-import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from imgcls.data.transforms import INTERPOLATION
-from imgcls.errors import CheckpointError, ConfigError, summary_of
-from imgcls.limits import check_side
+from imgcls.data.preprocessing import Preprocessing
+from imgcls.errors import CheckpointError, ConfigError, quoted, summary_of
 
 INSTALL_HINT = "pip install 'imgcls[export]' (onnx, onnxscript, onnxruntime)"
 FORMAT = "imgcls-onnx"
 # metadata_props keys of an exported file; values are strings (JSON for the structured ones)
 META_KEYS = ("format", "imgcls_version", "classes", "preprocessing", "arch", "source", "precision", "opset")
 REQUIRED_KEYS = ("format", "classes", "preprocessing")  # the others are descriptions, checked when present
-PRE_KEYS = ("resize", "crop", "mean", "std", "interpolation")
 PRECISIONS = ("fp32", "int8")
 # the fix for a file whose metadata is not what export writes (changed after export, or another tool's)
 REEXPORT = "export it again from its checkpoint (imgcls export CHECKPOINT -o FILE)"
@@ -76,13 +74,13 @@ def make_session(path: str | Path, *, threads: int | None = None, device: torch.
 
 
 def decode_metadata(props: dict[str, str], path: str | Path) -> dict[str, Any]:
-    """The imgcls metadata of an exported file (classes, preprocessing, arch, ...) from its string
-    properties, every field checked once, here: its type, its range (sizes within limits.MAX_SIDE) and
-    that it is there. A file imgcls did not write, or one whose metadata was changed since, is a
+    """The imgcls metadata of an exported file (classes, preprocessing as a data.Preprocessing, arch, ...)
+    from its string properties, every field checked once, here: its type, its range (sizes within
+    limits.MAX_SIDE) and that it is there. A file imgcls did not write, or one whose metadata was changed since, is a
     one-line CheckpointError naming the file and the field."""
     missing = [key for key in REQUIRED_KEYS if key not in props]
     if "format" in missing or props["format"] != FORMAT:
-        found = f"no {', '.join(missing)}" if "format" in missing else f"format {_shown(props['format'])}"
+        found = f"no {', '.join(missing)}" if "format" in missing else f"format {quoted(props['format'])}"
         raise CheckpointError(f"{path}: an ONNX model without imgcls's metadata ({found}): it was not written by "
                               "`imgcls export`; export its checkpoint with `imgcls export CHECKPOINT -o model.onnx`")
     if missing:
@@ -92,47 +90,22 @@ def decode_metadata(props: dict[str, str], path: str | Path) -> dict[str, Any]:
         meta[key] = _json(props[key], key, path) if key in props else None
     classes = meta["classes"]
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
-        raise _altered(path, f"metadata classes {_shown(classes)}: must be a non-empty list of class names (strings)")
-    check_preprocessing(meta["preprocessing"], path)
+        raise _altered(path, f"metadata classes {quoted(classes)}: must be a non-empty list of class names (strings)")
+    meta["preprocessing"] = Preprocessing.from_dict(meta["preprocessing"], where=path, what="metadata preprocessing",
+                                                    fix=REEXPORT)
     arch = meta["arch"]
     if arch is not None and not (isinstance(arch, dict) and isinstance(arch.get("model"), str)):
-        raise _altered(path, f"metadata arch {_shown(arch)}: must be an object naming the model")
+        raise _altered(path, f"metadata arch {quoted(arch)}: must be an object naming the model")
     if meta.get("precision", "fp32") not in PRECISIONS:
-        raise _altered(path, f"metadata precision {_shown(meta['precision'])}: must be {' or '.join(PRECISIONS)}")
+        raise _altered(path, f"metadata precision {quoted(meta['precision'])}: must be {' or '.join(PRECISIONS)}")
     return meta
-
-
-def check_preprocessing(pre: Any, path: str | Path) -> None:
-    """One-line CheckpointError naming the field unless `pre` is eval preprocessing imgcls can apply:
-    resize and crop within 1..MAX_SIDE px, 3 finite means, 3 finite stds above 0, a known interpolation."""
-    if not isinstance(pre, dict):
-        raise _altered(path, f"metadata preprocessing {_shown(pre)}: must be an object with {', '.join(PRE_KEYS)}")
-    missing = [key for key in PRE_KEYS if key not in pre]
-    if missing:
-        raise _altered(path, f"metadata preprocessing has no {', '.join(missing)}")
-    for key in ("resize", "crop"):
-        try:
-            check_side(f"metadata preprocessing.{key}", pre[key], where=str(path))
-        except ValueError as e:
-            raise CheckpointError(f"{e}; {REEXPORT}") from None
-    for key in ("mean", "std"):
-        v = pre[key]
-        numbers = isinstance(v, list) and len(v) == 3 and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
-        if not numbers or (key == "std" and min(v) <= 0):
-            above = ", each above 0" if key == "std" else ""
-            raise _altered(path, f"metadata preprocessing.{key} {_shown(v)}: must be 3 finite numbers, one per RGB "
-                                 f"channel{above}")
-    if not isinstance(pre["interpolation"], str) or pre["interpolation"] not in INTERPOLATION:
-        raise _altered(path, f"metadata preprocessing.interpolation {_shown(pre['interpolation'])}: must be one of "
-                             f"{', '.join(INTERPOLATION)}")
 
 
 def check_graph(session, meta: dict[str, Any], path: str | Path) -> None:
     """One-line CheckpointError unless the graph takes what imgcls feeds it (one float [N, 3, crop, crop]
     batch, crop from the metadata) and gives one logit per class name (one [N, len(classes)] float)."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
-    crop, n = meta["preprocessing"]["crop"], len(meta["classes"])
+    crop, n = meta["preprocessing"].crop, len(meta["classes"])
     x = inputs[0] if len(inputs) == 1 else None
     if (x is None or x.type != "tensor(float)" or len(x.shape) != 4 or x.shape[1] != 3
             or any(isinstance(d, int) and d != crop for d in x.shape[2:])):
@@ -151,13 +124,7 @@ def _json(text: str, key: str, path: str | Path) -> Any:
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError; deep nesting recurses
-        raise _altered(path, f"metadata {key} {_shown(text)} is not JSON ({summary_of(e, 60)})") from None
-
-
-def _shown(value: Any, limit: int = 60) -> str:
-    """A metadata value as it reads in a message: JSON, cut at `limit` characters."""
-    text = json.dumps(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+        raise _altered(path, f"metadata {key} {quoted(text)} is not JSON ({summary_of(e, 60)})") from None
 
 
 def _described(arg) -> str:
@@ -180,13 +147,13 @@ def written_by_export(path: str | Path) -> bool:
     return any(p.key == "format" and p.value == FORMAT for p in model.metadata_props)
 
 
-def encode_metadata(*, classes: list[str], preprocessing: dict[str, Any], arch: dict[str, Any], source: str,
+def encode_metadata(*, classes: Sequence[str], preprocessing: Preprocessing, arch: dict[str, Any], source: str,
                     precision: str, opset: int) -> dict[str, str]:
     """The string properties `decode_metadata` reads back."""
     from imgcls import __version__
 
     return {"format": FORMAT, "imgcls_version": __version__, "classes": json.dumps(list(classes)),
-            "preprocessing": json.dumps(preprocessing), "arch": json.dumps(arch), "source": str(source),
+            "preprocessing": json.dumps(preprocessing.to_dict()), "arch": json.dumps(arch), "source": str(source),
             "precision": precision, "opset": str(opset)}
 
 

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
-from imgcls.data import load_image, normalize_batch
+from imgcls.data import Preprocessing, load_image
 from imgcls.data.names import safe_name
 from imgcls.data.transforms import center_crop_box, resized_size
 from imgcls.errors import ConfigError, DataError
@@ -125,11 +125,11 @@ class GradCAM:
         return logits.detach().float().cpu(), maps.float().cpu(), targets.cpu()
 
 
-def crop_box(width: int, height: int, preprocessing: dict) -> tuple[int, int, int, int]:
+def crop_box(width: int, height: int, preprocessing: Preprocessing) -> tuple[int, int, int, int]:
     """The eval centre crop of a width x height photo in the photo's own pixels (left, top, right,
     bottom): the region the model sees (beyond the borders where the crop pads)."""
-    rw, rh = resized_size(width, height, preprocessing["resize"])
-    left, top, right, bottom = center_crop_box(rw, rh, preprocessing["crop"], preprocessing["crop"])
+    rw, rh = resized_size(width, height, preprocessing.resize)
+    left, top, right, bottom = center_crop_box(rw, rh, preprocessing.crop, preprocessing.crop)
     sx, sy = width / rw, height / rh
     return round(left * sx), round(top * sy), round(right * sx), round(bottom * sy)
 
@@ -236,14 +236,14 @@ class Explainer:
         target_idx = None if target is None else class_index(pred.classes, target)
         image = image.convert("RGB")
         crop = torch.from_numpy(np.array(pred.transform(image)))[None]
-        x = normalize_batch(crop, pred.preprocessing["mean"], pred.preprocessing["std"], device=pred.device)
+        x = pred.preprocessing.normalize(crop, pred.device)
         logits, maps, targets = self.gradcam(x, target_idx)
         probs = logits.softmax(1)[0]
         p, idx = probs.topk(min(topk, len(pred.classes)))
         prediction = Prediction(source, [pred.classes[i] for i in idx.tolist()], p.tolist(), idx.tolist())
         t = int(targets[0])
         box = crop_box(image.width, image.height, pred.preprocessing)
-        side = min(display_max, max(pred.preprocessing["crop"], box[2] - box[0]))
+        side = min(display_max, max(pred.preprocessing.crop, box[2] - box[0]))
         shown = image.crop(box).resize((side, side), Image.BILINEAR)
         return CamResult(prediction, pred.classes[t], float(probs[t]), self.layer, maps[0].numpy(), shown)
 
@@ -255,7 +255,7 @@ class Explainer:
             class_index(self.predictor.classes, target)  # refuse a bad --class before any work
         for path in expand_inputs(list(inputs)):
             try:
-                image = load_image(path, resize=self.predictor.preprocessing["resize"])
+                image = load_image(path, resize=self.predictor.preprocessing.resize)
             except DataError as e:
                 yield CamResult(Prediction(str(path), error=str(e)))
                 continue
@@ -342,7 +342,7 @@ def mistakes_grid(explainer: Explainer, mistakes: Sequence[Mistake], path: str |
     captioned with the true class, the prediction and its probability, and the file name."""
     tiles = []
     for m in mistakes:
-        image = load_image(m.sample, resize=explainer.predictor.preprocessing["resize"])
+        image = load_image(m.sample, resize=explainer.predictor.preprocessing.resize)
         result = explainer.explain(image, str(m.sample), target=m.pred, display_max=tile)
         result.image = result.image.resize((tile, tile), Image.BILINEAR)
         tiles.append(result.overlay([f"true {safe_name(m.true)}", f"predicted {safe_name(m.pred)} {m.prob:.1%}",

@@ -43,7 +43,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
     parts, skipped = parts.readable(name, skip_bad=skip_bad, workers=default_workers() if workers is None else workers)
     if not parts.parts[name]:
         raise DataError(f"{safe_name(data)}: no readable image to evaluate" + (f" in part {part!r}" if part else ""))
-    ds = parts.dataset(name, predictor.transform, min_side=predictor.min_side, resize=predictor.preprocessing["resize"])
+    ds = parts.dataset(name, predictor.transform, min_side=predictor.min_side, resize=predictor.preprocessing.resize)
     logits = predictor.logits_of_dataset(ds, progress=progress)
     targets = torch.tensor(ds.targets)
     report = classification_report(logits, targets, ds.classes, paths=[str(p) for p, _ in ds.samples],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-from imgcls.checkpoint import load_model, load_source, source_kind
-from imgcls.data import BatchNormalizer, eval_transform, load_array, make_loader
+from imgcls.checkpoint import ModelSource, checkpoint_source
+from imgcls.data import Preprocessing, load_array, make_loader
 from imgcls.data.dataset import list_images
 from imgcls.data.decode import is_file_or_link
 from imgcls.data.names import safe_name
 from imgcls.errors import ConfigError, DataError
+from imgcls.inference.source import open_source
 from imgcls.progress import track
 from imgcls.runtime import TorchRunner, resolve_device
 
@@ -121,7 +123,7 @@ def _collate(batch):
 
 
 class Predictor:
-    def __init__(self, model: nn.Module | None, classes: list[str], preprocessing: dict[str, Any], *,
+    def __init__(self, model: nn.Module | None, classes: Sequence[str], preprocessing: Preprocessing, *,
                  device: str | torch.device = "auto", batch_size: int = 32, workers: int | None = 0,
                  draft: bool = False, runner=None) -> None:
         """A PyTorch `model`, or a `runner` (normalised float NCHW batch -> logits; then `model` is
@@ -138,12 +140,10 @@ class Predictor:
         self.device = runner.device
         self.model = model
         self.classes = list(classes)
-        self.preprocessing = dict(preprocessing)
+        self.preprocessing = preprocessing
         self.batch_size = batch_size
         self.workers = workers
-        pre = self.preprocessing
-        self.transform = eval_transform(resize=pre["resize"], crop=pre["crop"], mean=pre["mean"], std=pre["std"],
-                                        interpolation=pre["interpolation"], uint8=True)
+        self.transform = preprocessing.eval_transform()
         self._local = threading.local()  # one normalisation buffer per thread: `imgcls serve` predicts from a pool
 
     @property
@@ -154,34 +154,30 @@ class Predictor:
     @property
     def min_side(self) -> int | None:
         """What JPEG decoding may reduce to (draft mode), or None for full-size decoding."""
-        return self.preprocessing["resize"] if self.draft else None
+        return self.preprocessing.resize if self.draft else None
 
     @classmethod
-    def load(cls, source: str | Path, *, threads: int | None = None, **kwargs) -> Predictor:
+    def load(cls, source: str | Path | ModelSource, *, device: str | torch.device = "auto",
+             threads: int | None = None, **kwargs) -> Predictor:
         """A Predictor for a checkpoint, a registry weights name or an exported .onnx file (run by ONNX
-        Runtime with `threads` intra-op threads; its class names and preprocessing come from the file).
-        `kwargs` are the constructor's (device, batch_size, workers, draft)."""
-        if source_kind(source) == "onnx":
-            from imgcls.export.session import OrtRunner
-
-            device = kwargs.pop("device", "auto")
-            device = resolve_device(device) if isinstance(device, str) else device
-            runner = OrtRunner(source, threads=threads, device=device if device.type == "cuda" else None)
-            meta = runner.metadata
-            return cls(None, meta["classes"], meta["preprocessing"], runner=runner, **kwargs)
-        model, info = load_source(source)
-        return cls(model, info["classes"], info["preprocessing"], **kwargs)
+        Runtime with `threads` intra-op threads; its class names and preprocessing come from the file),
+        or for a ModelSource already opened (inference.open_source). `kwargs` are the constructor's
+        (batch_size, workers, draft)."""
+        device = resolve_device(device) if isinstance(device, str) else device
+        if not isinstance(source, ModelSource):
+            source = open_source(source, device=device, threads=threads)
+        return cls(source.network, source.classes, source.preprocessing, runner=source.runner, device=device,
+                   **kwargs)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs) -> Predictor:
-        model, state = load_model(path)
-        return cls(model, state["classes"], state["preprocessing"], **kwargs)
+        """A Predictor for an imgcls checkpoint (Predictor.load takes every source)."""
+        return cls.load(checkpoint_source(path), **kwargs)
 
     def _normalized(self, images: torch.Tensor) -> torch.Tensor:
         """A uint8 batch as the model's float input (one kept buffer per thread: used before the next batch)."""
         if getattr(self._local, "normalize", None) is None:
-            pre = self.preprocessing
-            self._local.normalize = BatchNormalizer(pre["mean"], pre["std"], device=self.device)
+            self._local.normalize = self.preprocessing.normalizer(self.device)
         return self._local.normalize(images)
 
     def _forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -209,7 +205,7 @@ class Predictor:
             batch = torch.from_numpy(np.stack([self.transform(im.convert("RGB")) for im in pil]))
             return self._top(self._forward(batch), ["<image %d>" % i for i in range(len(pil))], [""] * len(pil), k)
         paths = expand_inputs(list(images))
-        ds = _Paths(paths, self.transform, self.min_side, self.preprocessing["resize"], self.preprocessing["crop"])
+        ds = _Paths(paths, self.transform, self.min_side, self.preprocessing.resize, self.preprocessing.crop)
         loader = torch.utils.data.DataLoader(ds, batch_size=self.batch_size, num_workers=self.workers or 0,
                                              collate_fn=_collate)
         preds: list[Prediction] = []

@@ -19,12 +19,12 @@ from typing import IO, Any
 
 from PIL import Image
 
-from imgcls.checkpoint import load_model, source_kind
+from imgcls.data import Preprocessing
 from imgcls.data.decode import decoded_size, load_image
 from imgcls.data.transforms import Resize, resized_size
 from imgcls.errors import ConfigError, DataError
-from imgcls.inference import Explainer, Predictor
-from imgcls.weights.specs import spec_arch
+from imgcls.inference import Explainer, Predictor, open_source
+from imgcls.runtime import resolve_device
 
 
 class Busy(Exception):
@@ -134,7 +134,7 @@ class ModelService:
 
     @property
     def resize(self) -> int:
-        return self.predictor.preprocessing["resize"]
+        return self.predictor.preprocessing.resize
 
     def decode(self, name: str, data: bytes | IO[bytes]) -> Image.Image:
         """The uploaded bytes (or spooled file) as an RGB image, a JPEG above REDUCE_ABOVE_PIXELS decoded
@@ -167,7 +167,7 @@ class ModelService:
             self.check_pixels(uploads, max_pixels)
         if not cam or self.explainer is None:
             pre = self.predictor.preprocessing
-            resize = Resize(pre["resize"], pre["interpolation"])
+            resize = Resize(pre.resize, pre.interpolation)
             preds = self.predictor.predict([resize(self.decode(name, data)) for name, data in uploads], topk=topk)
             out = []
             for pred, (name, _) in zip(preds, uploads):
@@ -196,25 +196,20 @@ class ModelService:
                         "layer": self.explainer.layer if self.explainer else None, "reason": self.cam_reason}}
 
 
-def _rounded(preprocessing: dict[str, Any]) -> dict[str, Any]:
+def _rounded(preprocessing: Preprocessing) -> dict[str, Any]:
     """The preprocessing as people read it: mean and std to 3 decimals (0.498, not 0.4980392156862745)."""
-    return {k: [round(float(x), 3) for x in v] if k in ("mean", "std") else v for k, v in preprocessing.items()}
+    return {k: [round(float(x), 3) for x in v] if k in ("mean", "std") else v
+            for k, v in preprocessing.to_dict().items()}
 
 
 def open_model(model: str | Path, *, device: str = "auto") -> ModelService:
     """The service for MODEL: a checkpoint file (its card shows the architecture and the best validation
-    top-1 it records), a registry weights name or an exported .onnx file (Predictor.load; an ONNX file's
-    card shows the architecture its metadata records, and it has no Grad-CAM)."""
-    path = Path(model)
-    if source_kind(model) == "checkpoint":
-        network, state = load_model(path)
-        best = state.get("best") or {}
-        top1 = best.get("top1")
-        info = {"architecture": state["arch"]["model"], "val_top1": top1 if top1 is not None and top1 >= 0 else None,
-                "val_epoch": best.get("epoch")}
-        return ModelService(Predictor(network, state["classes"], state["preprocessing"], device=device),
-                            source=path.name, info=info)
-    predictor = Predictor.load(model, device=device)
-    meta = getattr(predictor.runner, "metadata", None) or {}
-    arch = (meta.get("arch") or {}).get("model") or spec_arch(str(model))  # an .onnx file, else a weights name
-    return ModelService(predictor, source=path.name or str(model), info={"architecture": arch})
+    top-1 it records), a registry weights name or an exported .onnx file (an ONNX file's card shows the
+    architecture its metadata records, and it has no Grad-CAM); opened once, by inference.open_source."""
+    torch_device = resolve_device(device)
+    source = open_source(model, device=torch_device)
+    info: dict[str, Any] = {"architecture": source.arch["model"] if source.arch else None}
+    if source.kind == "checkpoint":
+        top1 = source.best.get("top1")
+        info |= {"val_top1": top1 if top1 is not None and top1 >= 0 else None, "val_epoch": source.best.get("epoch")}
+    return ModelService(Predictor.load(source, device=torch_device), source=Path(model).name or str(model), info=info)

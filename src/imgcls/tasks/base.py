@@ -28,6 +28,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from imgcls.data import Preprocessing
+
 
 class Task(Protocol):
     name: str
@@ -35,7 +37,7 @@ class Task(Protocol):
     score: str
 
     @staticmethod
-    def transforms(data: Any, *, train_crop: int, eval_resize: int) -> tuple[Any, Any]: ...
+    def transforms(data: Any, *, train_crop: int, preprocessing: Preprocessing) -> tuple[Any, Any]: ...
 
     def criterion(self, *, label_smoothing: float = 0.0) -> nn.Module: ...
 

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from imgcls.data import eval_transform, train_transform
+from imgcls.data import Preprocessing, train_transform
 from imgcls.data.augment import augment_steps
 from imgcls.reports import EPOCH_COLUMNS, classification_report, plot_curves, reported_ks, topk_correct
 
@@ -29,18 +29,17 @@ class Classification:
         self.ks = reported_ks(len(self.classes))  # top-5 only with more than 5 classes
 
     @staticmethod
-    def transforms(data: Any, *, train_crop: int, eval_resize: int) -> tuple[Any, Any]:
-        """(train, eval) transforms producing uint8 HWC arrays from a DataConfig; batches are
-        normalised on the device. `train_crop` is the loader's crop (the END size under --progressive)."""
+    def transforms(data: Any, *, train_crop: int, preprocessing: Preprocessing) -> tuple[Any, Any]:
+        """(train, eval) transforms producing uint8 HWC arrays from a DataConfig and the run's eval
+        preprocessing; batches are normalised on the device. `train_crop` is the loader's crop (the END
+        size under --progressive)."""
         extra = augment_steps(data.auto_augment, randaugment_ops=data.randaugment_ops,
                               randaugment_magnitude=data.randaugment_magnitude, random_erasing=data.random_erasing,
                               mean=data.mean)
         train = train_transform(crop=train_crop, scale=tuple(data.scale), hflip=data.hflip, mean=data.mean,
                                 std=data.std, interpolation=data.interpolation, color_jitter=data.color_jitter,
                                 uint8=True, extra=extra)
-        evalt = eval_transform(resize=eval_resize, crop=data.input_size, mean=data.mean, std=data.std,
-                               interpolation=data.interpolation, uint8=True)
-        return train, evalt
+        return train, preprocessing.eval_transform()
 
     def criterion(self, *, label_smoothing: float = 0.0) -> nn.Module:
         return nn.CrossEntropyLoss(label_smoothing=label_smoothing)  # takes soft (mixed) targets too

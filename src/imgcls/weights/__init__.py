@@ -11,14 +11,16 @@ One module per job, each usable alone:
 - `reader`: `read_state_dict(path)`, the one safe reader (`weights_only=True` or safetensors) of
   plain state dicts, imgcls / Lightning checkpoints and DDP / torch.compile prefixes.
 - `loader`: `load_pretrained(model, state)` -> `LoadReport` (strict except a classifier of
-  another shape), `load_weights(model, "resnet18")` chaining the three, and
+  another shape), `load_weights(model, "resnet18")` chaining the three, `build_pretrained(arch,
+  state)`, the one way a network is built with pretrained weights (its head reset or stacked), and
   `create_model_with_weights`, the public `imgcls.create_model(name, num_classes, weights=...)`.
 
 Our models use torchvision's module names (see `imgcls.models.resnet`), so the official files
 load without any key renaming.
 """
 from imgcls.weights.fetch import default_weights_dir, download, file_sha256, hash_matches, resolve_weights
-from imgcls.weights.loader import LoadReport, create_model_with_weights, load_pretrained, load_strict, load_weights
+from imgcls.weights.loader import (LoadReport, Pretrained, build_pretrained, create_model_with_weights, create_network,
+                                   load_pretrained, load_strict, load_weights)
 from imgcls.weights.reader import is_torch_file, read_state_dict, unreadable_reason
 from imgcls.weights.specs import (IMAGENET_MEAN, IMAGENET_STD, WEIGHTS, WeightSpec, get_weight_spec,
                                   imagenet_categories, imagenet_preprocessing, list_weights, spec_categories,
@@ -28,5 +30,5 @@ __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "WEIGHTS", "WeightSpec", "get_weight
            "imagenet_categories", "spec_categories", "list_weights", "spec_preprocessing", "default_weights_dir",
            "download", "file_sha256", "hash_matches",
            "resolve_weights", "is_torch_file", "read_state_dict", "unreadable_reason", "LoadReport", "load_pretrained", "load_strict",
-           "load_weights",
+           "load_weights", "Pretrained", "build_pretrained", "create_network",
            "create_model_with_weights"]

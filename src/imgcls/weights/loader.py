@@ -4,9 +4,11 @@
 classifier may disagree (a 1000-way ImageNet head in a 5-class model) and starts fresh. The
 `LoadReport` says what loaded and what did not; anything else that does not fit is an error.
 `load_weights(model, name_or_path)` chains `resolve_weights`, `read_state_dict` and
-`load_pretrained`. `create_model_with_weights` is `imgcls.create_model`: it builds a model with
-`imgcls.models.create_model` (layer 1, no I/O) and loads `weights=` through the same reader and
-loader, strictly for a file.
+`load_pretrained`. `build_pretrained(arch, state_dict)` is the one way a network is built with
+pretrained weights (training with --weights, predicting with a weights name, `imgcls.create_model`):
+built by `imgcls.models.create_model` (layer 1, no I/O), the file loaded, the head reset or stacked.
+`create_model_with_weights` is `imgcls.create_model`: `weights=` through the same reader and that
+path, strictly for a file.
 """
 from __future__ import annotations
 
@@ -20,8 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from imgcls.errors import WeightsError, summary_of
+from imgcls.errors import ConfigError, WeightsError, summary_of
 from imgcls.models import create_model
+from imgcls.models.registry import get_builder
+from imgcls.models.heads import head_of, stack_head
 from imgcls.weights.fetch import resolve_weights
 from imgcls.weights.reader import read_state_dict
 from imgcls.weights.specs import WeightSpec, spec_model_kwargs
@@ -169,6 +173,54 @@ def load_weights(model: nn.Module, name_or_path: str | os.PathLike | WeightSpec,
     return load_pretrained(model, state, source=path.name)
 
 
+def create_network(name: str, num_classes: int, model_kwargs: Mapping[str, Any] | None = None) -> nn.Module:
+    """`create_model(name, num_classes, **model_kwargs)`, an argument the builder does not take being one
+    ConfigError naming the model (the arguments come from a checkpoint, a config or a weights spec)."""
+    kwargs = dict(model_kwargs or {})
+    try:
+        return create_model(name, num_classes=num_classes, **kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{name} does not take the model arguments {kwargs}: {e}") from None
+
+
+@dataclass
+class Pretrained:
+    """What `build_pretrained` made: the network, the classifier width its file gave a stacked head
+    (None for a linear one), and the LoadReport (None for a strict load or no file)."""
+
+    model: nn.Module
+    base_classes: int | None = None
+    report: LoadReport | None = None
+
+
+def build_pretrained(arch: dict[str, Any], state_dict: Mapping[str, torch.Tensor] | None, *, source: str,
+                     strict: bool = False, target: str | None = None) -> Pretrained:
+    """The network `arch` describes ({"model", "num_classes", "model_kwargs", "head", "base_classes"}) with
+    pretrained weights: built at its class count, then for a stacked head (head+ transfer) its classifier
+    reset to the file's width (`base_classes`, else the file's classifier rows, else 1000); the file
+    loaded, `strict`ly (every tensor, the classifier included: a WeightsError naming `target` otherwise)
+    or by `load_pretrained` (a classifier of another width keeps its fresh initialisation, as the report
+    says); then the stacked head's new layer put on top. `state_dict` None builds without loading (a run
+    resumed from its checkpoint loads that instead)."""
+    num_classes = arch["num_classes"]
+    model = create_network(arch["model"], num_classes, arch.get("model_kwargs"))
+    stacked = head_of(arch) == "stacked"
+    base_classes = None
+    if stacked:  # keep the pretrained classifier: at its own width, the new classes on top
+        key = f"{model.classifier_name}.weight"
+        base_classes = int(arch.get("base_classes") or (
+            state_dict[key].shape[0] if state_dict is not None and key in state_dict else 1000))
+        model.reset_classifier(base_classes)
+    report = None
+    if state_dict is not None and strict:
+        load_strict(model, state_dict, source=source, target=target or f"{arch['model']} with {num_classes} classes")
+    elif state_dict is not None:
+        report = load_pretrained(model, state_dict, source=source)
+    if stacked:
+        stack_head(model, num_classes)
+    return Pretrained(model, base_classes, report)
+
+
 def create_model_with_weights(name: str, num_classes: int = 1000,
                               weights: str | os.PathLike | WeightSpec | None = None, **kwargs: Any) -> nn.Module:
     """Build the registered model `name` and load `weights` into it; this is `imgcls.create_model`.
@@ -181,15 +233,16 @@ def create_model_with_weights(name: str, num_classes: int = 1000,
     """
     if weights is None:
         return create_model(name, num_classes=num_classes, **kwargs)
-    # what the weights were trained with (googlenet's transform_input), under the caller's own arguments
-    model = create_model(name, num_classes=num_classes, **{**spec_model_kwargs(weights, name), **kwargs})
+    get_builder(name)  # an unknown model is refused before any download
     # the same rule as resolve_weights: a Path or an existing file is a file, any other string a name
     registered = isinstance(weights, WeightSpec) or (
         isinstance(weights, str) and not Path(weights).expanduser().is_file())
     path = resolve_weights(weights)
     state, _ = read_state_dict(path)
-    if registered:
-        log.info("%s", load_pretrained(model, state, source=path.name).to_text())
-    else:
-        load_strict(model, state, source=str(path), target=f"{name} with num_classes={num_classes}")
-    return model
+    # what the weights were trained with (googlenet's transform_input), under the caller's own arguments
+    arch = {"model": name, "num_classes": num_classes, "model_kwargs": {**spec_model_kwargs(weights, name), **kwargs}}
+    built = build_pretrained(arch, state, source=path.name if registered else str(path), strict=not registered,
+                             target=f"{name} with num_classes={num_classes}")
+    if built.report is not None:
+        log.info("%s", built.report.to_text())
+    return built.model

