@@ -4,8 +4,9 @@ Each case runs `imgcls.cli.main(ARGV)` in a fresh `python` process (a `-c` probe
 stop where uvicorn would start: the probe puts a stand-in `uvicorn` module in sys.modules whose server
 returns at once). The table gives the best wall time of --repeats runs of the whole process, the sum of
 the import times `python -X importtime` reports for one more run, whether torch was imported, and how
-many modules of imgcls.engine and of imgcls were. Without MODEL, `serve` gets a fresh resnet18
-checkpoint (random weights) in a temporary folder, as benchmarks/serve.py makes it.
+many modules of imgcls.engine and of imgcls were. Without MODEL, `predict` and `serve` get a fresh resnet18
+checkpoint (random weights) in a temporary folder, as benchmarks/serve.py makes it; PHOTO is the first of
+the bundled flower photos.
 
     python benchmarks/startup.py                 # 5 runs per case
     python benchmarks/startup.py --repeats 1     # a few seconds: checks that the script runs
@@ -22,6 +23,8 @@ import time
 from pathlib import Path
 
 from serve import fresh_checkpoint
+
+from imgcls.paths import bundled_photos
 
 PROBE = """
 import contextlib, io, json, sys, types
@@ -58,15 +61,16 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or str(fresh_checkpoint(Path(tmp)))
+        photo = str(sorted(bundled_photos().rglob("*.jpg"))[0])
         cases = [["--help"], ["--version"], ["predict", "--help"], ["train", "--help"], ["serve", "--help"],
-                 ["serve", model, "--port", "0", "--device", "cpu"]]
+                 ["predict", model, photo, "--device", "cpu"], ["serve", model, "--port", "0", "--device", "cpu"]]
         print("| command | exit | wall s (best of %d) | import s (-X importtime) | torch | imgcls.engine modules "
               "| imgcls modules |" % args.repeats)
         print("|---|---:|---:|---:|---|---:|---:|")
         for argv in cases:
             walls = [probe(argv)[0] for _ in range(args.repeats)]
             _, seen, imports = probe(argv, importtime=True)
-            shown = " ".join("MODEL" if a == model else a for a in argv)
+            shown = " ".join({model: "MODEL", photo: "PHOTO"}.get(a, a) for a in argv)
             print(f"| imgcls {shown} | {seen['code']} | {min(walls):.2f} | {imports:.2f} | {'yes' if seen['torch'] else 'no'} "
                   f"| {seen['engine']} | {seen['imgcls']} |")
     return 0
