@@ -10,7 +10,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "imgcls"
 
 LAYERS = {
-    "errors": 0, "options": 0, "paths": 0, "limits": 0, "progress": 0,
+    "errors": 0, "options": 0, "paths": 0, "limits": 0, "progress": 0, "lazy": 0, "imagenet": 0,
     "models": 1,
     "weights": 2, "checkpoint": 2, "runtime": 2, "data": 2, "analysis": 2,
     "engine": 3, "tasks": 3, "inference": 3, "export": 3, "reports": 3, "demo": 3,

@@ -13,6 +13,11 @@ import os
 # image at 4096x4096 is already 192 MiB before a network sees it.
 MAX_SIDE = 4096
 
+# px: the largest JPEG decoded at full size when the caller resizes it anyway (data.decode's `resize=`). One
+# MAX_SIDE x MAX_SIDE photo, 16.8 MP (48 MiB as RGB), is above the 12-16 MP most cameras and phones save, so
+# those keep torchvision's exact pixels; a bigger JPEG decodes reduced by draft mode (1/2, 1/4 or 1/8 scale).
+REDUCE_ABOVE_PIXELS = MAX_SIDE * MAX_SIDE
+
 
 def human_bytes(n: float) -> str:
     """Bytes as 4.1 TB, 1.2 GB, 412 MB, 35 kB or 900 B (powers of 1000), for messages and listings."""

@@ -4,9 +4,11 @@ and its allowed range, so the CLI, a config file and the Python API are checked 
     batch_size: int = option(32, "images per step", ge=1)      # --batch-size, refused below 1
 
 Metadata keys: `help`; `ge`/`gt`/`le`/`lt` bounds; `choices`; `nargs` + `type` for a fixed-length
-list; `cli` ("positional", "model_kw") for a flag of another shape; `flag` for a flag whose name is
-not the field's (`--output` for `out_dir`), `short` for a one-letter alias, `metavar` for the
-value's name in the usage. Options that several commands share are defined once below (`draft_option`,
+list; `cli` for a flag of another shape ("positional", "model_kw", or "switch": a bool only ever
+turned on, `--json` without `--no-json`); `flag` for a flag whose name is not the field's (`--output`
+for `out_dir`), `short` for a one-letter alias, `metavar` for the value's name in the usage,
+`required` for a flag that must be given, `exclusive` for a name the fields of one mutually
+exclusive group share. Options that several commands share are defined once below (`draft_option`,
 `device_option`, `workers_option`, `threads_option`).
 """
 from __future__ import annotations

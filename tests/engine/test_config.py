@@ -1,4 +1,5 @@
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -33,18 +34,25 @@ def test_every_field_has_exactly_one_flag():
     assert sorted(dests) == sorted(f.name for _, f, _ in field_specs())
 
 
-def test_flags_override_a_replayed_config(tmp_path):
-    from imgcls.cli import build_parser
+def test_flags_override_a_replayed_config(tmp_path, monkeypatch):
+    import imgcls.engine
+    from imgcls.cli import main
 
+    runs = []
+
+    def train(config: Config, given: set[str]) -> SimpleNamespace:  # what `imgcls train` hands the engine
+        runs.append((config, given))
+        return SimpleNamespace(interrupted=False)
+
+    monkeypatch.setattr(imgcls.engine, "train", train)
     cfg = Config()
     cfg.data.batch_size, cfg.train.epochs, cfg.model.model = 12, 7, "alexnet"
     cfg.save(tmp_path)
-    args = build_parser().parse_args(["train", "--config", str(tmp_path / "config.json"), "--epochs", "3",
-                                      "--no-channels-last", "--scale", "0.5", "1", "--model-kwargs", '{"dropout": 0.1}'])
-    replay = Config.load(args.config)
-    for _, f, _ in field_specs():
-        if hasattr(args, f.name):
-            replay.set(f.name, getattr(args, f.name))
+    assert main(["train", "--config", str(tmp_path / "config.json"), "--epochs", "3", "--no-channels-last",
+                 "--scale", "0.5", "1", "--model-kwargs", '{"dropout": 0.1}']) == 0
+    [(replay, given)] = runs
     assert (replay.train.epochs, replay.data.batch_size, replay.model.model) == (3, 12, "alexnet")
     assert replay.model.channels_last is False and replay.data.scale == [0.5, 1.0]
     assert replay.model.model_kwargs == {"dropout": 0.1}
+    # a --resume reconciles what the file and the flags changed from the defaults, nothing else
+    assert given == {"batch_size", "epochs", "model", "channels_last", "scale", "model_kwargs"}

@@ -37,7 +37,7 @@ from PIL import Image, ImageFile, ImageOps, JpegImagePlugin, UnidentifiedImageEr
 
 from imgcls.data.names import safe_name
 from imgcls.errors import DataError
-from imgcls.limits import MAX_SIDE
+from imgcls.limits import REDUCE_ABOVE_PIXELS
 
 try:
     import simplejpeg
@@ -45,11 +45,6 @@ except ImportError:  # optional at run time: Pillow decodes everything without i
     simplejpeg = None
 
 EXIF_ORIENTATION = 0x0112
-
-# px: the largest JPEG decoded at full size when the caller resizes it anyway (`resize=`). One MAX_SIDE x
-# MAX_SIDE photo, 16.8 MP (48 MiB as RGB), is above the 12-16 MP most cameras and phones save, so those
-# keep torchvision's exact pixels; a bigger JPEG decodes reduced by draft mode (1/2, 1/4 or 1/8 scale).
-REDUCE_ABOVE_PIXELS = MAX_SIDE * MAX_SIDE
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 # a DataError's advice for an unreadable image, in the flags of train/eval/predict (see errors.DataError)

@@ -23,8 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from imgcls.imagenet import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401 - imported from here by many modules
 INTERPOLATION = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
 
 

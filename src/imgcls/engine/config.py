@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imgcls.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from imgcls.errors import ConfigError
+from imgcls.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from imgcls.options import check_value, device_option, draft_option, flag_name, option
 
 

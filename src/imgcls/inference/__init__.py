@@ -1,9 +1,10 @@
-"""Layer 3: using a trained model — prediction, evaluation and Grad-CAM (later: export)."""
-from imgcls.inference.evaluate import evaluate
-from imgcls.inference.cam import CamResult, Explainer, GradCAM
-from imgcls.inference.options import CamOptions, EvalOptions, PredictOptions
-from imgcls.inference.predictor import Prediction, Predictor, expand_inputs
-from imgcls.inference.source import open_source
+"""Layer 3: using a trained model — prediction, evaluation and Grad-CAM. The names below are imported
+when first used (imgcls.lazy): the options dataclasses load without torch."""
+from imgcls.lazy import lazy_exports
 
-__all__ = ["CamOptions", "CamResult", "Explainer", "GradCAM", "EvalOptions", "Prediction", "PredictOptions", "Predictor", "evaluate", "expand_inputs",
-           "open_source"]
+__all__ = lazy_exports(__name__, {
+    "imgcls.inference.evaluate": ["evaluate"],
+    "imgcls.inference.cam": ["CamResult", "Explainer", "GradCAM"],
+    "imgcls.inference.options": ["CamOptions", "EvalOptions", "PredictOptions"],
+    "imgcls.inference.predictor": ["Prediction", "Predictor", "expand_inputs"],
+    "imgcls.inference.source": ["open_source"]})

@@ -34,6 +34,9 @@ class PredictOptions:
     skip_bad: bool = option(False, "leave unreadable files out of the output (a count on stderr, exit 0) instead "
                                    "of an error line each and exit 1")
     threads: int | None = threads_option()
+    json: bool = option(False, "one JSON list: path, error, top (label, index, prob)", cli="switch",
+                       exclusive="output")
+    csv: bool = option(False, "CSV rows: path, rank, label, prob, error", cli="switch", exclusive="output")
 
 
 @dataclass

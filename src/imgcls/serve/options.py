@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imgcls.data.decode import REDUCE_ABOVE_PIXELS
+from imgcls.limits import REDUCE_ABOVE_PIXELS
 from imgcls.options import device_option, option
 
 

@@ -1,0 +1,223 @@
+"""What each command runs: one function per command, which imports its implementation when called, so
+that a command (and `--help`) loads only what it needs: `imgcls predict` never imports the training code,
+no `--help` imports torch."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from imgcls.cli.flags import options_of
+from imgcls.errors import ConfigError, ImgclsError
+
+
+def setup_logging() -> None:
+    import logging
+
+    class StderrHandler(logging.StreamHandler):
+        """Writes to whatever sys.stderr is at the time (a test's capture, a redirected stream)."""
+
+        @property
+        def stream(self):
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, _value) -> None:
+            pass
+
+    log = logging.getLogger("imgcls")
+    if not log.handlers:
+        handler = StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from imgcls.models import list_models
+
+    print("\n".join(list_models(args.pattern)))
+    return 0
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    from imgcls.analysis import summarize
+    from imgcls.cli.options import SummaryOptions
+    from imgcls.models import create_model
+
+    opts = options_of(args, SummaryOptions)
+    try:
+        model = create_model(args.model, num_classes=opts.num_classes, **opts.model_kw)
+    except TypeError as e:
+        raise ImgclsError(f"{args.model} does not take the option(s) {opts.model_kw}: {e}") from None
+    summary = summarize(model, opts.input, in_chans=opts.in_chans, depth=opts.depth, name=args.model)
+    print(summary.to_json() if opts.json else summary.to_text())
+    return 0
+
+
+def run_split(args: argparse.Namespace) -> int:
+    from imgcls.cli.options import SplitOptions
+    from imgcls.data import make_split, safe_name, write_split
+
+    opts = options_of(args, SplitOptions)
+    split = make_split(args.source, val=opts.val, test=opts.test, seed=opts.seed,
+                       duplicates="drop" if opts.dedup else "report")
+    where = write_split(split, opts.output, mode=opts.mode, force=opts.force)
+    for line in split.duplicate_warnings():
+        print(f"imgcls: warning: {line}", file=sys.stderr)
+    print(split.table())
+    print(f"wrote {opts.mode} split (seed {opts.seed}, per-class counts rounded down) to {safe_name(where)}")
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from imgcls.cli.options import CheckOptions
+    from imgcls.data.check import check_dataset
+
+    opts = options_of(args, CheckOptions)
+    report = check_dataset(args.path, min_side=opts.min_side)
+    print(report.to_json() if opts.json else report.to_text(verbose=opts.verbose))
+    return 0 if report.clean else 1
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from imgcls.engine import Config, train
+    from imgcls.engine.config import field_specs
+    from imgcls.runtime import keep_freed_memory
+
+    config = Config.load(args.config) if args.config else Config()
+    given = config.changed_fields() if args.config else set()  # what a --resume must reconcile
+    for _, f, _ in field_specs():
+        if hasattr(args, f.name):  # only the flags given: their defaults are suppressed
+            config.set(f.name, getattr(args, f.name))
+            given.add(f.name)
+    setup_logging()
+    keep_freed_memory()  # this process only: the step's tensors stop page-faulting (see its docstring)
+    result = train(config, given=given - {"resume"})
+    return 130 if result.interrupted else 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from imgcls.data import safe_name
+    from imgcls.inference import EvalOptions, evaluate
+
+    setup_logging()
+    report, out = evaluate(args.checkpoint, args.data, **dataclasses.asdict(options_of(args, EvalOptions)))
+    print(report.to_text())
+    cams = " and wrong_cam.png (Grad-CAM of the worst mistakes)" if args.cam and report.top1_correct < report.n else ""
+    print(f"report.txt, report.json, confusion_matrix.csv, confusion_matrix.png{cams} in {safe_name(out)}")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from imgcls.inference import Predictor, PredictOptions
+    from imgcls.inference.predictor import format_predictions
+    from imgcls.reports import skipped_line
+
+    opts = options_of(args, PredictOptions)
+    predictor = Predictor.load(args.checkpoint, device=opts.device, batch_size=opts.batch_size, draft=opts.draft,
+                               threads=opts.threads)
+    n_classes = len(predictor.classes)
+    if opts.topk > n_classes:
+        print(f"imgcls: --topk {opts.topk} > {n_classes} classes; showing {n_classes}", file=sys.stderr)
+    preds = predictor.predict(args.inputs, topk=opts.topk)
+    bad = [p for p in preds if p.error]
+    shown = [p for p in preds if not p.error] if opts.skip_bad else preds
+    sys.stdout.write(format_predictions(shown, "json" if opts.json else "csv" if opts.csv else "text"))
+    if bad and opts.skip_bad:
+        print(f"imgcls: {skipped_line([p.source for p in bad])}", file=sys.stderr)
+    elif bad:
+        print(f"imgcls: {len(bad)} of {len(preds)} file(s) could not be read; --skip-bad leaves them out",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_cam(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from imgcls.data import safe_name
+    from imgcls.inference import CamOptions, Predictor
+    from imgcls.inference.cam import Explainer, write_cams
+
+    opts = options_of(args, CamOptions)
+    if not opts.out_dir and not Path(args.checkpoint).is_file():
+        raise ConfigError(f"{args.checkpoint} is not a file, so there is no folder beside it for the overlays; "
+                          "name one with -o DIR")
+    explainer = Explainer(Predictor.load(args.checkpoint, device=opts.device), layer=opts.layer)
+    out = Path(opts.out_dir) if opts.out_dir else Path(args.checkpoint).parent / "cam"
+    bad = 0
+    for result, png in write_cams(explainer, args.inputs, out, target=opts.target, topk=opts.topk, npy=opts.save_npy,
+                                  force=opts.force):
+        pred = result.prediction
+        if png is None:
+            bad += 1
+            print(f"{safe_name(pred.source)}: error: {safe_name(pred.error)}")
+            continue
+        top = ", ".join(f"{safe_name(lab)} {p:.1%}" for lab, p in zip(pred.labels, pred.probs))
+        print(f"{safe_name(pred.source)}: {top} -> {safe_name(png)}")
+    if bad:
+        print(f"imgcls: {bad} file(s) could not be read", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from imgcls.serve.app import serve
+    from imgcls.serve.options import ServeOptions
+
+    return serve(args.checkpoint, options_of(args, ServeOptions))
+
+
+def run_export(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from imgcls.export import ExportOptions, export_onnx
+
+    setup_logging()
+    print(export_onnx(args.source, **dataclasses.asdict(options_of(args, ExportOptions))).to_text())
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from imgcls.cli.options import DemoOptions
+    from imgcls.demo import run_demo as demo
+    from imgcls.runtime import keep_freed_memory
+
+    opts = options_of(args, DemoOptions)
+    setup_logging()
+    keep_freed_memory()  # it trains too: this process only
+    return demo(out_dir=opts.output, epochs=opts.epochs, model=opts.model, progress=opts.progress)
+
+
+def run_cache(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from imgcls.cli.options import CacheOptions
+    from imgcls.data import safe_name
+    from imgcls.data.cache import clear_caches, default_cache_dir, human_size, list_caches
+
+    opts = options_of(args, CacheOptions)
+    folder = Path(opts.dir) if opts.dir else default_cache_dir()
+    if opts.clear:
+        cleared = clear_caches(opts.dir)
+        for c in cleared.in_use:
+            print(f"kept {c.key} ({human_size(c.size)}): in use by process {', '.join(map(str, c.users))}; "
+                  "run imgcls cache --clear again once that has finished")
+        print(f"removed {len(cleared.removed)} file(s) from {safe_name(folder)}, "
+              f"{human_size(sum(size for _, size in cleared.removed))} freed")
+        return 0
+    caches = list_caches(opts.dir)
+    for c in caches:
+        built = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.created))
+        what = f"{c.images:,} images from {safe_name(c.source)}" if c.complete else c.problem
+        if c.users:
+            what += f", in use by process {', '.join(map(str, c.users))}"
+        elif c.problem:
+            what += "; imgcls cache --clear removes it"
+        print(f"{c.key}  {human_size(c.size):>8}  {built}  {what}")
+    total = human_size(sum(c.size for c in caches))
+    print(f"{len(caches)} decoded cache(s), {total}, in {safe_name(folder)}"
+          + ("; imgcls cache --clear removes them" if caches else ""))
+    return 0
