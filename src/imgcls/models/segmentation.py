@@ -269,8 +269,8 @@ class SkipFCN(SegmenterMixin, nn.Module):
         deepest = backbone.feature_info[-1]
         if deepest.reduction != 32:
             raise ConfigError(f"{name} reads the backbone's deepest stage at stride 32; {type(backbone).__name__}'s "
-                              f"{deepest.module} is at stride {deepest.reduction} (a dilated backbone? build it "
-                              "without dilation)")
+                              f"{deepest.module} is at stride {deepest.reduction} (FCN needs stages at strides 8, "
+                              "16 and 32: a backbone without dilation)")
         skips = [stage_at(backbone, r, model=name) for r in (8, 16) if r >= stride]  # shallow to deep
         self.num_classes, self.stride = num_classes, stride
         self.backbone = backbone
@@ -351,9 +351,7 @@ def _torchvision_backbone(backbone: str) -> tuple[nn.Module, FeatureInfo, Featur
 def _torchvision(name: str, *, num_classes: int, aux_loss: bool = False) -> nn.Module:
     head, backbone = TORCHVISION_SEGMENTATION[name]
     net, deepest, stride8 = _torchvision_backbone(backbone)
-    if head == "lraspp":
-        if aux_loss:
-            raise ConfigError(f"{name} has no auxiliary head (aux_loss=True is for FCN and DeepLabV3)")
+    if head == "lraspp":  # no auxiliary head: its builder takes no aux_loss
         return LRASPP(net, stride8, deepest, num_classes=num_classes)
     return SimpleSegmentation(net, (deepest, stride8), HEADS[head], num_classes=num_classes, aux_loss=aux_loss)
 
