@@ -169,13 +169,14 @@ def load_weights(model: nn.Module, name_or_path: str | os.PathLike | WeightSpec,
     return load_pretrained(model, state, source=path.name)
 
 
-def create_model_with_weights(name: str, num_classes: int = 1000,
+def create_model_with_weights(name: str, num_classes: int | None = None,
                               weights: str | os.PathLike | WeightSpec | None = None, **kwargs: Any) -> nn.Module:
     """Build the registered model `name` and load `weights` into it; this is `imgcls.create_model`.
 
-    A weight file (a state dict saved from this model, plain or from DDP/torch.compile, an imgcls
-    or Lightning checkpoint, a .safetensors file) is loaded strictly: a file for another number
-    of classes is an error naming `num_classes`. A registry name or spec ("resnet18",
+    `num_classes=None` is the builder's default (1000; a segmentation model's 21). A weight file (a
+    state dict saved from this model, plain or from DDP/torch.compile, an imgcls or Lightning
+    checkpoint, a .safetensors file) is loaded strictly: a file for another number of classes is an
+    error naming `num_classes`. A registry name or spec ("resnet18",
     "resnet50.tv2_in1k") is fetched by `resolve_weights` and loaded by `load_pretrained`: with
     another `num_classes` than the spec's, the classifier starts fresh (the report is logged).
     """
@@ -191,5 +192,5 @@ def create_model_with_weights(name: str, num_classes: int = 1000,
     if registered:
         log.info("%s", load_pretrained(model, state, source=path.name).to_text())
     else:
-        load_strict(model, state, source=str(path), target=f"{name} with num_classes={num_classes}")
+        load_strict(model, state, source=str(path), target=f"{name} with num_classes={model.num_classes}")
     return model
