@@ -165,3 +165,12 @@ def test_backbones_that_do_not_fit_are_refused_in_one_line():
 def test_create_model_passes_the_builders_default_class_count():
     assert imgcls.models.create_model("resnet18").fc.out_features == 1000
     assert create_model("fcn32s", backbone="resnet18").score_fr.out_channels == 21
+
+
+@pytest.mark.parametrize("name, gmacs", [("lraspp_mobilenet_v3_large", 2.09), ("deeplabv3_mobilenet_v3_large", 10.45)])
+def test_multiply_adds_at_520_are_torchvisions_published_gflops(name, gmacs):
+    """torchvision's weights metadata: "_ops" 2.086 and 10.452 at its eval size, 520 x 520, aux head included."""
+    from imgcls.analysis import summarize
+
+    model = create_model(name, **({"aux_loss": True} if name in WITH_AUX else {}))
+    assert round(summarize(model, 520).gmacs, 2) == gmacs
