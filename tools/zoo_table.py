@@ -43,7 +43,7 @@ def zoo_rows(names: list[str] | None = None, progress: Callable[[str], None] | N
     or for segmentation the mIoU; None if no weights). A segmentation model is built as its torchvision
     weights need (the aux head, which torchvision's parameter counts include); the others as by default."""
     rows = []
-    for name in names or list_models(task=task):
+    for name in list_models(task=task) if names is None else names:
         if progress:
             progress(name)
         if task == "segmentation":
@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     progress = lambda n: print(n, file=sys.stderr, flush=True)  # noqa: E731
     table = to_markdown(zoo_rows(list_models(args.models), progress))
-    seg_names = list_models(args.models, task="segmentation")
-    seg_table = to_markdown(zoo_rows(seg_names, progress, task="segmentation"), "torchvision mIoU", 1) if seg_names else ""
+    seg_table = to_markdown(zoo_rows(list_models(args.models, task="segmentation"), progress, task="segmentation"),
+                            "torchvision mIoU", digits=1)
     if args.output is None:
         print(table, seg_table, sep="\n\n")
     else:

@@ -24,7 +24,8 @@ TASKS = ("classification", "segmentation")
 Builder = Callable[..., nn.Module]
 
 
-def register_model(fn: Builder | None = None, *, task: str = "classification") -> Builder | Callable[[Builder], Builder]:
+def register_model(fn: Builder | None = None, *,
+                   task: str = "classification") -> Builder | Callable[[Builder], Builder]:
     """`@register_model` (a classifier) or `@register_model(task="segmentation")`."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; one of {', '.join(TASKS)}")
