@@ -14,6 +14,8 @@ SLOW_FILES = ("distributed/", "integration/", "export/", "serve/test_browser.py"
               "bad_inputs/test_export_inputs.py")
 SLOW_PARITY = ("resnet101", "resnet152", "resnext101", "wide_resnet", "vgg", "vit_", "densenet161",
                "densenet201", "efficientnet_lite")
+SLOW_SEG = ("fcn_resnet", "deeplabv3_resnet")  # segmentation on a dilated ResNet: seconds each
+SEG_FILES = ("models/test_seg_parity.py", "models/test_segmentation.py")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -21,7 +23,8 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         rel = Path(str(item.fspath)).resolve().relative_to(root).as_posix()
         param = item.callspec.id if hasattr(item, "callspec") else ""
-        if rel.startswith(SLOW_FILES) or (rel == "models/test_parity.py" and param.startswith(SLOW_PARITY)):
+        if rel.startswith(SLOW_FILES) or (rel == "models/test_parity.py" and param.startswith(SLOW_PARITY)) \
+                or (rel in SEG_FILES and param.startswith(SLOW_SEG)):
             item.add_marker(pytest.mark.slow)
 
 

@@ -1,8 +1,9 @@
-"""The model-zoo table of docs/models.md: every registered model, its size and cost, paper and accuracy.
+"""The model-zoo tables of docs/models.md: every registered model, its size and cost, paper and accuracy.
 
 Parameters and multiply-adds are computed here (`summarize`, one image at 224x224, 32x32 for
-LeNet-5); the papers come from each family file's `PAPERS` (`imgcls.models.registry.paper_of`),
-the ImageNet top-1 of torchvision's official weights from the weights table.
+LeNet-5, 520x520 for the segmentation models: torchvision's segmentation eval size); the papers
+come from each family file's `PAPERS` (`imgcls.models.registry.paper_of`), the ImageNet top-1 and
+the COCO-with-VOC-labels mIoU of torchvision's official weights from the weights table.
 
     python tools/zoo_table.py -o docs/models.md
 """
@@ -20,6 +21,7 @@ from imgcls.weights import WEIGHTS
 
 # models measured at another input than 224x224 and with another number of classes than 1000
 NATIVE: dict[str, tuple[int, int]] = {"lenet5": (32, 10)}  # name: (input side, classes)
+SEGMENTATION_INPUT = 520  # torchvision's SemanticSegmentation resize, where its published GFLOPS are counted
 
 
 def _top1(name: str) -> float | None:
@@ -29,17 +31,31 @@ def _top1(name: str) -> float | None:
     return spec.acc1 if spec is not None else None
 
 
-def zoo_rows(names: list[str] | None = None, progress: Callable[[str], None] | None = None) -> list[dict]:
-    """One dict per model: name, input, classes, params, gmacs, paper fields, top1 (None if no weights)."""
+def _miou(name: str) -> float | None:
+    """COCO-val2017-with-VOC-labels mIoU of torchvision's COCO_WITH_VOC_LABELS_V1 weights (the weights registry's)."""
+    spec = WEIGHTS.get(f"{name}.tv_coco_voc")
+    return spec.metrics["miou"] if spec is not None else None
+
+
+def zoo_rows(names: list[str] | None = None, progress: Callable[[str], None] | None = None, *,
+             task: str = "classification") -> list[dict]:
+    """One dict per model of `task`: name, input, classes, params, gmacs, paper fields, score (ImageNet top-1,
+    or for segmentation the mIoU; None if no weights). A segmentation model is built as its torchvision
+    weights need (the aux head, which torchvision's parameter counts include); the others as by default."""
     rows = []
-    for name in names or list_models():
+    for name in list_models(task=task) if names is None else names:
         if progress:
             progress(name)
-        size, classes = NATIVE.get(name, (224, 1000))
-        summary = summarize(create_model(name, num_classes=classes), size, name=name)
+        if task == "segmentation":
+            (size, classes), score = (SEGMENTATION_INPUT, 21), _miou(name)
+            spec = WEIGHTS.get(f"{name}.tv_coco_voc")
+            kwargs = dict(spec.model_kwargs) if spec is not None else {}
+        else:
+            (size, classes), score, kwargs = NATIVE.get(name, (224, 1000)), _top1(name), {}
+        summary = summarize(create_model(name, num_classes=classes, **kwargs), size, name=name)
         authors, title, year, ref = paper_of(name)
         rows.append(dict(name=name, input=size, classes=classes, params=summary.total_params, gmacs=summary.gmacs,
-                         authors=authors, title=title, year=year, ref=ref, top1=_top1(name)))
+                         authors=authors, title=title, year=year, ref=ref, score=score))
     return rows
 
 
@@ -47,31 +63,33 @@ def _num(v: float) -> str:
     return f"{v:.2f}" if v >= 0.1 else f"{v:.2g}"
 
 
-def to_markdown(rows: list[dict]) -> str:
+def to_markdown(rows: list[dict], score: str = "torchvision top-1", digits: int = 3) -> str:
     """The table, in the order the papers appeared (then by size within a paper)."""
-    lines = ["| model | params | GMACs | input | paper | torchvision top-1 |",
+    lines = [f"| model | params | GMACs | input | paper | {score} |",
              "|---|---:|---:|---:|---|---:|"]
     for r in sorted(rows, key=lambda r: (r["year"], r["ref"], r["params"])):
         ref = r["ref"]
         if ref.startswith("arXiv:"):
             ref = f"[{ref}](https://arxiv.org/abs/{ref.removeprefix('arXiv:')})"
-        top1 = f"{r['top1']:.3f}" if r["top1"] is not None else "—"
+        value = f"{r['score']:.{digits}f}" if r["score"] is not None else "—"
         lines.append(f"| `{r['name']}` | {_num(r['params'] / 1e6)} M | {_num(r['gmacs'])} | {r['input']} | "
-                     f"{r['authors']}, *{r['title']}*, {r['year']}, {ref} | {top1} |")
+                     f"{r['authors']}, *{r['title']}*, {r['year']}, {ref} | {value} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-o", "--output", type=Path, help="write the Markdown page here (default: print the table)")
-    ap.add_argument("--models", default=None, help="shell-style pattern of model names (default: all)")
+    ap.add_argument("--models", default=None, help="shell-style pattern of model names, both tables (default: all)")
     args = ap.parse_args(argv)
-    rows = zoo_rows(list_models(args.models), progress=lambda n: print(n, file=sys.stderr, flush=True))
-    table = to_markdown(rows)
+    progress = lambda n: print(n, file=sys.stderr, flush=True)  # noqa: E731
+    table = to_markdown(zoo_rows(list_models(args.models), progress))
+    seg_table = to_markdown(zoo_rows(list_models(args.models, task="segmentation"), progress, task="segmentation"),
+                            "torchvision mIoU", digits=1)
     if args.output is None:
-        print(table)
+        print(table, seg_table, sep="\n\n")
     else:
-        args.output.write_text(_PAGE.format(table=table), encoding="utf-8")
+        args.output.write_text(_PAGE.format(table=table, seg_table=seg_table), encoding="utf-8")
     return 0
 
 
@@ -104,6 +122,25 @@ do not edit the table by hand.
   `layers.py`) and, when it has pretrained weights, their rows in `src/imgcls/weights/specs.py`.
 
 {table}
+
+## Segmentation
+
+`imgcls.models.list_models(task="segmentation")` lists them (`imgcls models` lists the classifiers);
+each returns a dict: "out", the class scores of every pixel at the input's size, and "aux" where
+built with `aux_loss=True`. docs/segmentation.md explains FCN-8s and the rest.
+
+- **params**: 21 classes (Pascal VOC's, the builders' default), with the auxiliary FCN head where
+  torchvision's weights hold one (`aux_loss=True`): the numbers torchvision publishes. `fcn8s`,
+  `fcn16s` and `fcn32s` are shown on their default backbone, the paper's VGG-16; any registered
+  classifier with stages at stride 8, 16 and 32 goes (`backbone="resnet34"`).
+- **GMACs**: multiply-adds for one 520 x 520 image (torchvision's evaluation size; its "GFLOPS"
+  are these numbers).
+- **torchvision mIoU**: mean IoU (%) of torchvision's `COCO_WITH_VOC_LABELS_V1` weights on COCO
+  val2017 with the 20 VOC categories, as published; "—" where torchvision has none. Those five
+  models have torchvision's keys and outputs (tests/models/test_seg_parity.py), and the weights load
+  by name (`fcn_resnet50.tv_coco_voc`, or the bare model name) for users who are online.
+
+{seg_table}
 """
 
 

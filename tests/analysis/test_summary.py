@@ -91,3 +91,34 @@ def test_cli_errors_are_one_line(capsys):
 def test_cli_models(capsys):
     assert main(["models", "alex*"]) == 0
     assert capsys.readouterr().out.split() == ["alexnet", "alexnet_paper"]
+
+
+def test_fcn8s_table_shows_each_transposed_convolution_with_its_output_size():
+    s = summarize(imgcls.create_model("fcn8s_efficientnet_lite0", num_classes=21), 97, name="fcn8s_efficientnet_lite0")
+    up = {r.name: r for r in s.rows if r.kind == "ConvTranspose2d"}
+    # 97 -> 13 (stride 8) -> 7 (16) -> 4 (32) with TF 'SAME' padding; each x2 overshoots the odd map by one
+    assert {n: (r.kernel, r.formula) for n, r in up.items()} == {
+        "upscore2": ("4/2/1", "(4 - 1)*2 - 2*1 + 4 = 8"),
+        "upscore_pool4": ("4/2/1", "(7 - 1)*2 - 2*1 + 4 = 14"),
+        "upscore8": ("16/8/4", "(13 - 1)*8 - 2*4 + 16 = 104"),
+    }
+    assert [r.out_shape for r in up.values()] == [(21, 8, 8), (21, 14, 14), (21, 104, 104)]
+    assert "N = (W - 1)*S - 2P + D*(F - 1) + output_padding + 1" in s.to_text()
+    assert "ConvTranspose2d rows" not in summarize(imgcls.create_model("resnet18")).to_text()
+
+
+def test_transposed_formula_counts_dilation_and_output_padding():
+    up = nn.ConvTranspose2d(1, 1, 3, stride=2, padding=1, dilation=2, output_padding=1)
+    s = summarize(nn.Sequential(up), 5, in_chans=1)
+    assert s.rows[0].out_shape == (1, 12, 12)  # (5 - 1)*2 - 2*1 + 2*(3 - 1) + 1 + 1
+    assert s.rows[0].formula == "(5 - 1)*2 - 2*1 + 5 + 1 = 12"
+
+
+def test_depth_shows_the_parts_of_a_module_that_never_ran_whole():
+    """A segmentation model runs its backbone stage by stage: depth 1 shows what ran, totals intact."""
+    model = imgcls.create_model("fcn8s_efficientnet_lite0", num_classes=21)
+    grouped = summarize(model, 64, depth=1)
+    assert [r.name for r in grouped.rows] == ["backbone.features", "score_fr", "upscore2", "score_pool4",
+                                              "upscore_pool4", "score_pool3", "upscore8"]
+    assert sum(r.params for r in grouped.rows) == grouped.total_params
+    assert sum(r.macs for r in grouped.rows) == grouped.total_macs

@@ -1,5 +1,8 @@
 """The per-layer table of a model: kernel/stride/padding, output size, parameters and FLOPs.
 
+Convolution and pooling rows show their output size as N = (W - F + 2P)/S + 1; transposed
+convolutions (the learnable upsampling of FCN) as N = (W - 1)*S - 2P + F, its inverse.
+
 FLOPs are counted by torch's own `torch.utils.flop_counter` and reported as multiply-adds (MACs),
 the unit of the ResNet paper's Table 1 ("3.6 x 10^9 FLOPs" for ResNet-34 are multiply-adds).
 """
@@ -103,12 +106,18 @@ class ModelSummary:
             (c.rjust(w) if i in right else c.ljust(w)) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
         rule = "-" * len(fmt(head))
         c, h, w = self.input_shape
+        transposed = any(r.kind == "ConvTranspose2d" for r in self.rows)
         lines = [f"{self.model}  input {c}x{h}x{w}", rule, fmt(head), rule, *map(fmt, body), rule,
+                 *([TRANSPOSED_NOTE] if transposed else []),
                  f"Total params:     {self.total_params:,}",
                  f"Trainable params: {self.trainable_params:,}",
                  f"Multiply-adds:    {self.gmacs:.2f} G (the papers' 'FLOPs'; {2 * self.gmacs:.2f} GFLOP counting "
                  "multiply and add separately)"]
         return "\n".join(lines)
+
+
+TRANSPOSED_NOTE = ("ConvTranspose2d rows: N = (W - 1)*S - 2P + D*(F - 1) + output_padding + 1, "
+                   "i.e. (W - 1)*S - 2P + F with no dilation or output padding")
 
 
 def _human(n: int) -> str:
@@ -127,12 +136,23 @@ def _formula(geom: tuple[int, int, int, int, int, bool], size: int, out: int) ->
     return f"({size} - {f} + {pad})/{s} + 1 = {out}{exact}"
 
 
+def _transposed(m: nn.ConvTranspose2d, size: int, out: int) -> tuple[str, str]:
+    """(k/s/p, formula) of a transposed convolution along H: N = (W - 1)*S - 2P + D*(F - 1) + output
+    padding + 1, which is (W - 1)*S - 2P + F for an undilated kernel and no output padding; with
+    F = 2S and P = S/2 (FCN's bilinear upsampling) N = S * W."""
+    k, s, p, d, extra = (_pair(v)[0] for v in (m.kernel_size, m.stride, m.padding, m.dilation, m.output_padding))
+    f = k if d == 1 else d * (k - 1) + 1
+    plus = f" + {extra}" if extra else ""
+    return f"{k}/{s}/{p}", f"({size} - 1)*{s} - 2*{p} + {f}{plus} = {out}"
+
+
 def summarize(model: nn.Module, input_size: int | tuple[int, int] = 224, *, in_chans: int = 3,
               depth: int | None = None, name: str | None = None) -> ModelSummary:
     """Run one image through `model` (eval mode, no grad) and tabulate every layer it used.
 
     `depth=None` lists every leaf layer except activations and dropout; `depth=k` groups rows at the
-    k-th level of module names (e.g. depth 1 gives ResNet's stem layers and its four stages).
+    k-th level of module names (e.g. depth 1 gives ResNet's stem layers and its four stages; a module
+    that never runs as a whole, such as a segmentation model's backbone, shows its parts that did).
     """
     h, w = _pair(input_size)
     name = name or type(model).__name__
@@ -142,12 +162,13 @@ def summarize(model: nn.Module, input_size: int | tuple[int, int] = 224, *, in_c
     records: list[tuple[str, nn.Module, tuple, tuple]] = []
     current: list[tuple[str, nn.Module, tuple]] = []
 
-    def selected(n: str, m: nn.Module) -> bool:
+    def candidate(n: str, m: nn.Module) -> bool:
+        # a row unless a module above it at the grouping level ran (see _grouped)
         level = n.count(".") + 1
         is_leaf = _is_leaf(m)
         if is_leaf and isinstance(m, _QUIET):
             return False
-        return is_leaf if depth is None else level == depth or (is_leaf and level < depth)
+        return is_leaf if depth is None else level >= depth or is_leaf
 
     def pre_hook(m, args):
         if _is_leaf(m) and args and isinstance(args[0], torch.Tensor):
@@ -156,7 +177,7 @@ def summarize(model: nn.Module, input_size: int | tuple[int, int] = 224, *, in_c
     def post_hook(m, args, out):
         if isinstance(m, nn.MultiheadAttention):
             out = out[0]  # (output, attention weights)
-        if selected(names[m], m) and isinstance(out, torch.Tensor):
+        if candidate(names[m], m) and isinstance(out, torch.Tensor):
             in_shape = tuple(args[0].shape[1:]) if args and isinstance(args[0], torch.Tensor) else ()
             records.append((names[m], m, in_shape, tuple(out.shape[1:])))
 
@@ -183,14 +204,16 @@ def summarize(model: nn.Module, input_size: int | tuple[int, int] = 224, *, in_c
 
     flops = counter.get_flop_counts()
     seen: set[int] = set()
-    for n, m, in_shape, out_shape in records:
+    for n, m, in_shape, out_shape in _grouped(records, depth):
         first = id(m) not in seen
         seen.add(id(m))
         geom = _geometry(m) if _is_leaf(m) else None
         row = LayerRow(name=n, kind=type(m).__name__, out_shape=out_shape,
                        params=sum(p.numel() for p in m.parameters()) if first else 0,
                        macs=sum(flops.get(f"{root}.{n}", {}).values()) // 2 if first else 0)
-        if geom is not None and len(in_shape) == 3:
+        if isinstance(m, nn.ConvTranspose2d) and len(in_shape) == 3:
+            row.kernel, row.formula = _transposed(m, in_shape[1], out_shape[1])
+        elif geom is not None and len(in_shape) == 3:
             k, s, before, after = geom[:4]
             row.kernel = f"{k}/{s}/{before}" if before == after else f"{k}/{s}/{before},{after}"
             row.formula = _formula(geom, in_shape[1], out_shape[1])
@@ -199,6 +222,21 @@ def summarize(model: nn.Module, input_size: int | tuple[int, int] = 224, *, in_c
     summary.trainable_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     summary.total_macs = counter.get_total_flops() // 2
     return summary
+
+
+def _grouped(records: list[tuple[str, nn.Module, tuple, tuple]], depth: int | None) -> list:
+    """The records that are rows at `depth`: a module at that level, or a leaf above it; where a module
+    at that level never ran as a whole (a segmentation model's backbone, run stage by stage), the
+    outermost of its parts that did."""
+    if depth is None:
+        return records
+    ran = {n for n, *_ in records}
+
+    def inside_a_row(name: str) -> bool:
+        parts = name.split(".")
+        return any(".".join(parts[:i]) in ran for i in range(depth, len(parts)))
+
+    return [r for r in records if not inside_a_row(r[0])]
 
 
 def _too_small_message(name: str, shape: tuple[int, int, int], current: list, model: nn.Module,

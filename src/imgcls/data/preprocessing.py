@@ -26,10 +26,11 @@ KEYS = ("resize", "crop", "mean", "std", "interpolation")
 @dataclass(frozen=True)
 class Preprocessing:
     """torchvision's eval preprocessing: shorter side to `resize` px (`interpolation`), centre crop
-    `crop` x `crop`, then (pixel / 255 - mean) / std per RGB channel."""
+    `crop` x `crop` (None: no crop, the whole resized image, as torchvision's segmentation preset), then
+    (pixel / 255 - mean) / std per RGB channel."""
 
     resize: int
-    crop: int
+    crop: int | None
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     interpolation: str = "bilinear"
@@ -53,6 +54,8 @@ class Preprocessing:
         if missing:
             raise refused(f"{what} has no {', '.join(missing)}")
         for key in ("resize", "crop"):
+            if key == "crop" and d[key] is None:  # the whole resized image (segmentation)
+                continue
             try:
                 check_side(f"{what}.{key}", d[key], where=str(where))
             except ValueError as e:

@@ -250,13 +250,15 @@ def _finish(uint8: bool, mean, std) -> Callable:
     return ToUint8() if uint8 else ToTensorNormalize(tuple(mean), tuple(std))
 
 
-def eval_transform(*, resize: int = 256, crop: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+def eval_transform(*, resize: int = 256, crop: int | None = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD,
                    interpolation: str = "bilinear", uint8: bool = False) -> Compose:
-    """Resize(shorter side) + CenterCrop + ToTensor + Normalize, torchvision's ImageNet eval.
+    """Resize(shorter side) + CenterCrop + ToTensor + Normalize, torchvision's ImageNet eval; `crop=None`
+    keeps the whole resized image (torchvision's segmentation preset).
 
     `uint8=True` stops before ToTensor (HWC uint8 array) for loaders that normalise whole batches.
     """
-    return Compose([Resize(resize, interpolation), CenterCrop(crop), _finish(uint8, mean, std)])
+    crop_step = [] if crop is None else [CenterCrop(crop)]
+    return Compose([Resize(resize, interpolation), *crop_step, _finish(uint8, mean, std)])
 
 
 def train_transform(*, crop: int = 224, scale: tuple[float, float] = (0.08, 1.0), hflip: float = 0.5,

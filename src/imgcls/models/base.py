@@ -14,6 +14,8 @@ The weight loaders (imgcls.weights) call two hooks, which a family overrides whe
   ViT's position grid resized, GoogLeNet's auxiliary heads dropped); the identity by default;
 - `extra_head_names`: class-sized layers besides the classifier (GoogLeNet's `aux1.fc2`, `aux2.fc2`),
   which a file for another number of classes may not fill either; none by default.
+Those are `ModelContract`'s, which classifiers (`ClassifierMixin`: logits) and segmentation models
+(`SegmenterMixin`: a dict of per-pixel score maps) share; `task` says which a model is.
 """
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from imgcls.models.layers import linear_classifier
+from imgcls.errors import ConfigError
+from imgcls.models.layers import bilinear_upsampling, linear_classifier, score_conv
 
 
 @dataclass(frozen=True)
@@ -51,11 +54,14 @@ class Paper(NamedTuple):
     ref: str  # an arXiv id ("arXiv:1512.03385") or a venue
 
 
-class ClassifierMixin:
+class ModelContract:
+    """What classifiers and segmentation models share: the class-sized layers by name, the stages,
+    the weight loaders' hooks."""
+
+    task: str = "classification"  # the registry's task of the family (models/registry.py)
     classifier_name: str = "fc"
     min_input_size: tuple[int, int] = (32, 32)
     fixed_input_size: bool = False
-    num_features: int  # width of the features the final Linear reads (the headless model's output)
     feature_info: tuple[FeatureInfo, ...] = ()  # set per instance by each family's __init__
     # the memory layout training uses unless told (--channels-last): NHWC is faster for most CNNs on
     # CPU; a family whose depthwise convolutions are slower in it says False (benchmarks/train_step.py)
@@ -72,6 +78,21 @@ class ClassifierMixin:
         raise AttributeError(f"{type(self).__name__}.stage_names is derived from feature_info; set "
                              "feature_info = (FeatureInfo(module, channels, reduction), ...) instead")
 
+    def remap_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Called by the weight loaders before loading: the file's keys as this model's (unchanged here)."""
+        return state_dict
+
+    def get_classifier(self) -> nn.Module:
+        return self.get_submodule(self.classifier_name)
+
+    def _set_module(self, name: str, module: nn.Module) -> None:
+        parent, _, leaf = name.rpartition(".")
+        setattr(self.get_submodule(parent) if parent else self, leaf, module)
+
+
+class ClassifierMixin(ModelContract):
+    num_features: int  # width of the features the final Linear reads (the headless model's output)
+
     @property
     def last_stage(self) -> str:
         """The module of the deepest feature map (the one the pooled features are read from)."""
@@ -85,22 +106,11 @@ class ClassifierMixin:
         that map's positions (ViT reads only the class token; it names the last block's `ln_1`)."""
         return self.last_stage
 
-    def remap_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Called by the weight loaders before loading: the file's keys as this model's (unchanged here)."""
-        return state_dict
-
-    def get_classifier(self) -> nn.Module:
-        return self.get_submodule(self.classifier_name)
-
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the classifier with a freshly initialised one; 0 makes the model headless."""
         new = linear_classifier(self.num_features, num_classes)
         self._set_module(self.classifier_name, new)
         self.num_classes = num_classes
-
-    def _set_module(self, name: str, module: nn.Module) -> None:
-        parent, _, leaf = name.rpartition(".")
-        setattr(self.get_submodule(parent) if parent else self, leaf, module)
 
     # The common shape features -> avgpool -> flatten -> classifier; families that differ override.
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -132,6 +142,49 @@ class ClassifierMixin:
             for h in hooks:
                 h.remove()
         return [self.to_feature_map(outs[f.module]) for f in self.feature_info]
+
+
+class SegmenterMixin(ModelContract):
+    """A per-pixel classifier (registered with task="segmentation"). `forward(x)` returns a dict, as
+    torchvision's segmentation models do: "out", the [N, num_classes, H, W] class scores at the
+    input's own H x W, and "aux", the same from an auxiliary head, where the model was built with one
+    (`aux_loss=True`: in eval mode too, as torchvision returns it). Training adds the "aux" loss with
+    weight `aux_weight` (0.5, torchvision's reference recipe); predictions read "out" alone.
+
+    - `backbone`: the classification network the maps come from (headless, its classifier removed),
+      or for torchvision's MobileNetV3 models its trimmed `features`, keys `backbone.*` either way;
+      ImageNet weights go into it with `imgcls.weights.load_weights(model.backbone, name)`;
+    - `feature_info`: the backbone maps the heads read, shallow to deep, named from the model's root;
+    - `classifier_name`: the layer that produces "out"'s classes; `extra_head_names`: every other
+      class-sized layer (the aux head's, LR-ASPP's low-level scores, FCN's skip scores and its
+      class-to-class upsamplings). A weight file for another number of classes skips all of them
+      (weights/loader.py), and `reset_classifier(n)` rebuilds all of them.
+    """
+
+    task = "segmentation"
+    aux_weight: float = 0.5
+    zero_init_scores: bool = False  # FCN's score layers start at zero; torchvision's heads at PyTorch's init
+    num_classes: int
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Rebuild every class-sized layer for `num_classes` classes, freshly initialised: score
+        convolutions as at build time, transposed convolutions to bilinear upsampling."""
+        check_num_classes(num_classes, type(self).__name__)
+        for name in (self.classifier_name, *self.extra_head_names):
+            old = self.get_submodule(name)
+            if isinstance(old, nn.ConvTranspose2d):
+                new = bilinear_upsampling(num_classes, old.stride[0])
+            else:
+                new = score_conv(old.in_channels, num_classes, zero=self.zero_init_scores)
+            self._set_module(name, new)
+        self.num_classes = num_classes
+
+
+def check_num_classes(num_classes: int, model: str) -> None:
+    """A segmentation model scores at least one class per pixel (no headless form)."""
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ConfigError(f"{model} needs num_classes >= 1 (one score map per class, the background "
+                          f"included), got {num_classes!r}")
 
 
 def layer_stride(module: nn.Module) -> int:

@@ -208,3 +208,43 @@ def linear_classifier(in_features: int, num_classes: int) -> nn.Module:
 def dropout_classifier(in_features: int, num_classes: int, dropout: float) -> nn.Sequential:
     """Dropout then `linear_classifier`: MobileNetV2's and EfficientNet's `classifier` (keys `.1.*`)."""
     return nn.Sequential(nn.Dropout(dropout), linear_classifier(in_features, num_classes))
+
+
+# ---------------------------------------------------------------------------------------------
+# dense prediction: class scores and learnable upsampling
+# ---------------------------------------------------------------------------------------------
+
+def score_conv(in_channels: int, num_classes: int, *, zero: bool = False) -> nn.Conv2d:
+    """The 1x1 convolution (with bias) that turns a feature map into class scores: torchvision's last
+    layer of FCNHead, DeepLabHead and LRASPPHead (PyTorch's default init), or FCN's `score_*` layers,
+    zero-initialised as the paper's (Long et al. 2015, Section 4.3: random init was no better)."""
+    conv = nn.Conv2d(in_channels, num_classes, 1)
+    if zero:
+        nn.init.zeros_(conv.weight)
+        nn.init.zeros_(conv.bias)
+    return conv
+
+
+def bilinear_kernel(factor: int, channels: int) -> torch.Tensor:
+    """The [channels, channels, 2f, 2f] weight of a transposed convolution that upsamples each channel
+    by `factor` bilinearly: a tent 1 - |t - c| / f around the kernel's centre c = f - 1/2, one channel to
+    itself only (FCN's `surgery.interp`)."""
+    size = 2 * factor
+    t = torch.arange(size, dtype=torch.float64)
+    tent = 1 - (t - (factor - 0.5)).abs() / factor
+    weight = torch.zeros(channels, channels, size, size, dtype=torch.float64)
+    weight[range(channels), range(channels)] = tent[:, None] * tent[None, :]
+    return weight.float()
+
+
+def bilinear_upsampling(channels: int, factor: int) -> nn.ConvTranspose2d:
+    """A learnable x`factor` upsampling of `channels` maps, initialised to bilinear interpolation:
+    kernel 2f, stride f, padding f/2, so n positions become exactly f * n, and inside the map it
+    equals F.interpolate(scale_factor=f, mode="bilinear", align_corners=False) (the border rows
+    differ: interpolate repeats the edge, the transposed convolution sees zeros beyond it)."""
+    if factor < 2 or factor % 2:
+        raise ValueError(f"bilinear_upsampling takes an even factor >= 2 (kernel 2f, padding f/2), got {factor}")
+    up = nn.ConvTranspose2d(channels, channels, 2 * factor, stride=factor, padding=factor // 2, bias=False)
+    with torch.no_grad():
+        up.weight.copy_(bilinear_kernel(factor, channels))
+    return up

@@ -1,4 +1,10 @@
-"""The model registry: a plain dict of builders and a decorator that refuses duplicates."""
+"""The model registry: a plain dict of builders and a decorator that refuses duplicates.
+
+Each builder is registered for one task: "classification" (logits [N, classes]) unless the
+decorator says otherwise (`@register_model(task="segmentation")`: a dict of [N, classes, H, W]
+maps). `list_models()` lists the classifiers, what every classification command and test
+iterates over; `list_models(task="segmentation")` the others, `task=None` all.
+"""
 from __future__ import annotations
 
 import difflib
@@ -12,20 +18,39 @@ from imgcls.errors import ConfigError
 from imgcls.models.base import Paper
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+_TASKS: dict[str, str] = {}
+TASKS = ("classification", "segmentation")
+
+Builder = Callable[..., nn.Module]
 
 
-def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    name = fn.__name__
-    if name in _MODELS:
-        raise RuntimeError(f"model {name!r} is registered twice")
-    _MODELS[name] = fn
-    return fn
+def register_model(fn: Builder | None = None, *,
+                   task: str = "classification") -> Builder | Callable[[Builder], Builder]:
+    """`@register_model` (a classifier) or `@register_model(task="segmentation")`."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; one of {', '.join(TASKS)}")
+
+    def add(builder: Builder) -> Builder:
+        name = builder.__name__
+        if name in _MODELS:
+            raise RuntimeError(f"model {name!r} is registered twice")
+        _MODELS[name], _TASKS[name] = builder, task
+        return builder
+
+    return add(fn) if fn is not None else add
 
 
-def list_models(pattern: str | None = None) -> list[str]:
-    """Registered model names, sorted; `pattern` is a shell-style filter such as 'resnet*'."""
-    names = sorted(_MODELS)
+def list_models(pattern: str | None = None, *, task: str | None = "classification") -> list[str]:
+    """Registered model names of `task` (None: every task), sorted; `pattern` is a shell-style filter
+    such as 'resnet*'."""
+    names = sorted(n for n in _MODELS if task is None or _TASKS[n] == task)
     return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
+
+
+def task_of(name: str) -> str:
+    """The task a registered model is built for: "classification" or "segmentation"."""
+    get_builder(name)  # an unknown name gets the close-match error
+    return _TASKS[name]
 
 
 def get_builder(name: str) -> Callable[..., nn.Module]:
@@ -46,10 +71,12 @@ def paper_of(name: str) -> Paper:
     return papers[prefix]
 
 
-def create_model(name: str, num_classes: int = 1000, **kwargs) -> nn.Module:
-    """Build a registered model, freshly initialised. Loading weights is layer 2's job:
+def create_model(name: str, num_classes: int | None = None, **kwargs) -> nn.Module:
+    """Build a registered model, freshly initialised; `num_classes=None` is the builder's default (1000
+    for the classifiers, 21 for the segmentation models: Pascal VOC's). Loading weights is layer 2's job:
     `imgcls.create_model(name, num_classes, weights=...)` (`imgcls.weights.create_model_with_weights`)."""
     if "weights" in kwargs:
         raise TypeError("imgcls.models.create_model builds untrained models; load weights with "
                         "imgcls.create_model(name, weights=...) or imgcls.weights.load_weights(model, ...)")
-    return get_builder(name)(num_classes=num_classes, **kwargs)
+    builder = get_builder(name)
+    return builder(**kwargs) if num_classes is None else builder(num_classes=num_classes, **kwargs)

