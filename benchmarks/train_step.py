@@ -91,12 +91,58 @@ def _child(args: argparse.Namespace) -> None:
     step(*next(it))
     first = time.perf_counter() - tic
     step(*next(it))
+    if args.profile_child:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(3):
+                step(*next(it))
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20, max_name_column_width=48))
+        return
     times = []
     for _ in range(args.steps):
         tic = time.perf_counter()
         step(*next(it))  # a fed variant's wait for its batch counts: that is the point
         times.append(time.perf_counter() - tic)
-    print(json.dumps({"img_s": b / statistics.median(times), "first_step_s": first}))
+    print(json.dumps({"img_s": b / statistics.median(times), "first_step_s": first, "macs": forward_macs(model, s)}))
+
+
+def _limit_child(args: argparse.Namespace) -> None:
+    """The machine's dense-convolution rate for training: a 3x3, 256-channel convolution at 28x28, batch 32,
+    channels_last, forward and backward (input and weight gradients), in GFLOP/s (2 FLOPs per
+    multiply-add, backward counted as twice the forward). Each model row is read as a share of it."""
+    import torch
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False).to(memory_format=torch.channels_last)
+    x = torch.randn(32, 256, 28, 28).contiguous(memory_format=torch.channels_last).requires_grad_()
+    macs = 32 * 28 * 28 * 256 * 256 * 9
+
+    def step() -> None:
+        x.grad = conv.weight.grad = None
+        conv(x).sum().backward()
+
+    step()
+    times = []
+    for _ in range(max(3, args.steps)):
+        tic = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - tic)
+    print(json.dumps({"gflops": 3 * 2 * macs / statistics.median(times) / 1e9}))
+
+
+def forward_macs(model, size: int) -> int:
+    """Multiply-adds of one image's forward pass (torch's FlopCounterMode / 2). The training step is
+    counted as 3x this: FlopCounterMode over-counts the backward of grouped (depthwise) convolutions."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was = model.training
+    model.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
+    model.train(was)
+    return counter.get_total_flops() // 2
 
 
 def _fed_batches(args: argparse.Namespace, *, workers: str | None):
@@ -220,9 +266,9 @@ def end_to_end(args: argparse.Namespace) -> tuple[float, float] | None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default="resnet18,resnet34,mobilenet_v2,efficientnet_lite0",
+    p.add_argument("--models", default="resnet18,mobilenet_v2,efficientnet_lite0",
                    help="comma-separated registered models")
-    p.add_argument("--sizes", default="112,224", help="comma-separated input sizes")
+    p.add_argument("--sizes", default="160,224", help="comma-separated input sizes")
     p.add_argument("--batch", type=int, default=32, help="images per step")
     p.add_argument("--steps", type=int, default=8, help="timed steps per measurement (after 2 warm-up steps)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
@@ -234,14 +280,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--size-e2e", type=int, default=224, help="input size of the end-to-end epoch")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: resnet18 at 64 and 224 px, batch 8, 2 steps, 1 round, no compile, 40 photos")
+    p.add_argument("--profile", metavar="MODEL[:SIZE]", help="also profile that model's step: the top operators by "
+                   "self CPU time, forward and backward (torch.profiler)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--limit", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--profile-child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--course", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, help=argparse.SUPPRESS)
     p.add_argument("--variant", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.child:
+    if args.child or args.profile_child:
         return _child(args)
+    if args.limit:
+        return _limit_child(args)
     if args.course:
         return _course_child(args)
     if args.quick:
@@ -252,9 +304,11 @@ def main(argv: list[str] | None = None) -> None:
     variants = [v for v in args.variants.split(",") if args.data.is_dir() or "fed" not in v]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"{cores} core(s), torch threads default, batch {args.batch}, {args.steps} timed steps, {args.rounds} "
-          f"round(s); variants: {', '.join(variants)}")
+          f"round(s); variants: {', '.join(variants)}; CPU flags: {cpu_flags()}")
     results: dict[tuple[str, int, str], list[dict]] = {}
+    limits: list[float] = []
     for r in range(args.rounds):
+        limits.append(_run(["--limit"], args)["gflops"])  # the limit interleaves with the rows it scales
         for model in models:
             for size in sizes:
                 for variant in variants:
@@ -262,6 +316,8 @@ def main(argv: list[str] | None = None) -> None:
                     if out is not None:
                         results.setdefault((model, size, variant), []).append(out)
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    limit = statistics.median(limits)
+    best = "imgcls" if "imgcls" in variants else variants[-1]
     head = f"{'model':<20}{'px':>5}" + "".join(f"{v:>15}" for v in variants) + f"{'compile s':>11}"
     print("\nimages/s (speed-up against plain)\n" + head)
     for model in models:
@@ -275,7 +331,24 @@ def main(argv: list[str] | None = None) -> None:
             comp = results.get((model, size, "+compile"))
             comp_s = f"{statistics.median(o['first_step_s'] for o in comp):11.0f}" if comp else f"{'-':>11}"
             print(f"{model:<20}{size:>5}" + "".join(cells) + comp_s)
+    print(f"\ntraining arithmetic rate of the {best!r} step (3 x 2 x forward MACs x img/s) against the limit: a 3x3, "
+          f"256-channel convolution at 28x28, batch 32, channels_last, forward + backward: {limit:.0f} GFLOP/s "
+          f"(median of {len(limits)})")
+    print(f"{'model':<20}{'px':>5}{'MACs':>9}{'img/s':>8}{'GFLOP/s':>9}{'share':>7}")
+    for model in models:
+        for size in sizes:
+            runs = results.get((model, size, best))
+            if not runs:
+                continue
+            macs, img_s = runs[0]["macs"], _median(results, model, size, best)
+            rate = 3 * 2 * macs * img_s / 1e9
+            print(f"{model:<20}{size:>5}{macs / 1e9:8.2f}G{img_s:8.1f}{rate:9.1f}{rate / limit:7.0%}")
     e2e = end_to_end(args) if args.e2e else None
+    if args.profile:
+        model, _, size = args.profile.partition(":")
+        print(f"\nprofile of the {best!r} step, {model} at {size or 224} px, batch {args.batch}:")
+        print(_run(["--profile-child", "--model", model, "--size", size or "224", "--variant", best], args,
+                   json_out=False))
     headline = "imgcls+fed" if "imgcls+fed" in variants else "imgcls"
     key = ("resnet18", 224)
     plain, ours = _median(results, *key, "plain"), _median(results, *key, headline)
@@ -283,6 +356,29 @@ def main(argv: list[str] | None = None) -> None:
         print(f"(headline: {headline} against plain, resnet18 at 224, batch {args.batch}"
               + (f"; end to end {e2e[0] / e2e[1]:.2f}x" if e2e else "") + ")")
         print(f"imgcls vs plain loop: {ours / plain:.2f}x")
+    for size in (224, *sizes):
+        plain, ours = _median(results, "efficientnet_lite0", size, "plain"), _median(results, "efficientnet_lite0", size, best)
+        if plain and ours:
+            print(f"efficientnet_lite0 train step vs plain loop: {ours / plain:.2f}x (at {size} px)")
+            break
+
+
+def cpu_flags() -> str:
+    """The vector extensions every speed depends on (AVX2 / AVX-512 / VNNI), from /proc/cpuinfo."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile")
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
+    return f"{model}: " + (" ".join(f for f in wanted if f in flags) or "no AVX2")
+
+
+def _run(extra: list[str], args: argparse.Namespace, *, json_out: bool = True):
+    cmd = [sys.executable, __file__, *extra, "--batch", str(args.batch), "--steps", str(args.steps)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1]) if json_out else done.stdout
 
 
 def _median(results: dict, model: str, size: int, variant: str) -> float | None:

@@ -36,8 +36,8 @@ def test_voc_classes_and_torchvisions_resize_520_without_crop():
     classes = spec_categories(spec)
     assert spec.num_classes == len(classes) == 21 and classes[0] == "__background__" and classes[-1] == "tvmonitor"
     assert classes[15] == "person" and classes[12] == "dog"  # VOC's indices, which the masks use
-    assert spec_preprocessing("lraspp_mobilenet_v3_large") == {"resize": 520, "crop": None, "mean": IMAGENET_MEAN,
-                                                                "std": IMAGENET_STD, "interpolation": "bilinear"}
+    assert spec_preprocessing("lraspp_mobilenet_v3_large").to_dict() == {
+        "resize": 520, "crop": None, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "interpolation": "bilinear"}
 
 
 def test_the_files_with_an_aux_head_build_it():
