@@ -167,3 +167,20 @@ def test_googlenet_trains_with_its_auxiliary_heads(tiny_folder, tmp_path, monkey
     assert seen and seen[0] == "GoogLeNetOutputs" and result.epochs_run == 1
     state = _final_weights(result.run_dir)
     assert state["aux1.fc2.weight"].shape[0] == 3
+
+
+def test_head_on_cached_features_resumes_bit_exactly(tiny_folder, tmp_path, monkeypatch):
+    torch.manual_seed(3)
+    pretrained = imgcls.create_model("resnet18", num_classes=1000)
+    torch.save(pretrained.state_dict(), tmp_path / "pre.pth")
+    kw = dict(epochs=3, save_every=2, weights=str(tmp_path / "pre.pth"), transfer="head", feature_views=2)
+    state = _final_weights(train(tiny_config(tiny_folder, tmp_path / "a", **kw)).run_dir)
+    # killed after step 5: the checkpoint of step 4 (epoch 2, step 1) survives; the resumed run makes its
+    # cache again from the checkpoint's weights and ends with the same weights
+    stop_after_step(monkeypatch, 5, "killed")
+    with pytest.raises(RuntimeError, match="killed"):
+        train(tiny_config(tiny_folder, tmp_path / "b", **kw))
+    monkeypatch.undo()
+    last = tmp_path / "b" / "exp1" / "last.ckpt"
+    b = _final_weights(train(tiny_config(tiny_folder, tmp_path / "b", **kw, resume=str(last))).run_dir)
+    assert state.keys() == b.keys() and all(torch.equal(state[k], b[k]) for k in state)

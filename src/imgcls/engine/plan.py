@@ -150,8 +150,10 @@ def _network(cfg: Config, policy: TransferPolicy, dist: Dist, res: Resume | None
     """(the network on its device, the pretrained head's width under head+, the load report's lines).
 
     Built at the run's class count, the pretrained weights loaded (a head of another size is left at
-    its fresh initialisation and the report says so), then head+ stacks its new head on the old one and
-    the policy freezes what does not train. The memory layout is resolved into the config once."""
+    its fresh initialisation and the report says so), then head+ stacks its new head on the old one, a
+    --resume loads the checkpoint's weights (the cached features and maps are made from them, before
+    TrainState.start) and the policy freezes what does not train. The memory layout is resolved into
+    the config once."""
     state, source = None, None
     if cfg.model.weights and res is None:
         from imgcls.weights import read_state_dict, resolve_weights
@@ -177,6 +179,8 @@ def _network(cfg: Config, policy: TransferPolicy, dist: Dist, res: Resume | None
         report = (load_pretrained(model, state, source=str(source)).to_text(),)
     if policy.mode == "head+":
         stack_head(model, n)
+    if res is not None:
+        model.load_state_dict(res.state["model"])
     policy.apply(model)
     if cfg.model.channels_last is None:  # resolved once and saved with the config: a resume keeps it
         cfg.model.channels_last = bool(getattr(model, "channels_last", True))
