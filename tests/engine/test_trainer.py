@@ -191,7 +191,7 @@ def test_last_trains_its_tail_on_cached_maps_and_resumes_bit_exactly(tiny_folder
     pretrained = imgcls.create_model("resnet18", num_classes=1000)
     torch.save(pretrained.state_dict(), tmp_path / "pre.pth")
     kw = dict(epochs=3, save_every=2, weights=str(tmp_path / "pre.pth"), transfer="last:layer4,fc",
-              feature_views=2)
+              feature_views=2, ema_decay=0.9)  # the EMA's tail is validated too
     full = train(tiny_config(tiny_folder, tmp_path / "a", **kw))
     state = _final_weights(full.run_dir)
     log = (full.run_dir / "train.log").read_text()
@@ -214,6 +214,8 @@ def test_last_trains_its_tail_on_cached_maps_and_resumes_bit_exactly(tiny_folder
     resumed = train(tiny_config(tiny_folder, tmp_path / "b", **kw, resume=str(last)))
     b = _final_weights(resumed.run_dir)
     assert state.keys() == b.keys() and all(torch.equal(state[k], b[k]) for k in state)
+    ema = load_checkpoint(resumed.run_dir / "last.ckpt")["model_ema"]
+    assert all(torch.equal(ema[k], v) for k, v in load_checkpoint(full.run_dir / "last.ckpt")["model_ema"].items())
 
 
 def test_last_trains_on_images_where_its_maps_cannot_stand_in(tiny_folder, tmp_path, monkeypatch):

@@ -171,18 +171,21 @@ def test_a_skip_across_the_split_or_a_transformed_input_means_no_split():
     for kw in ({"skip": True}, {"scale_input": True}):
         why = split_network(policy.apply(_Chain(**kw)), policy, x)
         assert isinstance(why, str) and "differ from the network's in training mode" in why
-    assert split_network(policy.apply(_Chain()), TransferPolicy.parse("last:a,b,fc"), x) == "nothing frozen runs before a"
+    first = TransferPolicy.parse("last:a,b,fc")
+    assert split_network(first.apply(_Chain()), first, x) == "nothing frozen runs before a"
 
 
 def test_a_module_shared_across_the_split_means_no_split():
-    model, policy = imgcls.create_model("resnet18", num_classes=3), TransferPolicy.parse("last:layer4.0.conv2,layer4.1,fc")
+    model = imgcls.create_model("resnet18", num_classes=3)
+    policy = TransferPolicy.parse("last:layer4.0.conv2,layer4.1,fc")
     policy.apply(model)
     assert split_network(model, policy, torch.randn(2, 3, 32, 32)) == ("layer4.0.relu runs both before and after "
                                                                         "layer4.0.conv2")
 
 
 def test_finding_the_split_changes_nothing_of_the_model_or_the_random_state():
-    model, policy = imgcls.create_model("mobilenet_v2", num_classes=3), TransferPolicy.parse("last:features.18,classifier")
+    model = imgcls.create_model("mobilenet_v2", num_classes=3)
+    policy = TransferPolicy.parse("last:features.18,classifier")
     policy.apply(model)
     before, x = copy.deepcopy(model.state_dict()), torch.randn(2, 3, 32, 32)
     state = torch.random.get_rng_state()

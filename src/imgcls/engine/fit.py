@@ -2,9 +2,9 @@
 
 `plan` (engine.plan) resolves and checks everything before the run folder exists; `fit` is the loop,
 reading top to bottom: the run folder and its log, the batches (images, cached features for head-only
-transfer, or cached maps of the frozen prefix for last:), the TrainState, then per epoch `train_one_epoch`, `evaluate` (and the EMA
-weights'), the epoch's row, best checkpoint and early stopping (engine.callbacks), and at the end
-the task's report of the best weights.
+transfer, or cached maps of the frozen prefix for last:), the TrainState, then per epoch
+`train_one_epoch`, `evaluate` (and the EMA weights'), the epoch's row, best checkpoint and early
+stopping (engine.callbacks), and at the end the task's report of the best weights.
 
 Reproducibility: the seed fixes the initialisation, every epoch's order and every sample's
 augmentation (`SeededSampler`/`SeededItems`, independent of the worker count); checkpoints carry

@@ -5,8 +5,9 @@ change), the weights' preprocessing and model, validation of every value, the de
 process group, the transfer policy, the datasets (bad files listed first), the cache of
 --feature-views within memory, the loader workers, the network with its pretrained weights and memory
 layout, and for last: the frozen prefix whose maps are cached (checked on a random batch). Everything
-that can be refused is refused here, so a refused run leaves nothing behind; nothing is written. The returned `Plan.config` is a new,
-fully resolved config (the caller's is not touched): exactly what the run saves as config.json.
+that can be refused is refused here, so a refused run leaves nothing behind; nothing is written. The
+returned `Plan.config` is a new, fully resolved config (the caller's is not touched): exactly what the
+run saves as config.json.
 """
 from __future__ import annotations
 
