@@ -61,6 +61,17 @@ one_error_line = error_line
     (["--resize-size", "5000"], "--resize-size 5000: must be between 1 and 4096 px"),
     (["--cache-side", "9000"], "--cache-side 9000: must be between 1 and 4096 px"),
     (["--transfer", "head", "--feature-views", "1000000000"], "--feature-views 1000000000: caching 1000000000 view(s)"),
+    (["--transfer", "last:layer4,fc", "--feature-views", "1000000000"],
+     "--feature-views 1000000000: caching 1000000000 view(s) of 27 training images as 256 x 2 x 2 float16 maps"),
+    # last: on cached maps (issue 24): asked for where they cannot stand in for the images, or beside a recipe
+    (["--transfer", "last:layer4.0.conv2,layer4.0.bn2,layer4.1,fc", "--feature-views", "1"],
+     "--feature-views 1: --transfer last:layer4.0.conv2,layer4.0.bn2,layer4.1,fc cannot train on cached maps of its "
+     "frozen part: layer4.0.relu runs both before and after layer4.0.conv2; use --feature-views 0"),
+    (["--transfer", "last:layer4,fc", "--feature-views", "2", "--cutmix", "1"],
+     "--cutmix works on images, but --transfer last:layer4,fc trains on cached maps; add --feature-views 0"),
+    (["--no-map-flip"], "--no-map-flip has no effect without --transfer last: on cached maps"),
+    (["--transfer", "last:layer4,fc", "--feature-views", "0", "--map-dtype", "float32"],
+     "--map-dtype float32 has no effect without --transfer last: on cached maps"),
     # hints that say what the flag wants
     (["--progressive", "64"], "--progressive '64': expected START:END train sizes in pixels"),
     (["--progressive", "big"], "e.g. --progressive 112:224"),

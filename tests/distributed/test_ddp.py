@@ -337,3 +337,15 @@ def test_ctrl_c_stops_every_rank_after_the_same_step_and_rank_0_saves(two_proces
     assert "another process of this run stopped" not in out  # no rank was left waiting
     state = load_checkpoint(tmp_path / "exp1" / "last.ckpt")
     assert state["epoch"] < 50 and state["global_step"] == state["epoch"] * 11 + state["epoch_step"]
+
+
+def test_last_on_cached_maps_under_two_processes(two_process_run, tmp_path):
+    # each rank runs its share of the frozen prefix, every rank holds all maps; the tail trains under DDP
+    _, data, _ = two_process_run
+    args = [data, *TRAIN, "--model", "resnet18", "--transfer", "last:layer4,fc", "--feature-views", 2, "--batch-size", 4,
+            "--epochs", 2, "--out-dir", tmp_path]
+    code, out = _finish(_torchrun(args))
+    assert code == 0, out[-3000:]
+    assert out.count("cached frozen maps (conv1 .. layer3 run once per image; --feature-views 0 runs them every "
+                     "step): 90 train x 2 view(s) + 30 val, 256 x 2 x 2 each") == 1, out[-3000:]
+    assert [r["epoch"] for r in _rows(tmp_path / "exp1")] == ["1", "2"]

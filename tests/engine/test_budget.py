@@ -123,7 +123,8 @@ def test_the_feature_cache_fits_in_memory(memory):
     with pytest.raises(ConfigError) as e:
         budget.check_feature_cache(cfg, 1000, 100)
     msg = str(e.value)
-    assert msg.startswith("--feature-views 1000: caching 1000 view(s) of 1000 training images needs about 4.1 GB")
+    # float32 features of 512: (1000 x 1000 + 100) x 2048 bytes, written into one tensor
+    assert msg.startswith("--feature-views 1000: caching 1000 view(s) of 1000 training images needs about 2.0 GB")
     most = int(re.search(r"use at most --feature-views (\d+), or --feature-views 0", msg).group(1))
     cfg.data.feature_views = most
     budget.check_feature_cache(cfg, 1000, 100)
@@ -132,6 +133,27 @@ def test_the_feature_cache_fits_in_memory(memory):
         budget.check_feature_cache(cfg, 1000, 100)
     memory(None)  # unknown: nothing to compare with
     budget.check_feature_cache(config(transfer="head", feature_views=10**9), 1000, 100)
+
+
+def test_the_frozen_maps_of_last_fit_in_memory(memory):
+    memory(1e9)
+    cfg = config(transfer="last:layer4,fc", input_size=224, feature_views=10)  # layer3's maps: 256 x 14 x 14
+    with pytest.raises(ConfigError) as e:
+        budget.check_feature_cache(cfg, 1000, 100)
+    per = 256 * 14 * 14 * 2
+    most = int((1e9 / per - 100) // 1000)
+    assert str(e.value) == (f"--feature-views 10: caching 10 view(s) of 1000 training images as 256 x 14 x 14 float16 "
+                            f"maps needs about {budget.human_bytes(10100 * per)}, and this machine has "
+                            f"{budget.human_bytes(1e9)} available; use at most --feature-views {most}, a smaller "
+                            "--input-size, or --feature-views 0 (the frozen part then runs every step)")
+    cfg.data.feature_views = most
+    budget.check_feature_cache(cfg, 1000, 100)
+    cfg.data.map_dtype = "float32"  # twice the bytes
+    with pytest.raises(ConfigError, match="as 256 x 14 x 14 float32 maps"):
+        budget.check_feature_cache(cfg, 1000, 100)
+    # no split (the first trainable module is the first one run): nothing is cached, nothing to bound
+    budget.check_feature_cache(config(transfer="last:conv1,bn1,layer1,layer2,layer3,layer4,fc", input_size=224,
+                                      feature_views=10**6), 1000, 100)
 
 
 def test_processes_on_one_machine_share_its_memory(monkeypatch):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import imgcls
-from imgcls.engine import Config, fit, plan, train
+from imgcls.engine import Config, budget, fit, plan, train
 from imgcls.engine.checkpoint import load_checkpoint
 from imgcls.errors import CheckpointError, DataError
 from imgcls.tasks import Classification
@@ -167,3 +167,82 @@ def test_googlenet_trains_with_its_auxiliary_heads(tiny_folder, tmp_path, monkey
     assert seen and seen[0] == "GoogLeNetOutputs" and result.epochs_run == 1
     state = _final_weights(result.run_dir)
     assert state["aux1.fc2.weight"].shape[0] == 3
+
+
+def test_head_on_cached_features_resumes_bit_exactly(tiny_folder, tmp_path, monkeypatch):
+    torch.manual_seed(3)
+    pretrained = imgcls.create_model("resnet18", num_classes=1000)
+    torch.save(pretrained.state_dict(), tmp_path / "pre.pth")
+    kw = dict(epochs=3, save_every=2, weights=str(tmp_path / "pre.pth"), transfer="head", feature_views=2)
+    state = _final_weights(train(tiny_config(tiny_folder, tmp_path / "a", **kw)).run_dir)
+    # killed after step 5: the checkpoint of step 4 (epoch 2, step 1) survives; the resumed run makes its
+    # cache again from the checkpoint's weights and ends with the same weights
+    stop_after_step(monkeypatch, 5, "killed")
+    with pytest.raises(RuntimeError, match="killed"):
+        train(tiny_config(tiny_folder, tmp_path / "b", **kw))
+    monkeypatch.undo()
+    last = tmp_path / "b" / "exp1" / "last.ckpt"
+    b = _final_weights(train(tiny_config(tiny_folder, tmp_path / "b", **kw, resume=str(last))).run_dir)
+    assert state.keys() == b.keys() and all(torch.equal(state[k], b[k]) for k in state)
+
+
+def test_last_trains_its_tail_on_cached_maps_and_resumes_bit_exactly(tiny_folder, tmp_path, monkeypatch):
+    torch.manual_seed(3)
+    pretrained = imgcls.create_model("resnet18", num_classes=1000)
+    torch.save(pretrained.state_dict(), tmp_path / "pre.pth")
+    kw = dict(epochs=3, save_every=2, weights=str(tmp_path / "pre.pth"), transfer="last:layer4,fc",
+              feature_views=2, ema_decay=0.9)  # the EMA's tail is validated too
+    full = train(tiny_config(tiny_folder, tmp_path / "a", **kw))
+    state = _final_weights(full.run_dir)
+    log = (full.run_dir / "train.log").read_text()
+    assert ("cached frozen maps (conv1 .. layer3 run once per image; --feature-views 0 runs them every step): "
+            "27 train x 2 view(s) + 9 val, 256 x 2 x 2 each, ") in log
+    assert "each map flipped with probability 0.5 (--no-map-flip)" in log
+    # the tail trained on layer3's maps; the checkpoint holds the whole network, its frozen part untouched
+    assert state.keys() == pretrained.state_dict().keys()
+    frozen = {k: v for k, v in pretrained.state_dict().items() if not k.startswith(("layer4.", "fc."))}
+    assert all(torch.equal(v, state[k]) for k, v in frozen.items())
+    assert not torch.equal(state["layer4.0.conv1.weight"], pretrained.state_dict()["layer4.0.conv1.weight"])
+    # killed after step 5: the checkpoint of step 4 (epoch 2, step 1) survives, and the resumed run ends
+    # with the same weights: the cache is made again from the checkpoint's weights, the map flips are drawn
+    # from (seed, epoch, sample)
+    stop_after_step(monkeypatch, 5, "killed")
+    with pytest.raises(RuntimeError, match="killed"):
+        train(tiny_config(tiny_folder, tmp_path / "b", **kw))
+    monkeypatch.undo()
+    last = tmp_path / "b" / "exp1" / "last.ckpt"
+    resumed = train(tiny_config(tiny_folder, tmp_path / "b", **kw, resume=str(last)))
+    b = _final_weights(resumed.run_dir)
+    assert state.keys() == b.keys() and all(torch.equal(state[k], b[k]) for k in state)
+    ema = load_checkpoint(resumed.run_dir / "last.ckpt")["model_ema"]
+    assert all(torch.equal(ema[k], v) for k, v in load_checkpoint(full.run_dir / "last.ckpt")["model_ema"].items())
+
+
+def test_last_trains_on_images_where_its_maps_cannot_stand_in(tiny_folder, tmp_path, monkeypatch):
+    # layer4.0's relu runs on both sides of layer4.0.conv2: no frozen prefix whose map is all the rest reads
+    cfg = tiny_config(tiny_folder, tmp_path, transfer="last:layer4.0.conv2,layer4.0.bn2,layer4.1,fc")
+    p = plan(cfg)
+    assert p.split is None and p.config.data.feature_views == 0
+    assert any("training on images, the frozen part runs every step (its output maps cannot stand in for the "
+               "images: layer4.0.relu runs both before and after layer4.0.conv2)" in note for note in p.notes)
+    cfg.data.feature_views = 1  # asked for: refused
+    with pytest.raises(imgcls.ConfigError, match=r"^--feature-views 1: --transfer last:layer4.0.conv2,.* cannot "
+                                                 r"train on cached maps of its frozen part: layer4.0.relu runs .*; "
+                                                 r"use --feature-views 0"):
+        plan(cfg)
+    # an image-only recipe: images unless the cache was asked for (then Config.validate refuses)
+    p = plan(tiny_config(tiny_folder, tmp_path, transfer="last:layer4,fc", mixup=0.2))
+    assert p.split is None and any("(not on cached maps: --mixup works on images)" in note for note in p.notes)
+    with pytest.raises(imgcls.ConfigError, match="--mixup works on images, but --transfer last:layer4,fc trains "
+                                                 "on cached maps; add --feature-views 0"):
+        plan(tiny_config(tiny_folder, tmp_path, transfer="last:layer4,fc", mixup=0.2, feature_views=1))
+    p = plan(tiny_config(tiny_folder, tmp_path, transfer="last:layer4,fc"))
+    assert p.split is not None and p.config.data.feature_views == 1  # resolved: config.json says what ran
+    # maps beyond the memory (not the training step): images, unless the cache was asked for
+    monkeypatch.setattr(budget, "_device_memory", lambda device, processes: None)
+    monkeypatch.setattr(budget, "available_memory", lambda: 1e4)
+    p = plan(tiny_config(tiny_folder, tmp_path, transfer="last:layer4,fc"))
+    assert p.split is None and any("(not on cached maps: --feature-views 1: caching 1 view(s) of 27 training images "
+                                   "as 256 x 2 x 2 float16 maps needs about" in note for note in p.notes)
+    with pytest.raises(imgcls.ConfigError, match="^--feature-views 1: caching 1 view"):
+        plan(tiny_config(tiny_folder, tmp_path, transfer="last:layer4,fc", feature_views=1))

@@ -1,6 +1,7 @@
-"""Where a training epoch's batches come from. With `--transfer full` or `last:` they are images for the
-whole network (`ImageBatches`); with `head` / `head+` the frozen backbone has run once per image (or once
-per augmented view, engine.features) and they are cached features for the head (`FeatureBatches`). Both
+"""Where a training epoch's batches come from. With `--transfer full` (or `--feature-views 0`) they are
+images for the whole network (`ImageBatches`); with `head` / `head+` the frozen backbone has run once per
+image (or once per augmented view, engine.features) and they are cached features for the head, with
+`last:` cached maps of the frozen prefix for the network's tail (both `FeatureBatches`). Both classes
 answer `steps()` and `epoch(e, start_step)`, and shard the data over DDP ranks the same way.
 """
 from __future__ import annotations
@@ -11,10 +12,13 @@ from collections.abc import Iterator
 import torch
 
 from imgcls.data import SeededItems, SeededSampler, make_loader
+from imgcls.data.loader import sample_seed
 from imgcls.engine.build import preprocessing
 from imgcls.engine.config import Config
 from imgcls.engine.distributed import LOCAL, Dist
 from imgcls.engine.recipes import resize_batch, train_sizes
+
+_FLIP_STREAM = 2**42  # sample_seed index space of the map flips: far above any sample index (recipes: 2**41)
 
 
 def shard_steps(n: int, batch_size: int, *, train: bool, dist: Dist) -> tuple[int, int | None]:
@@ -58,11 +62,16 @@ class ImageBatches:
 
 
 class FeatureBatches:
-    """Cached features [views, N, D]; epoch e reads view e % views in the epoch's seeded order."""
+    """Cached outputs of the frozen part [views, N, ...] (engine.features); epoch e reads view e % views in
+    the epoch's seeded order, each batch moved to `device` as float32. Maps (`last:`) stay on the CPU,
+    where they were made, and may be flipped horizontally, each sample with probability `flip` drawn from
+    (seed, epoch, sample) only, so a resumed epoch flips what the uninterrupted one did; `channels_last`
+    lays the batch out as the network wants it."""
 
     def __init__(self, feats: torch.Tensor, targets: torch.Tensor, *, batch_size: int, seed: int, train: bool,
-                 dist: Dist = LOCAL) -> None:
+                 device: torch.device, dist: Dist = LOCAL, flip: float = 0.0, channels_last: bool = False) -> None:
         self.feats, self.targets, self.batch_size, self.train = feats, targets, batch_size, train
+        self.seed, self.device, self.flip, self.channels_last = seed, device, flip, channels_last
         self.n_steps, used = shard_steps(len(targets), batch_size, train=train, dist=dist)
         self.sampler = SeededSampler(len(targets), seed=seed, shuffle=train, rank=dist.rank, world=dist.world,
                                      limit=used)
@@ -74,6 +83,15 @@ class FeatureBatches:
         self.sampler.set_epoch(epoch)
         order = torch.tensor(self.sampler.order(), dtype=torch.long)
         view = self.feats[epoch % self.feats.shape[0]]
+        flips = None
+        if self.flip > 0:
+            g = torch.Generator().manual_seed(sample_seed(self.seed, epoch, _FLIP_STREAM))
+            flips = torch.rand(len(self.targets), generator=g) < self.flip
         for s in range(start_step, self.steps()):
             idx = order[s * self.batch_size:(s + 1) * self.batch_size]
-            yield view[idx], self.targets[idx]
+            x = view[idx].to(self.device, torch.float32, non_blocking=True)
+            if flips is not None:
+                x = torch.where(flips[idx].to(self.device).view(-1, *[1] * (x.dim() - 1)), x.flip(-1), x)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, self.targets[idx].to(self.device, non_blocking=True)

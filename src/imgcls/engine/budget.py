@@ -5,8 +5,8 @@ takes (its smallest side; its only side for a model of fixed input size) and to 
 training step at the largest train size to the memory of the device the run will use: the step is
 profiled on the meta device at a small side (analysis.memory) and scaled, so `--input-size 20000`
 costs milliseconds to refuse, never the minutes until the kernel kills a swapping process.
-`check_feature_cache` does the same for head-only transfer's cached features once the images are
-counted (engine.plan).
+`check_feature_cache` does the same for the cache of `--feature-views` (head/head+'s features,
+last:'s maps) once the images are counted (engine.plan).
 """
 from __future__ import annotations
 
@@ -200,27 +200,42 @@ def _device_memory(device: torch.device, processes: int) -> tuple[float, str] | 
     return avail, where
 
 
-# -- head-only transfer's feature cache -------------------------------------------------------
+# -- the cache of --feature-views: head/head+'s features, last:'s maps ---------------------------
 
 def check_feature_cache(cfg: Config, images: int, val_images: int, *, processes: int = 1) -> None:
-    """Head-only transfer's cache: `--feature-views` views of every training image and one of every
-    validation image, float32 features as wide as the head's input, within this machine's memory
-    (every process of a run holds them all)."""
-    from imgcls.engine.transfer import TransferPolicy
+    """The cache of `--feature-views` (unset: 1) views of every training image and one of every validation
+    image within this machine's memory: head/head+'s float32 features as wide as the head's input, or
+    last:'s maps of the frozen prefix (--map-dtype), their shape found on the meta device. Every process
+    of a run holds all of it; under DDP beside the share it ran and the gathering's copies (about twice)."""
+    from imgcls.engine.transfer import TransferPolicy, find_split
     from imgcls.models.registry import get_builder
 
-    policy, views = TransferPolicy.parse(cfg.model.transfer), cfg.data.feature_views
+    d = cfg.data
+    policy, views = TransferPolicy.parse(cfg.model.transfer), 1 if d.feature_views is None else d.feature_views
     net = meta_model(get_builder(cfg.model.model), cfg.model.model_kwargs, policy)
     avail = available_memory()
-    if net is None or avail is None:
+    if net is None or avail is None or views == 0:
         return
-    per_view = 2 * net.get_submodule(policy.head_name(net)).in_features * 4  # the batches, then their concatenation
-    need = (views * images + val_images) * per_view
+    last = policy.mode == "last"
+    if last:
+        try:
+            split = find_split(net, policy, torch.empty(2, 3, d.input_size, d.input_size, device="meta"))
+        except Exception:  # noqa: BLE001 - an op without a meta kernel: the cache is then not estimated
+            return
+        if isinstance(split, str):  # no split: nothing is cached (engine.plan says why)
+            return
+        shape, dtype = split.map_shape, d.map_dtype
+    else:
+        shape, dtype = (net.get_submodule(policy.head_name(net)).in_features,), "float32"
+    per = math.prod(shape) * (2 if dtype == "float16" else 4) * (1 if processes == 1 else 2)
+    need = (views * images + val_images) * per
     if need * processes <= avail:
         return
-    most = int((avail / processes / per_view - val_images) // images)
-    advice = f"use at most --feature-views {most}, or --feature-views 0" if most >= 1 else "use --feature-views 0"
-    per = f" per process ({processes} processes)" if processes > 1 else ""
-    raise ConfigError(f"--feature-views {views}: caching {views} view(s) of {images} training images needs about "
-                      f"{human_bytes(need)}{per}, and this machine has {human_bytes(avail)} available; {advice} "
-                      "(the backbone then runs every step)")
+    most = int((avail / processes / per - val_images) // images)
+    options = ([f"at most --feature-views {most}"] if most >= 1 else []) + (["a smaller --input-size"] if last else [])
+    advice = "use " + "".join(f"{o}, " for o in options) + ("or " if options else "") + "--feature-views 0"
+    what = f" as {' x '.join(map(str, shape))} {dtype} maps" if last else ""
+    per_process = f" per process ({processes} processes)" if processes > 1 else ""
+    raise ConfigError(f"--feature-views {views}: caching {views} view(s) of {images} training images{what} needs "
+                      f"about {human_bytes(need)}{per_process}, and this machine has {human_bytes(avail)} "
+                      f"available; {advice} ({'the frozen part' if last else 'the backbone'} then runs every step)")

@@ -59,11 +59,18 @@ class DataConfig:
     cache_side: int = option(256, "shorter side of the decoded cache", ge=1)
     skip_bad: bool = option(False, "skip unreadable images with one warning instead of stopping")
     draft: bool = draft_option()
-    feature_views: int = option(1, "head/head+: cached backbone views per image (1 = the centre crop; "
-                               "K > 1 = K augmented views; 0 = no cache, the backbone runs every step)", ge=0)
-    feature_backend: str = option("auto", "head/head+: what runs the frozen backbone over the images once: auto "
+    feature_views: int | None = option(None, "head/head+/last:: cached views per image of the frozen part's output "
+                                       "(the backbone's features; last:'s maps of the frozen stages): 1 = the "
+                                       "centre crop, K > 1 = K augmented views, 0 = no cache (the frozen part "
+                                       "runs every step); unset: 1, for last: 0 where its maps cannot stand in "
+                                       "for the images (the log says why)", ge=0)
+    feature_backend: str = option("auto", "what runs the frozen part over the images once (--feature-views): auto "
                                   "(ONNX Runtime on a CPU for 500+ images when imgcls[export] is installed, else "
                                   "PyTorch) | torch | onnxruntime", choices=("auto", "torch", "onnxruntime"))
+    map_flip: bool = option(True, "last: on cached maps: flip each map horizontally with probability --hflip "
+                            "(stands in for flipping the photo)")
+    map_dtype: str = option("float16", "last: on cached maps: how they are stored: float16 (half the memory) | "
+                            "float32", choices=("float16", "float32"))
     # recipe options (engine/recipes.py, data/augment.py), all off by default
     auto_augment: str = option("none", "per-image augmentation policy (torchvision's): none | trivialaugment "
                                "(TrivialAugmentWide) | randaugment", choices=("none", "trivialaugment", "randaugment"))
@@ -81,6 +88,11 @@ class DataConfig:
                                      "over the epochs; evaluation stays at --input-size")
     progressive_stages: int = option(0, "with --progressive: 0 = grow linearly (sizes rounded to 16 px), N >= 2 = "
                                      "N equal stages", ge=0)
+
+    def image_recipes(self) -> list[str]:
+        """The flags set that act on batches of images (so not on cached features or maps)."""
+        return [flag for flag, on in (("--mixup", self.mixup > 0), ("--cutmix", self.cutmix > 0),
+                                      ("--progressive", self.progressive is not None)) if on]
 
     def eval_resize(self) -> int:
         """The eval transform's resize side: --resize-size, else --input-size / 0.875 (torchvision's ratio)."""
@@ -187,14 +199,14 @@ class Config:
         net = meta_model(get_builder(m.model), m.model_kwargs, policy)  # unknown names: close matches
         progressive = parse_progressive(d.progressive) if d.progressive is not None else None
         check_sizes(self, net, progressive)
-        if policy.caches_features and d.feature_views > 0:
-            mixing = [flag for flag, on in (("--mixup", d.mixup > 0), ("--cutmix", d.cutmix > 0),
-                                            ("--progressive", d.progressive is not None)) if on]
+        if (policy.caches_features and d.feature_views != 0) or (policy.mode == "last" and d.feature_views):
+            mixing = d.image_recipes()
+            what, runs = ("maps", "the frozen part") if policy.mode == "last" else ("features", "the backbone")
             if mixing:
                 raise ConfigError(f"{mixing[0]} works on images, but --transfer {m.transfer} trains on cached "
-                                  "features; add --feature-views 0 (the backbone runs every step) or drop "
-                                  f"{mixing[0]}")
+                                  f"{what}; add --feature-views 0 ({runs} runs every step) or drop {mixing[0]}")
         # settings that act only beside another: given alone they would be ignored without a word
+        maps = policy.mode == "last" and d.feature_views != 0
         for name, needs, example, on in (
                 ("mix_prob", "--mixup or --cutmix", "--mixup 0.2 or --cutmix 1.0", d.mixup > 0 or d.cutmix > 0),
                 ("cutmix_share", "both --mixup and --cutmix", "--mixup 0.2 --cutmix 1.0", d.mixup > 0 and d.cutmix > 0),
@@ -202,10 +214,14 @@ class Config:
                 ("randaugment_ops", "--auto-augment randaugment", "--auto-augment randaugment",
                  d.auto_augment == "randaugment"),
                 ("randaugment_magnitude", "--auto-augment randaugment", "--auto-augment randaugment",
-                 d.auto_augment == "randaugment")):
-            if not on and getattr(d, name) != getattr(DataConfig(), name):
-                raise ConfigError(f"{flag_name(name)} {getattr(d, name)} has no effect without {needs}; add "
-                                  f"{example}, or drop {flag_name(name)}")
+                 d.auto_augment == "randaugment"),
+                ("map_flip", "--transfer last: on cached maps", "--transfer last:MODULES", maps),
+                ("map_dtype", "--transfer last: on cached maps", "--transfer last:MODULES", maps)):
+            value = getattr(d, name)
+            if not on and value != getattr(DataConfig(), name):
+                flag = f"--no-{flag_name(name)[2:]}" if value is False else f"{flag_name(name)} {value}"
+                raise ConfigError(f"{flag} has no effect without {needs}; add {example}, or drop "
+                                  f"{flag.split()[0]}")
         return self
 
     def changed_fields(self) -> set[str]:

@@ -1,6 +1,7 @@
-"""Head-only transfer's one heavy pass: the frozen backbone over every image, once per view.
+"""The one heavy pass of a run on cached outputs: the frozen part over every image, once per view.
 
-`--transfer head` / `head+` train only a head on features that are a fixed function of the image, so
+`--transfer head` / `head+` train only a head on features that are a fixed function of the image, and
+`last:` trains the tail of a network on the maps of its frozen prefix (engine.transfer.FrozenSplit), so
 the engine computes them once (`extract_features`) and the epochs run on tensors. That pass is the
 run's cost: for EfficientNet-Lite0 at 224 px on flower_photos it is 178 of the 221 seconds in
 PyTorch eager. `backbone_runner` picks what runs it (`--feature-backend`):
@@ -110,18 +111,33 @@ def backbone_runner(backbone: nn.Module, cfg: Config, device: torch.device, *, i
 
 @torch.no_grad()
 def extract_features(runner: Callable[[torch.Tensor], torch.Tensor], ds, cfg: Config, device: torch.device, *,
-                     views: int, workers: int, desc: str, dist: Dist = LOCAL) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the frozen backbone (`runner`: the module in eval mode, or `backbone_runner`'s choice) over
-    `ds` `views` times (augmented when views > 1): [views, N, D]. Under DDP each rank runs its share of
-    the images and every rank gets all the features, in sample order."""
-    out = []
+                     views: int, workers: int, desc: str, dist: Dist = LOCAL, dtype: torch.dtype = torch.float32
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the frozen part (`runner`: the module in eval mode, or `backbone_runner`'s choice) over `ds`
+    `views` times (augmented when views > 1): its outputs [views, N, ...] in `dtype` on the CPU, written
+    batch by batch into one tensor, and the targets [N]. Under DDP each rank runs its share of the
+    images and every rank gets all of them, in sample order. float16 outputs beyond its range stop the
+    run with a TrainingError (they would train on infinities)."""
     batches = ImageBatches(ds, cfg, device, train=False, workers=workers, dist=dist)
     index = batches.sampler.order()
+    rows, targets = None, torch.empty(len(index), dtype=torch.long)
     for v in range(views):
-        feats, targets = [], []
+        start = 0
         for x, y in track(batches.epoch(v), total=batches.steps(), enabled=cfg.train.progress,
                           desc=f"{desc} view {v + 1}/{views}" if views > 1 else desc):
-            feats.append(runner(x).float().flatten(1).cpu())
-            targets.append(y.cpu())
-        out.append(dist.gather_rows(torch.cat(feats), index))
-    return torch.stack(out), dist.gather_rows(torch.cat(targets), index)
+            out = runner(x)
+            if rows is None:
+                rows = torch.empty((views, len(index), *out.shape[1:]), dtype=dtype)
+            batch = rows[v, start:start + len(out)]
+            batch.copy_(out)
+            if dtype == torch.float16 and not torch.isfinite(batch).all():
+                raise TrainingError(f"{desc}: the frozen part's outputs exceed float16's range (65504); add "
+                                    "--map-dtype float32")
+            targets[start:start + len(y)] = y
+            start += len(out)
+    if dist.world > 1:  # every rank gets all rows, gathered one view at a time into one tensor
+        full = torch.empty((views, len(ds), *rows.shape[2:]), dtype=dtype)
+        for v in range(views):
+            full[v] = dist.gather_rows(rows[v], index)
+        rows, targets = full, dist.gather_rows(targets, index)
+    return rows, targets

@@ -1,10 +1,10 @@
 """A training run: `train(config)` = `fit(plan(config))`.
 
 `plan` (engine.plan) resolves and checks everything before the run folder exists; `fit` is the loop,
-reading top to bottom: the run folder and its log, the batches (images, or cached features for
-head-only transfer), the TrainState, then per epoch `train_one_epoch`, `evaluate` (and the EMA
-weights'), the epoch's row, best checkpoint and early stopping (engine.callbacks), and at the end
-the task's report of the best weights.
+reading top to bottom: the run folder and its log, the batches (images, cached features for head-only
+transfer, or cached maps of the frozen prefix for last:), the TrainState, then per epoch
+`train_one_epoch`, `evaluate` (and the EMA weights'), the epoch's row, best checkpoint and early
+stopping (engine.callbacks), and at the end the task's report of the best weights.
 
 Reproducibility: the seed fixes the initialisation, every epoch's order and every sample's
 augmentation (`SeededSampler`/`SeededItems`, independent of the worker count); checkpoints carry
@@ -17,6 +17,7 @@ import copy
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,9 @@ from imgcls.engine.plan import Plan, plan
 from imgcls.engine.run_dir import open_run_dir, run_log
 from imgcls.engine.recipes import BatchMixer
 from imgcls.engine.state import Position, TrainState
+from imgcls.engine.transfer import Tail
 from imgcls.errors import TrainingError, summary_of
+from imgcls.limits import human_bytes
 from imgcls.progress import clock
 
 log = logging.getLogger("imgcls")
@@ -171,30 +174,70 @@ def log_start(p: Plan, state: TrainState) -> None:
 
 
 def batches(p: Plan) -> tuple[nn.Module, Any, Any]:
-    """(the network the steps train, train batches, val batches): the whole model on images, or with
-    head-only transfer its head on features the frozen backbone computed once (per view)."""
+    """(the network the steps train, train batches, val batches): the whole model on images; with head-only
+    transfer its head on features the frozen backbone computed once (per view); with last: on cached maps
+    its tail on the maps of the frozen prefix (engine.transfer.FrozenSplit)."""
     cfg, dist, device = p.config, p.dist, p.device
+    if p.split is not None:
+        return _map_batches(p)
     if not p.policy.caches_features or cfg.data.feature_views == 0:
         return (p.model, ImageBatches(p.data.train, cfg, device, train=True, workers=p.workers, dist=dist),
                 ImageBatches(p.data.val, cfg, device, train=False, workers=p.workers, dist=dist))
-    views, tic = cfg.data.feature_views, time.perf_counter()
+    tic = time.perf_counter()
     with p.policy.backbone_and_head(p.model) as (backbone, head):
-        train_ds = p.data.train if views > 1 else _with_transform(p.data.train, p.data.val.transform)
-        # under DDP each rank extracts its share and every rank gets all features; the head then
-        # trains replicated (DDP over the head), each rank on its shard of every global batch
-        backbone.eval()
-        runner = backbone_runner(backbone, cfg, device, images=views * len(train_ds) + len(p.data.val))
-        tf, tt = extract_features(runner, train_ds, cfg, device, views=views, workers=p.workers,
-                                  desc="caching train features", dist=dist)
-        vf, vt = extract_features(runner, p.data.val, cfg, device, views=1, workers=p.workers,
-                                  desc="caching val features", dist=dist)
+        cache = _cached(p, backbone.eval(), "features", torch.float32)
+    tf, vf = cache.train, cache.val
     log.info("cached backbone features: %d train x %d view(s), %d val, %d-wide, in %.1fs (%s)",
-             tf.shape[1], views, vf.shape[1], tf.shape[2], time.perf_counter() - tic,
-             getattr(runner, "backend", "torch"))
-    return (head, FeatureBatches(tf.to(device), tt.to(device), batch_size=cfg.data.batch_size, seed=cfg.train.seed,
-                                 train=True, dist=dist),
-            FeatureBatches(vf.to(device), vt.to(device), batch_size=max(256, cfg.data.batch_size), seed=0,
-                           train=False, dist=dist))
+             tf.shape[1], tf.shape[0], vf.shape[1], tf.shape[2], time.perf_counter() - tic, cache.backend)
+    return (head, FeatureBatches(tf.to(device), cache.train_targets.to(device), batch_size=cfg.data.batch_size,
+                                 seed=cfg.train.seed, train=True, device=device, dist=dist),
+            FeatureBatches(vf.to(device), cache.val_targets.to(device), batch_size=max(256, cfg.data.batch_size),
+                           seed=0, train=False, device=device, dist=dist))
+
+
+def _map_batches(p: Plan) -> tuple[nn.Module, Any, Any]:
+    """last: on cached maps: the frozen prefix once per image and view (as --map-dtype, on the CPU), the
+    tail of the network on them, each map flipped with probability --hflip under --map-flip."""
+    cfg, dist, device, split = p.config, p.dist, p.device, p.split
+    tic = time.perf_counter()
+    cache = _cached(p, split.trunk(p.model), "frozen maps", getattr(torch, cfg.data.map_dtype))
+    tf, vf = cache.train, cache.val
+    size = tf.element_size() * (tf.numel() + vf.numel())
+    flip = cfg.data.hflip if cfg.data.map_flip else 0.0
+    log.info("cached frozen maps (%s run once per image; --feature-views 0 runs them every step): %d train x %d "
+             "view(s) + %d val, %s each, %s (%s) in %.1fs (%s); the tail from %s trains on them%s",
+             split.describe(), tf.shape[1], tf.shape[0], vf.shape[1], " x ".join(map(str, tf.shape[2:])),
+             human_bytes(size), cfg.data.map_dtype, time.perf_counter() - tic, cache.backend, split.first,
+             f", each map flipped with probability {flip:g} (--no-map-flip)" if flip else "")
+    layout = dict(device=device, dist=dist, channels_last=bool(cfg.model.channels_last) and tf.dim() == 5)
+    return (Tail(p.model, split, p.policy),
+            FeatureBatches(tf, cache.train_targets, batch_size=cfg.data.batch_size, seed=cfg.train.seed, train=True,
+                           flip=flip, **layout),
+            FeatureBatches(vf, cache.val_targets, batch_size=max(256, cfg.data.batch_size), seed=0, train=False,
+                           **layout))
+
+
+@dataclass
+class _Cache:
+    train: torch.Tensor  # [views, N, ...]
+    train_targets: torch.Tensor
+    val: torch.Tensor  # [1, M, ...]
+    val_targets: torch.Tensor
+    backend: str  # what ran the frozen part
+
+
+def _cached(p: Plan, frozen: nn.Module, what: str, dtype: torch.dtype) -> _Cache:
+    """The frozen part (eval mode) once over every val image and --feature-views times over every train image:
+    the centre crop for one view, the train transform's augmented crops for more. Under DDP each rank runs
+    its share and every rank gets all of them; the step then trains replicated (DDP over what trains),
+    each rank on its shard of every global batch."""
+    cfg, views = p.config, p.config.data.feature_views
+    train_ds = p.data.train if views > 1 else _with_transform(p.data.train, p.data.val.transform)
+    runner = backbone_runner(frozen, cfg, p.device, images=views * len(train_ds) + len(p.data.val))
+    run = partial(extract_features, runner, cfg=cfg, device=p.device, workers=p.workers, dist=p.dist, dtype=dtype)
+    tf, tt = run(train_ds, views=views, desc=f"caching train {what}")
+    vf, vt = run(p.data.val, views=1, desc=f"caching val {what}")
+    return _Cache(tf, tt, vf, vt, getattr(runner, "backend", "torch"))
 
 
 def _with_transform(ds, transform):
@@ -211,7 +254,9 @@ def train_mode(p: Plan, net: nn.Module) -> None:
 
 
 def ema_net(state: TrainState, net: nn.Module) -> nn.Module:
-    """The EMA copy of `net` (the model, or its head when features are cached)."""
+    """The EMA copy of `net` (the model, its head when features are cached, its tail on cached maps)."""
+    if isinstance(net, Tail):
+        return Tail(state.ema.module, net.split, net.policy)
     name = next(n for n, m in state.model.named_modules() if m is net)
     return state.ema.module.get_submodule(name)
 

@@ -2,10 +2,12 @@
 
 In one pass, in this order: the resume reconciliation (what the checkpoint fixes, what the flags may
 change), the weights' preprocessing and model, validation of every value, the device, precision and
-process group, the transfer policy, the datasets (bad files listed first), the loader workers, the
-network with its pretrained weights and memory layout. Everything that can be refused is refused here,
-so a refused run leaves nothing behind; nothing is written. The returned `Plan.config` is a new,
-fully resolved config (the caller's is not touched): exactly what the run saves as config.json.
+process group, the transfer policy, the datasets (bad files listed first), the cache of
+--feature-views within memory, the loader workers, the network with its pretrained weights and memory
+layout, and for last: the frozen prefix whose maps are cached (checked on a random batch). Everything
+that can be refused is refused here, so a refused run leaves nothing behind; nothing is written. The
+returned `Plan.config` is a new, fully resolved config (the caller's is not touched): exactly what the
+run saves as config.json.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from imgcls.engine.checkpoint import check_arch, load_checkpoint
 from imgcls.engine.config import Config
 from imgcls.engine.distributed import Dist
 from imgcls.engine.features import check_backend
-from imgcls.engine.transfer import TransferPolicy
+from imgcls.engine.transfer import FrozenSplit, TransferPolicy, split_network
 from imgcls.errors import ConfigError
 from imgcls.tasks import Task, task_class
 
@@ -56,6 +58,7 @@ class Plan:
     arch: dict[str, Any]
     notes: tuple[str, ...] = ()  # what was resolved for the user, logged once the run's log exists
     resume: Resume | None = None
+    split: FrozenSplit | None = None  # last: on cached maps: the frozen prefix run once per image and view
 
     @property
     def device(self) -> torch.device:
@@ -80,15 +83,16 @@ def plan(config: Config, *, given: set[str] | None = None) -> Plan:
         res = _resume_world(cfg, res, dist)
     amp_dtype = build.resolve_amp(t.amp, dist.device)
     policy = TransferPolicy.parse(cfg.model.transfer)
-    if policy.caches_features and cfg.data.feature_views > 0:
+    caching = (policy.caches_features or policy.mode == "last") and cfg.data.feature_views != 0
+    if caching:
         check_backend(cfg.data.feature_backend, dist.device)
     kind = task_class("classification")
     data = build.build_datasets(cfg.data, *kind.transforms(cfg.data, train_crop=build.train_crop(cfg.data),
                                                            preprocessing=build.preprocessing(cfg.data)))
     task = kind(data.classes)
     data_files = resume.data_files(data.train.samples, data.val.samples)
-    if policy.caches_features and cfg.data.feature_views > 0:
-        budget.check_feature_cache(cfg, len(data.train), len(data.val), processes=dist.local_world)
+    if caching:
+        _check_cache(cfg, policy, data, dist, notes)
     workers = (max(1, train_workers(dist.device) // dist.local_world) if cfg.data.workers is None
                else cfg.data.workers)
     distributed.check_batches(dist, train_images=len(data.train), val_images=len(data.val),
@@ -99,9 +103,10 @@ def plan(config: Config, *, given: set[str] | None = None) -> Plan:
         check_arch(res.state, res.path, model=cfg.model.model, num_classes=len(data.classes))
         resume.check_threads(res.state, res.path)
     model, base_classes, loaded = _network(cfg, policy, dist, res, len(data.classes))
+    split = _frozen_split(cfg, policy, model, dist.device, notes)
     arch = build.arch_of(cfg, policy, len(data.classes), base_classes)
     return Plan(cfg, task, dist, amp_dtype, policy, data, data_files, workers, model, arch,
-                notes=loaded + tuple(notes), resume=res)
+                notes=loaded + tuple(notes), resume=res, split=split)
 
 
 def _resolved_config(cfg: Config, given: set[str]) -> tuple[Config, Resume | None, list[str]]:
@@ -124,6 +129,48 @@ def _resolved_config(cfg: Config, given: set[str]) -> tuple[Config, Resume | Non
         check_run_name(Path(cfg.train.out_dir) / cfg.train.name)
     notes = [f"preprocessing of {cfg.model.weights}: {', '.join(taken)}"] if taken else []
     return cfg, None, notes
+
+
+def _check_cache(cfg: Config, policy: TransferPolicy, data: build.Datasets, dist: Dist, notes: list[str]) -> None:
+    """The cache of --feature-views within memory. For last: with --feature-views unset, an image-only
+    recipe or a cache too big for memory makes the run train on images (a note says why) instead."""
+    auto = policy.mode == "last" and cfg.data.feature_views is None
+    try:
+        if auto and cfg.data.image_recipes():
+            raise ConfigError(f"{cfg.data.image_recipes()[0]} works on images")
+        budget.check_feature_cache(cfg, len(data.train), len(data.val), processes=dist.local_world)
+    except ConfigError as e:
+        if not auto:
+            raise
+        cfg.data.feature_views = 0
+        notes.append(f"--transfer {policy}: training on images, the frozen part runs every step (not on cached "
+                     f"maps: {e})")
+
+
+def _frozen_split(cfg: Config, policy: TransferPolicy, model: nn.Module, device: torch.device, notes: list[str]
+                  ) -> FrozenSplit | None:
+    """last:'s frozen prefix, found and checked on a random batch (engine.transfer.split_network), when the
+    run caches its maps; resolves --feature-views into the config (unset: 1 where the maps can stand in
+    for the images, else 0 with a note; given: a network they cannot stand in for is refused)."""
+    views = cfg.data.feature_views
+    if policy.mode != "last" or views == 0:
+        if policy.caches_features and views is None:
+            cfg.data.feature_views = 1
+        return None
+    size = cfg.data.input_size
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+    found = split_network(model, policy, x.contiguous(memory_format=torch.channels_last) if cfg.model.channels_last
+                          else x)
+    if isinstance(found, FrozenSplit):
+        cfg.data.feature_views = 1 if views is None else views
+        return found
+    if views is not None:
+        raise ConfigError(f"--feature-views {views}: --transfer {policy} cannot train on cached maps of its frozen "
+                          f"part: {found}; use --feature-views 0 (the frozen part then runs every step)")
+    cfg.data.feature_views = 0
+    notes.append(f"--transfer {policy}: training on images, the frozen part runs every step (its output maps "
+                 f"cannot stand in for the images: {found})")
+    return None
 
 
 def check_run_name(run: Path) -> None:
@@ -150,8 +197,9 @@ def _network(cfg: Config, policy: TransferPolicy, dist: Dist, res: Resume | None
 
     Built with the pretrained weights by weights.build_pretrained, the one path for that: at the run's
     class count (a head of another size is left at its fresh initialisation and the report says so;
-    head+ keeps the file's classifier and stacks its new head on it), then the policy freezes what does
-    not train. The memory layout is resolved into the config once."""
+    head+ keeps the file's classifier and stacks its new head on it); a --resume loads the checkpoint's
+    weights (the cached features and maps are made from them, before TrainState.start) and the policy
+    freezes what does not train. The memory layout is resolved into the config once."""
     from imgcls.weights import build_pretrained, read_state_dict, resolve_weights
 
     state, source = None, None
@@ -168,6 +216,8 @@ def _network(cfg: Config, policy: TransferPolicy, dist: Dist, res: Resume | None
                              state, source=str(source))
     model = built.model
     report = (built.report.to_text(),) if built.report is not None else ()
+    if res is not None:
+        model.load_state_dict(res.state["model"])
     policy.apply(model)
     if cfg.model.channels_last is None:  # resolved once and saved with the config: a resume keeps it
         cfg.model.channels_last = bool(getattr(model, "channels_last", True))
