@@ -6,8 +6,12 @@ Step table (per model, at 112 and 224 px, batch 32; images/s, median over interl
                 default malloc, SGD + CrossEntropyLoss, zero_grad/backward/step
     +cl         channels_last model and input (imgcls's BatchNormalizer from a uint8 NHWC batch)
     +malloc     imgcls.runtime.keep_freed_memory() (what `imgcls train` sets in its process)
+    +fold       BatchNorm frozen and folded into its convolution (models.frozen_bn; `--bn-fold all`)
     +compile    torch.compile (its compile time is reported apart, in the `compile s` column)
-    imgcls      every lever imgcls uses by default: the model's channels_last preference + malloc
+    imgcls      every lever imgcls uses by default from scratch: the model's channels_last preference
+                + malloc
+    imgcls+fold what `imgcls train` uses by default for a full fine-tune of pretrained weights on a CPU
+                (`--bn-fold auto` resolves to all); levers combine: imgcls+fold+compile, +cl+fold, ...
     imgcls+fed  `imgcls` with its batches from imgcls's loader on real photos (decode, crop, flip in
                 train_workers(cpu) worker processes) instead of a ready batch: does the loader keep up?
     fed:N       the same with N workers = one per core (default_workers), to see oversubscription
@@ -39,15 +43,24 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "flower_photos"
-STEP_VARIANTS = ("plain", "+cl", "+malloc", "+compile", "imgcls", "imgcls+fed", "fed:N")
+STEP_VARIANTS = ("plain", "+cl", "+malloc", "+fold", "+compile", "imgcls", "imgcls+fold", "imgcls+fed", "fed:N")
 
 
 # -- one measurement, in its own process -------------------------------------------------------
 
+def parse_variant(variant: str) -> tuple[str, set[str]]:
+    """'imgcls+fold+compile' -> ('imgcls', {'fold', 'compile'}); a leading '+' is the plain loop's lever."""
+    base, *mods = variant.split("+")
+    if base.startswith("fed:"):
+        return "fed", set(mods)
+    return base or "plain", set(mods)
+
+
 def _child(args: argparse.Namespace) -> None:
     """Time `args.steps` training steps of one variant after 2 warm-up steps; print JSON."""
-    variant = args.variant
-    if variant in ("+malloc", "imgcls", "imgcls+fed", "fed:N"):
+    base, mods = parse_variant(args.variant)
+    imgcls_path = base in ("imgcls", "fed")
+    if imgcls_path or "malloc" in mods:
         from imgcls.runtime import keep_freed_memory
 
         keep_freed_memory()
@@ -56,22 +69,24 @@ def _child(args: argparse.Namespace) -> None:
 
     from imgcls.data import BatchNormalizer
     from imgcls.models import create_model
+    from imgcls.models.frozen_bn import fold_batchnorm
 
     torch.manual_seed(0)
     model = create_model(args.model, num_classes=5)
-    cl = {"+cl": True, "plain": False, "+malloc": False, "+compile": False}.get(variant,
-                                                                                bool(getattr(model, "channels_last", True)))
+    cl = bool(getattr(model, "channels_last", True)) if imgcls_path else "cl" in mods
+    if "fold" in mods and not fold_batchnorm(model):
+        raise SystemExit(f"{args.model}: no BatchNorm could be folded")
     if cl:
         model = model.to(memory_format=torch.channels_last)
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     criterion = nn.CrossEntropyLoss()
-    net = torch.compile(model) if variant == "+compile" else model
+    net = torch.compile(model) if "compile" in mods else model
     b, s = args.batch, args.size
     y = torch.randint(0, 5, (b,))
-    if variant in ("imgcls+fed", "fed:N"):
-        batches = _fed_batches(args, workers=None if variant == "imgcls+fed" else "cores")
-    elif variant in ("plain", "+malloc", "+compile"):
+    if "fed" in mods or base == "fed":
+        batches = _fed_batches(args, workers="cores" if base == "fed" else None)
+    elif not cl:
         x = torch.randn(b, 3, s, s)
         batches = ((x, y) for _ in iter(int, 1))
     else:  # the imgcls path: a uint8 NHWC batch normalised into one kept channels_last buffer
@@ -298,7 +313,7 @@ def main(argv: list[str] | None = None) -> None:
         return _course_child(args)
     if args.quick:
         args.models, args.sizes, args.batch, args.steps, args.rounds = "resnet18", "64,224", 8, 2, 1
-        args.variants = ",".join(v for v in STEP_VARIANTS if v != "+compile")
+        args.variants = ",".join(v for v in STEP_VARIANTS if "compile" not in v)
         args.e2e_images = 40
     models, sizes = args.models.split(","), [int(s) for s in args.sizes.split(",")]
     variants = [v for v in args.variants.split(",") if args.data.is_dir() or "fed" not in v]
@@ -317,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
                         results.setdefault((model, size, variant), []).append(out)
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     limit = statistics.median(limits)
-    best = "imgcls" if "imgcls" in variants else variants[-1]
+    best = next((v for v in ("imgcls+fold", "imgcls") if v in variants), variants[-1])
     head = f"{'model':<20}{'px':>5}" + "".join(f"{v:>15}" for v in variants) + f"{'compile s':>11}"
     print("\nimages/s (speed-up against plain)\n" + head)
     for model in models:
@@ -328,7 +343,8 @@ def main(argv: list[str] | None = None) -> None:
                 m = _median(results, model, size, v)
                 ratio = f" {m / base:.2f}x" if m is not None and base else ""
                 cells.append(f"{'-' if m is None else f'{m:.1f}{ratio}':>15}")
-            comp = results.get((model, size, "+compile"))
+            comp = next((results[(model, size, v)] for v in variants if "compile" in parse_variant(v)[1]
+                         and (model, size, v) in results), None)
             comp_s = f"{statistics.median(o['first_step_s'] for o in comp):11.0f}" if comp else f"{'-':>11}"
             print(f"{model:<20}{size:>5}" + "".join(cells) + comp_s)
     print(f"\ntraining arithmetic rate of the {best!r} step (3 x 2 x forward MACs x img/s) against the limit: a 3x3, "

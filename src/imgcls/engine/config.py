@@ -33,6 +33,10 @@ class ModelConfig:
     channels_last: bool | None = option(None, "NHWC memory layout (default: the model's preference, "
                                         "model.channels_last: about 1.4x faster for most CNNs on CPU)")
     compile: bool = option(False, "torch.compile the model (opt-in: small gains, long warm-up)")
+    bn_fold: str = option("auto", "BatchNorm folded into the convolution before it: all (statistics frozen at the "
+                          "pretrained values, gamma/beta still train: a faster step) | frozen (only the frozen "
+                          "parts' BatchNorm, same numbers) | none | auto (all for --transfer full from pretrained "
+                          "--weights on a CPU, else frozen)", choices=("auto", "all", "frozen", "none"))
 
 
 @dataclass

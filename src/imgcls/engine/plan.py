@@ -28,6 +28,7 @@ from imgcls.engine.distributed import Dist
 from imgcls.engine.features import check_backend
 from imgcls.engine.transfer import FrozenSplit, TransferPolicy, split_network
 from imgcls.errors import ConfigError
+from imgcls.models.frozen_bn import fold_batchnorm
 from imgcls.tasks import Task, task_class
 
 log = logging.getLogger("imgcls")
@@ -102,9 +103,10 @@ def plan(config: Config, *, given: set[str] | None = None) -> Plan:
         resume.check_data(res.state, data.classes, data_files, res.path)
         check_arch(res.state, res.path, model=cfg.model.model, num_classes=len(data.classes))
         resume.check_threads(res.state, res.path)
-    model, base_classes, loaded = _network(cfg, policy, dist, res, len(data.classes))
+    model, base_classes, loaded, folded = _network(cfg, policy, dist, res, len(data.classes))
     split = _frozen_split(cfg, policy, model, dist.device, notes)
     arch = build.arch_of(cfg, policy, len(data.classes), base_classes)
+    notes.append(speed_line(cfg, dist.device, workers, folded))
     return Plan(cfg, task, dist, amp_dtype, policy, data, data_files, workers, model, arch,
                 notes=loaded + tuple(notes), resume=res, split=split)
 
@@ -116,6 +118,8 @@ def _resolved_config(cfg: Config, given: set[str]) -> tuple[Config, Resume | Non
         path = Path(cfg.train.resume)
         state = load_checkpoint(path)
         saved = Config.from_dict(state["config"], source=str(path))
+        if "bn_fold" not in state["config"].get("model", {}):
+            saved.model.bn_fold = "none"  # a run of an imgcls that did not fold resumes as it ran
         cfg, changes = resume.resumed_config(saved, cfg, given, path)
         resume.check_epochs(cfg, state["epoch"], state["epoch_step"])
         res = Resume(path, state, changes, new_folder=bool(changes.keys() & {"name", "out_dir"}))
@@ -129,6 +133,32 @@ def _resolved_config(cfg: Config, given: set[str]) -> tuple[Config, Resume | Non
         check_run_name(Path(cfg.train.out_dir) / cfg.train.name)
     notes = [f"preprocessing of {cfg.model.weights}: {', '.join(taken)}"] if taken else []
     return cfg, None, notes
+
+
+def _fold_batchnorm(cfg: Config, model: nn.Module, device: torch.device) -> int:
+    """--bn-fold resolved into the config (auto: all for a full fine-tune of pretrained weights on a CPU,
+    where BatchNorm's passes are a fifth of a depthwise net's step; else frozen) and applied to the
+    model; how many BatchNorm layers were folded."""
+    m = cfg.model
+    if m.bn_fold == "auto":
+        full = TransferPolicy.parse(m.transfer).mode == "full"
+        m.bn_fold = "all" if full and m.weights and device.type == "cpu" and not cfg.train.sync_bn else "frozen"
+    if m.bn_fold == "none":
+        return 0
+    frozen = None if m.bn_fold == "all" else (lambda bn: not any(p.requires_grad for p in bn.parameters()))
+    return fold_batchnorm(model, keep=frozen)
+
+
+def speed_line(cfg: Config, device: torch.device, workers: int, folded: int) -> str:
+    """The one log line that says which speed settings the run chose and the flag that changes each."""
+    m = cfg.model
+    bn = {"all": f"BatchNorm statistics frozen at the pretrained values and folded into {folded} convolutions "
+                 "(--bn-fold none trains on batch statistics)",
+          "frozen": f"the frozen part's BatchNorm folded into {folded} convolutions (--bn-fold none)",
+          "none": "BatchNorm not folded (--bn-fold)"}[m.bn_fold if folded or m.bn_fold == "none" else "none"]
+    return (f"speed settings on {device.type} ({torch.get_num_threads()} threads for the step, {workers} loader "
+            f"worker(s), --workers): {'channels_last' if m.channels_last else 'NCHW'} (--{'no-' * bool(m.channels_last)}"
+            f"channels-last), {bn}, {'torch.compile' if m.compile else 'eager'} (--{'no-' * m.compile}compile)")
 
 
 def _check_cache(cfg: Config, policy: TransferPolicy, data: build.Datasets, dist: Dist, notes: list[str]) -> None:
@@ -192,8 +222,9 @@ def _resume_world(cfg: Config, res: Resume, dist: Dist) -> Resume:
 
 
 def _network(cfg: Config, policy: TransferPolicy, dist: Dist, res: Resume | None, n: int
-             ) -> tuple[nn.Module, int | None, tuple[str, ...]]:
-    """(the network on its device, the pretrained head's width under head+, the load report's lines).
+             ) -> tuple[nn.Module, int | None, tuple[str, ...], int]:
+    """(the network on its device, the pretrained head's width under head+, the load report's lines, how
+    many BatchNorm layers --bn-fold folded).
 
     Built with the pretrained weights by weights.build_pretrained, the one path for that: at the run's
     class count (a head of another size is left at its fresh initialisation and the report says so;
@@ -219,10 +250,11 @@ def _network(cfg: Config, policy: TransferPolicy, dist: Dist, res: Resume | None
     if res is not None:
         model.load_state_dict(res.state["model"])
     policy.apply(model)
+    folded = _fold_batchnorm(cfg, model, dist.device)
     if cfg.model.channels_last is None:  # resolved once and saved with the config: a resume keeps it
         cfg.model.channels_last = bool(getattr(model, "channels_last", True))
     if cfg.train.sync_bn and dist.world > 1:
         model = distributed.sync_batchnorm(model)
     if cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    return model.to(dist.device), built.base_classes, report
+    return model.to(dist.device), built.base_classes, report, folded
