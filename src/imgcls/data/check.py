@@ -1,8 +1,9 @@
 """`imgcls check`: what is wrong with a dataset before a training run finds out at step 4,000.
 
-Reports per-class counts and imbalance, unreadable files (broken symbolic links included), images
-too small to use, byte-identical duplicates: within a class, across classes (one photo with two
-labels), and across train/val/test (leakage that inflates validation accuracy); and a set of one class.
+Reports per-class counts and imbalance (above IMBALANCED a finding naming the remedies), unreadable
+files (broken symbolic links included), images too small to use, byte-identical duplicates: within a
+class, across classes (one photo with two labels), and across train/val/test (leakage that inflates
+validation accuracy); and a set of one class.
 
 Size: the default transforms upsample anything below their 224 px input, which works for most
 photos (976 of flower_photos' 3,670 are below 224 px and train fine), so unless `min_side` is given
@@ -24,6 +25,7 @@ from imgcls.data.split import counts_table, is_split_index
 from imgcls.errors import ConfigError, DataError
 
 SMALLEST_SIDE = 32
+IMBALANCED = 3.0  # largest / smallest class above which `imgcls check` says what to do about it
 EXAMPLES = 5  # findings shown per kind in the text report, unless verbose
 
 
@@ -44,6 +46,18 @@ class CheckReport:
         totals = [sum(c) for c in zip(*self.counts.values())]
         return max(totals) / max(1, min(totals))
 
+    def imbalance_line(self) -> str | None:
+        """The finding of a set whose largest class holds more than IMBALANCED times the smallest's images:
+        what a plain run does with it and the remedies, or None."""
+        if self.imbalance <= IMBALANCED or not self.classes:
+            return None
+        totals = [sum(c) for c in zip(*self.counts.values())]
+        big, small = totals.index(max(totals)), totals.index(min(totals))
+        return (f"classes are unbalanced: {self.classes[big]} has {totals[big]:,} images, {self.classes[small]} "
+                f"{totals[small]:,} ({self.imbalance:.1f}x); a plain run learns to favour the large classes: train "
+                "with --class-weights balanced (or effective) or --sampler balanced, and pick best.ckpt by "
+                "--metric balanced_acc or macro_f1")
+
     @property
     def clean(self) -> bool:
         return not any(self.findings().values())
@@ -52,7 +66,8 @@ class CheckReport:
         """Kind -> one line per finding; file names are already printable (see names.safe_name)."""
         titles = {"within_class": "duplicate within a class", "across_classes": "same image in two classes",
                   "across_splits": "LEAK: same image in two splits"}
-        return {"problem": self.problems,
+        imbalance = self.imbalance_line()
+        return {"problem": self.problems, "imbalance": [imbalance] if imbalance else [],
                 "unreadable": [f"{path}: {why}" for path, why in self.bad_files],
                 f"smaller than {self.min_side}px": [f"{path} ({w}x{h})" for path, w, h in self.too_small],
                 **{titles[kind]: [" == ".join(g) for g in groups] for kind, groups in self.duplicates.items()}}
