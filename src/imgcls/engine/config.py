@@ -59,6 +59,9 @@ class DataConfig:
     cache_side: int = option(256, "shorter side of the decoded cache", ge=1)
     skip_bad: bool = option(False, "skip unreadable images with one warning instead of stopping")
     draft: bool = draft_option()
+    sampler: str = option("shuffle", "the train order: shuffle (each image once per epoch) | balanced (draws with "
+                          "replacement, every class equally often: for unbalanced classes)",
+                          choices=("shuffle", "balanced"))
     feature_views: int | None = option(None, "head/head+/last:: cached views per image of the frozen part's output "
                                        "(the backbone's features; last:'s maps of the frozen stages): 1 = the "
                                        "centre crop, K > 1 = K augmented views, 0 = no cache (the frozen part "
@@ -113,6 +116,10 @@ class OptimConfig:
     step_size: int = option(30, "step schedule: epochs between decays", ge=1)
     gamma: float = option(0.1, "step schedule: decay factor", gt=0)
     label_smoothing: float = option(0.0, "cross-entropy label smoothing", ge=0, lt=1)
+    class_weights: str = option("none", "per-class loss weights for unbalanced classes, mean 1: none | balanced "
+                                "(inverse class frequency) | effective (Cui et al. 2019: (1-beta)/(1-beta^n))",
+                                choices=("none", "balanced", "effective"))
+    class_weights_beta: float = option(0.999, "--class-weights effective: beta", gt=0, lt=1)
     clip_grad: float | None = option(None, "clip the gradient norm to this value", gt=0)
     ema_decay: float | None = option(None, "keep an exponential moving average of the weights with this decay per "
                                      "step (e.g. 0.999): validated beside the raw weights, saved in checkpoints "
@@ -127,7 +134,9 @@ class TrainConfig:
     amp: str = option("auto", "mixed precision: auto (bf16, or fp16 with a scaler, on CUDA; off on CPU) "
                           "| off | bf16 | fp16", choices=("auto", "off", "bf16", "fp16"))
     deterministic: bool = option(True, "deterministic algorithms (bit-exact resume on CPU)")
-    patience: int | None = option(None, "early stopping: epochs without a better val top-1", ge=1)
+    patience: int | None = option(None, "early stopping: epochs without a better --metric", ge=1)
+    metric: str = option("top1", "the validation number that picks best.ckpt (and early stopping): top1 | "
+                         "balanced_acc (mean per-class recall) | macro_f1", choices=("top1", "balanced_acc", "macro_f1"))
     aux_weight: float = option(0.3, "weight of auxiliary-classifier losses (GoogLeNet), 0.3 as in the paper", ge=0)
     out_dir: str = option("runs", "parent folder of run folders")
     name: str | None = option(None, "run folder name (default: exp1, exp2, ...; with --resume: continue in this new folder)")
@@ -222,6 +231,10 @@ class Config:
                 flag = f"--no-{flag_name(name)[2:]}" if value is False else f"{flag_name(name)} {value}"
                 raise ConfigError(f"{flag} has no effect without {needs}; add {example}, or drop "
                                   f"{flag.split()[0]}")
+        o = self.optim
+        if o.class_weights != "effective" and o.class_weights_beta != OptimConfig().class_weights_beta:
+            raise ConfigError(f"--class-weights-beta {o.class_weights_beta} has no effect without --class-weights "
+                              "effective; add --class-weights effective, or drop --class-weights-beta")
         return self
 
     def changed_fields(self) -> set[str]:
