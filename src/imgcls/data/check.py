@@ -22,6 +22,7 @@ from imgcls.data.decode import load_image, read_bytes, stored_size
 from imgcls.data.names import safe_name
 from imgcls.data.parts import open_parts
 from imgcls.data.split import counts_table, is_split_index
+from imgcls.data.table import CsvColumns, is_table
 from imgcls.errors import ConfigError, DataError
 
 SMALLEST_SIDE = 32
@@ -92,12 +93,14 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def _parts(path: Path) -> tuple[list[str], dict[str, list[tuple[Path, int]]], Path]:
-    """(classes, part -> samples, root) for a class folder, a split folder, or a split index (open_parts)."""
-    if path.is_file() and not is_split_index(path):
+def _parts(path: Path, csv: CsvColumns | None) -> tuple[list[str], dict[str, list[tuple[Path, int]]], Path]:
+    """(classes, part -> samples, root) for a class folder, a split folder, a split index or a CSV file of
+    labels (open_parts)."""
+    if path.is_file() and not is_split_index(path) and not is_table(path):
         raise DataError(f"{safe_name(path)}: a file; imgcls check needs a folder (one sub-folder of images per "
-                        "class, or a split folder with train/ val/ test/) or a split.json index")
-    found = open_parts(path)
+                        "class, or a split folder with train/ val/ test/), a split.json index or a CSV file of "
+                        "labels")
+    found = open_parts(path, csv=csv)
     return found.classes, {p: s for p, s in found.parts.items() if s}, path
 
 
@@ -107,13 +110,14 @@ def _probe(path: Path, data: bytes) -> tuple[int, int]:
     return stored_size(path, data)
 
 
-def check_dataset(path: str | Path, *, min_side: int | None = None) -> CheckReport:
-    """`min_side`: flag images whose shorter side is below it (default: below SMALLEST_SIDE only)."""
+def check_dataset(path: str | Path, *, min_side: int | None = None, csv: CsvColumns | None = None) -> CheckReport:
+    """`min_side`: flag images whose shorter side is below it (default: below SMALLEST_SIDE only); `csv`: how
+    a CSV file of labels is read."""
     if min_side is not None and min_side < 1:
         raise ConfigError(f"--min-side {min_side}: must be at least 1 (pixels); leave it out to flag only "
                           f"images below {SMALLEST_SIDE} px")
     path = Path(path)
-    classes, parts, root = _parts(path)
+    classes, parts, root = _parts(path, csv)
     counts = {}
     report = CheckReport(safe_name(root), [safe_name(c) for c in classes], counts,
                          min_side=SMALLEST_SIDE if min_side is None else min_side)

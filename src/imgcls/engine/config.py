@@ -17,7 +17,8 @@ from typing import Any
 
 from imgcls.errors import ConfigError
 from imgcls.imagenet import IMAGENET_MEAN, IMAGENET_STD
-from imgcls.options import check_value, device_option, draft_option, flag_name, option
+from imgcls.options import (check_value, device_option, draft_option, flag_name, images_option, label_col_option,
+                            option, path_col_option)
 
 
 
@@ -37,8 +38,11 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    data: str = option("", "class-per-folder set, a split folder with train/ and val/, or a split.json index",
-                   cli="positional")
+    data: str = option("", "class-per-folder set, a split folder with train/ and val/, a split.json index, or a "
+                       "CSV file of labels (path,label[,split]; docs/data.md)", cli="positional")
+    images: str | None = images_option()
+    path_col: str | None = path_col_option()
+    label_col: str | None = label_col_option()
     val_data: str | None = option(None, "a separate validation set (default: DATA/val, or a split of DATA)")
     val_fraction: float = option(0.1, "when DATA is one class-per-folder tree: stratified validation fraction", gt=0, lt=1)
     split_seed: int = option(0, "seed of that split (the same as `imgcls split --seed`)", ge=0)
@@ -91,6 +95,12 @@ class DataConfig:
                                      "over the epochs; evaluation stays at --input-size")
     progressive_stages: int = option(0, "with --progressive: 0 = grow linearly (sizes rounded to 16 px), N >= 2 = "
                                      "N equal stages", ge=0)
+
+    def csv_columns(self) -> Any:
+        """How a CSV DATA is read (data.table.CsvColumns)."""
+        from imgcls.data.table import CsvColumns
+
+        return CsvColumns(self.images, self.path_col, self.label_col)
 
     def image_recipes(self) -> list[str]:
         """The flags set that act on batches of images (so not on cached features or maps)."""

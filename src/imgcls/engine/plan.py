@@ -138,7 +138,7 @@ def _resolved_config(cfg: Config, given: set[str]) -> tuple[Config, Resume | Non
         return cfg, res, []
     taken = build.take_weight_preprocessing(cfg, given)
     cfg.validate()
-    for key in ("data", "val_data"):  # absolute, so a resume from another directory finds it
+    for key in ("data", "val_data", "images"):  # absolute, so a resume from another directory finds it
         if cfg.get(key):
             cfg.set(key, str(Path(cfg.get(key)).resolve()))
     if cfg.train.name:
