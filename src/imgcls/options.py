@@ -35,6 +35,21 @@ def draft_option() -> Any:
                          "torchvision's")
 
 
+def images_option() -> Any:
+    return option(None, "with a CSV file of labels as DATA: the folder its relative paths start at (default: the "
+                        "CSV's folder)", metavar="DIR")
+
+
+def path_col_option() -> Any:
+    return option(None, "with a CSV file of labels: the column of image paths (default: found by name: path, file, "
+                        "filename, image ...)", metavar="NAME")
+
+
+def label_col_option() -> Any:
+    return option(None, "with a CSV file of labels: the column of labels (default: found by name: label, class, "
+                        "category ...)", metavar="NAME")
+
+
 def device_option() -> Any:
     return option("auto", "auto | cpu | cuda | cuda:N | mps")
 

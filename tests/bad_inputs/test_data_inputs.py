@@ -307,4 +307,4 @@ def test_check_on_a_file_says_it_is_a_file(photos, capsys):
     assert cli(["check", photos / "a" / "a00.png"]) == 2
     assert one_error_line(capsys) == (f"imgcls: error: {photos / 'a' / 'a00.png'}: a file; imgcls check needs a "
                                       "folder (one sub-folder of images per class, or a split folder with train/ "
-                                      "val/ test/) or a split.json index")
+                                      "val/ test/), a split.json index or a CSV file of labels")

@@ -49,6 +49,12 @@ one_error_line = error_line
     (["--transfer", "head", "--cutmix", "1"], "--cutmix works on images, but --transfer head trains on cached"),
     (["--auto-augment", "autoaugment"], "--auto-augment: 'autoaugment': must be one of none, trivialaugment"),
     (["--ema-decay", "1"], "--ema-decay: 1.0: must be < 1"),
+    # unbalanced classes (issue 26)
+    (["--class-weights", "inverse"], "--class-weights: 'inverse': must be one of none, balanced, effective"),
+    (["--class-weights-beta", "0.99"], "--class-weights-beta 0.99 has no effect without --class-weights effective"),
+    (["--class-weights", "effective", "--class-weights-beta", "1"], "--class-weights-beta: 1.0: must be < 1"),
+    (["--sampler", "weighted"], "--sampler: 'weighted': must be one of shuffle, balanced"),
+    (["--metric", "f1"], "--metric: 'f1': must be one of top1, balanced_acc, macro_f1"),
     # sizes: bounded by the model, by MAX_SIDE and by the memory one step needs (issue 22)
     (["--input-size", "20000"], "--input-size 20000: one training step of resnet18 at 20000 px with --batch-size 8 "
                                 "needs about 1.9 TB"),

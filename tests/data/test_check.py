@@ -61,7 +61,7 @@ def test_cli_exit_codes(tmp_path, capsys):
 
 
 def test_text_shows_a_few_of_each_kind_and_verbose_all():
-    report = CheckReport("s", ["a", "b"], {"all": [7, 1]}, bad_files=[(f"s/a/{i}.jpg", "empty") for i in range(7)],
+    report = CheckReport("s", ["a", "b"], {"all": [7, 3]}, bad_files=[(f"s/a/{i}.jpg", "empty") for i in range(7)],
                          problems=["one problem"])
     text = report.to_text().splitlines()
     assert text[6:] == ["problem: 1", "  one problem", "unreadable: 7", *(f"  s/a/{i}.jpg: empty" for i in range(5)),
@@ -83,3 +83,15 @@ def test_a_huge_jpeg_is_not_a_bomb(tmp_path):
     flat_jpeg(root / "a" / "huge.jpg", 20000, 20000)
     report = check_dataset(root)
     assert report.bad_files == [] and report.too_small == [] and report.counts == {"all": [2, 1]}
+
+
+def test_an_unbalanced_set_is_a_finding_naming_the_remedies(tmp_path):
+    balanced = {f"a/{i}.png": (i, 0, 0) for i in range(3)} | {"b/1.png": (99, 0, 0)}
+    report = check_dataset(_make(tmp_path / "three", balanced))
+    assert report.imbalance == 3.0 and report.clean  # 3x is not yet a finding
+    report = check_dataset(_make(tmp_path / "four", balanced | {"a/3.png": (50, 0, 0)}))
+    assert report.imbalance == 4.0 and not report.clean
+    [line] = report.findings()["imbalance"]
+    assert line.startswith("classes are unbalanced: a has 4 images, b 1 (4.0x)")
+    assert "--class-weights balanced" in line and "--sampler balanced" in line and "--metric" in line
+    assert "imbalance: 1\n  classes are unbalanced" in report.to_text()

@@ -58,6 +58,24 @@ def test_ranks_together_take_the_single_process_batches(n, batch, world):
     assert len(seen) == len(set(seen)) == used  # each sample once per epoch, augmentation seeds included
 
 
+@pytest.mark.parametrize("n,batch,world", [(90, 4, 2), (91, 3, 3)])
+def test_ranks_together_take_the_single_process_balanced_batches(n, batch, world):
+    from imgcls.engine.batches import epoch_sampler
+
+    targets = [0 if i % 10 else 1 for i in range(n)]  # class 1: a tenth of the set
+    steps, used = shard_steps(n, batch, train=True, dist=Dist(world=world))
+    single = epoch_sampler(n, seed=3, train=True, dist=Dist(), limit=used, balanced=lambda: targets)
+    ranks = [epoch_sampler(n, seed=3, train=True, dist=Dist(rank=r, world=world), limit=used,
+                           balanced=lambda: targets) for r in range(world)]
+    for s in (single, *ranks):
+        s.set_epoch(2)
+    whole, shards = list(single), [list(s) for s in ranks]
+    assert all(len(s) == steps * batch for s in shards)
+    for step in range(steps):  # draws and augmentation seeds: step s of all ranks = batch s of one process
+        got = sorted(item for s in shards for item in s[step * batch:(step + 1) * batch])
+        assert got == sorted(whole[step * batch * world:(step + 1) * batch * world])
+
+
 def test_validation_shards_cover_every_image_once_without_padding():
     n, world = 10, 4
     counts = [shard_steps(n, 2, train=False, dist=Dist(rank=r, world=world))[0] for r in range(world)]

@@ -98,6 +98,9 @@ def test_to_text():
     text = classification_report(PROBS, TARGETS, CLASSES, paths=PATHS).to_text()
     assert all(c in text for c in CLASSES) and "macro avg" in text
     assert "top-1 50.00% (3/6)   loss" in text and "top-5" not in text  # 3 classes: top-5 is always 100%
+    r = classification_report(PROBS, TARGETS, CLASSES)
+    assert f"balanced accuracy {r.macro_recall:.2%} (the mean of the classes' recalls)   macro-F1 {r.macro_f1:.2%}" \
+        in text and r.to_dict()["balanced_accuracy"] == r.macro_recall
     assert "img4.jpg" in text.split("most confident mistakes")[1]
     table = text.splitlines()[:5]  # header, three classes, macro avg: columns aligned
     assert len({len(line) for line in table}) == 1 and table[4].startswith("macro avg")

@@ -53,13 +53,15 @@ COMMANDS = (
             "imgcls.cli.options:SummaryOptions", (arg("model", help="registered model name (see `imgcls models`)"),)),
     Command("split", "stratified, reproducible train/val(/test) split of a class-per-folder set", commands.run_split,
             "imgcls.cli.options:SplitOptions",
-            (arg("source", help="folder with one sub-folder of images per class (never modified)"),),
+            (arg("source", help="folder with one sub-folder of images per class, or a CSV file of labels with "
+                                "--images (never modified)"),),
             description="Writes DEST/<part>/<class>/ (or DEST/split.json) and DEST/.imgcls-split.json, the list of "
                         "what it wrote. Byte-identical images are reported (or dropped with --dedup). DEST may not "
                         "be the source, hold it or lie inside it (symbolic links resolved)."),
     Command("check", "find unreadable, too small and duplicated images, and split leaks", commands.run_check,
             "imgcls.cli.options:CheckOptions",
-            (arg("path", help="class-per-folder set, a split folder (train/ val/ test/), or split.json"),),
+            (arg("path", help="class-per-folder set, a split folder (train/ val/ test/), split.json, or a CSV file "
+                              "of labels"),),
             description="exit code: 0 clean, 1 findings, 2 unusable input"),
     Command("train", "train a model on a class-per-folder set (transfer learning or from scratch)", commands.run_train,
             "imgcls.engine.config:SECTIONS", (arg("--config", help="config.json or config.yaml of an earlier run"),),
@@ -69,7 +71,8 @@ COMMANDS = (
     Command("eval", "top-1 (top-5 with more than 5 classes), per-class P/R/F1, confusion matrix and worst mistakes "
                     "of a checkpoint", commands.run_eval, "imgcls.inference.options:EvalOptions",
             (arg("checkpoint", help=MODEL_SOURCE_HELP),
-             arg("data", help="class-per-folder set, a split folder (its val/ part) or split.json")),
+             arg("data", help="class-per-folder set, a split folder (its val/ part), split.json, or a CSV file of "
+                              "labels")),
             description="exit code: 0 done, 2 unusable input (an unreadable image without --skip-bad)"),
     Command("predict", "top-k classes of images, folders or globs", commands.run_predict,
             "imgcls.inference.options:PredictOptions",

@@ -57,10 +57,12 @@ def run_summary(args: argparse.Namespace) -> int:
 def run_split(args: argparse.Namespace) -> int:
     from imgcls.cli.options import SplitOptions
     from imgcls.data import make_split, safe_name, write_split
+    from imgcls.data.table import CsvColumns
 
     opts = options_of(args, SplitOptions)
     split = make_split(args.source, val=opts.val, test=opts.test, seed=opts.seed,
-                       duplicates="drop" if opts.dedup else "report")
+                       duplicates="drop" if opts.dedup else "report", csv=CsvColumns(opts.images, opts.path_col,
+                                                                                     opts.label_col))
     where = write_split(split, opts.output, mode=opts.mode, force=opts.force)
     for line in split.duplicate_warnings():
         print(f"imgcls: warning: {line}", file=sys.stderr)
@@ -72,9 +74,11 @@ def run_split(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     from imgcls.cli.options import CheckOptions
     from imgcls.data.check import check_dataset
+    from imgcls.data.table import CsvColumns
 
     opts = options_of(args, CheckOptions)
-    report = check_dataset(args.path, min_side=opts.min_side)
+    report = check_dataset(args.path, min_side=opts.min_side, csv=CsvColumns(opts.images, opts.path_col,
+                                                                              opts.label_col))
     print(report.to_json() if opts.json else report.to_text(verbose=opts.verbose))
     return 0 if report.clean else 1
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imgcls.options import option
+from imgcls.options import images_option, label_col_option, option, path_col_option
 
 
 @dataclass
@@ -35,6 +35,9 @@ class SplitOptions:
     dedup: bool = option(False, "drop byte-identical copies before splitting: of copies within one class keep the "
                                 "first (by path); of an image found in two or more classes drop every copy, as its "
                                 "label is ambiguous (default: only warn)", cli="switch")
+    images: str | None = images_option()
+    path_col: str | None = path_col_option()
+    label_col: str | None = label_col_option()
 
 
 @dataclass
@@ -45,6 +48,9 @@ class CheckOptions:
     verbose: bool = option(False, "list every finding (default: the first 5 of each kind)", short="-v",
                            cli="switch")
     json: bool = option(False, "machine-readable report with every finding", cli="switch")
+    images: str | None = images_option()
+    path_col: str | None = path_col_option()
+    label_col: str | None = label_col_option()
 
 
 @dataclass

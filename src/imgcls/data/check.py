@@ -1,8 +1,9 @@
 """`imgcls check`: what is wrong with a dataset before a training run finds out at step 4,000.
 
-Reports per-class counts and imbalance, unreadable files (broken symbolic links included), images
-too small to use, byte-identical duplicates: within a class, across classes (one photo with two
-labels), and across train/val/test (leakage that inflates validation accuracy); and a set of one class.
+Reports per-class counts and imbalance (above IMBALANCED a finding naming the remedies), unreadable
+files (broken symbolic links included), images too small to use, byte-identical duplicates: within a
+class, across classes (one photo with two labels), and across train/val/test (leakage that inflates
+validation accuracy); and a set of one class.
 
 Size: the default transforms upsample anything below their 224 px input, which works for most
 photos (976 of flower_photos' 3,670 are below 224 px and train fine), so unless `min_side` is given
@@ -21,9 +22,11 @@ from imgcls.data.decode import load_image, read_bytes, stored_size
 from imgcls.data.names import safe_name
 from imgcls.data.parts import open_parts
 from imgcls.data.split import counts_table, is_split_index
+from imgcls.data.table import CsvColumns, is_table
 from imgcls.errors import ConfigError, DataError
 
 SMALLEST_SIDE = 32
+IMBALANCED = 3.0  # largest / smallest class above which `imgcls check` says what to do about it
 EXAMPLES = 5  # findings shown per kind in the text report, unless verbose
 
 
@@ -44,6 +47,18 @@ class CheckReport:
         totals = [sum(c) for c in zip(*self.counts.values())]
         return max(totals) / max(1, min(totals))
 
+    def imbalance_line(self) -> str | None:
+        """The finding of a set whose largest class holds more than IMBALANCED times the smallest's images:
+        what a plain run does with it and the remedies, or None."""
+        if self.imbalance <= IMBALANCED or not self.classes:
+            return None
+        totals = [sum(c) for c in zip(*self.counts.values())]
+        big, small = totals.index(max(totals)), totals.index(min(totals))
+        return (f"classes are unbalanced: {self.classes[big]} has {totals[big]:,} images, {self.classes[small]} "
+                f"{totals[small]:,} ({self.imbalance:.1f}x); a plain run learns to favour the large classes: train "
+                "with --class-weights balanced (or effective) or --sampler balanced, and pick best.ckpt by "
+                "--metric balanced_acc or macro_f1")
+
     @property
     def clean(self) -> bool:
         return not any(self.findings().values())
@@ -52,7 +67,8 @@ class CheckReport:
         """Kind -> one line per finding; file names are already printable (see names.safe_name)."""
         titles = {"within_class": "duplicate within a class", "across_classes": "same image in two classes",
                   "across_splits": "LEAK: same image in two splits"}
-        return {"problem": self.problems,
+        imbalance = self.imbalance_line()
+        return {"problem": self.problems, "imbalance": [imbalance] if imbalance else [],
                 "unreadable": [f"{path}: {why}" for path, why in self.bad_files],
                 f"smaller than {self.min_side}px": [f"{path} ({w}x{h})" for path, w, h in self.too_small],
                 **{titles[kind]: [" == ".join(g) for g in groups] for kind, groups in self.duplicates.items()}}
@@ -77,12 +93,14 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def _parts(path: Path) -> tuple[list[str], dict[str, list[tuple[Path, int]]], Path]:
-    """(classes, part -> samples, root) for a class folder, a split folder, or a split index (open_parts)."""
-    if path.is_file() and not is_split_index(path):
+def _parts(path: Path, csv: CsvColumns | None) -> tuple[list[str], dict[str, list[tuple[Path, int]]], Path]:
+    """(classes, part -> samples, root) for a class folder, a split folder, a split index or a CSV file of
+    labels (open_parts)."""
+    if path.is_file() and not is_split_index(path) and not is_table(path):
         raise DataError(f"{safe_name(path)}: a file; imgcls check needs a folder (one sub-folder of images per "
-                        "class, or a split folder with train/ val/ test/) or a split.json index")
-    found = open_parts(path)
+                        "class, or a split folder with train/ val/ test/), a split.json index or a CSV file of "
+                        "labels")
+    found = open_parts(path, csv=csv)
     return found.classes, {p: s for p, s in found.parts.items() if s}, path
 
 
@@ -92,13 +110,14 @@ def _probe(path: Path, data: bytes) -> tuple[int, int]:
     return stored_size(path, data)
 
 
-def check_dataset(path: str | Path, *, min_side: int | None = None) -> CheckReport:
-    """`min_side`: flag images whose shorter side is below it (default: below SMALLEST_SIDE only)."""
+def check_dataset(path: str | Path, *, min_side: int | None = None, csv: CsvColumns | None = None) -> CheckReport:
+    """`min_side`: flag images whose shorter side is below it (default: below SMALLEST_SIDE only); `csv`: how
+    a CSV file of labels is read."""
     if min_side is not None and min_side < 1:
         raise ConfigError(f"--min-side {min_side}: must be at least 1 (pixels); leave it out to flag only "
                           f"images below {SMALLEST_SIDE} px")
     path = Path(path)
-    classes, parts, root = _parts(path)
+    classes, parts, root = _parts(path, csv)
     counts = {}
     report = CheckReport(safe_name(root), [safe_name(c) for c in classes], counts,
                          min_side=SMALLEST_SIDE if min_side is None else min_side)

@@ -5,7 +5,10 @@ DATA is one of
 - a split index: `split.json` (`imgcls split --mode index`), or a folder that holds one: its parts;
 - a split folder: whichever of DATA/train, DATA/val, DATA/test exist, each a class-per-folder tree;
 - a class-per-folder tree: one part, "all"; with `val_fraction` (train), split on the fly into "train"
-  and "val" exactly as `imgcls split --val F --seed S` splits it.
+  and "val" exactly as `imgcls split --val F --seed S` splits it;
+- a CSV file of labels (data.table; `csv`: --images, --path-col, --label-col): the parts of its split
+  column, or without one read as a class-per-folder tree is (one part, or split on the fly; a label
+  with one image is then refused). The same photos in either layout give the same DatasetParts.
 `val_data` (train's --val-data) is the "val" part, read as a command that reads one part reads DATA
 (DatasetParts.choose). Every part has the same classes. Nothing is decoded here: the one
 unreadable-image policy is DatasetParts.readable, and a part becomes a dataset once (DatasetParts.dataset).
@@ -21,6 +24,7 @@ from typing import Any
 from imgcls.data.dataset import ImageFolder, find_bad_images, list_images, scan_folder
 from imgcls.data.names import safe_name, skipped_line
 from imgcls.data.split import PARTS, Samples, Split, is_split_index, make_split, read_split_index
+from imgcls.data.table import CsvColumns, Table, check_no_single_images, is_table, read_table
 from imgcls.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -83,40 +87,54 @@ class DatasetParts:
 
 
 def open_parts(path: str | Path, *, only: Sequence[str] | None = None, val_data: str | Path | None = None,
-               val_fraction: float | None = None, split_seed: int = 0, labels: bool = True) -> DatasetParts:
+               val_fraction: float | None = None, split_seed: int = 0, labels: bool = True,
+               csv: CsvColumns | None = None) -> DatasetParts:
     """The parts of dataset argument `path` (see the module's docstring). `only`: the parts wanted, each one
     a DataError when missing (default: every part there is; other parts of a split folder are not listed).
     `labels=False` reads photos only (export's calibration and check photos): a folder, or each part
-    folder, is every image below it (list_images, class index UNLABELLED), class folders not required."""
+    folder, is every image below it (list_images, class index UNLABELLED), class folders not required.
+    `csv`: how a CSV `path` (and `val_data`) is read; a DataError when given for anything else."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path}: no such folder; give a class-per-folder set, a split folder or split.json")
+        raise DataError(f"{path}: no such folder; give a class-per-folder set, a split folder or split.json, or "
+                        "a CSV file of labels")
     assert labels or (val_data is None and val_fraction is None), "val_data and val_fraction read labels"
+    table = read_table(path, csv) if labels and is_table(path) else None
+    if table is None and csv is not None and csv.given():
+        raise DataError(f"{csv.given()[0]} reads a CSV file of labels, and {path} is not one (a .csv file); "
+                        f"drop {csv.given()[0]}")
 
     def wanted(name: str) -> bool:  # val_data replaces DATA's val part: that one is not read
         return (only is None or name in only) and not (val_data is not None and name == "val")
 
+    def whole() -> tuple[list[str], Samples, Path]:
+        return (table.classes, table.samples, path) if table is not None else _read_folder(path, labels)
+
     scans: dict[str, tuple[list[str], Samples, Path]]  # part -> (its classes, its samples, where it was read)
     split: Split | None = None
     described: str | None = None  # None: the parts' roots, joined
-    if is_split_index(path):
+    if table is not None and table.parts is not None:
+        if "train" in table.parts and wanted("train"):
+            check_no_single_images(table)
+        scans = {name: (table.classes, samples, path) for name, samples in table.parts.items() if wanted(name)}
+        described = f"{table.description}, split column"
+    elif is_split_index(path):
         classes, found = read_split_index(path)
         scans = {name: (classes, samples, path) for name, samples in found.items() if wanted(name)}
         described = f"split index {path}"
-    elif folders := [name for name in PARTS if (path / name).is_dir()]:
+    elif table is None and (folders := [name for name in PARTS if (path / name).is_dir()]):
         scans = {name: _read_folder(path / name, labels) for name in folders if wanted(name)}
     elif val_data is not None:
-        scans = {"train": _read_folder(path, labels)}
+        scans = {"train": whole()}
     elif val_fraction is not None:
-        split = make_split(path, val=val_fraction, seed=split_seed)
-        if not split.parts["val"]:
-            raise DataError(f"{path}: --val-fraction {val_fraction} leaves no validation images")
+        split = _split_on_the_fly(path, table, val_fraction, split_seed)
         scans = {name: (split.classes, split.parts[name], path) for name in ("train", "val") if wanted(name)}
-        described = f"{path}, stratified split val={val_fraction} seed={split_seed}"
+        described = f"{table.description if table else path}, stratified split val={val_fraction} seed={split_seed}"
     else:
-        scans = {WHOLE: _read_folder(path, labels)}
+        scans = {WHOLE: whole()}
+        described = table.description if table is not None else None
     if val_data is not None and (only is None or "val" in only):
-        val_parts = open_parts(val_data, labels=labels)
+        val_parts = open_parts(val_data, labels=labels, csv=csv if is_table(val_data) else None)
         name = val_parts.choose(None)
         scans["val"] = (val_parts.classes, val_parts.parts[name], val_parts.roots[name])
         described = described and f"{described} and {val_data}"
@@ -130,6 +148,17 @@ def open_parts(path: str | Path, *, only: Sequence[str] | None = None, val_data:
             raise DataError(f"{root}: classes {other} differ from {first}'s {classes}; use the same class folders")
     return DatasetParts(path, list(classes), {name: samples for name, (_, samples, _) in scans.items()}, roots,
                         described or " and ".join(str(root) for root in roots.values()), split)
+
+
+def _split_on_the_fly(path: Path, table: Table | None, val_fraction: float, seed: int) -> Split:
+    """`imgcls split`'s stratified split of a tree or of a CSV's rows (a label with one image refused)."""
+    if table is not None:
+        check_no_single_images(table)
+    split = make_split(table.images if table else path, val=val_fraction, seed=seed,
+                       labelled=(table.classes, table.samples) if table else None)
+    if not split.parts["val"]:
+        raise DataError(f"{path}: --val-fraction {val_fraction} leaves no validation images")
+    return split
 
 
 def _read_folder(folder: Path, labels: bool) -> tuple[list[str], Samples, Path]:
@@ -154,10 +183,11 @@ def _unreadable_line(bad: list[tuple[Path, str]], where: Path) -> str:
             "or pass --skip-bad")
 
 
-def open_dataset(path: str | Path, part: str | None = None, **kwargs: Any) -> ImageFolder:
+def open_dataset(path: str | Path, part: str | None = None, *, csv: CsvColumns | None = None,
+                 **kwargs: Any) -> ImageFolder:
     """One part of a dataset argument as an ImageFolder (kwargs: ImageFolder's): `part` of a split folder or
-    index, or a class-per-folder tree (DatasetParts.choose)."""
-    parts = open_parts(path, only=None if part is None else (part,))
+    index, or a class-per-folder tree (DatasetParts.choose); `csv`: how a CSV file of labels is read."""
+    parts = open_parts(path, only=None if part is None else (part,), csv=csv)
     return parts.dataset(parts.choose(part), **kwargs)
 
 

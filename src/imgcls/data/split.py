@@ -29,6 +29,7 @@ import numpy as np
 
 from imgcls.data.dataset import scan_folder
 from imgcls.data.names import safe_name
+from imgcls.data.table import CsvColumns, check_no_single_images, is_table, read_table
 from imgcls.errors import ConfigError, DataError
 from imgcls.paths import write_text_atomic
 
@@ -108,14 +109,25 @@ def find_duplicates(samples: Samples) -> list[Samples]:
 
 
 def make_split(source: str | Path, *, val: float = 0.1, test: float = 0.0, seed: int = 0,
-               duplicates: str = "ignore") -> Split:
-    """`duplicates`: "ignore" (no hashing), "report" (groups in `Split.duplicates`) or "drop" them too."""
+               duplicates: str = "ignore", labelled: tuple[list[str], Samples] | None = None,
+               csv: CsvColumns | None = None) -> Split:
+    """`duplicates`: "ignore" (no hashing), "report" (groups in `Split.duplicates`) or "drop" them too.
+    `source`: a class-per-folder tree, or a CSV file of labels (data.table, read as `csv` says; a label
+    with one image refused); `labelled`: (classes, samples) already read, `source` then the folder their
+    paths start at."""
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
         raise DataError(f"--val {val} and --test {test} must be fractions in [0, 1) that sum to less than 1")
     if duplicates not in DUPLICATES:
         raise ConfigError(f"duplicates={duplicates!r}; use one of {DUPLICATES}")
+    if labelled is None and is_table(source):
+        table = read_table(source, csv)
+        check_no_single_images(table)
+        source, labelled = table.images, (table.classes, table.samples)
+    elif csv is not None and csv.given():
+        raise DataError(f"{csv.given()[0]} reads a CSV file of labels, and {source} is not one (a .csv file); "
+                        f"drop {csv.given()[0]}")
     source = Path(source).resolve()
-    classes, samples = scan_folder(source)
+    classes, samples = labelled if labelled is not None else scan_folder(source)
     groups = find_duplicates(samples) if duplicates != "ignore" else []
     if duplicates == "drop":
         dropped = {p for g in groups for p, _ in (g if len({t for _, t in g}) > 1 else g[1:])}
@@ -152,7 +164,7 @@ def write_split(split: Split, dest: str | Path, *, mode: str = "copy", force: bo
     write_text_atomic(dest / MANIFEST_NAME, json.dumps(manifest, indent=1))  # first: an interrupted split is replaceable
     if mode == "index":
         index = {"source": str(split.source), "classes": split.classes, "seed": split.seed,
-                 "parts": {part: [[p.relative_to(split.source).as_posix(), t] for p, t in samples]
+                 "parts": {part: [[_indexed(p, split.source), t] for p, t in samples]
                            for part, samples in split.parts.items()}}
         write_text_atomic(dest / INDEX_NAME, json.dumps(index, indent=1))
         return dest / INDEX_NAME
@@ -190,10 +202,28 @@ def _plan(split: Split) -> tuple[dict[str, Path], list[str]]:
             continue
         dirs.update(f"{part}/{c}" for c in split.classes)  # every class, so the part reads as the same set
         for p, t in samples:
-            rel = PurePosixPath(part, split.classes[t], p.relative_to(split.source / split.classes[t]).as_posix())
+            rel = PurePosixPath(part, split.classes[t], _member(p, split.source / split.classes[t], split.source))
+            if str(rel) in files:
+                raise DataError(f"{safe_name(p)} and {safe_name(files[str(rel)])} would both be {safe_name(rel)}; "
+                                "rename one, or write the split with --mode index")
             files[str(rel)] = p
             dirs.update(str(d) for d in list(rel.parents)[:-1])  # all but "."
     return files, sorted(dirs)
+
+
+def _indexed(path: Path, source: Path) -> str:
+    """A file as a split index records it: relative to the source (a CSV's absolute path outside its images
+    folder stays absolute; read_split_index joins either to the source)."""
+    return path.relative_to(source).as_posix() if path.is_relative_to(source) else str(path)
+
+
+def _member(path: Path, *roots: Path) -> str:
+    """`path` inside a part's class folder: relative to the first root that holds it (the class folder of a
+    tree; a CSV's images folder), else its name."""
+    for root in roots:
+        if path.is_relative_to(root):
+            return path.relative_to(root).as_posix()
+    return path.name
 
 
 def _earlier_split(dest: Path, force: bool) -> tuple[set[str], list[str]]:

@@ -7,11 +7,12 @@ answer `steps()` and `epoch(e, start_step)`, and shard the data over DDP ranks t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
 from imgcls.data import SeededItems, SeededSampler, make_loader
+from imgcls.data.balance import BalancedSampler
 from imgcls.data.loader import sample_seed
 from imgcls.engine.build import preprocessing
 from imgcls.engine.config import Config
@@ -34,14 +35,24 @@ def shard_steps(n: int, batch_size: int, *, train: bool, dist: Dist) -> tuple[in
     return math.ceil(len(range(dist.rank, n, dist.world)) / batch_size), None
 
 
+def epoch_sampler(n: int, *, seed: int, train: bool, dist: Dist, limit: int | None,
+                  balanced: Callable[[], list[int]] | None = None) -> SeededSampler:
+    """The sampler of a set of `n` samples: the train order, or the set in order for evaluation; sharded over
+    DDP ranks either way. `balanced` (--sampler balanced) gives the set's class indices for BalancedSampler."""
+    if train and balanced is not None:
+        return BalancedSampler(balanced(), seed=seed, rank=dist.rank, world=dist.world, limit=limit)
+    return SeededSampler(n, seed=seed, shuffle=train, rank=dist.rank, world=dist.world, limit=limit)
+
+
 class ImageBatches:
     def __init__(self, ds, cfg: Config, device: torch.device, *, train: bool, workers: int,
                  dist: Dist = LOCAL) -> None:
         self.cfg, self.device, self.train = cfg, device, train
         self.batch_size = cfg.data.batch_size
         self.n_steps, used = shard_steps(len(ds), self.batch_size, train=train, dist=dist)
-        self.sampler = SeededSampler(len(ds), seed=cfg.train.seed, shuffle=train, rank=dist.rank, world=dist.world,
-                                     limit=used)
+        targets = (lambda: [t for _, t in ds.samples]) if cfg.data.sampler == "balanced" else None
+        self.sampler = epoch_sampler(len(ds), seed=cfg.train.seed, train=train, dist=dist, limit=used,
+                                     balanced=targets)
         self.loader = make_loader(SeededItems(ds), batch_size=self.batch_size, sampler=self.sampler,
                                   workers=workers, device=device)
         # one kept input buffer: each step is done with its batch before the next is made
@@ -66,15 +77,16 @@ class FeatureBatches:
     the epoch's seeded order, each batch moved to `device` as float32. Maps (`last:`) stay on the CPU,
     where they were made, and may be flipped horizontally, each sample with probability `flip` drawn from
     (seed, epoch, sample) only, so a resumed epoch flips what the uninterrupted one did; `channels_last`
-    lays the batch out as the network wants it."""
+    lays the batch out as the network wants it; `balanced`: --sampler balanced's order."""
 
     def __init__(self, feats: torch.Tensor, targets: torch.Tensor, *, batch_size: int, seed: int, train: bool,
-                 device: torch.device, dist: Dist = LOCAL, flip: float = 0.0, channels_last: bool = False) -> None:
+                 device: torch.device, dist: Dist = LOCAL, flip: float = 0.0, channels_last: bool = False,
+                 balanced: bool = False) -> None:
         self.feats, self.targets, self.batch_size, self.train = feats, targets, batch_size, train
         self.seed, self.device, self.flip, self.channels_last = seed, device, flip, channels_last
         self.n_steps, used = shard_steps(len(targets), batch_size, train=train, dist=dist)
-        self.sampler = SeededSampler(len(targets), seed=seed, shuffle=train, rank=dist.rank, world=dist.world,
-                                     limit=used)
+        self.sampler = epoch_sampler(len(targets), seed=seed, train=train, dist=dist, limit=used,
+                                     balanced=targets.tolist if balanced else None)
 
     def steps(self) -> int:
         return self.n_steps

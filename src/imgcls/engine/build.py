@@ -35,10 +35,10 @@ def build_datasets(cfg: DataConfig, train_tf: Any, eval_tf: Any) -> Datasets:
     if not cfg.data:
         raise ConfigError("no training data given: imgcls train DATA --model NAME")
     parts = open_parts(cfg.data, only=("train", "val"), val_data=cfg.val_data, val_fraction=cfg.val_fraction,
-                       split_seed=cfg.split_seed)
+                       split_seed=cfg.split_seed, csv=cfg.csv_columns())
     if len(parts.classes) < 2:
         raise DataError(f"{parts.path}: has one class ({parts.classes[0]}); a classifier needs at least 2 classes, "
-                        "each in its own sub-folder")
+                        "each in its own sub-folder (or with its own label)")
     parts, _ = parts.readable("train", "val", skip_bad=cfg.skip_bad)
     # JPEG draft decoding (opt-in) may reduce a photo to this shorter side; None decodes at full size
     side = cfg.cache_side if cfg.cache else cfg.eval_resize() if cfg.draft else None

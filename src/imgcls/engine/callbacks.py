@@ -101,20 +101,24 @@ class Quiet:
 
 
 class EarlyStopping:
-    """The best val top-1 so far (of the column `key`) and, with `patience`, how many more epochs without a
-    better one."""
+    """The best score so far (the column `key`: val_top1, or --metric's column, ema_ with an EMA) and, with
+    `patience`, how many more epochs without a better one. The checkpoint's record keeps the best epoch's
+    top-1 as `top1` (what serve's model card shows) beside the score and its column."""
 
-    def __init__(self, patience: int | None, *, key: str = "val_top1", best_top1: float = -1.0, best_epoch: int = 0,
+    def __init__(self, patience: int | None, *, key: str = "val_top1", best: dict[str, Any] | None = None,
                  patience_left: int | None = None, fresh: bool = True) -> None:
         self.patience, self.key = patience, key
-        self.best_top1, self.best_epoch = best_top1, best_epoch
+        best = best or {}
+        self.best_top1, self.best_epoch = best.get("top1", -1.0), best.get("epoch", 0)
+        self.best_score = best.get("score", self.best_top1)  # a checkpoint before --metric: top-1 chose
         self.patience_left = (None if patience is None else
                               patience if fresh or patience_left is None else patience_left)
 
     def update(self, row: dict[str, Any]) -> bool:
         """Take an epoch's row; True when it is the best so far."""
-        if row[self.key] > self.best_top1:
-            self.best_top1, self.best_epoch = row[self.key], row["epoch"]
+        if row[self.key] > self.best_score:
+            top1 = self.key[:self.key.index("val_")] + "val_top1"  # the EMA's when the EMA chooses
+            self.best_score, self.best_epoch, self.best_top1 = row[self.key], row["epoch"], row[top1]
             self.patience_left = self.patience
             return True
         if self.patience_left is not None:
@@ -126,4 +130,5 @@ class EarlyStopping:
         return self.patience_left is not None and self.patience_left <= 0
 
     def state(self) -> dict[str, Any]:
-        return {"best": {"top1": self.best_top1, "epoch": self.best_epoch}, "patience_left": self.patience_left}
+        return {"best": {"top1": self.best_top1, "epoch": self.best_epoch, "score": self.best_score,
+                         "metric": self.key}, "patience_left": self.patience_left}

@@ -17,7 +17,8 @@ from typing import Any
 
 from imgcls.errors import ConfigError
 from imgcls.imagenet import IMAGENET_MEAN, IMAGENET_STD
-from imgcls.options import check_value, device_option, draft_option, flag_name, option
+from imgcls.options import (check_value, device_option, draft_option, flag_name, images_option, label_col_option,
+                            option, path_col_option)
 
 
 
@@ -41,8 +42,11 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    data: str = option("", "class-per-folder set, a split folder with train/ and val/, or a split.json index",
-                   cli="positional")
+    data: str = option("", "class-per-folder set, a split folder with train/ and val/, a split.json index, or a "
+                       "CSV file of labels (path,label[,split]; docs/data.md)", cli="positional")
+    images: str | None = images_option()
+    path_col: str | None = path_col_option()
+    label_col: str | None = label_col_option()
     val_data: str | None = option(None, "a separate validation set (default: DATA/val, or a split of DATA)")
     val_fraction: float = option(0.1, "when DATA is one class-per-folder tree: stratified validation fraction", gt=0, lt=1)
     split_seed: int = option(0, "seed of that split (the same as `imgcls split --seed`)", ge=0)
@@ -63,6 +67,9 @@ class DataConfig:
     cache_side: int = option(256, "shorter side of the decoded cache", ge=1)
     skip_bad: bool = option(False, "skip unreadable images with one warning instead of stopping")
     draft: bool = draft_option()
+    sampler: str = option("shuffle", "the train order: shuffle (each image once per epoch) | balanced (draws with "
+                          "replacement, every class equally often: for unbalanced classes)",
+                          choices=("shuffle", "balanced"))
     feature_views: int | None = option(None, "head/head+/last:: cached views per image of the frozen part's output "
                                        "(the backbone's features; last:'s maps of the frozen stages): 1 = the "
                                        "centre crop, K > 1 = K augmented views, 0 = no cache (the frozen part "
@@ -93,6 +100,12 @@ class DataConfig:
     progressive_stages: int = option(0, "with --progressive: 0 = grow linearly (sizes rounded to 16 px), N >= 2 = "
                                      "N equal stages", ge=0)
 
+    def csv_columns(self) -> Any:
+        """How a CSV DATA is read (data.table.CsvColumns)."""
+        from imgcls.data.table import CsvColumns
+
+        return CsvColumns(self.images, self.path_col, self.label_col)
+
     def image_recipes(self) -> list[str]:
         """The flags set that act on batches of images (so not on cached features or maps)."""
         return [flag for flag, on in (("--mixup", self.mixup > 0), ("--cutmix", self.cutmix > 0),
@@ -117,6 +130,10 @@ class OptimConfig:
     step_size: int = option(30, "step schedule: epochs between decays", ge=1)
     gamma: float = option(0.1, "step schedule: decay factor", gt=0)
     label_smoothing: float = option(0.0, "cross-entropy label smoothing", ge=0, lt=1)
+    class_weights: str = option("none", "per-class loss weights for unbalanced classes, mean 1: none | balanced "
+                                "(inverse class frequency) | effective (Cui et al. 2019: (1-beta)/(1-beta^n))",
+                                choices=("none", "balanced", "effective"))
+    class_weights_beta: float = option(0.999, "--class-weights effective: beta", gt=0, lt=1)
     clip_grad: float | None = option(None, "clip the gradient norm to this value", gt=0)
     ema_decay: float | None = option(None, "keep an exponential moving average of the weights with this decay per "
                                      "step (e.g. 0.999): validated beside the raw weights, saved in checkpoints "
@@ -131,7 +148,9 @@ class TrainConfig:
     amp: str = option("auto", "mixed precision: auto (bf16, or fp16 with a scaler, on CUDA; off on CPU) "
                           "| off | bf16 | fp16", choices=("auto", "off", "bf16", "fp16"))
     deterministic: bool = option(True, "deterministic algorithms (bit-exact resume on CPU)")
-    patience: int | None = option(None, "early stopping: epochs without a better val top-1", ge=1)
+    patience: int | None = option(None, "early stopping: epochs without a better --metric", ge=1)
+    metric: str = option("top1", "the validation number that picks best.ckpt (and early stopping): top1 | "
+                         "balanced_acc (mean per-class recall) | macro_f1", choices=("top1", "balanced_acc", "macro_f1"))
     aux_weight: float = option(0.3, "weight of auxiliary-classifier losses (GoogLeNet), 0.3 as in the paper", ge=0)
     out_dir: str = option("runs", "parent folder of run folders")
     name: str | None = option(None, "run folder name (default: exp1, exp2, ...; with --resume: continue in this new folder)")
@@ -226,6 +245,10 @@ class Config:
                 flag = f"--no-{flag_name(name)[2:]}" if value is False else f"{flag_name(name)} {value}"
                 raise ConfigError(f"{flag} has no effect without {needs}; add {example}, or drop "
                                   f"{flag.split()[0]}")
+        o = self.optim
+        if o.class_weights != "effective" and o.class_weights_beta != OptimConfig().class_weights_beta:
+            raise ConfigError(f"--class-weights-beta {o.class_weights_beta} has no effect without --class-weights "
+                              "effective; add --class-weights effective, or drop --class-weights-beta")
         return self
 
     def changed_fields(self) -> set[str]:

@@ -51,11 +51,15 @@ class RunResult:
     stopped_early: bool = False
     interrupted: bool = False
     history: list[dict] = field(default_factory=list)
+    metric: str = "val_top1"  # the column that chose best.ckpt (--metric; ema_ with an EMA)
+    best_score: float = 0.0  # its value at best_epoch
 
     def summary_line(self, model: str) -> str:
         how = "stopped early, " if self.stopped_early else ""
+        by = "" if self.metric.endswith("val_top1") else \
+            f" ({self.metric.replace('_val_', ' ').removeprefix('val_')} {self.best_score:.2%}: --metric chose it)"
         return (f"{model}: {self.epochs_run} epochs ({how}{clock(self.seconds)}), best val top-1 "
-                f"{self.best_top1:.2%} at epoch {self.best_epoch}; run folder {self.run_dir} "
+                f"{self.best_top1:.2%} at epoch {self.best_epoch}{by}; run folder {self.run_dir} "
                 f"(best.ckpt, metrics.csv, curves.png, confusion_matrix.png)")
 
 
@@ -110,6 +114,7 @@ def fit(p: Plan) -> RunResult:
             raise lost_peer_error(p, run_dir, e) from None
         result.seconds = time.perf_counter() - t0
         result.best_top1, result.best_epoch = state.stopping.best_top1, state.stopping.best_epoch
+        result.metric, result.best_score = state.stopping.key, state.stopping.best_score
         result.history = list(state.history)
         if not result.interrupted and state.history:
             final_report(p, state, net, val_b, rule, run_dir)
@@ -121,7 +126,8 @@ def fit(p: Plan) -> RunResult:
 
 def step_rule(p: Plan, run_dir: Path) -> StepRule:
     cfg, task = p.config, p.task
-    return StepRule(task, task.criterion(label_smoothing=cfg.optim.label_smoothing),
+    criterion = task.criterion(label_smoothing=cfg.optim.label_smoothing, class_weights=p.class_weights)
+    return StepRule(task, criterion.to(p.device),
                     BatchMixer(cfg.data, seed=cfg.train.seed, num_classes=len(task.classes)), p.dist,
                     p.amp_dtype, cfg.optim.clip_grad, cfg.train.aux_weight, run_dir)
 

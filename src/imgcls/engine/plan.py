@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from imgcls.data.balance import class_counts, class_weights, weights_line
 from imgcls.data.loader import train_workers
 from imgcls.engine import budget, build, distributed, resume
 from imgcls.engine.checkpoint import check_arch, load_checkpoint
@@ -60,6 +61,7 @@ class Plan:
     notes: tuple[str, ...] = ()  # what was resolved for the user, logged once the run's log exists
     resume: Resume | None = None
     split: FrozenSplit | None = None  # last: on cached maps: the frozen prefix run once per image and view
+    class_weights: tuple[float, ...] | None = None  # --class-weights: the criterion's, from the train counts
 
     @property
     def device(self) -> torch.device:
@@ -90,7 +92,8 @@ def plan(config: Config, *, given: set[str] | None = None) -> Plan:
     kind = task_class("classification")
     data = build.build_datasets(cfg.data, *kind.transforms(cfg.data, train_crop=build.train_crop(cfg.data),
                                                            preprocessing=build.preprocessing(cfg.data)))
-    task = kind(data.classes)
+    task = kind(data.classes, metric=t.metric)
+    weights = _class_weights(cfg, data, notes)
     data_files = resume.data_files(data.train.samples, data.val.samples)
     if caching:
         _check_cache(cfg, policy, data, dist, notes)
@@ -108,7 +111,20 @@ def plan(config: Config, *, given: set[str] | None = None) -> Plan:
     arch = build.arch_of(cfg, policy, len(data.classes), base_classes)
     notes.append(speed_line(cfg, dist.device, workers, folded))
     return Plan(cfg, task, dist, amp_dtype, policy, data, data_files, workers, model, arch,
-                notes=loaded + tuple(notes), resume=res, split=split)
+                notes=loaded + tuple(notes), resume=res, split=split, class_weights=weights)
+
+
+def _class_weights(cfg: Config, data: build.Datasets, notes: list[str]) -> tuple[float, ...] | None:
+    """--class-weights from the train part's counts (data.balance), with their one log line."""
+    o = cfg.optim
+    counts = class_counts([t for _, t in data.train.samples], len(data.classes))
+    weights = class_weights(counts, o.class_weights, beta=o.class_weights_beta)
+    if weights is None:
+        return None
+    how = "balanced (1/n)" if o.class_weights == "balanced" else \
+        f"effective (Cui et al. 2019, beta {o.class_weights_beta:g}: (1-beta)/(1-beta^n))"
+    notes.append(weights_line(data.classes, counts, weights, how))
+    return tuple(weights)
 
 
 def _resolved_config(cfg: Config, given: set[str]) -> tuple[Config, Resume | None, list[str]]:
@@ -126,7 +142,7 @@ def _resolved_config(cfg: Config, given: set[str]) -> tuple[Config, Resume | Non
         return cfg, res, []
     taken = build.take_weight_preprocessing(cfg, given)
     cfg.validate()
-    for key in ("data", "val_data"):  # absolute, so a resume from another directory finds it
+    for key in ("data", "val_data", "images"):  # absolute, so a resume from another directory finds it
         if cfg.get(key):
             cfg.set(key, str(Path(cfg.get(key)).resolve()))
     if cfg.train.name:

@@ -9,8 +9,8 @@ how long to run it may change, and every change is logged:
     --workers, --device, --progress, --tensorboard, --save-every, --patience, --dist-timeout
     the number of processes  under torchrun: the checkpoint's global batch is split over the new world
                        (engine.distributed.resume_batch_size)
-    DATA, --val-data   a moved copy of the same data: its classes and files (relative paths) must be
-                       the checkpoint's
+    DATA, --val-data, --images   a moved copy of the same data: its classes and files (relative paths)
+                       must be the checkpoint's
     --name, --out-dir  continue in a new run folder instead of the checkpoint's own
 
 Anything else would change the experiment (model, transfer, classes, optimizer, lr, batch size,
@@ -31,7 +31,7 @@ from imgcls.errors import CheckpointError, ConfigError, DataError
 log = logging.getLogger("imgcls")
 
 RESUMABLE = ("epochs", "workers", "device", "progress", "tensorboard", "save_every", "patience", "data", "val_data",
-             "name", "out_dir", "dist_timeout", "feature_backend")
+             "images", "name", "out_dir", "dist_timeout", "feature_backend")
 
 
 def resumed_config(saved: Config, given: Config, names: set[str], checkpoint: str | Path
@@ -44,7 +44,7 @@ def resumed_config(saved: Config, given: Config, names: set[str], checkpoint: st
     changed = {}
     for name in sorted(names - {"resume"}):
         new, old = given.get(name), saved.get(name)
-        if name in ("data", "val_data") and new:
+        if name in ("data", "val_data", "images") and new:
             new = str(Path(new).resolve())
         if new == old:
             continue

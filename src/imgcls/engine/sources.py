@@ -41,7 +41,8 @@ def batches(p: Plan) -> tuple[nn.Module, Any, Any]:
     log.info("cached backbone features: %d train x %d view(s), %d val, %d-wide, in %.1fs (%s)",
              tf.shape[1], tf.shape[0], vf.shape[1], tf.shape[2], time.perf_counter() - tic, cache.backend)
     return (head, FeatureBatches(tf.to(device), cache.train_targets.to(device), batch_size=cfg.data.batch_size,
-                                 seed=cfg.train.seed, train=True, device=device, dist=dist),
+                                 seed=cfg.train.seed, train=True, device=device, dist=dist,
+                                 balanced=cfg.data.sampler == "balanced"),
             FeatureBatches(vf.to(device), cache.val_targets.to(device), batch_size=max(256, cfg.data.batch_size),
                            seed=0, train=False, device=device, dist=dist))
 
@@ -63,7 +64,7 @@ def _map_batches(p: Plan) -> tuple[nn.Module, Any, Any]:
     layout = dict(device=device, dist=dist, channels_last=bool(cfg.model.channels_last) and tf.dim() == 5)
     return (Tail(p.model, split, p.policy),
             FeatureBatches(tf, cache.train_targets, batch_size=cfg.data.batch_size, seed=cfg.train.seed, train=True,
-                           flip=flip, **layout),
+                           flip=flip, balanced=cfg.data.sampler == "balanced", **layout),
             FeatureBatches(vf, cache.val_targets, batch_size=max(256, cfg.data.batch_size), seed=0, train=False,
                            **layout))
 

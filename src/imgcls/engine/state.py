@@ -82,8 +82,8 @@ class TrainState:
         self.schedule.load_state_dict(s["scheduler"])
         self.scaler.load_state_dict(s["scaler"])
         self.global_step, self.history = s["global_step"], list(s["history"])
-        self.stopping = EarlyStopping(cfg.train.patience, key=self.stopping.key, best_top1=s["best"]["top1"],
-                                      best_epoch=s["best"]["epoch"], patience_left=s["patience_left"], fresh=False)
+        self.stopping = EarlyStopping(cfg.train.patience, key=self.stopping.key, best=s["best"],
+                                      patience_left=s["patience_left"], fresh=False)
         set_rng_state(s["rng"])
         resume.log_schedule_change(s["config"]["train"]["epochs"], cfg.train.epochs, cfg.optim.schedule, self.lr)
         log.info("resuming %s at epoch %d step %d", plan.resume.path, s["epoch"] + 1, s["epoch_step"])

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from imgcls.data import default_workers, open_parts, safe_name
+from imgcls.data.table import CsvColumns
 from imgcls.errors import ConfigError, DataError
 from imgcls.inference.predictor import Predictor
 from imgcls.reports import ClassificationReport, classification_report
@@ -15,10 +16,11 @@ from imgcls.reports import ClassificationReport, classification_report
 def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = None, batch_size: int = 64,
              workers: int | None = None, device: str = "auto", out_dir: str | Path | None = None,
              n_wrong: int = 10, progress: bool = True, draft: bool = False,
-             skip_bad: bool = False, threads: int | None = None, cam: int = 0
-             ) -> tuple[ClassificationReport, Path]:
+             skip_bad: bool = False, threads: int | None = None, cam: int = 0, images: str | None = None,
+             path_col: str | None = None, label_col: str | None = None) -> tuple[ClassificationReport, Path]:
     """Evaluate `checkpoint` (a checkpoint, a weights name or an exported .onnx file) on `data` (a
-    class-per-folder tree, or `part` of a split) and save the report.
+    class-per-folder tree, `part` of a split, or a CSV file of labels read with `images`, `path_col` and
+    `label_col`: data.open_parts) and save the report.
 
     The data's classes must be the checkpoint's, by name and order; the report goes to `out_dir`
     (default: beside the checkpoint, `eval-<data folder name>/`). JPEGs decode at full size, exactly as
@@ -33,7 +35,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
     if cam and predictor.model is None:
         raise ConfigError(f"--cam needs a PyTorch model and {checkpoint} runs on {predictor.backend}; "
                           "evaluate its checkpoint for the Grad-CAM grid")
-    parts = open_parts(data, only=None if part is None else (part,))
+    parts = open_parts(data, only=None if part is None else (part,), csv=CsvColumns(images, path_col, label_col))
     name = parts.choose(part)
     if parts.classes != predictor.classes:
         classes = parts.classes

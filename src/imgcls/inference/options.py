@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imgcls.options import device_option, draft_option, option, threads_option, workers_option
+from imgcls.options import (device_option, draft_option, images_option, label_col_option, option, path_col_option,
+                            threads_option, workers_option)
 
 
 @dataclass
 class EvalOptions:
-    part: str | None = option(None, "which part of a split folder or split.json", choices=("train", "val", "test"))
+    part: str | None = option(None, "which part of a split folder, split.json or a CSV's split column",
+                              choices=("train", "val", "test"))
+    images: str | None = images_option()
+    path_col: str | None = path_col_option()
+    label_col: str | None = label_col_option()
     batch_size: int = option(64, "images per forward pass", ge=1)
     workers: int | None = workers_option()
     device: str = device_option()

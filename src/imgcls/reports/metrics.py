@@ -143,6 +143,8 @@ class ClassificationReport:
                      f"{self.macro_f1:>9.3f}  {self.n:>8,}")
         top5 = f"top-5 {self.top5:.2%} ({self.top5_correct}/{self.n})   " if self.shows_top5 else ""
         lines.append(f"top-1 {self.top1:.2%} ({self.top1_correct}/{self.n})   {top5}loss {self.loss:.4f}")
+        lines.append(f"balanced accuracy {self.macro_recall:.2%} (the mean of the classes' recalls)   "
+                     f"macro-F1 {self.macro_f1:.2%}")
         if self.skipped:
             lines.append(skipped_line(self.skipped))
         if self.most_confident_wrong:
@@ -162,6 +164,7 @@ class ClassificationReport:
             "per_class": [{"class": c, "precision": p, "recall": r, "f1": f, "support": s}
                           for c, p, r, f, s in zip(classes, self.precision, self.recall, self.f1, self.support)],
             "macro": {"precision": self.macro_precision, "recall": self.macro_recall, "f1": self.macro_f1},
+            "balanced_accuracy": self.macro_recall,
             "confusion_matrix": self.confusion.tolist(),
             "most_confident_wrong": [{"sample": m.sample if isinstance(m.sample, int) else safe_name(m.sample),
                                       "true": safe_name(m.true), "pred": safe_name(m.pred), "prob": m.prob}
