@@ -106,7 +106,8 @@ def run_eval(args: argparse.Namespace) -> int:
     report, out = evaluate(args.checkpoint, args.data, **dataclasses.asdict(options_of(args, EvalOptions)))
     print(report.to_text())
     cams = " and wrong_cam.png (Grad-CAM of the worst mistakes)" if args.cam and report.top1_correct < report.n else ""
-    print(f"report.txt, report.json, confusion_matrix.csv, confusion_matrix.png{cams} in {safe_name(out)}")
+    print(f"report.txt, report.json, confusion_matrix.csv, confusion_matrix.png, reliability.png{cams} in "
+          f"{safe_name(out)}")
     return 0
 
 
@@ -117,7 +118,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
     opts = options_of(args, PredictOptions)
     predictor = Predictor.load(args.checkpoint, device=opts.device, batch_size=opts.batch_size, draft=opts.draft,
-                               threads=opts.threads)
+                               threads=opts.threads, abstain=opts.abstain)
     n_classes = len(predictor.classes)
     if opts.topk > n_classes:
         print(f"imgcls: --topk {opts.topk} > {n_classes} classes; showing {n_classes}", file=sys.stderr)

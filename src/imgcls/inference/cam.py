@@ -238,9 +238,10 @@ class Explainer:
         crop = torch.from_numpy(np.array(pred.transform(image)))[None]
         x = pred.preprocessing.normalize(crop, pred.device)
         logits, maps, targets = self.gradcam(x, target_idx)
-        probs = logits.softmax(1)[0]
+        probs = self.predictor.probabilities(logits)[0]
         p, idx = probs.topk(min(topk, len(pred.classes)))
-        prediction = Prediction(source, [pred.classes[i] for i in idx.tolist()], p.tolist(), idx.tolist())
+        prediction = Prediction(source, [pred.classes[i] for i in idx.tolist()], p.tolist(), idx.tolist(),
+                                unknown=pred.is_unknown(float(p[0])))
         t = int(targets[0])
         box = crop_box(image.width, image.height, pred.preprocessing)
         side = min(display_max, max(pred.preprocessing.crop, box[2] - box[0]))

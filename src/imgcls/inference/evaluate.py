@@ -6,16 +6,19 @@ from pathlib import Path
 
 import torch
 
+from imgcls.checkpoint import Calibration
 from imgcls.data import default_workers, open_parts, safe_name
 from imgcls.errors import ConfigError, DataError
+from imgcls.inference.abstain import AbstainRule, parse_abstain
 from imgcls.inference.predictor import Predictor
 from imgcls.reports import ClassificationReport, classification_report
+from imgcls.reports.calibration import abstain_threshold, confidence_report
 
 
 def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = None, batch_size: int = 64,
              workers: int | None = None, device: str = "auto", out_dir: str | Path | None = None,
              n_wrong: int = 10, progress: bool = True, draft: bool = False,
-             skip_bad: bool = False, threads: int | None = None, cam: int = 0
+             skip_bad: bool = False, threads: int | None = None, cam: int = 0, abstain: str | float | None = None
              ) -> tuple[ClassificationReport, Path]:
     """Evaluate `checkpoint` (a checkpoint, a weights name or an exported .onnx file) on `data` (a
     class-per-folder tree, or `part` of a split) and save the report.
@@ -27,7 +30,11 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
     Every image is decoded once before any work (data.DatasetParts.readable): an unreadable one is a
     DataError listing them, or, with `skip_bad`, is left out and named in the report's `skipped`. `cam=K` adds `wrong_cam.png`: the
     Grad-CAM overlays of the K most confidently wrong images (of the class each was mistaken for).
+    The report's confidence section (reports.calibration): ECE at T = 1 and at the model's temperature,
+    reliability.png, accuracy at 90%/95% coverage; with `abstain` (a probability, or "precision:Q": the
+    threshold train stored, else the one reaching Q on this data) the coverage and accuracy it gives.
     """
+    rule = parse_abstain(abstain)
     predictor = Predictor.load(checkpoint, device=device, batch_size=batch_size, workers=workers, draft=draft,
                                threads=threads)
     if cam and predictor.model is None:
@@ -50,6 +57,11 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
                                    n_wrong=max(n_wrong, cam))
     worst, report.most_confident_wrong = report.most_confident_wrong[:cam], report.most_confident_wrong[:n_wrong]
     report.skipped = [str(p) for p in skipped]
+    probs = predictor.probabilities(logits)
+    threshold, how = abstain_threshold_for(rule, predictor.calibration, probs, targets)
+    report.confidence = confidence_report(logits.softmax(1), probs, targets, temperature=predictor.temperature,
+                                          threshold=threshold, threshold_rule=how,
+                                          precisions=(rule.value,) if rule and rule.kind == "precision" else ())
     out = Path(out_dir) if out_dir else Path(checkpoint).parent / f"eval-{Path(data).name or 'data'}"
     report.save(out)
     if worst:
@@ -57,3 +69,20 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
 
         mistakes_grid(Explainer(predictor), worst, out / "wrong_cam.png")
     return report, out
+
+
+def abstain_threshold_for(rule: AbstainRule | None, calibration: Calibration, probs: torch.Tensor,
+                          targets: torch.Tensor) -> tuple[float | None, str]:
+    """(eval's threshold, how it was chosen): a probability as given; a precision from the val table train
+    stored, else found on the evaluated data itself (an optimistic number: say so)."""
+    if rule is None:
+        return None, ""
+    if rule.kind == "probability":
+        return rule.value, f"--abstain {rule.text}"
+    stored = calibration.abstain.get(f"{rule.value:g}")
+    if stored is not None:
+        return stored, f"--abstain {rule.text}: the threshold fitted on val"
+    found = abstain_threshold(probs, targets, rule.value)
+    if found is None:
+        return 1.01, f"--abstain {rule.text}: not reached on this data at any threshold, so nothing is answered"
+    return found, f"--abstain {rule.text}: found on this data (optimistic)"

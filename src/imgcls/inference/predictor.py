@@ -22,12 +22,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-from imgcls.checkpoint import ModelSource, checkpoint_source
+from imgcls.checkpoint import Calibration, ModelSource, checkpoint_source
 from imgcls.data import Preprocessing, load_array, make_loader
 from imgcls.data.dataset import list_images
 from imgcls.data.decode import is_file_or_link
 from imgcls.data.names import safe_name
 from imgcls.errors import ConfigError, DataError
+from imgcls.inference.abstain import UNKNOWN, parse_abstain, stored_threshold
 from imgcls.inference.source import open_source
 from imgcls.progress import track
 from imgcls.runtime import TorchRunner, resolve_device
@@ -40,21 +41,30 @@ class Prediction:
     probs: list[float] = field(default_factory=list)
     indices: list[int] = field(default_factory=list)
     error: str | None = None
+    unknown: bool = False  # the top probability is below the --abstain threshold
 
     @property
     def label(self) -> str | None:
         return self.labels[0] if self.labels else None
 
+    @property
+    def answer(self) -> str | None:
+        """The top label, or "unknown" when the model abstains; None for an unreadable file."""
+        return None if self.error or not self.labels else UNKNOWN if self.unknown else self.labels[0]
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types; a file name that is not UTF-8 is escaped (see data.safe_name)."""
+        answer = self.answer
         return {"path": safe_name(self.source), "error": safe_name(self.error) if self.error else None,
+                "answer": safe_name(answer) if answer is not None and not self.unknown else answer,
                 "top": [{"label": safe_name(lab), "index": i, "prob": round(p, 6)}
                         for lab, i, p in zip(self.labels, self.indices, self.probs)]}
 
 
 def format_predictions(preds: list[Prediction], fmt: str = "text") -> str:
-    """What `imgcls predict` prints: "text" (one line a file), "json" (a list of `to_dict()`) or "csv"
-    (path, rank, label, prob, error); every name escaped as data.safe_name does."""
+    """What `imgcls predict` prints: "text" (one line a file; "unknown (...)" where the model abstains),
+    "json" (a list of `to_dict()`: its "answer" is the top label or "unknown") or "csv" (path, rank, label,
+    prob, error, answer); every name escaped as data.safe_name does."""
     import csv
     import io
     import json
@@ -64,17 +74,17 @@ def format_predictions(preds: list[Prediction], fmt: str = "text") -> str:
     out = io.StringIO()
     if fmt == "csv":
         w = csv.writer(out)
-        w.writerow(["path", "rank", "label", "prob", "error"])
+        w.writerow(["path", "rank", "label", "prob", "error", "answer"])
         for p in preds:
             if p.error:
-                w.writerow([safe_name(p.source), "", "", "", safe_name(p.error)])
+                w.writerow([safe_name(p.source), "", "", "", safe_name(p.error), ""])
             for r, (lab, pr) in enumerate(zip(p.labels, p.probs), start=1):
-                w.writerow([safe_name(p.source), r, safe_name(lab), f"{pr:.6f}", ""])
+                w.writerow([safe_name(p.source), r, safe_name(lab), f"{pr:.6f}", "", safe_name(p.answer)])
         return out.getvalue()
     for p in preds:
         shown = f"error: {safe_name(p.error)}" if p.error else \
             ", ".join(f"{safe_name(lab)} {pr:.1%}" for lab, pr in zip(p.labels, p.probs))
-        out.write(f"{safe_name(p.source)}: {shown}\n")
+        out.write(f"{safe_name(p.source)}: {f'{UNKNOWN} ({shown})' if p.unknown else shown}\n")
     return out.getvalue()
 
 
@@ -125,9 +135,11 @@ def _collate(batch):
 class Predictor:
     def __init__(self, model: nn.Module | None, classes: Sequence[str], preprocessing: Preprocessing, *,
                  device: str | torch.device = "auto", batch_size: int = 32, workers: int | None = 0,
-                 draft: bool = False, runner=None) -> None:
+                 draft: bool = False, runner=None, temperature: float = 1.0, abstain: float | None = None) -> None:
         """A PyTorch `model`, or a `runner` (normalised float NCHW batch -> logits; then `model` is
-        None, as for an ONNX file). JPEGs decode at full size, so the pixels are torchvision's eval
+        None, as for an ONNX file). Probabilities are softmax(logits / `temperature`): the temperature
+        fitted on val at the end of training (checkpoint.Calibration; 1 for a model without one). With
+        `abstain`, a prediction whose top probability is below it is marked unknown. JPEGs decode at full size, so the pixels are torchvision's eval
         pixels (EXIF orientation applied), up to decode.REDUCE_ABOVE_PIXELS (bigger ones decode reduced);
         `draft=True` lets JPEG draft mode decode big ones reduced: faster, pixels differ slightly
         (benchmarks/draft_mode.py measures both)."""
@@ -144,6 +156,9 @@ class Predictor:
         self.batch_size = batch_size
         self.workers = workers
         self.transform = preprocessing.eval_transform()
+        self.temperature = float(temperature)
+        self.abstain = abstain
+        self.calibration = Calibration(self.temperature)  # load() keeps the source's whole record
         self._local = threading.local()  # one normalisation buffer per thread: `imgcls serve` predicts from a pool
 
     @property
@@ -158,16 +173,21 @@ class Predictor:
 
     @classmethod
     def load(cls, source: str | Path | ModelSource, *, device: str | torch.device = "auto",
-             threads: int | None = None, **kwargs) -> Predictor:
+             threads: int | None = None, abstain: str | float | None = None, **kwargs) -> Predictor:
         """A Predictor for a checkpoint, a registry weights name or an exported .onnx file (run by ONNX
         Runtime with `threads` intra-op threads; its class names and preprocessing come from the file),
-        or for a ModelSource already opened (inference.open_source). `kwargs` are the constructor's
-        (batch_size, workers, draft)."""
+        or for a ModelSource already opened (inference.open_source). `abstain`: a probability, or
+        "precision:Q" for the threshold the source's calibration stores (inference.abstain). `kwargs` are the
+        constructor's (batch_size, workers, draft)."""
+        rule = parse_abstain(abstain)  # a malformed value is refused before the model is opened
         device = resolve_device(device) if isinstance(device, str) else device
         if not isinstance(source, ModelSource):
             source = open_source(source, device=device, threads=threads)
-        return cls(source.network, source.classes, source.preprocessing, runner=source.runner, device=device,
-                   **kwargs)
+        threshold = None if rule is None else stored_threshold(rule, source.calibration, source.name)
+        predictor = cls(source.network, source.classes, source.preprocessing, runner=source.runner, device=device,
+                        temperature=source.calibration.temperature, abstain=threshold, **kwargs)
+        predictor.calibration = source.calibration
+        return predictor
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs) -> Predictor:
@@ -216,13 +236,21 @@ class Predictor:
             offset += len(errors)
         return preds
 
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """The model's calibrated probabilities: softmax(logits / temperature)."""
+        return (logits.float() / self.temperature).softmax(-1)
+
+    def is_unknown(self, top_prob: float) -> bool:
+        """Whether the model abstains on a prediction made with this top probability."""
+        return self.abstain is not None and top_prob < self.abstain
+
     def _top(self, logits: torch.Tensor, names: list[str], errors: list[str], k: int) -> list[Prediction]:
-        probs = logits.softmax(1)
+        probs = self.probabilities(logits)
         p, idx = probs.topk(k, dim=1)
         out = []
         for name, err, pi, ii in zip(names, errors, p.tolist(), idx.tolist()):
             if err:
                 out.append(Prediction(name, error=err))
             else:
-                out.append(Prediction(name, [self.classes[i] for i in ii], pi, ii))
+                out.append(Prediction(name, [self.classes[i] for i in ii], pi, ii, unknown=self.is_unknown(pi[0])))
         return out

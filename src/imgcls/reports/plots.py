@@ -1,4 +1,5 @@
-"""The two pictures a run leaves behind: the training curves and the confusion matrix.
+"""The pictures a run leaves behind: the training curves, the confusion matrix, the reliability diagram
+and the learning-rate finder's curve.
 
 Figures are built with matplotlib's object API on an Agg canvas, never through pyplot: nothing enters
 pyplot's global figure list (so nothing leaks over hundreds of epochs), the user's backend is left
@@ -136,4 +137,29 @@ def plot_confusion_matrix(cm: np.ndarray, classes: Sequence[str], path: str | Pa
                 text = f"{share[i, j]:.0%}\n{cm[i, j]}" if normalize else f"{cm[i, j]}"
                 ax.text(j, i, text, ha="center", va="center", fontsize=cell_size,
                         color="white" if shown[i, j] > 0.5 * vmax else "black")
+    return _save(fig, path, dpi=100)
+
+
+def plot_reliability_bins(curves: Sequence[tuple[str, object]], path: str | Path) -> Path:
+    """Reliability diagram (Guo et al. 2017): per confidence bin, accuracy against mean confidence, one
+    panel per (title, reports.calibration.ReliabilityBins); the diagonal is perfect calibration, the bars
+    below it overconfidence. Each panel's title gives its expected calibration error."""
+    fig = _figure(5 * len(curves), 4.6)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.9, wspace=0.25)
+    for ax, (title, bins) in zip(np.atleast_1d(fig.subplots(1, len(curves))), curves):
+        edges = np.asarray(bins.edges)
+        width = np.diff(edges)
+        used = np.asarray(bins.counts) > 0
+        ax.bar(edges[:-1][used], np.asarray(bins.accuracy)[used], width=width[used], align="edge",
+               edgecolor="black", color="#4c72b0", label="accuracy")
+        gap = np.asarray(bins.confidence)[used] - np.asarray(bins.accuracy)[used]
+        ax.bar(edges[:-1][used], gap, bottom=np.asarray(bins.accuracy)[used], width=width[used], align="edge",
+               edgecolor="#c44e52", color="#c44e52", alpha=0.3, label="gap to confidence")
+        ax.plot([0, 1], [0, 1], "--", color="grey")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence (top-1 probability)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{title}: ECE {bins.ece:.2%}")
+        ax.legend(loc="upper left")
     return _save(fig, path, dpi=100)
