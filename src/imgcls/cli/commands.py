@@ -118,7 +118,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
     opts = options_of(args, PredictOptions)
     predictor = Predictor.load(args.checkpoint, device=opts.device, batch_size=opts.batch_size, draft=opts.draft,
-                               threads=opts.threads, abstain=opts.abstain)
+                               threads=opts.threads, abstain=opts.abstain, tta=opts.tta)
     n_classes = len(predictor.classes)
     if opts.topk > n_classes:
         print(f"imgcls: --topk {opts.topk} > {n_classes} classes; showing {n_classes}", file=sys.stderr)

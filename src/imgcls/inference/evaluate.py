@@ -18,8 +18,8 @@ from imgcls.reports.calibration import abstain_threshold, confidence_report
 def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = None, batch_size: int = 64,
              workers: int | None = None, device: str = "auto", out_dir: str | Path | None = None,
              n_wrong: int = 10, progress: bool = True, draft: bool = False,
-             skip_bad: bool = False, threads: int | None = None, cam: int = 0, abstain: str | float | None = None
-             ) -> tuple[ClassificationReport, Path]:
+             skip_bad: bool = False, threads: int | None = None, cam: int = 0, abstain: str | float | None = None,
+             tta: str | None = None) -> tuple[ClassificationReport, Path]:
     """Evaluate `checkpoint` (a checkpoint, a weights name or an exported .onnx file) on `data` (a
     class-per-folder tree, or `part` of a split) and save the report.
 
@@ -33,10 +33,11 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
     The report's confidence section (reports.calibration): ECE at T = 1 and at the model's temperature,
     reliability.png, accuracy at 90%/95% coverage; with `abstain` (a probability, or "precision:Q": the
     threshold train stored, else the one reaching Q on this data) the coverage and accuracy it gives.
+    `tta` ("flip", "crops", "flip,crops"): every number is of the views' averaged probabilities.
     """
     rule = parse_abstain(abstain)
     predictor = Predictor.load(checkpoint, device=device, batch_size=batch_size, workers=workers, draft=draft,
-                               threads=threads)
+                               threads=threads, tta=tta)
     if cam and predictor.model is None:
         raise ConfigError(f"--cam needs a PyTorch model and {checkpoint} runs on {predictor.backend}; "
                           "evaluate its checkpoint for the Grad-CAM grid")
@@ -53,13 +54,14 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
     ds = parts.dataset(name, predictor.transform, min_side=predictor.min_side, resize=predictor.preprocessing.resize)
     logits = predictor.logits_of_dataset(ds, progress=progress)
     targets = torch.tensor(ds.targets)
-    report = classification_report(logits, targets, ds.classes, paths=[str(p) for p, _ in ds.samples],
+    scores = predictor.probabilities(logits, 1.0) if predictor.tta else logits  # T = 1, as without TTA
+    report = classification_report(scores, targets, ds.classes, paths=[str(p) for p, _ in ds.samples],
                                    n_wrong=max(n_wrong, cam))
     worst, report.most_confident_wrong = report.most_confident_wrong[:cam], report.most_confident_wrong[:n_wrong]
     report.skipped = [str(p) for p in skipped]
     probs = predictor.probabilities(logits)
     threshold, how = abstain_threshold_for(rule, predictor.calibration, probs, targets)
-    report.confidence = confidence_report(logits.softmax(1), probs, targets, temperature=predictor.temperature,
+    report.confidence = confidence_report(predictor.probabilities(logits, 1.0), probs, targets, temperature=predictor.temperature,
                                           threshold=threshold, threshold_rule=how,
                                           precisions=(rule.value,) if rule and rule.kind == "precision" else ())
     out = Path(out_dir) if out_dir else Path(checkpoint).parent / f"eval-{Path(data).name or 'data'}"

@@ -9,6 +9,12 @@ from typing import Any
 from imgcls.options import device_option, draft_option, option, threads_option, workers_option
 
 
+def tta_option() -> Any:
+    return option(None, "test-time augmentation, probabilities averaged: flip (the centre crop and its mirror), "
+                        "crops (torchvision's FiveCrop: 4 corners + centre), flip,crops (TenCrop)",
+                  metavar="flip|crops|flip,crops")
+
+
 def abstain_option(what: str) -> Any:
     return option(None, f"answer \"unknown\" when the top probability is below P (0..1), or precision:Q: {what}",
                   metavar="P|precision:Q")
@@ -28,6 +34,7 @@ class EvalOptions:
                                    "before any work")
     abstain: str | None = abstain_option("the threshold stored at train end for val precision Q, else the one "
                                          "reaching Q on this data; reports coverage and accuracy on the answered part")
+    tta: str | None = tta_option()
     cam: int = option(0, "add the Grad-CAM overlays of the K most confidently wrong images to the report, as one "
                          "grid (wrong_cam.png)", ge=0, metavar="K")
     threads: int | None = threads_option()
@@ -44,6 +51,7 @@ class PredictOptions:
     threads: int | None = threads_option()
     abstain: str | None = abstain_option("the threshold at which the val part's answers were Q precise (stored "
                                          "by train for 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)")
+    tta: str | None = tta_option()
     json: bool = option(False, "one JSON list: path, error, answer (the top label or unknown), top (label, index, "
                                "prob)", cli="switch",
                        exclusive="output")
