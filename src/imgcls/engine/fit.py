@@ -61,8 +61,13 @@ class RunResult:
 
 def train(config: Config, *, given: set[str] | None = None) -> RunResult:
     """Train one run as `config` says; returns where it went and how well it did. With
-    `config.train.resume`, `given` names the settings to change on resume (see engine.resume)."""
+    `config.train.resume`, `given` names the settings to change on resume (see engine.resume). With
+    `config.optim.lr == "find"` the LR range test picks the rate first (engine.lr_find)."""
     try:
+        if config.optim.lr == "find":  # the LR range test's suggestion (engine.lr_find)
+            from imgcls.engine.lr_find import with_found_lr
+
+            config = with_found_lr(config, given=given)
         return fit(plan(config, given=given))
     except distributed.Terminated as e:  # outside the training loop (which names last.ckpt): before or after it
         raise TrainingError(str(e)) from None

@@ -163,3 +163,27 @@ def plot_reliability_bins(curves: Sequence[tuple[str, object]], path: str | Path
         ax.set_title(f"{title}: ECE {bins.ece:.2%}")
         ax.legend(loc="upper left")
     return _save(fig, path, dpi=100)
+
+
+def plot_lr_find(lrs: Sequence[float], losses: Sequence[float], smoothed: Sequence[float], path: str | Path, *,
+                 suggestion: float | None = None, title: str = "") -> Path:
+    """The learning-rate range test: loss (raw, faint, and smoothed) against the learning rate on a log
+    axis, the suggested rate marked."""
+    fig = _figure(6.5, 4.2)
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.13, top=0.9)
+    ax = fig.subplots()
+    if lrs:
+        ax.plot(lrs, losses, color="#9fb6d8", linewidth=1, label="loss")
+        ax.plot(lrs, smoothed, color="#2f5d9e", linewidth=2, label="smoothed loss")
+        ax.set_xscale("log")
+        finite = [v for v in smoothed if math.isfinite(v)]
+        if finite:  # the divergence at the end would flatten the interesting part
+            ax.set_ylim(min(finite) - 0.05 * abs(min(finite)), min(max(finite), 3 * finite[0] + 1e-9) * 1.05)
+    if suggestion:
+        ax.axvline(suggestion, color="#c44e52", linestyle="--", label=f"suggested {suggestion:.3g}")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    return _save(fig, path, dpi=100)
