@@ -11,6 +11,9 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so
     classes, preprocessing      class names in index order; eval resize/crop/mean/std/interpolation
                                 (data.Preprocessing.to_dict(), checked on reading by from_dict)
     config                      the run's resolved Config as a dict
+    calibration                 what the end of training fitted on the val part (Calibration): the temperature
+                                predicting divides logits by, the abstain threshold of each stated precision;
+                                absent from older checkpoints (T = 1)
     optimizer, scheduler, scaler, epoch, epoch_step, global_step, rng, best, patience_left, history,
     threads, data_files         what `--resume` needs to continue bit-for-bit on CPU (engine/)
 
@@ -180,6 +183,55 @@ def source_kind(source: str | Path) -> str:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """How far a model's probabilities can be trusted, as fitted on its val part at the end of training
+    (reports.calibration.calibration_record): softmax(logits / temperature) are its probabilities, and
+    `abstain` maps a stated precision ("0.99") to the lowest top-1 probability at which the val part's
+    answers were that precise (None: never). A model without a record has temperature 1 and no table."""
+
+    temperature: float = 1.0
+    abstain: dict[str, float | None] = field(default_factory=dict)
+    fitted_on: int = 0  # val images
+    ece_before: float | None = None
+    ece_after: float | None = None
+
+    @classmethod
+    def from_dict(cls, d: Any, *, where: str | Path, what: str = "calibration", fix: str = "") -> Calibration:
+        """A record as checkpoints and exported files store it, every field checked (None: no record);
+        a bad one is one CheckpointError naming `where` and the field."""
+        if d is None:
+            return cls()
+
+        def bad(field_: str, value: Any, want: str) -> CheckpointError:
+            named = f"{what} {field_}" if field_ else what
+            return CheckpointError(f"{where}: {named} {value!r}: {want}" + (f"; {fix}" if fix else ""))
+
+        if not isinstance(d, dict):
+            raise bad("", d, "must be a mapping")
+        t = d.get("temperature", 1.0)
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < float("inf"):
+            raise bad("temperature", t, "must be a positive number")
+        table = d.get("abstain") or {}
+        if not isinstance(table, dict):
+            raise bad("abstain", table, "must map precisions to thresholds")
+        for p, thr in table.items():
+            if not isinstance(p, str) or (thr is not None and (isinstance(thr, bool) or not isinstance(thr, (int, float))
+                                                               or not 0 <= thr <= 1)):
+                raise bad("abstain", {p: thr}, "must map a precision to a probability in [0, 1] or null")
+        ece = {k: d.get(k) for k in ("ece_before", "ece_after")}
+        return cls(float(t), {p: None if v is None else float(v) for p, v in table.items()},
+                   int(d.get("fitted_on") or 0), *(None if v is None else float(v) for v in ece.values()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "abstain": dict(self.abstain), "fitted_on": self.fitted_on,
+                "ece_before": self.ece_before, "ece_after": self.ece_after}
+
+    @property
+    def fitted(self) -> bool:
+        return self.fitted_on > 0
+
+
+@dataclass(frozen=True)
 class ModelSource:
     """A model ready to predict with, whatever it came from (`source_kind` decided what it is, once:
     load_source for a checkpoint or a weights name, imgcls.inference.open_source for those and .onnx files):
@@ -193,6 +245,7 @@ class ModelSource:
     runner          an exported file's runner (export.OrtRunner: normalised float NCHW batch -> logits)
     best            a checkpoint's best validation record (top1, epoch); empty for the others
     task            what the model predicts: "classification" (the only task so far)
+    calibration     the temperature and abstain thresholds fitted on val (T = 1 and none when not fitted)
     """
 
     kind: str
@@ -204,6 +257,7 @@ class ModelSource:
     runner: Callable[[torch.Tensor], torch.Tensor] | None = None
     best: dict[str, Any] = field(default_factory=dict)
     task: str = "classification"
+    calibration: Calibration = field(default_factory=Calibration)
 
 
 # the fix for a checkpoint whose fields are not what imgcls train writes
@@ -216,7 +270,8 @@ def checkpoint_source(path: str | Path, *, plain_hint: str = PLAIN_STATE_DICT_HI
     state = load_checkpoint(path, plain_hint=plain_hint)
     pre = Preprocessing.from_dict(state.get("preprocessing"), where=path, fix=CHANGED_CHECKPOINT)
     return ModelSource("checkpoint", str(path), tuple(state["classes"]), pre, state["arch"],
-                       network=_network(state, path).eval(), best=dict(state.get("best") or {}))
+                       network=_network(state, path).eval(), best=dict(state.get("best") or {}),
+                       calibration=Calibration.from_dict(state.get("calibration"), where=path, fix=CHANGED_CHECKPOINT))
 
 
 def weights_source(name: str) -> ModelSource:

@@ -8,8 +8,9 @@ list; `cli` for a flag of another shape ("positional", "model_kw", or "switch": 
 turned on, `--json` without `--no-json`); `flag` for a flag whose name is not the field's (`--output`
 for `out_dir`), `short` for a one-letter alias, `metavar` for the value's name in the usage,
 `required` for a flag that must be given, `exclusive` for a name the fields of one mutually
-exclusive group share. Options that several commands share are defined once below (`draft_option`,
-`device_option`, `workers_option`, `threads_option`).
+exclusive group share, `words` for the words a number field also takes (`--lr find`). Options that
+several commands share are defined once below (`draft_option`, `device_option`, `workers_option`,
+`threads_option`).
 """
 from __future__ import annotations
 
@@ -119,6 +120,8 @@ def check_value(label: str, value: Any, f: dataclasses.Field, typ: Any) -> Any:
     """`value` converted to the field's type (an int for a float field becomes a float) or a one-line
     ConfigError: "<label> <value>: <what is allowed>". `label` is a flag (--lr) or file and key."""
     meta = f.metadata
+    if isinstance(value, str) and value in meta.get("words", ()):  # a word the field takes besides numbers
+        return value
     args = getattr(typ, "__args__", ())
     if args:  # X | None
         if value is None:

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from imgcls.checkpoint import load_model
+from imgcls.checkpoint import load_checkpoint, load_model
 from imgcls.cli import build_parser
 from imgcls.data import Resize, eval_transform, normalize_batch
 from imgcls.data.cache import DecodedCache, human_size
@@ -61,7 +61,8 @@ def reference_logits(ckpt, paths) -> torch.Tensor:
 def test_predict_decodes_big_jpegs_exactly_unless_draft(trained, tmp_path, capsys):
     _, ckpt = trained
     big_photo(tmp_path / "big.jpg")
-    want = reference_logits(ckpt, [tmp_path / "big.jpg"])[0].softmax(0).tolist()
+    t = load_checkpoint(ckpt)["calibration"]["temperature"]  # predict's probabilities: softmax(logits / T)
+    want = (reference_logits(ckpt, [tmp_path / "big.jpg"])[0] / t).softmax(0).tolist()
 
     def probs(*flags) -> list[float]:
         assert cli(["predict", ckpt, tmp_path / "big.jpg", "--json", "--topk", "3", *flags]) == 0
@@ -447,3 +448,34 @@ def test_a_checkpoint_whose_preprocessing_was_changed_is_one_line(trained, tmp_p
     assert one_error_line(capsys, only=True) == (f"imgcls: error: {tampered}: {says}; it was changed after imgcls "
                                                  "train wrote it; use a checkpoint as train wrote it")
     assert not (tmp_path / "cams").exists()
+
+
+@pytest.mark.parametrize("record, says", [
+    ({"temperature": 0}, "calibration temperature 0: must be a positive number"),
+    ({"temperature": 1.5, "abstain": {"0.99": 7}}, "calibration abstain {'0.99': 7}: must map a precision to a "
+                                                   "probability in [0, 1] or null"),
+])
+@pytest.mark.parametrize("command", ["predict", "eval"])
+def test_a_checkpoint_whose_calibration_was_changed_is_one_line(trained, tmp_path, capsys, record, says, command):
+    data, ckpt = trained
+    state = torch.load(ckpt, weights_only=True)
+    tampered = tmp_path / "tampered.ckpt"
+    torch.save({**state, "calibration": record}, tampered)
+    target = {"predict": [next((data / "class_0").glob("*.jpg"))], "eval": [data]}[command]
+    assert cli([command, tampered, *target]) == 2
+    assert one_error_line(capsys, only=True) == (f"imgcls: error: {tampered}: {says}; it was changed after imgcls "
+                                                 "train wrote it; use a checkpoint as train wrote it")
+
+
+@pytest.mark.parametrize("value, says", [
+    ("1.5", "--abstain '1.5': the probability must be in [0, 1]"),
+    ("recall:0.9", "--abstain 'recall:0.9': use --abstain P"),
+    ("precision:0.97", "--abstain precision:0.97: {ckpt} stores thresholds for precision 0.9, 0.95, 0.98, 0.99, "
+                       "0.995, 0.999; use one of them"),
+])
+@pytest.mark.parametrize("command", ["predict", "serve"])
+def test_a_bad_abstain_is_one_line_before_any_work(trained, capsys, value, says, command):
+    data, ckpt = trained
+    target = [next((data / "class_0").glob("*.jpg"))] if command == "predict" else ["--port", "1"]
+    assert cli([command, ckpt, *target, "--abstain", value]) == 2
+    assert one_error_line(capsys, only=True).startswith(f"imgcls: error: {says.format(ckpt=ckpt)}")

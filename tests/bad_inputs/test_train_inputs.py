@@ -85,11 +85,44 @@ one_error_line = error_line
     (["--cutmix", "1", "--cutmix-share", "0.3"], "--cutmix-share 0.3 has no effect without both --mixup and --cutmix"),
     (["--progressive-stages", "3"], "--progressive-stages 3 has no effect without --progressive"),
     (["--randaugment-ops", "3"], "--randaugment-ops 3 has no effect without --auto-augment randaugment"),
+    (["--lr", "fnd"], "--lr: 'fnd' is not a number or find"),
 ])
 def test_bad_values_are_one_line_before_any_work(tiny_folder, tmp_path, capsys, flags, says):
     assert cli(train_args(tiny_folder, tmp_path / "runs") + flags) == 2  # the last of a repeated flag wins
     assert says in one_error_line(capsys)
     assert not (tmp_path / "runs").exists()  # a refused run leaves no folder behind
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--start-lr", "0"], "--start-lr: 0.0: must be > 0"),
+    (["--start-lr", "1", "--end-lr", "0.1"], "--start-lr 1 --end-lr 0.1: need 0 < start < end"),
+    (["--steps", "2"], "--steps: 2: must be >= 5"),
+    (["--input-size", "16"], "--input-size 16 is below resnet18's minimum of 32 px"),  # train's own checks
+    (["--resume", "runs/exp1/last.ckpt"], "lr-find starts from the run's initial weights; it does not take --resume"),
+])
+def test_lr_find_refuses_bad_values_before_any_work(tiny_folder, tmp_path, capsys, flags, says):
+    argv = ["lr-find", *train_args(tiny_folder, tmp_path / "runs")[1:], *flags]
+    assert cli(argv) == 2
+    assert says in one_error_line(capsys)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_lr_find_on_resume_is_refused(tiny_folder, tmp_path, capsys):
+    result = train(_config_of(tiny_folder, tmp_path / "runs"))
+    last = result.run_dir / "last.ckpt"
+    assert cli(["train", "--resume", last, "--lr", "find"]) == 2
+    assert one_error_line(capsys).endswith("--lr find picks the rate of a new run; a --resume continues with its "
+                                           "checkpoint's rate")
+
+
+def _config_of(data, out):
+    from imgcls.engine import Config
+
+    cfg = Config()
+    cfg.data.data, cfg.data.input_size, cfg.data.batch_size, cfg.data.workers = str(data), 32, 8, 0
+    cfg.data.val_fraction, cfg.train.epochs, cfg.train.out_dir = 0.25, 1, str(out)
+    cfg.train.progress = cfg.train.tensorboard = False
+    return cfg
 
 
 def test_a_size_beyond_the_machines_memory_says_what_fits(tiny_folder, tmp_path, capsys, monkeypatch):

@@ -61,6 +61,7 @@ def test_an_exported_file_opens_as_a_source_with_its_checkpoints_records(trained
     assert source.kind == "onnx" and source.network is None and isinstance(source.runner, OrtRunner)
     assert (source.classes, source.preprocessing, source.arch) == (checkpoint.classes, checkpoint.preprocessing,
                                                                    checkpoint.arch)
+    assert source.calibration == checkpoint.calibration and source.calibration.fitted  # the val temperature
     with pytest.raises(CheckpointError, match="an exported ONNX file, not a checkpoint or weights name"):
         load_source(exported.path)  # what export opens: it refuses its own output as a source
 
@@ -79,7 +80,7 @@ def test_predict_and_eval_of_the_onnx_file_match_the_checkpoint(trained, exporte
     assert r1.n == r2.n == 36 and r1.top1 == r2.top1
     assert run_cli(["predict", exported.path, files[0], "--csv"]) == 0
     rows = capsys.readouterr().out.splitlines()
-    assert rows[0] == "path,rank,label,prob,error" and rows[1].split(",")[2] == b[0].labels[0]
+    assert rows[0] == "path,rank,label,prob,error,answer" and rows[1].split(",")[2] == b[0].labels[0]
     # the exported file has no PyTorch graph to take gradients of: --cam is refused before any work
     assert run_cli(["eval", exported.path, data, "--cam", 2, "-o", tmp_path / "e3"]) == 2
     assert "--cam needs a PyTorch model" in error_line(capsys, only=True) and not (tmp_path / "e3").exists()

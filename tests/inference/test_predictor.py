@@ -39,7 +39,7 @@ def test_predictions_equal_the_models_own_eval_forward(trained):
 
     x = eval_transform(resize=37, crop=32)(load_image(path))[None]
     with torch.no_grad():
-        probs = predictor.model(x).softmax(1)[0]
+        probs = (predictor.model(x) / predictor.temperature).softmax(1)[0]  # the val-fitted temperature
     assert got.probs == pytest.approx(sorted(probs.tolist(), reverse=True), abs=1e-5)
 
 
@@ -83,7 +83,7 @@ def test_full_decode_by_default_and_draft_reduces_big_jpegs(trained, tmp_path):
     exact, drafted = Predictor.from_checkpoint(ckpt), Predictor.from_checkpoint(ckpt, draft=True)
     assert exact.min_side is None and drafted.min_side == 37
     with torch.no_grad():
-        want = exact.model(full).softmax(1)[0]
+        want = exact.probabilities(exact.model(full))[0]  # softmax(logits / the val-fitted temperature)
     assert exact.predict([big], topk=3)[0].probs == pytest.approx(sorted(want.tolist(), reverse=True), abs=1e-5)
     assert drafted.predict([big], topk=3)[0].probs != pytest.approx(sorted(want.tolist(), reverse=True), abs=1e-6)
 

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from imgcls.checkpoint import load_checkpoint  # noqa: E402
 from imgcls.data import Preprocessing, Resize  # noqa: E402
 from imgcls.data.transforms import image_size  # noqa: E402
+from imgcls.errors import ConfigError  # noqa: E402
 from imgcls.inference import Prediction  # noqa: E402
 from imgcls.serve import BoundedPool, Busy, ModelService, ServeOptions, open_model  # noqa: E402
 from imgcls.serve.app import create_app  # noqa: E402
@@ -58,9 +59,22 @@ def test_predict_returns_what_imgcls_predict_json_prints(client, tiny_run, capsy
     got = r.json()
     assert [g["path"] for g in got] == [f.name for f in files]  # the upload's name, not a server path
     for g, e in zip(got, expected):
-        assert g.keys() == e.keys() == {"path", "error", "top"} and g["error"] is None
+        assert g.keys() == e.keys() == {"path", "error", "answer", "top"} and g["error"] is None
+        assert g["answer"] == e["answer"] == g["top"][0]["label"]  # no --abstain: always the top label
         assert [t["label"] for t in g["top"]] == [t["label"] for t in e["top"]]
         assert [t["prob"] for t in g["top"]] == pytest.approx([t["prob"] for t in e["top"]], abs=1e-5)
+
+
+def test_serve_abstains_and_its_card_shows_the_temperature(tiny_run):
+    service = open_model(tiny_run[1], device="cpu", abstain="1")  # nothing is certain: every answer is unknown
+    with TestClient(create_app(service, ServeOptions(topk=2))) as c:
+        card = c.get("/model").json()
+        files = photos(tiny_run)
+        got = c.post("/predict", files=[("files", (f.name, f.read_bytes(), "image/jpeg")) for f in files]).json()
+    assert card["abstain"] == 1.0 and card["temperature"] == service.predictor.temperature != 1.0
+    assert [g["answer"] for g in got] == ["unknown"] * 2 and all(g["top"] for g in got)
+    with pytest.raises(ConfigError, match="--abstain 'maybe'"):
+        open_model(tiny_run[1], device="cpu", abstain="maybe")
 
 
 def test_cam_adds_the_overlay_of_the_crop(client, tiny_run):

@@ -68,6 +68,13 @@ COMMANDS = (
             description="Every option is a field of imgcls.engine.Config; --config replays a run's config.json/yaml "
                         "and the options given beside it win.",
             usage="%(prog)s [DATA] [--model NAME] [--epochs N] [options]  (all options: --help)"),
+    Command("lr-find", "the learning-rate range test: loss against an exponentially growing lr, and a suggested "
+                       "lr", commands.run_lr_find, "imgcls.engine.config:LR_FIND_SECTIONS",
+            (arg("--config", help="config.json or config.yaml of an earlier run"),),
+            description="Takes every flag of `imgcls train` (the run it tests: data, model, weights, transfer, "
+                        "optimizer, batch); trains for at most --steps batches from the run's initial weights and "
+                        "changes nothing: no run folder, no checkpoint. `imgcls train --lr find` runs it first.",
+            usage="%(prog)s [DATA] [--model NAME] [train options] [--steps N] [--plot PNG]  (all options: --help)"),
     Command("eval", "top-1 (top-5 with more than 5 classes), per-class P/R/F1, confusion matrix and worst mistakes "
                     "of a checkpoint", commands.run_eval, "imgcls.inference.options:EvalOptions",
             (arg("checkpoint", help=MODEL_SOURCE_HELP),

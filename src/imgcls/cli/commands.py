@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from imgcls.cli.flags import options_of
 from imgcls.errors import ConfigError, ImgclsError
@@ -84,20 +85,59 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from imgcls.engine import Config, train
-    from imgcls.engine.config import field_specs
+    from imgcls.engine import train
     from imgcls.runtime import keep_freed_memory
 
-    config = Config.load(args.config) if args.config else Config()
-    given = config.changed_fields() if args.config else set()  # what a --resume must reconcile
-    for _, f, _ in field_specs():
-        if hasattr(args, f.name):  # only the flags given: their defaults are suppressed
-            config.set(f.name, getattr(args, f.name))
-            given.add(f.name)
+    config, given = config_of(args)
     setup_logging()
     keep_freed_memory()  # this process only: the step's tensors stop page-faulting (see its docstring)
     result = train(config, given=given - {"resume"})
     return 130 if result.interrupted else 0
+
+
+def config_of(args: argparse.Namespace) -> tuple[Any, set[str]]:
+    """train's and lr-find's Config: --config's, then the flags given (their defaults are suppressed)."""
+    from imgcls.engine import Config
+    from imgcls.engine.config import field_specs
+
+    config = Config.load(args.config) if args.config else Config()
+    given = config.changed_fields() if args.config else set()  # what a --resume must reconcile
+    for _, f, _ in field_specs():
+        if hasattr(args, f.name):
+            config.set(f.name, getattr(args, f.name))
+            given.add(f.name)
+    return config, given
+
+
+def run_lr_find(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from imgcls.data import safe_name
+    from imgcls.engine.config import LRFindOptions
+    from imgcls.engine.lr_find import NO_RESUME, lr_find
+    from imgcls.engine.plan import plan
+
+    opts = LRFindOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(LRFindOptions)
+                            if hasattr(args, f.name)})
+    config, given = config_of(args)
+    if config.train.resume:
+        raise ConfigError(NO_RESUME)  # before the checkpoint is read
+    if config.optim.lr == "find":
+        config.optim.lr = None  # the test does not need a rate
+    setup_logging()
+    result = lr_find(plan(config, given=given), start_lr=opts.start_lr, end_lr=opts.end_lr, steps=opts.find_steps,
+                     progress=config.train.progress)
+    png = result.plot(Path(opts.plot) if opts.plot else Path(config.train.out_dir) / "lr_find.png")
+    if opts.json:
+        print(json.dumps(result.to_dict() | {"plot": safe_name(png)}, indent=2))
+    else:
+        print(result.to_text())
+        if result.suggestion is not None:
+            print(f"imgcls train ... --lr {result.suggestion:.3g}   (or: imgcls train ... --lr find)")
+        print(f"loss against lr: {safe_name(png)}")
+    return 0 if result.suggestion is not None else 1
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -110,7 +150,8 @@ def run_eval(args: argparse.Namespace) -> int:
     report, out = evaluate(args.checkpoint, args.data, **dataclasses.asdict(options_of(args, EvalOptions)))
     print(report.to_text())
     cams = " and wrong_cam.png (Grad-CAM of the worst mistakes)" if args.cam and report.top1_correct < report.n else ""
-    print(f"report.txt, report.json, confusion_matrix.csv, confusion_matrix.png{cams} in {safe_name(out)}")
+    print(f"report.txt, report.json, confusion_matrix.csv, confusion_matrix.png, reliability.png{cams} in "
+          f"{safe_name(out)}")
     return 0
 
 
@@ -121,7 +162,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
     opts = options_of(args, PredictOptions)
     predictor = Predictor.load(args.checkpoint, device=opts.device, batch_size=opts.batch_size, draft=opts.draft,
-                               threads=opts.threads)
+                               threads=opts.threads, abstain=opts.abstain, tta=opts.tta)
     n_classes = len(predictor.classes)
     if opts.topk > n_classes:
         print(f"imgcls: --topk {opts.topk} > {n_classes} classes; showing {n_classes}", file=sys.stderr)

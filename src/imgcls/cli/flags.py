@@ -99,10 +99,14 @@ def _checked(flag: str, f: dataclasses.Field, typ: type, *, each: bool = False):
     base = next((a for a in getattr(typ, "__args__", ()) if a is not type(None)), typ)
 
     def parse(text: str):
+        if text in f.metadata.get("words", ()):
+            return text
         try:
             value = base(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if base is int else 'a number'}") from None
+            words = "".join(f" or {w}" for w in f.metadata.get("words", ()))
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if base is int else 'a number'}{words}") \
+                from None
         try:
             return check_item(value, f.metadata, base) if each else check_value(flag, value, f, typ)
         except ImgclsError as e:

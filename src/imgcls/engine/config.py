@@ -119,7 +119,9 @@ class DataConfig:
 @dataclass
 class OptimConfig:
     optimizer: str = option("sgd", "sgd | adamw", choices=("sgd", "adamw"))
-    lr: float | None = option(None, "peak learning rate (default: sgd 0.1*batch/256, adamw 1e-3)", ge=0)
+    lr: float | None = option(None, "peak learning rate (default: sgd 0.1*batch/256, adamw 1e-3; find: the "
+                                    "suggestion of the LR range test, imgcls lr-find, run first)", ge=0,
+                              words=("find",))
     momentum: float = option(0.9, "SGD momentum", ge=0, lt=1)
     nesterov: bool = option(False, "Nesterov momentum")
     weight_decay: float | None = option(None, "weight decay (default: sgd 1e-4, adamw 0.05)", ge=0)
@@ -167,6 +169,22 @@ class TrainConfig:
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "train": TrainConfig}
+
+
+@dataclass
+class LRFindOptions:
+    """`imgcls lr-find`'s own flags (beside every flag of train, which set up the run it tests)."""
+
+    start_lr: float = option(1e-7, "the range test's first learning rate", gt=0)
+    end_lr: float = option(10.0, "its last learning rate (it stops earlier once the loss diverges)", gt=0)
+    find_steps: int = option(100, "at most this many training steps (the rate grows geometrically over them)",
+                             ge=5, le=10000, flag="--steps")
+    plot: str | None = option(None, "where to draw loss against learning rate (default: OUT_DIR/lr_find.png)")
+    json: bool = option(False, "print the curve and the suggestion as JSON", cli="switch")
+
+
+# imgcls lr-find: train's sections (the run it tests) and its own
+LR_FIND_SECTIONS = {**SECTIONS, "lr-find": LRFindOptions}
 
 
 @dataclass

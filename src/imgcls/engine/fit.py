@@ -24,7 +24,7 @@ from torch import nn
 
 from imgcls.engine import distributed, resume
 from imgcls.engine.callbacks import Checkpoints, EpochLog, Quiet
-from imgcls.engine.checkpoint import load_checkpoint
+from imgcls.engine.checkpoint import load_checkpoint, save_checkpoint
 from imgcls.engine.config import Config
 from imgcls.engine.interrupt import STOP
 from imgcls.engine.loop import StepRule, epoch_row, evaluate, predict_all, train_one_epoch
@@ -65,8 +65,13 @@ class RunResult:
 
 def train(config: Config, *, given: set[str] | None = None) -> RunResult:
     """Train one run as `config` says; returns where it went and how well it did. With
-    `config.train.resume`, `given` names the settings to change on resume (see engine.resume)."""
+    `config.train.resume`, `given` names the settings to change on resume (see engine.resume). With
+    `config.optim.lr == "find"` the LR range test picks the rate first (engine.lr_find)."""
     try:
+        if config.optim.lr == "find":  # the LR range test's suggestion (engine.lr_find)
+            from imgcls.engine.lr_find import with_found_lr
+
+            config = with_found_lr(config, given=given)
         return fit(plan(config, given=given))
     except distributed.Terminated as e:  # outside the training loop (which names last.ckpt): before or after it
         raise TrainingError(str(e)) from None
@@ -201,7 +206,7 @@ def lost_peer_error(p: Plan, run_dir: Path, e: BaseException) -> TrainingError:
 
 def final_report(p: Plan, state: TrainState, net: nn.Module, val_b: Any, rule: StepRule, run_dir: Path) -> None:
     """The task's report of the best weights on the val set (the EMA weights when the run keeps them:
-    what eval and predict will use)."""
+    what eval and predict will use), and their calibration on it, written into best.ckpt."""
     best = run_dir / "best.ckpt"
     current = {k: v.clone() for k, v in state.model.state_dict().items()}
     saved = load_checkpoint(best) if p.dist.is_main and best.is_file() else None
@@ -213,4 +218,18 @@ def final_report(p: Plan, state: TrainState, net: nn.Module, val_b: Any, rule: S
     if p.dist.is_main:
         p.task.report(outputs, targets, paths=[str(path) for path, _ in p.data.val.samples], run_dir=run_dir,
                       history=state.history)
+        if saved is not None:
+            calibrate(p, saved, outputs, targets, best)
+
+
+def calibrate(p: Plan, saved: dict, outputs: Any, targets: Any, best: Path) -> None:
+    """The task's calibration of the best weights' val outputs (classification: the temperature and the
+    abstain thresholds, reports.calibration), added to best.ckpt, which predict, eval, serve and export read."""
+    record = getattr(p.task, "calibrate", lambda *_: None)(outputs, targets)
+    if record is None:
+        return
+    save_checkpoint({**saved, "calibration": record}, best)
+    log.info("calibration on %d val images: temperature %.3f, expected calibration error %.2f%% -> %.2f%% "
+             "(written into %s)", record["fitted_on"], record["temperature"], 100 * record["ece_before"],
+             100 * record["ece_after"], best)
 

@@ -150,7 +150,8 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
 
     src = load_source(source, plain_hint=PLAIN_HINT)
     model, pre = src.network, src.preprocessing
-    metadata = dict(classes=src.classes, preprocessing=pre, arch=src.arch, source=src.name, opset=OPSET)
+    metadata = dict(classes=src.classes, preprocessing=pre, arch=src.arch, source=src.name, opset=OPSET,
+                    calibration=src.calibration)
     fp32 = temp_path(out, "fp32")
     temps = [fp32]
     try:

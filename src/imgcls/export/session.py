@@ -15,13 +15,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from imgcls.checkpoint import Calibration
 from imgcls.data.preprocessing import Preprocessing
 from imgcls.errors import CheckpointError, ConfigError, quoted, summary_of
 
 INSTALL_HINT = "pip install 'imgcls[export]' (onnx, onnxscript, onnxruntime)"
 FORMAT = "imgcls-onnx"
 # metadata_props keys of an exported file; values are strings (JSON for the structured ones)
-META_KEYS = ("format", "imgcls_version", "classes", "preprocessing", "arch", "source", "precision", "opset")
+META_KEYS = ("format", "imgcls_version", "classes", "preprocessing", "arch", "source", "precision", "opset",
+             "calibration")
 REQUIRED_KEYS = ("format", "classes", "preprocessing")  # the others are descriptions, checked when present
 PRECISIONS = ("fp32", "int8")
 # the fix for a file whose metadata is not what export writes (changed after export, or another tool's)
@@ -86,7 +88,7 @@ def decode_metadata(props: dict[str, str], path: str | Path) -> dict[str, Any]:
     if missing:
         raise _altered(path, f"metadata has no {', '.join(missing)}")
     meta: dict[str, Any] = dict(props)
-    for key in ("classes", "preprocessing", "arch"):
+    for key in ("classes", "preprocessing", "arch", "calibration"):
         meta[key] = _json(props[key], key, path) if key in props else None
     classes = meta["classes"]
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
@@ -96,6 +98,9 @@ def decode_metadata(props: dict[str, str], path: str | Path) -> dict[str, Any]:
     arch = meta["arch"]
     if arch is not None and not (isinstance(arch, dict) and isinstance(arch.get("model"), str)):
         raise _altered(path, f"metadata arch {quoted(arch)}: must be an object naming the model")
+    # the checkpoint's temperature and abstain thresholds; a file exported before they existed: T = 1
+    meta["calibration"] = Calibration.from_dict(meta["calibration"], where=path, what="metadata calibration",
+                                                fix=REEXPORT)
     if meta.get("precision", "fp32") not in PRECISIONS:
         raise _altered(path, f"metadata precision {quoted(meta['precision'])}: must be {' or '.join(PRECISIONS)}")
     return meta
@@ -148,13 +153,14 @@ def written_by_export(path: str | Path) -> bool:
 
 
 def encode_metadata(*, classes: Sequence[str], preprocessing: Preprocessing, arch: dict[str, Any], source: str,
-                    precision: str, opset: int) -> dict[str, str]:
+                    precision: str, opset: int, calibration: Calibration | None = None) -> dict[str, str]:
     """The string properties `decode_metadata` reads back."""
     from imgcls import __version__
 
     return {"format": FORMAT, "imgcls_version": __version__, "classes": json.dumps(list(classes)),
             "preprocessing": json.dumps(preprocessing.to_dict()), "arch": json.dumps(arch), "source": str(source),
-            "precision": precision, "opset": str(opset)}
+            "precision": precision, "opset": str(opset),
+            "calibration": json.dumps((calibration or Calibration()).to_dict())}
 
 
 class OrtRunner:

@@ -222,6 +222,7 @@ class Explainer:
             raise ConfigError("Grad-CAM needs a PyTorch model with gradients; this model is an exported file: "
                               "explain the checkpoint it was exported from")
         self.predictor = predictor
+        self.transform = predictor.preprocessing.eval_transform()
         self.gradcam = GradCAM(predictor.model, layer)
 
     @property
@@ -235,12 +236,13 @@ class Explainer:
         pred = self.predictor
         target_idx = None if target is None else class_index(pred.classes, target)
         image = image.convert("RGB")
-        crop = torch.from_numpy(np.array(pred.transform(image)))[None]
+        crop = torch.from_numpy(np.array(self.transform(image)))[None]  # the centre crop, even under --tta
         x = pred.preprocessing.normalize(crop, pred.device)
         logits, maps, targets = self.gradcam(x, target_idx)
-        probs = logits.softmax(1)[0]
+        probs = self.predictor.probabilities(logits)[0]
         p, idx = probs.topk(min(topk, len(pred.classes)))
-        prediction = Prediction(source, [pred.classes[i] for i in idx.tolist()], p.tolist(), idx.tolist())
+        prediction = Prediction(source, [pred.classes[i] for i in idx.tolist()], p.tolist(), idx.tolist(),
+                                unknown=pred.is_unknown(float(p[0])))
         t = int(targets[0])
         box = crop_box(image.width, image.height, pred.preprocessing)
         side = min(display_max, max(pred.preprocessing.crop, box[2] - box[0]))

@@ -6,18 +6,22 @@ from pathlib import Path
 
 import torch
 
+from imgcls.checkpoint import Calibration
 from imgcls.data import default_workers, open_parts, safe_name
 from imgcls.data.table import CsvColumns
 from imgcls.errors import ConfigError, DataError
+from imgcls.inference.abstain import AbstainRule, parse_abstain
 from imgcls.inference.predictor import Predictor
 from imgcls.reports import ClassificationReport, classification_report
+from imgcls.reports.calibration import abstain_threshold, confidence_report
 
 
 def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = None, batch_size: int = 64,
              workers: int | None = None, device: str = "auto", out_dir: str | Path | None = None,
              n_wrong: int = 10, progress: bool = True, draft: bool = False,
              skip_bad: bool = False, threads: int | None = None, cam: int = 0, images: str | None = None,
-             path_col: str | None = None, label_col: str | None = None) -> tuple[ClassificationReport, Path]:
+             path_col: str | None = None, label_col: str | None = None, abstain: str | float | None = None,
+             tta: str | None = None) -> tuple[ClassificationReport, Path]:
     """Evaluate `checkpoint` (a checkpoint, a weights name or an exported .onnx file) on `data` (a
     class-per-folder tree, `part` of a split, or a CSV file of labels read with `images`, `path_col` and
     `label_col`: data.open_parts) and save the report.
@@ -29,9 +33,14 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
     Every image is decoded once before any work (data.DatasetParts.readable): an unreadable one is a
     DataError listing them, or, with `skip_bad`, is left out and named in the report's `skipped`. `cam=K` adds `wrong_cam.png`: the
     Grad-CAM overlays of the K most confidently wrong images (of the class each was mistaken for).
+    The report's confidence section (reports.calibration): ECE at T = 1 and at the model's temperature,
+    reliability.png, accuracy at 90%/95% coverage; with `abstain` (a probability, or "precision:Q": the
+    threshold train stored, else the one reaching Q on this data) the coverage and accuracy it gives.
+    `tta` ("flip", "crops", "flip,crops"): every number is of the views' averaged probabilities.
     """
+    rule = parse_abstain(abstain)
     predictor = Predictor.load(checkpoint, device=device, batch_size=batch_size, workers=workers, draft=draft,
-                               threads=threads)
+                               threads=threads, tta=tta)
     if cam and predictor.model is None:
         raise ConfigError(f"--cam needs a PyTorch model and {checkpoint} runs on {predictor.backend}; "
                           "evaluate its checkpoint for the Grad-CAM grid")
@@ -48,10 +57,16 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
     ds = parts.dataset(name, predictor.transform, min_side=predictor.min_side, resize=predictor.preprocessing.resize)
     logits = predictor.logits_of_dataset(ds, progress=progress)
     targets = torch.tensor(ds.targets)
-    report = classification_report(logits, targets, ds.classes, paths=[str(p) for p, _ in ds.samples],
+    scores = predictor.probabilities(logits, 1.0) if predictor.tta else logits  # T = 1, as without TTA
+    report = classification_report(scores, targets, ds.classes, paths=[str(p) for p, _ in ds.samples],
                                    n_wrong=max(n_wrong, cam))
     worst, report.most_confident_wrong = report.most_confident_wrong[:cam], report.most_confident_wrong[:n_wrong]
     report.skipped = [str(p) for p in skipped]
+    probs = predictor.probabilities(logits)
+    threshold, how = abstain_threshold_for(rule, predictor.calibration, probs, targets)
+    report.confidence = confidence_report(predictor.probabilities(logits, 1.0), probs, targets, temperature=predictor.temperature,
+                                          threshold=threshold, threshold_rule=how,
+                                          precisions=(rule.value,) if rule and rule.kind == "precision" else ())
     out = Path(out_dir) if out_dir else Path(checkpoint).parent / f"eval-{Path(data).name or 'data'}"
     report.save(out)
     if worst:
@@ -59,3 +74,20 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
 
         mistakes_grid(Explainer(predictor), worst, out / "wrong_cam.png")
     return report, out
+
+
+def abstain_threshold_for(rule: AbstainRule | None, calibration: Calibration, probs: torch.Tensor,
+                          targets: torch.Tensor) -> tuple[float | None, str]:
+    """(eval's threshold, how it was chosen): a probability as given; a precision from the val table train
+    stored, else found on the evaluated data itself (an optimistic number: say so)."""
+    if rule is None:
+        return None, ""
+    if rule.kind == "probability":
+        return rule.value, f"--abstain {rule.text}"
+    stored = calibration.abstain.get(f"{rule.value:g}")
+    if stored is not None:
+        return stored, f"--abstain {rule.text}: the threshold fitted on val"
+    found = abstain_threshold(probs, targets, rule.value)
+    if found is None:
+        return 1.01, f"--abstain {rule.text}: not reached on this data at any threshold, so nothing is answered"
+    return found, f"--abstain {rule.text}: found on this data (optimistic)"

@@ -4,9 +4,21 @@ exactly as `imgcls train`'s come from engine.config, so a shared option (`--draf
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from imgcls.options import (device_option, draft_option, images_option, label_col_option, option, path_col_option,
                             threads_option, workers_option)
+
+
+def tta_option() -> Any:
+    return option(None, "test-time augmentation, probabilities averaged: flip (the centre crop and its mirror), "
+                        "crops (torchvision's FiveCrop: 4 corners + centre), flip,crops (TenCrop)",
+                  metavar="flip|crops|flip,crops")
+
+
+def abstain_option(what: str) -> Any:
+    return option(None, f"answer \"unknown\" when the top probability is below P (0..1), or precision:Q: {what}",
+                  metavar="P|precision:Q")
 
 
 @dataclass
@@ -25,6 +37,9 @@ class EvalOptions:
     draft: bool = draft_option()
     skip_bad: bool = option(False, "leave unreadable images out (the report names them) instead of stopping "
                                    "before any work")
+    abstain: str | None = abstain_option("the threshold stored at train end for val precision Q, else the one "
+                                         "reaching Q on this data; reports coverage and accuracy on the answered part")
+    tta: str | None = tta_option()
     cam: int = option(0, "add the Grad-CAM overlays of the K most confidently wrong images to the report, as one "
                          "grid (wrong_cam.png)", ge=0, metavar="K")
     threads: int | None = threads_option()
@@ -39,9 +54,13 @@ class PredictOptions:
     skip_bad: bool = option(False, "leave unreadable files out of the output (a count on stderr, exit 0) instead "
                                    "of an error line each and exit 1")
     threads: int | None = threads_option()
-    json: bool = option(False, "one JSON list: path, error, top (label, index, prob)", cli="switch",
+    abstain: str | None = abstain_option("the threshold at which the val part's answers were Q precise (stored "
+                                         "by train for 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)")
+    tta: str | None = tta_option()
+    json: bool = option(False, "one JSON list: path, error, answer (the top label or unknown), top (label, index, "
+                               "prob)", cli="switch",
                        exclusive="output")
-    csv: bool = option(False, "CSV rows: path, rank, label, prob, error", cli="switch", exclusive="output")
+    csv: bool = option(False, "CSV rows: path, rank, label, prob, error, answer", cli="switch", exclusive="output")
 
 
 @dataclass

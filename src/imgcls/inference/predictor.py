@@ -22,12 +22,14 @@ import torch
 from PIL import Image
 from torch import nn
 
-from imgcls.checkpoint import ModelSource, checkpoint_source
+from imgcls.checkpoint import Calibration, ModelSource, checkpoint_source
 from imgcls.data import Preprocessing, load_array, make_loader
 from imgcls.data.dataset import list_images
 from imgcls.data.decode import is_file_or_link
 from imgcls.data.names import safe_name
+from imgcls.data.tta import TTAViews, parse_tta
 from imgcls.errors import ConfigError, DataError
+from imgcls.inference.abstain import UNKNOWN, parse_abstain, stored_threshold
 from imgcls.inference.source import open_source
 from imgcls.progress import track
 from imgcls.runtime import TorchRunner, resolve_device
@@ -40,21 +42,30 @@ class Prediction:
     probs: list[float] = field(default_factory=list)
     indices: list[int] = field(default_factory=list)
     error: str | None = None
+    unknown: bool = False  # the top probability is below the --abstain threshold
 
     @property
     def label(self) -> str | None:
         return self.labels[0] if self.labels else None
 
+    @property
+    def answer(self) -> str | None:
+        """The top label, or "unknown" when the model abstains; None for an unreadable file."""
+        return None if self.error or not self.labels else UNKNOWN if self.unknown else self.labels[0]
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types; a file name that is not UTF-8 is escaped (see data.safe_name)."""
+        answer = self.answer
         return {"path": safe_name(self.source), "error": safe_name(self.error) if self.error else None,
+                "answer": safe_name(answer) if answer is not None and not self.unknown else answer,
                 "top": [{"label": safe_name(lab), "index": i, "prob": round(p, 6)}
                         for lab, i, p in zip(self.labels, self.indices, self.probs)]}
 
 
 def format_predictions(preds: list[Prediction], fmt: str = "text") -> str:
-    """What `imgcls predict` prints: "text" (one line a file), "json" (a list of `to_dict()`) or "csv"
-    (path, rank, label, prob, error); every name escaped as data.safe_name does."""
+    """What `imgcls predict` prints: "text" (one line a file; "unknown (...)" where the model abstains),
+    "json" (a list of `to_dict()`: its "answer" is the top label or "unknown") or "csv" (path, rank, label,
+    prob, error, answer); every name escaped as data.safe_name does."""
     import csv
     import io
     import json
@@ -64,17 +75,17 @@ def format_predictions(preds: list[Prediction], fmt: str = "text") -> str:
     out = io.StringIO()
     if fmt == "csv":
         w = csv.writer(out)
-        w.writerow(["path", "rank", "label", "prob", "error"])
+        w.writerow(["path", "rank", "label", "prob", "error", "answer"])
         for p in preds:
             if p.error:
-                w.writerow([safe_name(p.source), "", "", "", safe_name(p.error)])
+                w.writerow([safe_name(p.source), "", "", "", safe_name(p.error), ""])
             for r, (lab, pr) in enumerate(zip(p.labels, p.probs), start=1):
-                w.writerow([safe_name(p.source), r, safe_name(lab), f"{pr:.6f}", ""])
+                w.writerow([safe_name(p.source), r, safe_name(lab), f"{pr:.6f}", "", safe_name(p.answer)])
         return out.getvalue()
     for p in preds:
         shown = f"error: {safe_name(p.error)}" if p.error else \
             ", ".join(f"{safe_name(lab)} {pr:.1%}" for lab, pr in zip(p.labels, p.probs))
-        out.write(f"{safe_name(p.source)}: {shown}\n")
+        out.write(f"{safe_name(p.source)}: {f'{UNKNOWN} ({shown})' if p.unknown else shown}\n")
     return out.getvalue()
 
 
@@ -105,8 +116,9 @@ def expand_inputs(inputs: list[str | Path]) -> list[Path]:
 class _Paths(torch.utils.data.Dataset):
     """Decoded + transformed images; a bad file yields a zero image and its error message."""
 
-    def __init__(self, paths: list[Path], transform, min_side: int | None, resize: int, crop: int) -> None:
-        self.paths, self.transform, self.min_side, self.resize, self.crop = paths, transform, min_side, resize, crop
+    def __init__(self, paths: list[Path], transform, min_side: int | None, resize: int, blank: tuple[int, ...]) -> None:
+        """`blank`: the leading dimensions of what a bad file gives: (crop,), or (views, crop) under TTA."""
+        self.paths, self.transform, self.min_side, self.resize, self.blank = paths, transform, min_side, resize, blank
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -115,7 +127,7 @@ class _Paths(torch.utils.data.Dataset):
         try:
             return self.transform(load_array(self.paths[i], min_side=self.min_side, resize=self.resize)), ""
         except DataError as e:
-            return np.zeros((self.crop, self.crop, 3), np.uint8), str(e)
+            return np.zeros((*self.blank, self.blank[-1], 3), np.uint8), str(e)
 
 
 def _collate(batch):
@@ -125,9 +137,14 @@ def _collate(batch):
 class Predictor:
     def __init__(self, model: nn.Module | None, classes: Sequence[str], preprocessing: Preprocessing, *,
                  device: str | torch.device = "auto", batch_size: int = 32, workers: int | None = 0,
-                 draft: bool = False, runner=None) -> None:
+                 draft: bool = False, runner=None, temperature: float = 1.0, abstain: float | None = None,
+                 tta: str | Sequence[str] | None = None) -> None:
         """A PyTorch `model`, or a `runner` (normalised float NCHW batch -> logits; then `model` is
-        None, as for an ONNX file). JPEGs decode at full size, so the pixels are torchvision's eval
+        None, as for an ONNX file). Probabilities are softmax(logits / `temperature`): the temperature
+        fitted on val at the end of training (checkpoint.Calibration; 1 for a model without one). With
+        `abstain`, a prediction whose top probability is below it is marked unknown. `tta` ("flip",
+        "crops", "flip,crops": data.tta) runs torchvision's multi-crop views of each image and averages their
+        probabilities. JPEGs decode at full size, so the pixels are torchvision's eval
         pixels (EXIF orientation applied), up to decode.REDUCE_ABOVE_PIXELS (bigger ones decode reduced);
         `draft=True` lets JPEG draft mode decode big ones reduced: faster, pixels differ slightly
         (benchmarks/draft_mode.py measures both)."""
@@ -143,7 +160,11 @@ class Predictor:
         self.preprocessing = preprocessing
         self.batch_size = batch_size
         self.workers = workers
-        self.transform = preprocessing.eval_transform()
+        self.tta = parse_tta(tta)
+        self.transform = TTAViews(preprocessing, self.tta) if self.tta else preprocessing.eval_transform()
+        self.temperature = float(temperature)
+        self.abstain = abstain
+        self.calibration = Calibration(self.temperature)  # load() keeps the source's whole record
         self._local = threading.local()  # one normalisation buffer per thread: `imgcls serve` predicts from a pool
 
     @property
@@ -158,16 +179,22 @@ class Predictor:
 
     @classmethod
     def load(cls, source: str | Path | ModelSource, *, device: str | torch.device = "auto",
-             threads: int | None = None, **kwargs) -> Predictor:
+             threads: int | None = None, abstain: str | float | None = None, **kwargs) -> Predictor:
         """A Predictor for a checkpoint, a registry weights name or an exported .onnx file (run by ONNX
         Runtime with `threads` intra-op threads; its class names and preprocessing come from the file),
-        or for a ModelSource already opened (inference.open_source). `kwargs` are the constructor's
-        (batch_size, workers, draft)."""
+        or for a ModelSource already opened (inference.open_source). `abstain`: a probability, or
+        "precision:Q" for the threshold the source's calibration stores (inference.abstain). `kwargs` are the
+        constructor's (batch_size, workers, draft, tta)."""
+        rule = parse_abstain(abstain)  # a malformed value is refused before the model is opened
+        parse_tta(kwargs.get("tta"))
         device = resolve_device(device) if isinstance(device, str) else device
         if not isinstance(source, ModelSource):
             source = open_source(source, device=device, threads=threads)
-        return cls(source.network, source.classes, source.preprocessing, runner=source.runner, device=device,
-                   **kwargs)
+        threshold = None if rule is None else stored_threshold(rule, source.calibration, source.name)
+        predictor = cls(source.network, source.classes, source.preprocessing, runner=source.runner, device=device,
+                        temperature=source.calibration.temperature, abstain=threshold, **kwargs)
+        predictor.calibration = source.calibration
+        return predictor
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs) -> Predictor:
@@ -181,14 +208,20 @@ class Predictor:
         return self._local.normalize(images)
 
     def _forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits [B, C] of a uint8 batch [B, H, W, 3]; under TTA [B, V, C] of a batch of views [B, V, H, W, 3]."""
+        if images.ndim == 5:
+            b, v = images.shape[:2]
+            return self.runner(self._normalized(images.flatten(0, 1))).reshape(b, v, -1)
         return self.runner(self._normalized(images))
 
     def logits_of_dataset(self, ds, *, progress: bool = False) -> torch.Tensor:
-        """Logits for every item of a dataset whose items are (uint8 HWC image, target)."""
+        """Logits for every item of a dataset whose items are (uint8 HWC image, target): [N, C], or
+        [N, V, C] under TTA (the transform gives V views; `probabilities` averages them)."""
         loader = make_loader(ds, batch_size=self.batch_size, workers=self.workers, device=self.device)
         logits = [self._forward(images) for images, _ in track(loader, total=len(loader), desc="evaluating",
                                                                enabled=progress)]
-        return torch.cat(logits) if logits else torch.empty(0, len(self.classes))
+        return torch.cat(logits) if logits else torch.empty(0, *([self.transform.views] if self.tta else []),
+                                                            len(self.classes))
 
     def predict(self, images: list[str | Path | Image.Image] | str | Path | Image.Image, *, topk: int = 3) -> list[Prediction]:
         """Top-k labels and probabilities for each image (paths, folders, globs or PIL images); `topk`
@@ -205,7 +238,8 @@ class Predictor:
             batch = torch.from_numpy(np.stack([self.transform(im.convert("RGB")) for im in pil]))
             return self._top(self._forward(batch), ["<image %d>" % i for i in range(len(pil))], [""] * len(pil), k)
         paths = expand_inputs(list(images))
-        ds = _Paths(paths, self.transform, self.min_side, self.preprocessing.resize, self.preprocessing.crop)
+        blank = (self.transform.views, self.preprocessing.crop) if self.tta else (self.preprocessing.crop,)
+        ds = _Paths(paths, self.transform, self.min_side, self.preprocessing.resize, blank)
         loader = torch.utils.data.DataLoader(ds, batch_size=self.batch_size, num_workers=self.workers or 0,
                                              collate_fn=_collate)
         preds: list[Prediction] = []
@@ -216,13 +250,23 @@ class Predictor:
             offset += len(errors)
         return preds
 
+    def probabilities(self, logits: torch.Tensor, temperature: float | None = None) -> torch.Tensor:
+        """The model's calibrated probabilities [N, C]: softmax(logits / temperature) (the model's own unless
+        given), averaged over the views of [N, V, C] TTA logits."""
+        probs = (logits.float() / (self.temperature if temperature is None else temperature)).softmax(-1)
+        return probs.mean(1) if probs.ndim == 3 else probs
+
+    def is_unknown(self, top_prob: float) -> bool:
+        """Whether the model abstains on a prediction made with this top probability."""
+        return self.abstain is not None and top_prob < self.abstain
+
     def _top(self, logits: torch.Tensor, names: list[str], errors: list[str], k: int) -> list[Prediction]:
-        probs = logits.softmax(1)
+        probs = self.probabilities(logits)
         p, idx = probs.topk(k, dim=1)
         out = []
         for name, err, pi, ii in zip(names, errors, p.tolist(), idx.tolist()):
             if err:
                 out.append(Prediction(name, error=err))
             else:
-                out.append(Prediction(name, [self.classes[i] for i in ii], pi, ii))
+                out.append(Prediction(name, [self.classes[i] for i in ii], pi, ii, unknown=self.is_unknown(pi[0])))
         return out

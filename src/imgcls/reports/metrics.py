@@ -23,6 +23,7 @@ from torch import Tensor
 from imgcls.data.names import safe_name, skipped_line
 from imgcls.errors import ConfigError
 from imgcls.paths import write_text_atomic
+from imgcls.reports.calibration import ConfidenceReport, plot_reliability
 from imgcls.reports.plots import plot_confusion_matrix
 
 EPOCH_COLUMNS = ("epoch", "step", "train_loss", "train_acc", "val_loss", "val_top1", "val_top5", "lr",
@@ -108,6 +109,7 @@ class ClassificationReport:
     confusion: np.ndarray  # [true, predicted] counts
     most_confident_wrong: list[Mistake] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # unreadable files left out of `n`
+    confidence: ConfidenceReport | None = None  # eval's calibration and abstain numbers (reliability.png)
 
     @property
     def top1(self) -> float:
@@ -147,6 +149,8 @@ class ClassificationReport:
                      f"macro-F1 {self.macro_f1:.2%}")
         if self.skipped:
             lines.append(skipped_line(self.skipped))
+        if self.confidence is not None:
+            lines.append(self.confidence.to_text())
         if self.most_confident_wrong:
             lines.append(f"most confident mistakes ({len(self.most_confident_wrong)}):")
             for m in self.most_confident_wrong:
@@ -170,10 +174,12 @@ class ClassificationReport:
                                       "true": safe_name(m.true), "pred": safe_name(m.pred), "prob": m.prob}
                                      for m in self.most_confident_wrong],
             "skipped": [safe_name(s) for s in self.skipped],
+            **({"confidence": self.confidence.to_dict()} if self.confidence is not None else {}),
         }
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write report.txt, report.json, confusion_matrix.csv and confusion_matrix.png into `out_dir`
+        """Write report.txt, report.json, confusion_matrix.csv and confusion_matrix.png (and reliability.png
+        with a confidence section) into `out_dir`
         (each written whole, then renamed into place); return it."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -187,6 +193,8 @@ class ClassificationReport:
             writer.writerow([name, *row])
         write_text_atomic(out / "confusion_matrix.csv", table.getvalue())
         plot_confusion_matrix(self.confusion, classes, out / "confusion_matrix.png")
+        if self.confidence is not None:
+            plot_reliability(self.confidence, out / "reliability.png")
         return out
 
 

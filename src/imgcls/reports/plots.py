@@ -1,4 +1,5 @@
-"""The two pictures a run leaves behind: the training curves and the confusion matrix.
+"""The pictures a run leaves behind: the training curves, the confusion matrix, the reliability diagram
+and the learning-rate finder's curve.
 
 Figures are built with matplotlib's object API on an Agg canvas, never through pyplot: nothing enters
 pyplot's global figure list (so nothing leaks over hundreds of epochs), the user's backend is left
@@ -136,4 +137,53 @@ def plot_confusion_matrix(cm: np.ndarray, classes: Sequence[str], path: str | Pa
                 text = f"{share[i, j]:.0%}\n{cm[i, j]}" if normalize else f"{cm[i, j]}"
                 ax.text(j, i, text, ha="center", va="center", fontsize=cell_size,
                         color="white" if shown[i, j] > 0.5 * vmax else "black")
+    return _save(fig, path, dpi=100)
+
+
+def plot_reliability_bins(curves: Sequence[tuple[str, object]], path: str | Path) -> Path:
+    """Reliability diagram (Guo et al. 2017): per confidence bin, accuracy against mean confidence, one
+    panel per (title, reports.calibration.ReliabilityBins); the diagonal is perfect calibration, the bars
+    below it overconfidence. Each panel's title gives its expected calibration error."""
+    fig = _figure(5 * len(curves), 4.6)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.9, wspace=0.25)
+    for ax, (title, bins) in zip(np.atleast_1d(fig.subplots(1, len(curves))), curves):
+        edges = np.asarray(bins.edges)
+        width = np.diff(edges)
+        used = np.asarray(bins.counts) > 0
+        ax.bar(edges[:-1][used], np.asarray(bins.accuracy)[used], width=width[used], align="edge",
+               edgecolor="black", color="#4c72b0", label="accuracy")
+        gap = np.asarray(bins.confidence)[used] - np.asarray(bins.accuracy)[used]
+        ax.bar(edges[:-1][used], gap, bottom=np.asarray(bins.accuracy)[used], width=width[used], align="edge",
+               edgecolor="#c44e52", color="#c44e52", alpha=0.3, label="gap to confidence")
+        ax.plot([0, 1], [0, 1], "--", color="grey")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence (top-1 probability)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{title}: ECE {bins.ece:.2%}")
+        ax.legend(loc="upper left")
+    return _save(fig, path, dpi=100)
+
+
+def plot_lr_find(lrs: Sequence[float], losses: Sequence[float], smoothed: Sequence[float], path: str | Path, *,
+                 suggestion: float | None = None, title: str = "") -> Path:
+    """The learning-rate range test: loss (raw, faint, and smoothed) against the learning rate on a log
+    axis, the suggested rate marked."""
+    fig = _figure(6.5, 4.2)
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.13, top=0.9)
+    ax = fig.subplots()
+    if lrs:
+        ax.plot(lrs, losses, color="#9fb6d8", linewidth=1, label="loss")
+        ax.plot(lrs, smoothed, color="#2f5d9e", linewidth=2, label="smoothed loss")
+        ax.set_xscale("log")
+        finite = [v for v in smoothed if math.isfinite(v)]
+        if finite:  # the divergence at the end would flatten the interesting part
+            ax.set_ylim(min(finite) - 0.05 * abs(min(finite)), min(max(finite), 3 * finite[0] + 1e-9) * 1.05)
+    if suggestion:
+        ax.axvline(suggestion, color="#c44e52", linestyle="--", label=f"suggested {suggestion:.3g}")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
     return _save(fig, path, dpi=100)

@@ -179,7 +179,7 @@ def serve(model: str, options: ServeOptions, *, log: Any = sys.stderr) -> int:
     _need_fastapi()
     from imgcls.serve.service import open_model
 
-    service = open_model(model, device=options.device)  # a bad model is refused before the port is taken
+    service = open_model(model, device=options.device, abstain=options.abstain)  # a bad model is refused before the port is taken
     app = create_app(service, options)
     sock = bind(options.host, options.port)
     if options.host not in ("127.0.0.1", "localhost", "::1"):

@@ -24,3 +24,6 @@ class ServeOptions:
                         ge=0)
     topk: int = option(5, "classes returned per image (at most the number of classes)", ge=1)
     device: str = device_option()
+    abstain: str | None = option(None, "answer \"unknown\" when the top probability is below P (0..1), or "
+                                       "precision:Q: the threshold at which the val part's answers were Q precise "
+                                       "(stored by train)", metavar="P|precision:Q")

@@ -24,6 +24,7 @@ from imgcls.data.decode import decoded_size, load_image
 from imgcls.data.transforms import Resize, resized_size
 from imgcls.errors import ConfigError, DataError
 from imgcls.inference import Explainer, Predictor, open_source
+from imgcls.inference.abstain import parse_abstain
 from imgcls.runtime import resolve_device
 
 
@@ -192,6 +193,8 @@ class ModelService:
                 "val_top1": self.info.get("val_top1"), "val_epoch": self.info.get("val_epoch"),
                 "preprocessing": _rounded(self.predictor.preprocessing), "parameters": params,
                 "device": str(getattr(self.predictor, "device", "cpu")),
+                "temperature": getattr(self.predictor, "temperature", 1.0),
+                "abstain": getattr(self.predictor, "abstain", None),
                 "cam": {"available": self.explainer is not None,
                         "layer": self.explainer.layer if self.explainer else None, "reason": self.cam_reason}}
 
@@ -202,14 +205,17 @@ def _rounded(preprocessing: Preprocessing) -> dict[str, Any]:
             for k, v in preprocessing.to_dict().items()}
 
 
-def open_model(model: str | Path, *, device: str = "auto") -> ModelService:
+def open_model(model: str | Path, *, device: str = "auto", abstain: str | float | None = None) -> ModelService:
     """The service for MODEL: a checkpoint file (its card shows the architecture and the best validation
     top-1 it records), a registry weights name or an exported .onnx file (an ONNX file's card shows the
-    architecture its metadata records, and it has no Grad-CAM); opened once, by inference.open_source."""
+    architecture its metadata records, and it has no Grad-CAM); opened once, by inference.open_source.
+    `abstain`: predict's --abstain (answers below it are "unknown"; a bad value is refused before opening)."""
+    parse_abstain(abstain)
     torch_device = resolve_device(device)
     source = open_source(model, device=torch_device)
     info: dict[str, Any] = {"architecture": source.arch["model"] if source.arch else None}
     if source.kind == "checkpoint":
         top1 = source.best.get("top1")
         info |= {"val_top1": top1 if top1 is not None and top1 >= 0 else None, "val_epoch": source.best.get("epoch")}
-    return ModelService(Predictor.load(source, device=torch_device), source=Path(model).name or str(model), info=info)
+    return ModelService(Predictor.load(source, device=torch_device, abstain=abstain), source=Path(model).name or str(model),
+                        info=info)

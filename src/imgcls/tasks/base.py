@@ -15,6 +15,8 @@ A task answers, for one run (it is built with the run's class names):
     columns(ema=)                  metrics.csv's columns, in order
     epoch_line(row, epochs)        the log line of a finished epoch
     report(logits, targets, ...)   the evaluation files a finished run leaves (report, plots)
+    calibrate(logits, targets)     (optional) what best.ckpt records of the val outputs' calibration: for
+                                   classification the temperature and abstain thresholds (checkpoint.Calibration)
 
 What a task gets for free from the engine: resume (bit-exact), DDP, EMA, checkpoints, progress,
 TensorBoard, feature caching and the transfer policies (docs/architecture.md has the table).
@@ -54,3 +56,5 @@ class Task(Protocol):
 
     def report(self, logits: torch.Tensor, targets: torch.Tensor, *, paths: Sequence[str], run_dir: Path,
                history: Sequence[dict]) -> None: ...
+
+    def calibrate(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, Any] | None: ...

@@ -17,6 +17,7 @@ from imgcls.data import Preprocessing, train_transform
 from imgcls.data.augment import augment_steps
 from imgcls.data.names import safe_name
 from imgcls.reports import EPOCH_COLUMNS, classification_report, plot_curves, reported_ks, topk_correct
+from imgcls.reports.calibration import calibration_record
 
 log = logging.getLogger("imgcls")
 
@@ -137,6 +138,11 @@ class Classification:
         """report.txt/json, confusion_matrix.csv/png and curves.png of the best weights."""
         classification_report(logits, targets, self.classes, paths=list(paths)).save(run_dir)
         plot_curves(list(history), run_dir / "curves.png")
+
+    def calibrate(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
+        """The temperature fitted on the best weights' val logits, ECE before and after, and the abstain
+        threshold of each stated precision (reports.calibration.calibration_record): best.ckpt keeps it."""
+        return calibration_record(logits, targets)
 
 
 def per_class_recall_f1(preds: torch.Tensor, targets: torch.Tensor, num_classes: int
