@@ -214,7 +214,7 @@ def test_check_says_what_a_non_image_is(photos, capsys, content, says):
 # -- check: findings grouped, size flagged only on request -----------------------------------------
 
 def test_check_groups_findings_and_keeps_everything_in_json(tmp_path, capsys):
-    root = make_photos(tmp_path / "s", {"a": (12, 20), "b": (3, 100)})  # 12 icons below 32 px
+    root = make_photos(tmp_path / "s", {"a": (12, 20), "b": (4, 100)})  # 12 icons below 32 px; 3:1, not unbalanced
     assert cli(["check", root]) == 1
     out = capsys.readouterr().out.splitlines()
     assert "smaller than 32px: 12" in out and "  ... and 7 more (--verbose lists them all)" in out

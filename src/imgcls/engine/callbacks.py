@@ -118,7 +118,8 @@ class EarlyStopping:
         """Take an epoch's row; True when it is the best so far."""
         if row[self.key] > self.best_score:
             top1 = self.key[:self.key.index("val_")] + "val_top1"  # the EMA's when the EMA chooses
-            self.best_score, self.best_epoch, self.best_top1 = row[self.key], row["epoch"], row[top1]
+            self.best_score, self.best_epoch = row[self.key], row["epoch"]
+            self.best_top1 = row.get(top1, row[self.key])  # a task without top-1 (multi-label): its score
             self.patience_left = self.patience
             return True
         if self.patience_left is not None:
