@@ -68,7 +68,8 @@ def part_calibration(a, split: Path, runs: Path) -> Path:
     print(f"calibration (test part, {report['n']} images): top-1 {report['top1']:.2%}, T {c['temperature']:.3f}, "
           f"ECE {c['ece_before']:.2%} -> {c['ece_after']:.2%}; accuracy at 90% coverage "
           f"{c['accuracy_at_coverage']['0.9']:.2%}, at 95% {c['accuracy_at_coverage']['0.95']:.2%}; "
-          f"--abstain precision:0.99: answered {c['abstain']['coverage']:.2%}, accuracy {c['abstain']['accuracy']}")
+          f"--abstain precision:0.99: answered {c['abstain']['coverage']:.2%}"
+          + (f", accuracy {c['abstain']['accuracy']:.2%} on them" if c["abstain"]["accuracy"] is not None else ""))
     return run_dir
 
 

@@ -115,3 +115,12 @@ def test_train_lr_find_trains_at_the_suggestion(tiny_cfg, capsys, caplog):
     with pytest.raises(SystemExit):
         main(["train", "data", "--lr", "fnd"])
     assert "'fnd' is not a number or find" in capsys.readouterr().err
+
+
+def test_planning_with_lr_find_unresolved_says_how(tiny_cfg):
+    from imgcls.engine.optim import resolved_lr
+    from imgcls.errors import ConfigError
+
+    tiny_cfg.optim.lr = "find"
+    with pytest.raises(ConfigError, match="lr 'find' is the LR range test's suggestion"):
+        resolved_lr(tiny_cfg.optim, 8)

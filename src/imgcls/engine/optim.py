@@ -17,6 +17,9 @@ from imgcls.errors import ConfigError
 
 
 def resolved_lr(cfg: OptimConfig, batch_size: int) -> float:
+    if cfg.lr == "find":  # engine.train resolves it (engine.lr_find.with_found_lr) before planning
+        raise ConfigError("lr 'find' is the LR range test's suggestion: train with imgcls.engine.train(config) "
+                          "(or imgcls train --lr find), or give --lr a number")
     if cfg.lr is not None:
         return cfg.lr
     return 0.1 * batch_size / 256 if cfg.optimizer == "sgd" else 1e-3
