@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,8 @@ from imgcls.data.decode import load_array
 from imgcls.data.masks import MaskClasses, load_mask
 from imgcls.data.transforms import INTERPOLATION, ColorJitter, resize_crop_uint8, resized_size, to_pil
 from imgcls.imagenet import IMAGENET_MEAN
+
+IGNORE = 255  # the ignore index of training targets: a mask's void value becomes it (MaskDataset), padding is it
 
 
 def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -49,7 +50,7 @@ class PairedTrain:
     crop: int
     scale: tuple[float, float] = (0.5, 2.0)
     hflip: float = 0.5
-    void: int = 255
+    void: int = IGNORE
     fill: tuple[float, float, float] = IMAGENET_MEAN  # the photo's padding, as fractions of 255
     color_jitter: float = 0.0
     interpolation: str = "bilinear"
@@ -101,7 +102,9 @@ class PairedEval:
 
 
 class MaskDataset(Dataset):
-    """(photo, mask) pairs; items are `transform(photo HWC uint8, mask HW uint8)` (untransformed without one)."""
+    """(photo, mask) pairs; items are `transform(photo HWC uint8, mask HW uint8)` (untransformed without one),
+    the mask's void value turned into IGNORE first, so every target ignores one value whatever the data's
+    void is (CamVid's 11, VOC's 255)."""
 
     def __init__(self, root: str | Path, transform, *, samples: Sequence[tuple[Path, Path]], classes: MaskClasses
                  ) -> None:
@@ -109,7 +112,7 @@ class MaskDataset(Dataset):
         self.samples = list(samples)
         self.classes = list(classes.names)
         self.targets = [m for _, m in self.samples]
-        self.collate = partial(collate_masks, void=classes.void)  # the loader's collate_fn
+        self.collate = collate_masks  # the loader's collate_fn
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -117,12 +120,14 @@ class MaskDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         photo, mask_path = self.samples[index]
         img, mask = load_array(photo), load_mask(mask_path, self.labels)  # full size: the mask's
+        if self.labels.void != IGNORE:
+            mask = np.where(mask == self.labels.void, np.uint8(IGNORE), mask)
         if self.transform is not None:
             img, mask = self.transform(img, mask)
         return img, mask
 
 
-def collate_masks(batch: list[tuple[np.ndarray, np.ndarray]], *, void: int = 255
+def collate_masks(batch: list[tuple[np.ndarray, np.ndarray]], *, void: int = IGNORE
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """(NHWC uint8 photos, NHW long masks). Items of other sizes are padded to the largest at the bottom
     right: the photo with zeros, the mask with `void`."""
@@ -137,7 +142,8 @@ def collate_masks(batch: list[tuple[np.ndarray, np.ndarray]], *, void: int = 255
     masks = torch.full((len(batch), h, w), void, dtype=torch.long)
     if any(m.shape != (h, w) for _, m in batch):
         images.zero_()
+    pixels, labels = images.numpy(), masks.numpy()
     for i, (img, mask) in enumerate(batch):
-        images[i, :img.shape[0], :img.shape[1]] = torch.from_numpy(np.ascontiguousarray(img))
-        masks[i, :mask.shape[0], :mask.shape[1]] = torch.from_numpy(np.ascontiguousarray(mask))
+        pixels[i, :img.shape[0], :img.shape[1]] = img
+        labels[i, :mask.shape[0], :mask.shape[1]] = mask
     return images, masks

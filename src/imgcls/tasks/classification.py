@@ -41,6 +41,10 @@ class Classification:
                                 uint8=True, extra=extra)
         return train, preprocessing.eval_transform()
 
+    def record(self) -> dict[str, Any]:
+        """What a checkpoint stores about the task beside the class names."""
+        return {"task": self.name}
+
     def criterion(self, *, label_smoothing: float = 0.0) -> nn.Module:
         return nn.CrossEntropyLoss(label_smoothing=label_smoothing)  # takes soft (mixed) targets too
 
@@ -95,13 +99,13 @@ class Classification:
         plot_curves(list(history), run_dir / "curves.png")
 
 
-TASKS = {"classification": Classification}
-
-
-def task_class(kind: str) -> type[Classification]:
+def task_class(kind: str) -> type:
     """The task of a kind; its transforms are known before the data (they need no class names), the task
     object itself is made from the classes the data holds."""
+    from imgcls.tasks.segmentation import Segmentation
+
+    tasks = {"classification": Classification, "segmentation": Segmentation}
     try:
-        return TASKS[kind]
+        return tasks[kind]
     except KeyError:
-        raise ValueError(f"unknown task {kind!r}; known: {', '.join(TASKS)}") from None
+        raise ValueError(f"unknown task {kind!r}; known: {', '.join(tasks)}") from None
