@@ -10,6 +10,8 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so
     model                       the state dict
     classes, preprocessing      class names in index order; eval resize/crop/mean/std/interpolation
                                 (data.Preprocessing.to_dict(), checked on reading by from_dict)
+    task, labels                "classification" or "segmentation" (none: classification); segmentation's
+                                {"void", "palette"} of its masks
     config                      the run's resolved Config as a dict
     optimizer, scheduler, scaler, epoch, epoch_step, global_step, rng, best, patience_left, history,
     threads, data_files         what `--resume` needs to continue bit-for-bit on CPU (engine/)
@@ -192,7 +194,8 @@ class ModelSource:
     network         the PyTorch network in eval mode (None for an exported file)
     runner          an exported file's runner (export.OrtRunner: normalised float NCHW batch -> logits)
     best            a checkpoint's best validation record (top1, epoch); empty for the others
-    task            what the model predicts: "classification" (the only task so far)
+    task            what the model predicts: "classification" or "segmentation" (a checkpoint's "task")
+    labels          segmentation: {"void", "palette"} of the masks it was trained on; empty otherwise
     """
 
     kind: str
@@ -204,6 +207,7 @@ class ModelSource:
     runner: Callable[[torch.Tensor], torch.Tensor] | None = None
     best: dict[str, Any] = field(default_factory=dict)
     task: str = "classification"
+    labels: dict[str, Any] = field(default_factory=dict)
 
 
 # the fix for a checkpoint whose fields are not what imgcls train writes
@@ -216,7 +220,8 @@ def checkpoint_source(path: str | Path, *, plain_hint: str = PLAIN_STATE_DICT_HI
     state = load_checkpoint(path, plain_hint=plain_hint)
     pre = Preprocessing.from_dict(state.get("preprocessing"), where=path, fix=CHANGED_CHECKPOINT)
     return ModelSource("checkpoint", str(path), tuple(state["classes"]), pre, state["arch"],
-                       network=_network(state, path).eval(), best=dict(state.get("best") or {}))
+                       network=_network(state, path).eval(), best=dict(state.get("best") or {}),
+                       task=state.get("task", "classification"), labels=dict(state.get("labels") or {}))
 
 
 def weights_source(name: str) -> ModelSource:

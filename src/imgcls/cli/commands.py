@@ -105,6 +105,9 @@ def run_eval(args: argparse.Namespace) -> int:
     setup_logging()
     report, out = evaluate(args.checkpoint, args.data, **dataclasses.asdict(options_of(args, EvalOptions)))
     print(report.to_text())
+    if getattr(report, "task", "classification") == "segmentation":
+        print(f"report.txt, report.json, confusion_matrix.csv, confusion_matrix.png in {safe_name(out)}")
+        return 0
     cams = " and wrong_cam.png (Grad-CAM of the worst mistakes)" if args.cam and report.top1_correct < report.n else ""
     print(f"report.txt, report.json, confusion_matrix.csv, confusion_matrix.png{cams} in {safe_name(out)}")
     return 0

@@ -87,10 +87,12 @@ class PairedTrain:
 @dataclass(frozen=True)
 class PairedEval:
     """The shorter side to `resize` (None: as stored); the photo resized as Preprocessing's eval transform
-    does it (Pillow, `interpolation`), the mask by nearest neighbour."""
+    does it (Pillow, `interpolation`), the mask by nearest neighbour, or with `keep_mask` left at its own
+    size (`imgcls eval` scores predictions brought back to each photo's size)."""
 
     resize: int | None
     interpolation: str = "bilinear"
+    keep_mask: bool = False
 
     def __call__(self, img: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.resize is None:
@@ -98,7 +100,7 @@ class PairedEval:
         size = resized_size(img.shape[1], img.shape[0], self.resize)
         if size != (img.shape[1], img.shape[0]):
             img = np.asarray(to_pil(img).resize(size, INTERPOLATION[self.interpolation]))
-        return img, resize_mask(mask, size)
+        return img, mask if self.keep_mask else resize_mask(mask, size)
 
 
 class MaskDataset(Dataset):

@@ -1,14 +1,18 @@
 """`imgcls eval`: a checkpoint, weights name or exported .onnx file on a labelled folder — top-1 (and
-top-5 with more than 5 classes), per-class P/R/F1, confusion matrix (PNG + CSV) and the most confidently wrong images."""
+top-5 with more than 5 classes), per-class P/R/F1, confusion matrix (PNG + CSV) and the most confidently wrong images;
+a segmentation checkpoint's per-class IoU table (inference.seg_eval)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from imgcls.data import default_workers, open_parts, safe_name
 from imgcls.errors import ConfigError, DataError
 from imgcls.inference.predictor import Predictor
+from imgcls.inference.source import open_source
+from imgcls.runtime import resolve_device
 from imgcls.reports import ClassificationReport, classification_report
 
 
@@ -16,7 +20,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
              workers: int | None = None, device: str = "auto", out_dir: str | Path | None = None,
              n_wrong: int = 10, progress: bool = True, draft: bool = False,
              skip_bad: bool = False, threads: int | None = None, cam: int = 0
-             ) -> tuple[ClassificationReport, Path]:
+             ) -> tuple[ClassificationReport | Any, Path]:
     """Evaluate `checkpoint` (a checkpoint, a weights name or an exported .onnx file) on `data` (a
     class-per-folder tree, or `part` of a split) and save the report.
 
@@ -28,7 +32,16 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
     DataError listing them, or, with `skip_bad`, is left out and named in the report's `skipped`. `cam=K` adds `wrong_cam.png`: the
     Grad-CAM overlays of the K most confidently wrong images (of the class each was mistaken for).
     """
-    predictor = Predictor.load(checkpoint, device=device, batch_size=batch_size, workers=workers, draft=draft,
+    source = open_source(checkpoint, device=resolve_device(device), threads=threads)
+    if source.task == "segmentation":
+        if cam or draft:
+            raise ConfigError(f"{'--cam' if cam else '--draft'} applies to classifiers; {checkpoint} is a "
+                              "segmentation model: drop it")
+        from imgcls.inference.seg_eval import evaluate_masks
+
+        return evaluate_masks(source, data, part=part, batch_size=batch_size, workers=workers, device=device,
+                              out_dir=out_dir, progress=progress, skip_bad=skip_bad, threads=threads)
+    predictor = Predictor.load(source, device=device, batch_size=batch_size, workers=workers, draft=draft,
                                threads=threads)
     if cam and predictor.model is None:
         raise ConfigError(f"--cam needs a PyTorch model and {checkpoint} runs on {predictor.backend}; "
