@@ -70,11 +70,13 @@ def test_the_default_folder_is_beside_the_checkpoint(seg_run, capsys):
 @pytest.mark.parametrize("argv, needle", [
     (["cam", "CKPT", "PHOTO"], "a segmentation model; `imgcls predict` writes its masks"),
     (["predict", "CKPT", "PHOTO", "--csv"], "--csv: CKPT is a segmentation model"),
+    (["serve", "CKPT", "--port", "0"], "cam and serve take classifiers"),
+    (["export", "CKPT", "-o", "OUT"], "CKPT: a segmentation model; exporting it to ONNX is not supported yet"),
 ])
-def test_classifier_only_commands_refuse_in_one_line(seg_run, capsys, argv, needle):
+def test_classifier_only_commands_refuse_in_one_line(seg_run, tmp_path, capsys, argv, needle):
     data, ckpt = seg_run
-    photo = data / "val/images/val00.png"
-    argv = [str(ckpt) if a == "CKPT" else str(photo) if a == "PHOTO" else a for a in argv]
+    names = {"CKPT": str(ckpt), "PHOTO": str(data / "val/images/val00.png"), "OUT": str(tmp_path / "x.onnx")}
+    argv = [names.get(a, a) for a in argv]
     capsys.readouterr()
     assert run_cli(argv) == 2
     assert needle.replace("CKPT", str(ckpt)) in error_line(capsys, only=True)
