@@ -102,3 +102,36 @@ def test_a_segmentation_model_on_class_folders_is_refused(tiny_folder, tmp_path)
 def test_seg_scale_without_a_segmentation_model_is_refused(tiny_folder, tmp_path):
     with pytest.raises(ConfigError, match="--seg-scale 0.5 1.0 has no effect without a segmentation model"):
         train(seg_config(tiny_folder, tmp_path / "runs", model="resnet18", seg_scale=[0.5, 1.0]))
+
+
+def test_voc_layout_with_void_255_and_an_ema(tmp_path):
+    from tests.seg_data import make_voc
+
+    data = make_voc(tmp_path / "voc", n_train=4, n_val=2)
+    result = train(seg_config(data, tmp_path / "runs", epochs=1, ema_decay=0.9))
+    rows = list(csv.DictReader((result.run_dir / "metrics.csv").open()))
+    assert "ema_val_miou" in rows[0]
+    ckpt = load_checkpoint(result.run_dir / "best.ckpt")
+    assert len(ckpt["classes"]) == 21 and ckpt["labels"]["void"] == 255 and "model_ema" in ckpt
+    report = (result.run_dir / "report.txt").read_text()
+    assert "left out of the means (in neither the truth nor the predictions)" in report  # most VOC classes
+
+
+def test_val_data_is_another_segmentation_folder(seg_folder, tmp_path):
+    import shutil
+
+    val = tmp_path / "other_val"
+    shutil.copytree(seg_folder / "val", val)
+    shutil.copy(seg_folder / "classes.json", val / "classes.json")
+    result = train(seg_config(seg_folder, tmp_path / "runs", epochs=1, val_data=str(val), workers=1))
+    assert "other_val" in (result.run_dir / "train.log").read_text()
+    assert load_checkpoint(result.run_dir / "best.ckpt")["data_files"]["val"][0].endswith("val00.png")
+
+
+def test_last_transfer_trains_the_head_only(seg_folder, tmp_path):
+    from imgcls.models import create_model
+
+    result = train(seg_config(seg_folder, tmp_path / "runs", epochs=1, transfer="last:classifier"))
+    groups = load_checkpoint(result.run_dir / "last.ckpt")["optimizer"]["param_groups"]
+    head = list(create_model("lraspp_efficientnet_lite0", num_classes=3).classifier.parameters())
+    assert sum(len(g["params"]) for g in groups) == len(head)
