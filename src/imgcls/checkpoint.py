@@ -10,6 +10,8 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so
     model                       the state dict
     classes, preprocessing      class names in index order; eval resize/crop/mean/std/interpolation
                                 (data.Preprocessing.to_dict(), checked on reading by from_dict)
+    task, labels                "classification" or "segmentation" (none: classification); segmentation's
+                                {"void", "palette"} of its masks
     config                      the run's resolved Config as a dict
     calibration                 what the end of training fitted on the val part (Calibration): the temperature
                                 predicting divides logits by, the abstain threshold of each stated precision;
@@ -244,7 +246,8 @@ class ModelSource:
     network         the PyTorch network in eval mode (None for an exported file)
     runner          an exported file's runner (export.OrtRunner: normalised float NCHW batch -> logits)
     best            a checkpoint's best validation record (top1, epoch); empty for the others
-    task            what the model predicts: "classification" (the only task so far)
+    task            what the model predicts: "classification" or "segmentation" (a checkpoint's "task")
+    labels          segmentation: {"void", "palette"} of the masks it was trained on; empty otherwise
     calibration     the temperature and abstain thresholds fitted on val (T = 1 and none when not fitted)
     """
 
@@ -258,6 +261,7 @@ class ModelSource:
     best: dict[str, Any] = field(default_factory=dict)
     task: str = "classification"
     calibration: Calibration = field(default_factory=Calibration)
+    labels: dict[str, Any] = field(default_factory=dict)
 
 
 # the fix for a checkpoint whose fields are not what imgcls train writes
@@ -271,7 +275,8 @@ def checkpoint_source(path: str | Path, *, plain_hint: str = PLAIN_STATE_DICT_HI
     pre = Preprocessing.from_dict(state.get("preprocessing"), where=path, fix=CHANGED_CHECKPOINT)
     return ModelSource("checkpoint", str(path), tuple(state["classes"]), pre, state["arch"],
                        network=_network(state, path).eval(), best=dict(state.get("best") or {}),
-                       calibration=Calibration.from_dict(state.get("calibration"), where=path, fix=CHANGED_CHECKPOINT))
+                       calibration=Calibration.from_dict(state.get("calibration"), where=path, fix=CHANGED_CHECKPOINT),
+                       task=state.get("task", "classification"), labels=dict(state.get("labels") or {}))
 
 
 def weights_source(name: str) -> ModelSource:

@@ -367,3 +367,21 @@ def test_last_on_cached_maps_under_two_processes(two_process_run, tmp_path):
     assert out.count("cached frozen maps (conv1 .. layer3 run once per image; --feature-views 0 runs them every "
                      "step): 90 train x 2 view(s) + 30 val, 256 x 2 x 2 each") == 1, out[-3000:]
     assert [r["epoch"] for r in _rows(tmp_path / "exp1")] == ["1", "2"]
+
+
+def test_segmentation_under_two_processes_tallies_every_val_pixel_once(tmp_path):
+    # 3 val photos over 2 ranks (2 + 1): each rank tallies its share and the summed confusion matrix holds
+    # every labelled val pixel exactly once (48 x 32 photos, 16 void pixels each). The numbers themselves
+    # differ from one process's: each rank's BatchNorm running statistics are its own after the last step.
+    from tests.seg_data import make_seg_folder
+
+    data = make_seg_folder(tmp_path / "seg", n_train=8, n_val=3)
+    args = [data, "--model", "lraspp_efficientnet_lite0", "--input-size", 32, "--batch-size", 2, "--epochs", 2,
+            "--workers", 0, "--no-progress", "--no-tensorboard", "--out-dir", tmp_path / "runs"]
+    code, out = _finish(_torchrun(args))
+    assert code == 0, out[-3000:]
+    run = tmp_path / "runs" / "exp1"
+    assert [r["epoch"] for r in _rows(run)] == ["1", "2"] and "val_miou" in _rows(run)[0]
+    report = json.loads((run / "report.json").read_text())
+    assert report["task"] == "segmentation" and report["pixels"] == 3 * (48 * 32 - 16)
+    assert out.count("epoch 2/2") == 1

@@ -52,6 +52,9 @@ def test_schedules():
     assert one[0] == pytest.approx(1 / 25) and max(one) == pytest.approx(1.0) and one[-1] < 1e-3
     const, _, _ = _lrs("constant")
     assert set(const) == {1.0}
+    poly, _, _ = _lrs("poly", warmup_steps=10)
+    assert poly[9] == pytest.approx(10 / 11) and poly[10] == pytest.approx(1.0)
+    assert poly[55] == pytest.approx((1 - 45 / 90) ** 0.9) and poly[-1] > 0
 
 
 def test_schedule_state_resumes_at_the_same_rate():

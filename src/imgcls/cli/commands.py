@@ -149,6 +149,9 @@ def run_eval(args: argparse.Namespace) -> int:
     setup_logging()
     report, out = evaluate(args.checkpoint, args.data, **dataclasses.asdict(options_of(args, EvalOptions)))
     print(report.to_text())
+    if getattr(report, "task", "classification") == "segmentation":
+        print(f"report.txt, report.json, confusion_matrix.csv, confusion_matrix.png in {safe_name(out)}")
+        return 0
     cams = " and wrong_cam.png (Grad-CAM of the worst mistakes)" if args.cam and report.top1_correct < report.n else ""
     print(f"report.txt, report.json, confusion_matrix.csv, confusion_matrix.png, reliability.png{cams} in "
           f"{safe_name(out)}")
@@ -158,10 +161,17 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     from imgcls.inference import Predictor, PredictOptions
     from imgcls.inference.predictor import format_predictions
+    from imgcls.inference.source import open_source
     from imgcls.reports import skipped_line
+    from imgcls.runtime import resolve_device
 
     opts = options_of(args, PredictOptions)
-    predictor = Predictor.load(args.checkpoint, device=opts.device, batch_size=opts.batch_size, draft=opts.draft,
+    source = open_source(args.checkpoint, device=resolve_device(opts.device), threads=opts.threads)
+    if source.task == "segmentation":
+        return _predict_masks(source, args, opts)
+    if opts.out_dir:
+        raise ConfigError(f"--output: {args.checkpoint} is a classifier, whose predictions go to stdout; drop it")
+    predictor = Predictor.load(source, device=opts.device, batch_size=opts.batch_size, draft=opts.draft,
                                threads=opts.threads, abstain=opts.abstain, tta=opts.tta)
     n_classes = len(predictor.classes)
     if opts.topk > n_classes:
@@ -174,6 +184,35 @@ def run_predict(args: argparse.Namespace) -> int:
         print(f"imgcls: {skipped_line([p.source for p in bad])}", file=sys.stderr)
     elif bad:
         print(f"imgcls: {len(bad)} of {len(preds)} file(s) could not be read; --skip-bad leaves them out",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _predict_masks(source, args: argparse.Namespace, opts) -> int:
+    """`imgcls predict` of a segmentation checkpoint (inference.seg_predict): masks and overlays in a folder."""
+    from pathlib import Path
+
+    from imgcls.inference.predictor import expand_inputs
+    from imgcls.inference.seg_predict import MaskPredictor, format_masks
+    from imgcls.reports import skipped_line
+
+    if opts.csv or opts.draft:
+        raise ConfigError(f"{'--csv' if opts.csv else '--draft'}: {args.checkpoint} is a segmentation model: its "
+                          "masks go to files (--json lists them with the class shares); drop it")
+    if opts.threads:
+        import torch
+
+        torch.set_num_threads(opts.threads)
+    out = Path(opts.out_dir) if opts.out_dir else Path(args.checkpoint).parent / "masks"
+    results = MaskPredictor(source, device=opts.device).predict(expand_inputs(args.inputs), out)
+    bad = [r for r in results if r.error]
+    sys.stdout.write(format_masks([r for r in results if not r.error] if opts.skip_bad else results,
+                                  as_json=opts.json))
+    if bad and opts.skip_bad:
+        print(f"imgcls: {skipped_line([r.source for r in bad])}", file=sys.stderr)
+    elif bad:
+        print(f"imgcls: {len(bad)} of {len(results)} file(s) could not be read; --skip-bad leaves them out",
               file=sys.stderr)
         return 1
     return 0

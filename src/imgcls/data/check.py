@@ -20,7 +20,9 @@ from pathlib import Path
 
 from imgcls.data.decode import load_image, read_bytes, stored_size
 from imgcls.data.names import safe_name
+from imgcls.data.masks import mask_layout
 from imgcls.data.parts import open_parts
+from imgcls.data.seg_check import MaskCheckReport, check_masks
 from imgcls.data.split import counts_table, is_split_index
 from imgcls.data.table import CsvColumns, is_table
 from imgcls.errors import ConfigError, DataError
@@ -110,13 +112,16 @@ def _probe(path: Path, data: bytes) -> tuple[int, int]:
     return stored_size(path, data)
 
 
-def check_dataset(path: str | Path, *, min_side: int | None = None, csv: CsvColumns | None = None) -> CheckReport:
+def check_dataset(path: str | Path, *, min_side: int | None = None, csv: CsvColumns | None = None
+                  ) -> CheckReport | MaskCheckReport:
     """`min_side`: flag images whose shorter side is below it (default: below SMALLEST_SIDE only); `csv`: how
-    a CSV file of labels is read."""
+    a CSV file of labels is read. Segmentation data (data.masks) gets data.seg_check's report instead."""
     if min_side is not None and min_side < 1:
         raise ConfigError(f"--min-side {min_side}: must be at least 1 (pixels); leave it out to flag only "
                           f"images below {SMALLEST_SIDE} px")
     path = Path(path)
+    if path.is_dir() and mask_layout(path) is not None:
+        return check_masks(path)
     classes, parts, root = _parts(path, csv)
     counts = {}
     report = CheckReport(safe_name(root), [safe_name(c) for c in classes], counts,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -56,13 +56,14 @@ def collate_uint8(batch: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, to
 
 def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool = False, workers: int | None = None,
                 seed: int = 0, device: str | torch.device = "cpu", drop_last: bool = False,
-                uint8: bool = True, sampler: Sampler | None = None) -> DataLoader:
+                uint8: bool = True, sampler: Sampler | None = None, collate: Callable | None = None) -> DataLoader:
     """A DataLoader whose order and augmentations depend only on `seed` and the worker count.
 
     With `workers=0` everything runs in the calling process (works everywhere, spawn included) and
     augmentations draw from torch's global generator, which the caller seeds. Workers persist
     across epochs; memory is pinned only when batches go to a CUDA device. With a `SeededSampler`,
     pass the dataset wrapped in `SeededItems`: then batches do not depend on the worker count.
+    `collate` replaces the uint8 collate (segmentation's photo and mask batches: seg_transforms.collate_masks).
     """
     workers = default_workers() if workers is None else workers
     generator = torch.Generator().manual_seed(seed)
@@ -71,7 +72,7 @@ def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool = False, wor
         num_workers=workers, generator=generator,
         worker_init_fn=_seed_worker if workers else None, persistent_workers=workers > 0,
         pin_memory=torch.device(device).type == "cuda", drop_last=drop_last,
-        collate_fn=collate_uint8 if uint8 else None, prefetch_factor=4 if workers else None,
+        collate_fn=collate if collate is not None else collate_uint8 if uint8 else None, prefetch_factor=4 if workers else None,
     )
 
 

@@ -9,6 +9,9 @@ DATA is one of
 - a CSV file of labels (data.table; `csv`: --images, --path-col, --label-col): the parts of its split
   column, or without one read as a class-per-folder tree is (one part, or split on the fly; a label
   with one image is then refused). The same photos in either layout give the same DatasetParts.
+- segmentation data (data.masks: a masks/ folder beside images/, or the PASCAL VOC layout): each part's
+  samples are (photo, mask) pairs and `labels` holds the classes' void value and palette; the task is
+  recognised from this layout.
 `val_data` (train's --val-data) is the "val" part, read as a command that reads one part reads DATA
 (DatasetParts.choose). Every part has the same classes. Nothing is decoded here: the one
 unreadable-image policy is DatasetParts.readable, and a part becomes a dataset once (DatasetParts.dataset).
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from imgcls.data.dataset import ImageFolder, find_bad_images, list_images, scan_folder
+from imgcls.data.masks import MaskClasses, mask_layout, read_mask_parts, scan_masks
 from imgcls.data.names import safe_name, skipped_line
 from imgcls.data.split import PARTS, Samples, Split, is_split_index, make_split, read_split_index
 from imgcls.data.table import CsvColumns, Table, check_no_single_images, is_table, read_table
@@ -45,6 +49,14 @@ class DatasetParts:
     roots: dict[str, Path]
     description: str
     split: Split | None = None  # the split made on the fly, when there was one
+    labels: MaskClasses | None = None  # segmentation data: void and palette (samples are (photo, mask))
+    missing_masks: dict[str, list[Path]] | None = None  # segmentation: part -> photos without a mask
+    pixel_counts: dict[str, Any] | None = None  # segmentation, after readable(): part -> pixels per value
+
+    @property
+    def task(self) -> str:
+        """What the data trains: "segmentation" (photos with masks) or "classification"."""
+        return "classification" if self.labels is None else "segmentation"
 
     def files(self, *names: str) -> list[Path]:
         """The files of parts `names` (default: every part), in order."""
@@ -70,8 +82,11 @@ class DatasetParts:
         stops the command with one line naming them and why, or with `skip_bad` they are left out and one
         warning line names them. Returns the parts without them, and the files left out."""
         kept, skipped = dict(self.parts), []
+        counts = {}
         for name in names:
             bad = find_bad_images(self.files(name), workers=workers)
+            if self.labels is not None:
+                bad += self._bad_masks(name, counts, workers)
             if bad and not skip_bad:
                 raise DataError(_unreadable_line(bad, self.roots[name]))
             dropped = {p for p, _ in bad}
@@ -79,10 +94,24 @@ class DatasetParts:
             skipped += [p for p, _ in bad]
         if skipped:
             log.warning("%s", skipped_line(skipped))
-        return replace(self, parts=kept), skipped
+        return replace(self, parts=kept, pixel_counts=counts or None), skipped
 
-    def dataset(self, name: str, transform: Any = None, **kwargs: Any) -> ImageFolder:
-        """Part `name` as an ImageFolder (kwargs: ImageFolder's), built from the files listed already."""
+    def _bad_masks(self, name: str, counts: dict[str, Any], workers: int) -> list[tuple[Path, str]]:
+        """Segmentation: (photo, why) for photos without a mask, and for masks that cannot be used (unreadable,
+        another size than the photo, values neither a class nor void); the pixel counts of the part."""
+        bad = [(p, "no mask") for p in self.missing_masks.get(name, [])]
+        scan = scan_masks(self.parts[name], self.labels, workers=workers)
+        photo_of = {m: p for p, m in self.parts[name]}
+        counts[name] = scan.counts
+        return bad + [(photo_of[m], f"mask {safe_name(m.name)}: {why}") for m, why in scan.problems]
+
+    def dataset(self, name: str, transform: Any = None, **kwargs: Any) -> Any:
+        """Part `name` as an ImageFolder (kwargs: ImageFolder's), built from the files listed already; for
+        segmentation data a data.seg_transforms.MaskDataset (a paired transform, no kwargs)."""
+        if self.labels is not None:
+            from imgcls.data.seg_transforms import MaskDataset
+
+            return MaskDataset(self.roots[name], transform, samples=self.parts[name], classes=self.labels)
         return ImageFolder(self.roots[name], transform, samples=self.parts[name], classes=self.classes, **kwargs)
 
 
@@ -99,6 +128,8 @@ def open_parts(path: str | Path, *, only: Sequence[str] | None = None, val_data:
         raise DataError(f"{path}: no such folder; give a class-per-folder set, a split folder or split.json, or "
                         "a CSV file of labels")
     assert labels or (val_data is None and val_fraction is None), "val_data and val_fraction read labels"
+    if labels and mask_layout(path) is not None:
+        return _open_mask_parts(path, only=only, val_data=val_data)
     table = read_table(path, csv) if labels and is_table(path) else None
     if table is None and csv is not None and csv.given():
         raise DataError(f"{csv.given()[0]} reads a CSV file of labels, and {path} is not one (a .csv file); "
@@ -159,6 +190,29 @@ def _split_on_the_fly(path: Path, table: Table | None, val_fraction: float, seed
     if not split.parts["val"]:
         raise DataError(f"{path}: --val-fraction {val_fraction} leaves no validation images")
     return split
+
+
+def _open_mask_parts(path: Path, *, only: Sequence[str] | None, val_data: str | Path | None) -> DatasetParts:
+    """open_parts for segmentation data (data.masks): parts of (photo, mask) pairs; --val-data's val part
+    must be segmentation data with the same classes."""
+    wanted = None if only is None else [p for p in only if val_data is None or p != "val"]
+    found = read_mask_parts(path, wanted=wanted)
+    parts, roots, missing = dict(found.parts), dict(found.roots), dict(found.missing)
+    description = found.description
+    if val_data is not None and (only is None or "val" in only):
+        other = open_parts(val_data)
+        if other.labels is None or other.classes != list(found.classes.names):
+            raise DataError(f"{val_data}: --val-data must be segmentation data with the classes of {path} "
+                            f"({', '.join(found.classes.names)})")
+        name = "val" if "val" in other.parts else other.choose(None)
+        parts["val"], roots["val"] = other.parts[name], other.roots[name]
+        missing["val"] = (other.missing_masks or {}).get(name, [])
+        description = f"{description} and {val_data}"
+    for name in only or ():
+        if name not in parts:
+            raise _no_part(path, name, list(parts))
+    return DatasetParts(path, list(found.classes.names), parts, roots, description, labels=found.classes,
+                        missing_masks=missing)
 
 
 def _read_folder(folder: Path, labels: bool) -> tuple[list[str], Samples, Path]:

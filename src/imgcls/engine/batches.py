@@ -54,7 +54,7 @@ class ImageBatches:
         self.sampler = epoch_sampler(len(ds), seed=cfg.train.seed, train=train, dist=dist, limit=used,
                                      balanced=targets)
         self.loader = make_loader(SeededItems(ds), batch_size=self.batch_size, sampler=self.sampler,
-                                  workers=workers, device=device)
+                                  workers=workers, device=device, collate=getattr(ds, "collate", None))
         # one kept input buffer: each step is done with its batch before the next is made
         self.normalize = preprocessing(cfg.data).normalizer(device)
         self.size_at = train_sizes(cfg) if train else None  # --progressive: the epoch's train size

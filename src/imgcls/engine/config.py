@@ -51,9 +51,13 @@ class DataConfig:
     val_fraction: float = option(0.1, "when DATA is one class-per-folder tree: stratified validation fraction", gt=0, lt=1)
     split_seed: int = option(0, "seed of that split (the same as `imgcls split --seed`)", ge=0)
     input_size: int = option(224, "training crop and evaluation crop size", ge=1)
-    resize_size: int | None = option(None, "evaluation: shorter side before the centre crop (default input/0.875)", ge=1)
+    resize_size: int | None = option(None, "evaluation: shorter side before the centre crop (default input/0.875; "
+                                     "segmentation: no crop, default the val photos' own shorter side)", ge=1)
     scale: list = option([0.08, 1.0], "RandomResizedCrop area range: MIN MAX with 0 < MIN <= MAX <= 1", nargs=2,
                       type=float, gt=0, le=1)
+    seg_scale: list = option([0.5, 2.0], "segmentation: the photo's shorter side scaled by a random factor in MIN MAX "
+                             "of the eval size (--resize-size) before the --input-size crop", nargs=2, type=float,
+                             gt=0, le=8)
     hflip: float = option(0.5, "horizontal-flip probability", ge=0, le=1)
     color_jitter: float = option(0.0, "brightness/contrast/saturation jitter strength (0 = off)", ge=0)
     interpolation: str = option("bilinear", "resampling filter: bilinear | bicubic | nearest",
@@ -126,15 +130,17 @@ class OptimConfig:
     nesterov: bool = option(False, "Nesterov momentum")
     weight_decay: float | None = option(None, "weight decay (default: sgd 1e-4, adamw 0.05)", ge=0)
     decay_norm_bias: bool = option(False, "apply weight decay to normalisation and bias parameters too")
-    schedule: str = option("cosine", "cosine | step | onecycle | constant",
-                       choices=("cosine", "step", "onecycle", "constant"))
+    schedule: str = option("cosine", "cosine | step | onecycle | constant | poly ((1 - t/T)^0.9, the segmentation "
+                           "references'; segmentation's default)",
+                           choices=("cosine", "step", "onecycle", "constant", "poly"))
     warmup_epochs: float = option(0.0, "linear warm-up from 0 over this many epochs", ge=0)
     step_size: int = option(30, "step schedule: epochs between decays", ge=1)
     gamma: float = option(0.1, "step schedule: decay factor", gt=0)
     label_smoothing: float = option(0.0, "cross-entropy label smoothing", ge=0, lt=1)
-    class_weights: str = option("none", "per-class loss weights for unbalanced classes, mean 1: none | balanced "
-                                "(inverse class frequency) | effective (Cui et al. 2019: (1-beta)/(1-beta^n))",
-                                choices=("none", "balanced", "effective"))
+    class_weights: str = option("none", "per-class loss weights, mean 1: none | balanced (inverse class frequency) | "
+                                "effective (Cui et al. 2019: (1-beta)/(1-beta^n)) | median-frequency (segmentation, "
+                                "SegNet's: the median class share over each class's share of the train masks' pixels)",
+                                choices=("none", "balanced", "effective", "median-frequency"))
     class_weights_beta: float = option(0.999, "--class-weights effective: beta", gt=0, lt=1)
     clip_grad: float | None = option(None, "clip the gradient norm to this value", gt=0)
     ema_decay: float | None = option(None, "keep an exponential moving average of the weights with this decay per "
@@ -229,7 +235,12 @@ class Config:
         d, m = self.data, self.model
         if d.scale[0] > d.scale[1]:
             raise ConfigError(f"--scale {d.scale[0]} {d.scale[1]}: MIN must not exceed MAX (e.g. --scale 0.08 1.0)")
-        if d.resize_size is not None and d.resize_size < d.input_size:
+        from imgcls.models.registry import task_of
+
+        dense = task_of(m.model) == "segmentation"
+        if dense:
+            check_dense(self)
+        elif d.resize_size is not None and d.resize_size < d.input_size:
             raise ConfigError(f"--resize-size {d.resize_size} is smaller than --input-size {d.input_size}; "
                               "the centre crop needs resize >= input size")
         from imgcls.engine.budget import check_sizes, meta_model
@@ -257,9 +268,11 @@ class Config:
                 ("randaugment_magnitude", "--auto-augment randaugment", "--auto-augment randaugment",
                  d.auto_augment == "randaugment"),
                 ("map_flip", "--transfer last: on cached maps", "--transfer last:MODULES", maps),
-                ("map_dtype", "--transfer last: on cached maps", "--transfer last:MODULES", maps)):
+                ("map_dtype", "--transfer last: on cached maps", "--transfer last:MODULES", maps),
+                ("seg_scale", "a segmentation model", "--model lraspp_efficientnet_lite0", dense)):
             value = getattr(d, name)
             if not on and value != getattr(DataConfig(), name):
+                value = " ".join(map(str, value)) if isinstance(value, list) else value
                 flag = f"--no-{flag_name(name)[2:]}" if value is False else f"{flag_name(name)} {value}"
                 raise ConfigError(f"{flag} has no effect without {needs}; add {example}, or drop "
                                   f"{flag.split()[0]}")
@@ -328,6 +341,29 @@ class Config:
         if not isinstance(d, dict):
             raise ConfigError(f"{path}: expected a mapping of sections {list(SECTIONS)}")
         return cls.from_dict(d, source=str(path))
+
+
+# what acts on a classifier's images or features only: refused for a segmentation model (flag, why)
+_NOT_DENSE = (("mixup", "mixes labels of whole images"), ("cutmix", "mixes labels of whole images"),
+              ("progressive", "resizes images without their masks"),
+              ("auto_augment", "moves the photo without its mask"),
+              ("random_erasing", "erases the photo without its mask"), ("cache", "caches photos without their masks"),
+              ("draft", "decodes photos smaller than their masks"),
+              ("scale", "is the classifier's crop area; segmentation scales by --seg-scale"))
+
+
+def check_dense(cfg: Config) -> None:
+    """The settings a segmentation model cannot train with, each refused in one line."""
+    d, m = cfg.data, cfg.model
+    for name, why in _NOT_DENSE:
+        if getattr(d, name) != getattr(DataConfig(), name):
+            raise ConfigError(f"{flag_name(name)}: {why}, so it does not apply to segmentation ({m.model}); drop it")
+    if m.transfer in ("head", "head+"):
+        raise ConfigError(f"--transfer {m.transfer} trains a classifier on cached features; a segmentation model "
+                          "trains with --transfer full or last:MODULES (e.g. last:classifier)")
+    if d.feature_views:
+        raise ConfigError(f"--feature-views {d.feature_views}: a segmentation model trains on photos and masks, not on "
+                          "cached maps; use --feature-views 0 or leave it out")
 
 
 def parse_progressive(spec: str) -> tuple[int, int]:

@@ -55,6 +55,14 @@ class Dist:
         dist.all_reduce(t)
         return tuple(v / self.world for v in t.tolist())
 
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        """The sum over ranks of a tensor of the same shape on every rank (a streamed task's tally)."""
+        if self.world == 1:
+            return t
+        t = t.to(self.device)
+        dist.all_reduce(t)
+        return t.cpu()
+
     def gather_rows(self, rows: torch.Tensor, index: list[int]) -> torch.Tensor:
         """Every rank's rows (row i is sample `index[i]`) in sample order, on every rank, on the CPU.
 

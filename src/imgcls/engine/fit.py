@@ -27,7 +27,7 @@ from imgcls.engine.callbacks import Checkpoints, EpochLog, Quiet
 from imgcls.engine.checkpoint import load_checkpoint, save_checkpoint
 from imgcls.engine.config import Config
 from imgcls.engine.interrupt import STOP
-from imgcls.engine.loop import StepRule, epoch_row, evaluate, predict_all, train_one_epoch
+from imgcls.engine.loop import StepRule, epoch_row, evaluate, predict_all, tally_all, train_one_epoch
 from imgcls.engine.optim import lr_rule
 from imgcls.engine.plan import Plan, plan
 from imgcls.engine.run_dir import open_run_dir, run_log
@@ -53,12 +53,13 @@ class RunResult:
     history: list[dict] = field(default_factory=list)
     metric: str = "val_top1"  # the column that chose best.ckpt (--metric; ema_ with an EMA)
     best_score: float = 0.0  # its value at best_epoch
+    score: str = "val top-1"  # what best_top1 holds: the task's score (segmentation: val mean IoU)
 
     def summary_line(self, model: str) -> str:
         how = "stopped early, " if self.stopped_early else ""
-        by = "" if self.metric.endswith("val_top1") else \
+        by = "" if self.score != "val top-1" or self.metric.endswith("val_top1") else \
             f" ({self.metric.replace('_val_', ' ').removeprefix('val_')} {self.best_score:.2%}: --metric chose it)"
-        return (f"{model}: {self.epochs_run} epochs ({how}{clock(self.seconds)}), best val top-1 "
+        return (f"{model}: {self.epochs_run} epochs ({how}{clock(self.seconds)}), best {self.score} "
                 f"{self.best_top1:.2%} at epoch {self.best_epoch}{by}; run folder {self.run_dir} "
                 f"(best.ckpt, metrics.csv, curves.png, confusion_matrix.png)")
 
@@ -92,7 +93,8 @@ def fit(p: Plan) -> RunResult:
         step_net = torch.compile(step_net) if cfg.model.compile else step_net  # shares net's parameters
         epochs, saves = recorders(p, run_dir, state, steps_per_epoch=train_b.steps())
         log_start(p, state)
-        result = RunResult(run_dir, 0.0, 0, state.pos.epoch, 0.0)
+        result = RunResult(run_dir, 0.0, 0, state.pos.epoch, 0.0,
+                           score="val mean IoU" if p.task.name == "segmentation" else "val top-1")
         try:
             with STOP.installed(collective=dist.world > 1), epochs:
                 for epoch in range(state.pos.epoch, cfg.train.epochs):
@@ -131,7 +133,8 @@ def fit(p: Plan) -> RunResult:
 
 def step_rule(p: Plan, run_dir: Path) -> StepRule:
     cfg, task = p.config, p.task
-    criterion = task.criterion(label_smoothing=cfg.optim.label_smoothing, class_weights=p.class_weights)
+    weighted = {} if p.class_weights is None else {"class_weights": p.class_weights}  # classification's
+    criterion = task.criterion(label_smoothing=cfg.optim.label_smoothing, **weighted)
     return StepRule(task, criterion.to(p.device),
                     BatchMixer(cfg.data, seed=cfg.train.seed, num_classes=len(task.classes)), p.dist,
                     p.amp_dtype, cfg.optim.clip_grad, cfg.train.aux_weight, run_dir)
@@ -213,6 +216,13 @@ def final_report(p: Plan, state: TrainState, net: nn.Module, val_b: Any, rule: S
     best_state = p.dist.from_main(saved.get("model_ema", saved["model"]) if saved is not None else None)
     if best_state is not None:
         state.model.load_state_dict(best_state)
+    if getattr(p.task, "streamed", False):
+        tally = tally_all(net, val_b, p.task, dist=p.dist, amp_dtype=p.amp_dtype)
+        state.model.load_state_dict(current)
+        if p.dist.is_main:
+            p.task.tally_report(tally, run_dir=run_dir, history=state.history,
+                                title=f"{p.config.model.model} ({best.name}) on {p.data.source}")
+        return
     outputs, targets = predict_all(net, val_b, dist=p.dist, amp_dtype=p.amp_dtype)
     state.model.load_state_dict(current)
     if p.dist.is_main:

@@ -106,11 +106,30 @@ def predict_all(net: nn.Module, batches: Any, *, dist: Dist, amp_dtype: torch.dt
     return dist.gather_rows(outputs, index), dist.gather_rows(targets, index)
 
 
+@torch.no_grad()
+def tally_all(net: nn.Module, batches: Any, task: Any, *, dist: Dist, amp_dtype: torch.dtype | None) -> torch.Tensor:
+    """A streamed task's validation (tasks/base.py): `task.tally` of every batch, summed over batches and ranks;
+    each batch's outputs are dropped once tallied."""
+    net.eval()
+    total = None
+    for x, y in batches.epoch(0):
+        with torch.autocast(x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            tally = task.tally(net(x), y)
+        total = tally if total is None else total + tally
+    assert total is not None, "validation without a batch"
+    return dist.sum(total)
+
+
 def evaluate(net: nn.Module, batches: Any, rule: StepRule, *, epoch: int, lr: float, prefix: str = ""
              ) -> dict[str, float]:
-    """The task's validation metrics of `net` (keys prefixed: `ema_val_top1`); rank 0's numbers on every rank."""
-    outputs, targets = predict_all(net, batches, dist=rule.dist, amp_dtype=rule.amp_dtype)
-    metrics = rule.task.metrics(outputs, targets, prefix=prefix)
+    """The task's validation metrics of `net` (keys prefixed: `ema_val_top1`); rank 0's numbers on every rank.
+    A streamed task's come from its summed tally, every other task's from all outputs in sample order."""
+    if getattr(rule.task, "streamed", False):
+        tally = tally_all(net, batches, rule.task, dist=rule.dist, amp_dtype=rule.amp_dtype)
+        metrics = rule.task.tally_metrics(tally, prefix=prefix)
+    else:
+        outputs, targets = predict_all(net, batches, dist=rule.dist, amp_dtype=rule.amp_dtype)
+        metrics = rule.task.metrics(outputs, targets, prefix=prefix)
     for key, value in metrics.items():
         if not math.isfinite(value):
             what = key.replace("val_", "validation ").replace("_", " ").strip()

@@ -1,7 +1,7 @@
 """Optimizers with sensible parameter groups, and learning-rate schedules evaluated per step.
 
 `LRSchedule` computes the learning rate of step t from a closed formula (linear warm-up, then
-step / cosine / one-cycle / constant), so its whole state is one integer and a resumed run
+step / cosine / one-cycle / constant / poly), so its whole state is one integer and a resumed run
 lands on exactly the same rate.
 """
 from __future__ import annotations
@@ -83,8 +83,8 @@ class LRSchedule:
 
     def __init__(self, optimizer: torch.optim.Optimizer, *, kind: str, total_steps: int, steps_per_epoch: int,
                  warmup_steps: int = 0, step_size: int = 30, gamma: float = 0.1) -> None:
-        if kind not in ("cosine", "step", "onecycle", "constant"):
-            raise ConfigError(f"unknown schedule {kind!r}; use cosine, step, onecycle or constant")
+        if kind not in ("cosine", "step", "onecycle", "constant", "poly"):
+            raise ConfigError(f"unknown schedule {kind!r}; use cosine, step, onecycle, constant or poly")
         self.optimizer, self.kind = optimizer, kind
         self.total = max(1, total_steps)
         self.per_epoch = max(1, steps_per_epoch)
@@ -106,6 +106,9 @@ class LRSchedule:
         if self.kind == "cosine":
             frac = min(1.0, (t - self.warmup) / max(1, self.total - self.warmup))
             return 0.5 * (1 + math.cos(math.pi * frac))
+        if self.kind == "poly":  # the segmentation references' (DeepLab, torchvision): (1 - t/T)^0.9
+            frac = min(1.0, (t - self.warmup) / max(1, self.total - self.warmup))
+            return (1 - frac) ** 0.9
         if self.kind == "step":
             return self.gamma ** (t // (self.step_size * self.per_epoch))
         return 1.0

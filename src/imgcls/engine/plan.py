@@ -86,14 +86,17 @@ def plan(config: Config, *, given: set[str] | None = None) -> Plan:
         res = _resume_world(cfg, res, dist)
     amp_dtype = build.resolve_amp(t.amp, dist.device)
     policy = TransferPolicy.parse(cfg.model.transfer)
+    kind = task_class(_task_of_data(cfg))
+    dense = kind.name == "segmentation"
+    if dense and res is None:
+        _resolve_dense(cfg, given, notes)
     caching = (policy.caches_features or policy.mode == "last") and cfg.data.feature_views != 0
     if caching:
         check_backend(cfg.data.feature_backend, dist.device)
-    kind = task_class("classification")
     data = build.build_datasets(cfg.data, *kind.transforms(cfg.data, train_crop=build.train_crop(cfg.data),
-                                                           preprocessing=build.preprocessing(cfg.data)))
-    task = kind(data.classes, metric=t.metric)
-    weights = _class_weights(cfg, data, notes)
+                                                           preprocessing=build.preprocessing(cfg.data, dense=dense)))
+    task = _task(kind, cfg, data, notes)
+    weights = _class_weights(cfg, data, notes) if not dense else None
     data_files = resume.data_files(data.train.samples, data.val.samples)
     if caching:
         _check_cache(cfg, policy, data, dist, notes)
@@ -177,6 +180,56 @@ def speed_line(cfg: Config, device: torch.device, workers: int, folded: int) -> 
             f"channels-last), {bn}, {'torch.compile' if m.compile else 'eager'} (--{'no-' * m.compile}compile)")
 
 
+def _task_of_data(cfg: Config) -> str:
+    """The data's task (its layout: build.data_task), which must be the model's."""
+    from imgcls.models.registry import task_of
+
+    data, model = build.data_task(cfg.data), task_of(cfg.model.model)
+    if data != model:
+        what = ("photos with masks (segmentation)" if data == "segmentation" else
+                "a class-per-folder set (classification)")
+        pick = ("a segmentation model, e.g. --model lraspp_efficientnet_lite0 --weights efficientnet_lite0.in1k"
+                if data == "segmentation" else "a classifier (imgcls models)")
+        raise ConfigError(f"{cfg.data.data}: {what}, but {cfg.model.model} is a {model} model; pick {pick}")
+    return data
+
+
+def _resolve_dense(cfg: Config, given: set[str], notes: list[str]) -> None:
+    """Segmentation's defaults where not given: the eval size of the data's own photos, the aux loss at 0.5
+    (torchvision's recipe), the poly schedule; no cached maps (config.check_dense refused the rest)."""
+    resolved = []
+    if "resize_size" not in given:
+        cfg.data.resize_size = build.data_resize(cfg.data)
+        resolved.append(f"resize_size={cfg.data.resize_size} (the val photos' shorter side)")
+    if "aux_weight" not in given:
+        cfg.train.aux_weight = 0.5
+        resolved.append("aux_weight=0.5")
+    if "schedule" not in given:
+        cfg.optim.schedule = "poly"
+        resolved.append("schedule=poly")
+    cfg.data.feature_views = 0
+    notes.append(f"segmentation: {', '.join(resolved)}" if resolved else "segmentation")
+
+
+def _task(kind: type, cfg: Config, data: build.Datasets, notes: list[str]) -> Task:
+    if kind.name != "segmentation":
+        if cfg.optim.class_weights == "median-frequency":
+            raise ConfigError("--class-weights median-frequency weighs the pixels of segmentation masks; for "
+                              "classes of photos use --class-weights balanced or effective")
+        return kind(data.classes, metric=cfg.train.metric)
+    from imgcls.tasks.segmentation import median_frequency_weights
+
+    if cfg.optim.class_weights in ("balanced", "effective"):
+        raise ConfigError(f"--class-weights {cfg.optim.class_weights} weighs classes of photos; for segmentation "
+                          "masks use --class-weights median-frequency")
+    weights = None
+    if cfg.optim.class_weights == "median-frequency":
+        weights = median_frequency_weights(data.pixel_counts, len(data.classes))
+        notes.append("class weights (median frequency): " + ", ".join(
+            f"{c} {w:.2f}" for c, w in zip(data.classes, weights.tolist())))
+    return kind(data.classes, labels=data.labels, class_weights=weights)
+
+
 def _check_cache(cfg: Config, policy: TransferPolicy, data: build.Datasets, dist: Dist, notes: list[str]) -> None:
     """The cache of --feature-views within memory. For last: with --feature-views unset, an image-only
     recipe or a cache too big for memory makes the run train on images (a note says why) instead."""
@@ -219,6 +272,14 @@ def _frozen_split(cfg: Config, policy: TransferPolicy, model: nn.Module, device:
     return None
 
 
+def _backbone_weights(cfg: Config, state: dict[str, Any]) -> bool:
+    """Whether weights for a segmentation model are its backbone's: a classifier's file (no `backbone.` key;
+    torchvision's segmentation files have them) loads into `model.backbone`."""
+    from imgcls.models.registry import task_of
+
+    return task_of(cfg.model.model) == "segmentation" and not any(k.startswith("backbone.") for k in state)
+
+
 def check_run_name(run: Path) -> None:
     """A named run folder is never overwritten: refused before any work (engine.fit makes the folder)."""
     if run.exists() and any(run.iterdir()):
@@ -257,12 +318,17 @@ def _network(cfg: Config, policy: TransferPolicy, dist: Dist, res: Resume | None
             source = resolve_weights(cfg.model.weights)  # its own copy (the cache may not be shared)
         state, _ = read_state_dict(source)
     stacked = policy.mode == "head+"  # keeps the pretrained classifier, the new one on top
+    backbone_only = state is not None and _backbone_weights(cfg, state)
     built = build_pretrained({"model": cfg.model.model, "num_classes": n, "model_kwargs": dict(cfg.model.model_kwargs),
                               "head": "stacked" if stacked else "linear",
                               "base_classes": res.state["arch"]["base_classes"] if stacked and res is not None else None},
-                             state, source=str(source))
+                             None if backbone_only else state, source=str(source))
     model = built.model
     report = (built.report.to_text(),) if built.report is not None else ()
+    if backbone_only:  # a classifier's weights (efficientnet_lite0.in1k) for a segmentation model's backbone
+        from imgcls.weights import load_pretrained
+
+        report = (load_pretrained(model.backbone, state, source=str(source)).to_text(),)
     if res is not None:
         model.load_state_dict(res.state["model"])
     policy.apply(model)

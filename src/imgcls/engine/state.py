@@ -96,7 +96,9 @@ class TrainState:
         pos = self.pos if pos is None else pos
         cfg = plan.config
         return {"arch": plan.arch, "model": self.model.state_dict(), "classes": list(plan.task.classes),
-                "preprocessing": preprocessing(cfg.data).to_dict(), "config": cfg.to_dict(),
+                **plan.task.record(),  # "task" (and a segmentation run's void and palette: "labels")
+                "preprocessing": preprocessing(cfg.data, dense=plan.task.name == "segmentation").to_dict(),
+                "config": cfg.to_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.schedule.state_dict(),
                 "scaler": self.scaler.state_dict(), "epoch": pos.epoch, "epoch_step": pos.step,
                 "global_step": self.global_step, "epoch_sums": dict(pos.sums), "rng": rng_state(),

@@ -149,6 +149,9 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
     remove_stale_temps(out.parent, out.suffix)  # what an export killed with kill -9 left there
 
     src = load_source(source, plain_hint=PLAIN_HINT)
+    if src.task != "classification":
+        raise ConfigError(f"{source}: a {src.task} model; exporting it to ONNX is not supported yet: `imgcls predict` "
+                          "and `imgcls eval` take its checkpoint")
     model, pre = src.network, src.preprocessing
     metadata = dict(classes=src.classes, preprocessing=pre, arch=src.arch, source=src.name, opset=OPSET,
                     calibration=src.calibration)

@@ -1,8 +1,10 @@
 """`imgcls eval`: a checkpoint, weights name or exported .onnx file on a labelled folder — top-1 (and
-top-5 with more than 5 classes), per-class P/R/F1, confusion matrix (PNG + CSV) and the most confidently wrong images."""
+top-5 with more than 5 classes), per-class P/R/F1, confusion matrix (PNG + CSV) and the most confidently wrong images;
+a segmentation checkpoint's per-class IoU table (inference.seg_eval)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -12,6 +14,8 @@ from imgcls.data.table import CsvColumns
 from imgcls.errors import ConfigError, DataError
 from imgcls.inference.abstain import AbstainRule, parse_abstain
 from imgcls.inference.predictor import Predictor
+from imgcls.inference.source import open_source
+from imgcls.runtime import resolve_device
 from imgcls.reports import ClassificationReport, classification_report
 from imgcls.reports.calibration import abstain_threshold, confidence_report
 
@@ -21,7 +25,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
              n_wrong: int = 10, progress: bool = True, draft: bool = False,
              skip_bad: bool = False, threads: int | None = None, cam: int = 0, images: str | None = None,
              path_col: str | None = None, label_col: str | None = None, abstain: str | float | None = None,
-             tta: str | None = None) -> tuple[ClassificationReport, Path]:
+             tta: str | None = None) -> tuple[ClassificationReport | Any, Path]:
     """Evaluate `checkpoint` (a checkpoint, a weights name or an exported .onnx file) on `data` (a
     class-per-folder tree, `part` of a split, or a CSV file of labels read with `images`, `path_col` and
     `label_col`: data.open_parts) and save the report.
@@ -39,7 +43,16 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
     `tta` ("flip", "crops", "flip,crops"): every number is of the views' averaged probabilities.
     """
     rule = parse_abstain(abstain)
-    predictor = Predictor.load(checkpoint, device=device, batch_size=batch_size, workers=workers, draft=draft,
+    source = open_source(checkpoint, device=resolve_device(device), threads=threads)
+    if source.task == "segmentation":
+        if cam or draft or tta or abstain is not None:
+            flag = "--cam" if cam else "--draft" if draft else "--tta" if tta else "--abstain"
+            raise ConfigError(f"{flag} applies to classifiers; {checkpoint} is a segmentation model: drop it")
+        from imgcls.inference.seg_eval import evaluate_masks
+
+        return evaluate_masks(source, data, part=part, batch_size=batch_size, workers=workers, device=device,
+                              out_dir=out_dir, progress=progress, skip_bad=skip_bad, threads=threads)
+    predictor = Predictor.load(source, device=device, batch_size=batch_size, workers=workers, draft=draft,
                                threads=threads, tta=tta)
     if cam and predictor.model is None:
         raise ConfigError(f"--cam needs a PyTorch model and {checkpoint} runs on {predictor.backend}; "

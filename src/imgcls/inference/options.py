@@ -61,6 +61,9 @@ class PredictOptions:
                                "prob)", cli="switch",
                        exclusive="output")
     csv: bool = option(False, "CSV rows: path, rank, label, prob, error, answer", cli="switch", exclusive="output")
+    out_dir: str | None = option(None, "segmentation checkpoints: folder for each photo's mask (STEM.png, palette) "
+                                 "and overlay (STEM_overlay.jpg) (default: beside the checkpoint, masks/)",
+                                 flag="--output", short="-o")
 
 
 @dataclass

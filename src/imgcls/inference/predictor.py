@@ -190,6 +190,9 @@ class Predictor:
         device = resolve_device(device) if isinstance(device, str) else device
         if not isinstance(source, ModelSource):
             source = open_source(source, device=device, threads=threads)
+        if source.task != "classification":
+            raise ConfigError(f"{source.name}: a {source.task} model; `imgcls predict` writes its masks "
+                              "(inference.seg_predict), `imgcls eval` scores it; cam and serve take classifiers")
         threshold = None if rule is None else stored_threshold(rule, source.calibration, source.name)
         predictor = cls(source.network, source.classes, source.preprocessing, runner=source.runner, device=device,
                         temperature=source.calibration.temperature, abstain=threshold, **kwargs)

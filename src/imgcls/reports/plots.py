@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 _CURVE_PANELS = (("loss", ("train_loss", "val_loss")),
-                 ("accuracy", ("train_acc", "val_top1", "val_top5", "ema_val_top1", "val_balanced_acc", "val_macro_f1")),
+                 ("accuracy", ("train_acc", "val_top1", "val_top5", "ema_val_top1", "val_balanced_acc", "val_macro_f1",
+                               "val_miou", "val_pixel_acc", "ema_val_miou")),
                  ("learning rate", ("lr",)))
 _MAX_CELL_TEXT = 30  # classes; beyond this the numbers in the cells are unreadable
 

@@ -17,6 +17,16 @@ A task answers, for one run (it is built with the run's class names):
     report(logits, targets, ...)   the evaluation files a finished run leaves (report, plots)
     calibrate(logits, targets)     (optional) what best.ckpt records of the val outputs' calibration: for
                                    classification the temperature and abstain thresholds (checkpoint.Calibration)
+    record()                       what a checkpoint stores about the task ({"task": name, ...}: a
+                                   segmentation run's void value and palette)
+
+A task whose validation outputs are too big to keep (segmentation: a score per pixel) says
+`streamed = True` and answers, in place of metrics and report:
+
+    tally(output, target)          one batch's summable numbers (a float64 tensor: its confusion matrix,
+                                   loss sum, ...); the engine adds them over batches and DDP ranks
+    tally_metrics(tally, prefix=)  the validation numbers of the summed tally
+    tally_report(tally, ...)       the evaluation files of the best weights' summed tally
 
 What a task gets for free from the engine: resume (bit-exact), DDP, EMA, checkpoints, progress,
 TensorBoard, feature caching and the transfer policies (docs/architecture.md has the table).
@@ -58,3 +68,16 @@ class Task(Protocol):
                history: Sequence[dict]) -> None: ...
 
     def calibrate(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, Any] | None: ...
+    def record(self) -> dict[str, Any]: ...
+
+
+class StreamedTask(Task, Protocol):
+    """A task validated batch by batch (`streamed = True`): no logits are kept."""
+
+    streamed: bool
+
+    def tally(self, output: Any, target: torch.Tensor) -> torch.Tensor: ...
+
+    def tally_metrics(self, tally: torch.Tensor, *, prefix: str = "") -> dict[str, float]: ...
+
+    def tally_report(self, tally: torch.Tensor, *, run_dir: Path, history: Sequence[dict], title: str = "") -> None: ...

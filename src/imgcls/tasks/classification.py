@@ -66,6 +66,10 @@ class Classification:
                                 uint8=True, extra=extra)
         return train, preprocessing.eval_transform()
 
+    def record(self) -> dict[str, Any]:
+        """What a checkpoint stores about the task beside the class names."""
+        return {"task": self.name}
+
     def criterion(self, *, label_smoothing: float = 0.0, class_weights: Sequence[float] | None = None) -> nn.Module:
         """Cross-entropy; it takes soft (mixed) targets too. With `class_weights` (one per class) each image's
         loss is weighted by its class (WeightedCrossEntropy)."""
@@ -156,13 +160,13 @@ def per_class_recall_f1(preds: torch.Tensor, targets: torch.Tensor, num_classes:
     return recall, f1
 
 
-TASKS = {"classification": Classification}
-
-
-def task_class(kind: str) -> type[Classification]:
+def task_class(kind: str) -> type:
     """The task of a kind; its transforms are known before the data (they need no class names), the task
     object itself is made from the classes the data holds."""
+    from imgcls.tasks.segmentation import Segmentation
+
+    tasks = {"classification": Classification, "segmentation": Segmentation}
     try:
-        return TASKS[kind]
+        return tasks[kind]
     except KeyError:
-        raise ValueError(f"unknown task {kind!r}; known: {', '.join(TASKS)}") from None
+        raise ValueError(f"unknown task {kind!r}; known: {', '.join(tasks)}") from None
