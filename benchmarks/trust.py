@@ -112,7 +112,11 @@ def part_lrfind(a, split: Path, runs: Path) -> None:
                                                                                a.scratch_grid)):
         out, seconds = run("lr-find", split, *flags, *COMMON, "--out-dir", runs, "--steps", a.find_steps, "--json",
                            "--plot", a.work / f"lr_find-{name}.png")
-        found = json.loads(out)["suggestion"]
+        report = json.loads(out)
+        found = report["suggestion"]
+        if found is None:
+            print(f"lr-find {name}: no suggestion ({report['stopped']}) in {seconds:.0f} s")
+            continue
         print(f"lr-find {name}: suggestion {found:.3g} in {seconds:.0f} s")
         results = {}
         for lr in [found, *grid]:
