@@ -52,7 +52,9 @@ def best_top1(run_dir: Path) -> float:
 
 
 def train(data: Path, runs: Path, name: str, *flags: object) -> Path:
-    run("train", data, *flags, *COMMON, "--out-dir", runs, "--name", name)
+    """A run folder RUNS/NAME: trained now, or kept from an earlier invocation that finished it."""
+    if not (runs / name / "best.ckpt").is_file():
+        run("train", data, *flags, *COMMON, "--out-dir", runs, "--name", name)
     return runs / name
 
 
@@ -86,7 +88,8 @@ def part_unknown(a, split: Path, runs: Path) -> None:
     for rule in ("precision:0.95", "precision:0.99"):
         out, _ = run("predict", run_dir / "best.ckpt", *unseen, "--json", "--abstain", rule)
         got = json.loads(out)
-        seen_out, _ = run("predict", run_dir / "best.ckpt", known / "test", "--json", "--abstain", rule)
+        seen_out, _ = run("predict", run_dir / "best.ckpt", *(split / "test" / c.name for c in (known / "test").iterdir()),
+                          "--json", "--abstain", rule)  # the class folders themselves: predict does not follow links
         seen = json.loads(seen_out)
         share = sum(g["answer"] == "unknown" for g in got) / len(got)
         seen_share = sum(g["answer"] == "unknown" for g in seen) / len(seen)
@@ -109,7 +112,11 @@ def part_lrfind(a, split: Path, runs: Path) -> None:
                                                                                a.scratch_grid)):
         out, seconds = run("lr-find", split, *flags, *COMMON, "--out-dir", runs, "--steps", a.find_steps, "--json",
                            "--plot", a.work / f"lr_find-{name}.png")
-        found = json.loads(out)["suggestion"]
+        report = json.loads(out)
+        found = report["suggestion"]
+        if found is None:
+            print(f"lr-find {name}: no suggestion ({report['stopped']}) in {seconds:.0f} s")
+            continue
         print(f"lr-find {name}: suggestion {found:.3g} in {seconds:.0f} s")
         results = {}
         for lr in [found, *grid]:
@@ -137,7 +144,7 @@ def main() -> None:
     if not split.exists():
         run("split", a.data, "-o", split, "--val", "0.1", "--test", "0.1", "--seed", "0", "--mode", "link")
     if "calibration" in parts or "tta" in parts:
-        head = runs / "head" if (runs / "head" / "best.ckpt").is_file() else part_calibration(a, split, runs)
+        head = part_calibration(a, split, runs)
         if "tta" in parts:
             part_tta(a, split, head / "best.ckpt")
     if "unknown" in parts:

@@ -72,6 +72,10 @@ def test_the_suggestion_lies_in_the_stable_range():
 def test_too_short_a_curve_has_no_suggestion():
     result = suggest(LRFindResult(lrs=[1e-3, 1e-2], losses=[1.0, 0.9], smoothed=[1.0, 0.95], stopped="x"))
     assert result.suggestion is None and "too few steps" in result.to_text()
+    lrs = [10.0 ** e for e in range(-7, 1)]
+    flat = [1.0, 1.0, 0.995, 1.0, 1.2, 2.0, 5.0, 9.0]  # no descent: the minimum at the start is noise
+    result = suggest(LRFindResult(lrs=lrs, losses=flat, smoothed=flat, stopped="x"))
+    assert result.suggestion is None and "never fell 2% below its start" in result.to_text()
 
 
 @pytest.fixture

@@ -66,15 +66,20 @@ class LRFindResult:
                             if self.suggestion else "no suggestion")
 
 
-def suggest(result: LRFindResult, *, skip: float = 0.1) -> LRFindResult:
+def suggest(result: LRFindResult, *, skip: float = 0.1, min_drop: float = 0.02) -> LRFindResult:
     """Fill in the suggestion (min/10), the minimum and the steepest descent of the smoothed curve
-    (`skip`: the first share of the points, where the smoothing has little history, is not a candidate)."""
+    (`skip`: the first share of the points, where the smoothing has little history, is not a candidate;
+    a curve whose minimum is not `min_drop` below its start has no suggestion)."""
     lrs, s = result.lrs, result.smoothed
     first = min(int(len(s) * skip), max(0, len(s) - 2))
     if len(s) - first < 3:
         result.stopped += "; too few steps to read the curve: raise --steps or lower --start-lr"
         return result
     best = min(range(first, len(s)), key=lambda i: s[i])
+    if s[best] > (1 - min_drop) * s[first]:  # a minimum at the start is noise, not a descent
+        result.stopped += (f"; the smoothed loss never fell {min_drop:.0%} below its start: no rate to suggest "
+                           "(raise --steps, or --start-lr)")
+        return result
     result.min_lr = lrs[best]
     result.suggestion = lrs[best] / 10
     slopes = [(s[i + 1] - s[i - 1]) / (math.log(lrs[i + 1]) - math.log(lrs[i - 1])) for i in range(first + 1, best)]
