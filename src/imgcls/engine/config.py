@@ -239,7 +239,9 @@ class Config:
 
         dense = task_of(m.model) == "segmentation"
         if dense:
-            check_dense(self)
+            from imgcls.engine.dense import check_dense
+
+            check_dense(self, DataConfig())
         elif d.resize_size is not None and d.resize_size < d.input_size:
             raise ConfigError(f"--resize-size {d.resize_size} is smaller than --input-size {d.input_size}; "
                               "the centre crop needs resize >= input size")
@@ -341,29 +343,6 @@ class Config:
         if not isinstance(d, dict):
             raise ConfigError(f"{path}: expected a mapping of sections {list(SECTIONS)}")
         return cls.from_dict(d, source=str(path))
-
-
-# what acts on a classifier's images or features only: refused for a segmentation model (flag, why)
-_NOT_DENSE = (("mixup", "mixes labels of whole images"), ("cutmix", "mixes labels of whole images"),
-              ("progressive", "resizes images without their masks"),
-              ("auto_augment", "moves the photo without its mask"),
-              ("random_erasing", "erases the photo without its mask"), ("cache", "caches photos without their masks"),
-              ("draft", "decodes photos smaller than their masks"),
-              ("scale", "is the classifier's crop area; segmentation scales by --seg-scale"))
-
-
-def check_dense(cfg: Config) -> None:
-    """The settings a segmentation model cannot train with, each refused in one line."""
-    d, m = cfg.data, cfg.model
-    for name, why in _NOT_DENSE:
-        if getattr(d, name) != getattr(DataConfig(), name):
-            raise ConfigError(f"{flag_name(name)}: {why}, so it does not apply to segmentation ({m.model}); drop it")
-    if m.transfer in ("head", "head+"):
-        raise ConfigError(f"--transfer {m.transfer} trains a classifier on cached features; a segmentation model "
-                          "trains with --transfer full or last:MODULES (e.g. last:classifier)")
-    if d.feature_views:
-        raise ConfigError(f"--feature-views {d.feature_views}: a segmentation model trains on photos and masks, not on "
-                          "cached maps; use --feature-views 0 or leave it out")
 
 
 def parse_progressive(spec: str) -> tuple[int, int]:
