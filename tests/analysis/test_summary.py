@@ -91,6 +91,13 @@ def test_cli_errors_are_one_line(capsys):
 def test_cli_models(capsys):
     assert main(["models", "alex*"]) == 0
     assert capsys.readouterr().out.split() == ["alexnet", "alexnet_paper"]
+    assert main(["models", "lraspp*", "--task", "segmentation"]) == 0
+    assert capsys.readouterr().out.split() == ["lraspp_efficientnet_lite0", "lraspp_efficientnet_lite1",
+                                               "lraspp_efficientnet_lite2", "lraspp_mobilenet_v3_large"]
+    assert main(["models", "*lite0", "--task", "all"]) == 0
+    assert capsys.readouterr().out.split() == ["efficientnet_lite0", "fcn8s_efficientnet_lite0",
+                                               "lraspp_efficientnet_lite0"]
+    assert main(["models", "lraspp*"]) == 0 and capsys.readouterr().out.split() == []
 
 
 def test_fcn8s_table_shows_each_transposed_convolution_with_its_output_size():

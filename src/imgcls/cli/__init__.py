@@ -48,7 +48,9 @@ IMAGES_HELP = "image files, folders (searched recursively) or globs"
 
 COMMANDS = (
     Command("models", "list the registered models", commands.run_models,
-            args=(arg("pattern", nargs="?", help="shell-style filter, e.g. 'resnet*'"),)),
+            args=(arg("pattern", nargs="?", help="shell-style filter, e.g. 'resnet*'"),
+                  arg("--task", choices=("classification", "segmentation", "all"), default="classification",
+                      help="which models: classifiers (the default), segmentation models, or all"))),
     Command("summary", "per-layer table: output sizes, parameters, FLOPs", commands.run_summary,
             "imgcls.cli.options:SummaryOptions", (arg("model", help="registered model name (see `imgcls models`)"),)),
     Command("split", "stratified, reproducible train/val(/test) split of a class-per-folder set", commands.run_split,

@@ -36,7 +36,7 @@ def setup_logging() -> None:
 def run_models(args: argparse.Namespace) -> int:
     from imgcls.models import list_models
 
-    print("\n".join(list_models(args.pattern)))
+    print("\n".join(list_models(args.pattern, task=None if args.task == "all" else args.task)))
     return 0
 
 
