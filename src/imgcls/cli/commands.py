@@ -162,7 +162,6 @@ def run_predict(args: argparse.Namespace) -> int:
     from imgcls.inference import Predictor, PredictOptions
     from imgcls.inference.predictor import format_predictions
     from imgcls.inference.source import open_source
-    from imgcls.reports import skipped_line
     from imgcls.runtime import resolve_device
 
     opts = options_of(args, PredictOptions)
@@ -180,13 +179,7 @@ def run_predict(args: argparse.Namespace) -> int:
     bad = [p for p in preds if p.error]
     shown = [p for p in preds if not p.error] if opts.skip_bad else preds
     sys.stdout.write(format_predictions(shown, "json" if opts.json else "csv" if opts.csv else "text"))
-    if bad and opts.skip_bad:
-        print(f"imgcls: {skipped_line([p.source for p in bad])}", file=sys.stderr)
-    elif bad:
-        print(f"imgcls: {len(bad)} of {len(preds)} file(s) could not be read; --skip-bad leaves them out",
-              file=sys.stderr)
-        return 1
-    return 0
+    return _unreadable_exit([p.source for p in bad], len(preds), skip_bad=opts.skip_bad)
 
 
 def _predict_masks(source, args: argparse.Namespace, opts) -> int:
@@ -195,7 +188,6 @@ def _predict_masks(source, args: argparse.Namespace, opts) -> int:
 
     from imgcls.inference.predictor import expand_inputs
     from imgcls.inference.seg_predict import MaskPredictor, format_masks
-    from imgcls.reports import skipped_line
 
     if opts.csv or opts.draft:
         raise ConfigError(f"{'--csv' if opts.csv else '--draft'}: {args.checkpoint} is a segmentation model: its "
@@ -209,11 +201,17 @@ def _predict_masks(source, args: argparse.Namespace, opts) -> int:
     bad = [r for r in results if r.error]
     sys.stdout.write(format_masks([r for r in results if not r.error] if opts.skip_bad else results,
                                   as_json=opts.json))
-    if bad and opts.skip_bad:
-        print(f"imgcls: {skipped_line([r.source for r in bad])}", file=sys.stderr)
+    return _unreadable_exit([r.source for r in bad], len(results), skip_bad=opts.skip_bad)
+
+
+def _unreadable_exit(bad: list[str], total: int, *, skip_bad: bool) -> int:
+    """predict's exit code and its stderr line about unreadable inputs: skipped (exit 0) or not (exit 1)."""
+    from imgcls.reports import skipped_line
+
+    if bad and skip_bad:
+        print(f"imgcls: {skipped_line(bad)}", file=sys.stderr)
     elif bad:
-        print(f"imgcls: {len(bad)} of {len(results)} file(s) could not be read; --skip-bad leaves them out",
-              file=sys.stderr)
+        print(f"imgcls: {len(bad)} of {total} file(s) could not be read; --skip-bad leaves them out", file=sys.stderr)
         return 1
     return 0
 

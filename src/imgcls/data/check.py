@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from imgcls.data.decode import load_image, read_bytes, stored_size
-from imgcls.data.names import safe_name
+from imgcls.data.names import findings_lines, safe_name
 from imgcls.data.masks import mask_layout
 from imgcls.data.parts import open_parts
 from imgcls.data.seg_check import MaskCheckReport, check_masks
@@ -29,7 +29,6 @@ from imgcls.errors import ConfigError, DataError
 
 SMALLEST_SIDE = 32
 IMBALANCED = 3.0  # largest / smallest class above which `imgcls check` says what to do about it
-EXAMPLES = 5  # findings shown per kind in the text report, unless verbose
 
 
 @dataclass
@@ -79,20 +78,11 @@ class CheckReport:
         return json.dumps(asdict(self) | {"imbalance": self.imbalance, "clean": self.clean}, indent=2)
 
     def to_text(self, *, verbose: bool = False) -> str:
-        """Counts, then each kind of finding with its count and the first EXAMPLES (all when verbose)."""
+        """Counts, then each kind of finding with its count and its first examples (all when verbose)."""
         lines = [f"{self.root}: {len(self.classes)} classes, {sum(map(sum, self.counts.values())):,} images",
                  counts_table(self.classes, self.counts)]
         lines.append(f"imbalance (largest / smallest class): {self.imbalance:.2f}")
-        findings = {kind: items for kind, items in self.findings().items() if items}
-        for kind, items in findings.items():
-            shown = items if verbose else items[:EXAMPLES]
-            lines.append(f"{kind}: {len(items)}")
-            lines += [f"  {item}" for item in shown]
-            if len(items) > len(shown):
-                lines.append(f"  ... and {len(items) - len(shown)} more (--verbose lists them all)")
-        n = sum(map(len, findings.values()))
-        lines.append(f"{n} finding(s)" if n else "clean")
-        return "\n".join(lines)
+        return "\n".join(lines + findings_lines(self.findings(), verbose=verbose))
 
 
 def _parts(path: Path, csv: CsvColumns | None) -> tuple[list[str], dict[str, list[tuple[Path, int]]], Path]:

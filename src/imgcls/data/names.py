@@ -30,3 +30,18 @@ def skipped_line(paths: Sequence[str | Path]) -> str:
     says which files a command left out (eval's log and report, predict, training with --skip-bad)."""
     names = ", ".join(safe_name(p) for p in paths[:5])
     return f"skipped {len(paths)} unreadable image(s): {names}{', ...' if len(paths) > 5 else ''}"
+
+
+def findings_lines(findings: dict[str, list[str]], *, verbose: bool = False, examples: int = 5) -> list[str]:
+    """`imgcls check`'s findings as lines: each kind with its count and its first `examples` items (all of
+    them with `verbose`), then the total, or "clean"."""
+    lines = []
+    found = {kind: items for kind, items in findings.items() if items}
+    for kind, items in found.items():
+        shown = items if verbose else items[:examples]
+        lines.append(f"{kind}: {len(items)}")
+        lines += [f"  {item}" for item in shown]
+        if len(items) > len(shown):
+            lines.append(f"  ... and {len(items) - len(shown)} more (--verbose lists them all)")
+    n = sum(map(len, found.values()))
+    return lines + [f"{n} finding(s)" if n else "clean"]

@@ -10,9 +10,7 @@ from pathlib import Path
 
 from imgcls.data.dataset import find_bad_images
 from imgcls.data.masks import read_mask_parts, scan_masks
-from imgcls.data.names import safe_name
-
-EXAMPLES = 5
+from imgcls.data.names import findings_lines, safe_name
 
 
 @dataclass
@@ -49,16 +47,7 @@ class MaskCheckReport:
             lines.append(f"  {safe_name(name):<16}" + "".join(f"{100 * self.shares[p][i]:8.1f}%" for p in parts))
         lines.append(f"  {'(void)':<16}" + "".join(f"{100 * self.void_share[p]:8.1f}%" for p in parts)
                      + "  ignored by the loss and the metrics")
-        findings = {kind: items for kind, items in self.findings().items() if items}
-        for kind, items in findings.items():
-            shown = items if verbose else items[:EXAMPLES]
-            lines.append(f"{kind}: {len(items)}")
-            lines += [f"  {item}" for item in shown]
-            if len(items) > len(shown):
-                lines.append(f"  ... and {len(items) - len(shown)} more (--verbose lists them all)")
-        n = sum(map(len, findings.values()))
-        lines.append(f"{n} finding(s)" if n else "clean")
-        return "\n".join(lines)
+        return "\n".join(lines + findings_lines(self.findings(), verbose=verbose))
 
 
 def check_masks(path: str | Path, *, workers: int = 2) -> MaskCheckReport:
