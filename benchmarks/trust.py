@@ -16,7 +16,7 @@ Parts (`--parts`, comma-separated):
 
 Usage (from the project root, ../shared beside it; takes hours for the full set on 2 cores):
 
-    python benchmarks/trust.py --work /tmp/trust [--parts calibration,tta] [--quick]
+    python benchmarks/trust.py --work /tmp/trust [--parts calibration,tta] [--lrfind head] [--quick]
 
 `--quick` is a smoke check on any small class-per-folder set: 1-2 epochs, 20 lr-find steps, 2 grid rates.
 """
@@ -108,8 +108,9 @@ def part_tta(a, split: Path, ckpt: Path) -> None:
 
 
 def part_lrfind(a, split: Path, runs: Path) -> None:
-    for name, flags, epochs, grid in (("head", HEAD, a.head_epochs, a.head_grid), ("scratch", SCRATCH, a.scratch_epochs,
-                                                                               a.scratch_grid)):
+    cases = {"head": (HEAD, a.head_epochs, a.head_grid), "scratch": (SCRATCH, a.scratch_epochs, a.scratch_grid)}
+    for name in a.lrfind.split(","):
+        flags, epochs, grid = cases[name]
         out, seconds = run("lr-find", split, *flags, *COMMON, "--out-dir", runs, "--steps", a.find_steps, "--json",
                            "--plot", a.work / f"lr_find-{name}.png")
         report = json.loads(out)
@@ -134,6 +135,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/imgcls-trust"))
     ap.add_argument("--parts", default="calibration,unknown,tta,lrfind")
     ap.add_argument("--holdout", default="roses", help="the class the 'unknown' model never sees")
+    ap.add_argument("--lrfind", default="head,scratch", choices=["head", "scratch", "head,scratch"],
+                    help="the lrfind part's cases (scratch: five 30-epoch resnet18 runs, hours on 2 cores)")
     ap.add_argument("--quick", action="store_true", help="a smoke check: tiny epochs, steps and grids")
     a = ap.parse_args()
     a.head_epochs, a.scratch_epochs, a.find_steps = (1, 1, 20) if a.quick else (15, 30, 100)
