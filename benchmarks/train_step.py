@@ -27,6 +27,8 @@ workers, NCHW eager, Adam 1e-4 as in the course), same model, images, batch and 
     python benchmarks/train_step.py                        # the full table and end to end (slow)
     python benchmarks/train_step.py --quick                # a smoke run of every code path
     python benchmarks/train_step.py --models resnet18 --sizes 224 --rounds 5
+    python benchmarks/train_step.py --models lraspp_efficientnet_lite0,efficientnet_lite0 --sizes 352 --batch 8 \
+        --variants plain,+cl,+fold,imgcls,imgcls+fold --no-e2e   # a segmentation row: 11 classes, a mask target
 """
 from __future__ import annotations
 
@@ -68,11 +70,13 @@ def _child(args: argparse.Namespace) -> None:
     from torch import nn
 
     from imgcls.data import BatchNormalizer
-    from imgcls.models import create_model
+    from imgcls.models import create_model, list_models
     from imgcls.models.frozen_bn import fold_batchnorm
 
     torch.manual_seed(0)
-    model = create_model(args.model, num_classes=5)
+    seg = args.model in list_models(task="segmentation")  # CamVid's 11 classes, a class per pixel
+    classes = 11 if seg else 5
+    model = create_model(args.model, num_classes=classes)
     cl = bool(getattr(model, "channels_last", True)) if imgcls_path else "cl" in mods
     if "fold" in mods and not fold_batchnorm(model):
         raise SystemExit(f"{args.model}: no BatchNorm could be folded")
@@ -83,7 +87,9 @@ def _child(args: argparse.Namespace) -> None:
     criterion = nn.CrossEntropyLoss()
     net = torch.compile(model) if "compile" in mods else model
     b, s = args.batch, args.size
-    y = torch.randint(0, 5, (b,))
+    y = torch.randint(0, classes, (b, s, s) if seg else (b,))
+    if seg and ("fed" in mods or base == "fed"):
+        raise SystemExit("the fed variants read class folders, not masks")
     if "fed" in mods or base == "fed":
         batches = _fed_batches(args, workers="cores" if base == "fed" else None)
     elif not cl:
@@ -96,7 +102,8 @@ def _child(args: argparse.Namespace) -> None:
 
     def step(x, t):
         optimizer.zero_grad(set_to_none=True)
-        loss = criterion(net(x), t)
+        out = net(x)
+        loss = criterion(out["out"] if isinstance(out, dict) else out, t)  # seg: the main head
         loss.backward()
         optimizer.step()
         return float(loss)
@@ -157,7 +164,7 @@ def forward_macs(model, size: int) -> int:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.zeros(1, 3, size, size))
     model.train(was)
-    return counter.get_total_flops() // 2
+    return counter.get_total_flops() // 2  # a segmentation model's aux head included where it has one
 
 
 def _fed_batches(args: argparse.Namespace, *, workers: str | None):
