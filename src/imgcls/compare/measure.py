@@ -136,7 +136,8 @@ def measure_run(run_dir: Path, data: Path, val: list[tuple[Path, int]], n_train:
     latency: dict[str, dict[str, float | None]] = {k: {str(b): None for b in BATCHES} for k in BACKENDS}
     for b in BATCHES:
         x = torch.randn(b, 3, pre.crop, pre.crop)
-        for k, seconds in time_calls(variants, x, rounds=LATENCY_ROUNDS if b == 1 else 3).items():
+        for k, seconds in time_calls(variants, x, rounds=LATENCY_ROUNDS if b == 1 else min(3, LATENCY_ROUNDS),
+                                 min_time=LATENCY_MIN_TIME).items():
             latency[k][str(b)] = 1000 * seconds
     row["latency_ms"] = latency
     return row

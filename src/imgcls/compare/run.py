@@ -171,7 +171,7 @@ def make_plan(pending: list[Candidate], classes: int, val: list[tuple[Path, int]
 
 def candidate_config(step: Step, source: Path, out: Path, opts: CompareOptions) -> tuple[Any, set[str]]:
     """The run's Config and the fields it sets (train's `given`): a new head on cached features with
-    AdamW at 1e-3 (the demo's recipe), or from scratch with the demo's recipe at 112 px."""
+    AdamW at 1e-3, or from scratch with the demo's recipe (imgcls.demo)."""
     from imgcls.engine import Config
 
     c, cfg = step.candidate, Config()
@@ -188,10 +188,10 @@ def candidate_config(step: Step, source: Path, out: Path, opts: CompareOptions) 
         cfg.data.scale = [0.25, 1.0]
         cfg.optim.lr, cfg.optim.warmup_epochs, cfg.optim.label_smoothing = 2e-3, 1, 0.1
         given |= {"scale", "warmup_epochs", "label_smoothing"}
-    if opts.input_size or not c.weights:  # else the weights' own crop and resize (engine.build)
-        cfg.data.input_size = c.input_size
-        cfg.data.resize_size = c.resize
-        given |= {"input_size", "resize_size"}
+    # the candidate's sizes: its weights' own crop and resize unless --input-size (engine.build takes their
+    # mean, std and interpolation)
+    cfg.data.input_size, cfg.data.resize_size = c.input_size, c.resize
+    given |= {"input_size", "resize_size"}
     cfg.train.epochs, cfg.train.seed = step.epochs, opts.seed
     cfg.train.out_dir, cfg.train.name, cfg.train.progress = str(out), c.slug, opts.progress
     return cfg, given
@@ -208,16 +208,25 @@ def train_candidate(step: Step, out: Path, source: Path, opts: CompareOptions, t
         log.info("compare: %s %s: trained in an earlier run (%s)", tag, step.candidate.label, run_dir)
         return True
     last = run_dir / "last.ckpt"
-    if last.is_file():
+    if last.is_file() and not _finished_epochs(last):
         log.info("compare: %s %s: resuming its interrupted training from %s", tag, step.candidate.label, last)
         cfg = Config()
         cfg.train.resume, cfg.train.progress = str(last), opts.progress
         return not train(cfg, given={"resume", "progress"}).interrupted
-    if run_dir.exists():  # stopped before its first checkpoint: nothing to resume from
-        log.info("compare: %s %s: its earlier start left no checkpoint; starting it again", tag, step.candidate.label)
+    if run_dir.exists():  # stopped before its first checkpoint, or in the final report: nothing to resume
+        log.info("compare: %s %s: its earlier start left nothing to resume from; starting it again", tag,
+                 step.candidate.label)
         shutil.rmtree(run_dir)
     cfg, given = candidate_config(step, source, out, opts)
     return not train(cfg, given=given).interrupted
+
+
+def _finished_epochs(last: Path) -> bool:
+    """Whether last.ckpt holds every epoch of its run (stopped in the final report: --resume has nothing to do)."""
+    from imgcls.engine.checkpoint import load_checkpoint
+
+    state = load_checkpoint(last)
+    return state.get("epoch_step", 0) == 0 and state.get("epoch", 0) >= state["config"]["train"]["epochs"]
 
 
 def run_candidate(step: Step, tag: str, out: Path, source: Path, val: list[tuple[Path, int]], n_train: int,
