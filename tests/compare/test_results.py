@@ -59,7 +59,8 @@ def test_one_candidate_and_none():
 
 def test_csv_json_and_table_hold_every_row_with_n_a_for_what_was_not_measured(tmp_path):
     rows = [row("efficientnet_lite0.in1k", 0.951, {"eager": 20.0, "ort_fp32": 12.0, "ort_int8": 8.0}, 0.95),
-            row("resnet18 (scratch)", 0.80, {"eager": 30.0}, note="onnxruntime not installed: pip install 'imgcls[export]'")]
+            row("resnet18 (scratch)", 0.80, {"eager": 30.0},
+                note="onnxruntime not installed: pip install 'imgcls[export]'")]
     with open(write_csv(rows, tmp_path / "compare.csv"), newline="") as f:
         got = list(csv.DictReader(f))
     assert [r["candidate"] for r in got] == ["efficientnet_lite0.in1k", "resnet18 (scratch)"]

@@ -125,7 +125,8 @@ def measure_run(run_dir: Path, data: Path, val: list[tuple[Path, int]], n_train:
     if row["onnx_note"] is None:
         try:
             fp32, int8 = exports(best, data, n_train)
-            row |= onnx_top1(fp32, int8, val, pre) | {"onnx_bytes": fp32.stat().st_size, "int8_bytes": int8.stat().st_size}
+            row |= onnx_top1(fp32, int8, val, pre)
+            row |= {"onnx_bytes": fp32.stat().st_size, "int8_bytes": int8.stat().st_size}
             row["top1_by_backend"] |= {"ort_fp32": row.pop("ort_fp32"), "ort_int8": row.pop("ort_int8")}
             from imgcls.export import OrtRunner
 

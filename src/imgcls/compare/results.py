@@ -16,7 +16,8 @@ FORMAT = "imgcls-compare"
 BACKEND_NAMES = {"eager": "PyTorch", "ort_fp32": "ORT fp32", "ort_int8": "ORT int8"}
 TOLERANCE = 0.01  # the recommendation: the fastest option within 1 point of the best top-1
 CSV_COLUMNS = ("candidate", "how", "input_size", "epochs", "val_top1", "val_macro_f1", "params", "macs", "ckpt_bytes",
-               "onnx_bytes", "int8_bytes", "eager_b1_ms", "eager_b32_ms", "ort_fp32_b1_ms", "ort_fp32_b32_ms", "ort_int8_b1_ms", "ort_int8_b32_ms",
+               "onnx_bytes", "int8_bytes", "eager_b1_ms", "eager_b32_ms", "ort_fp32_b1_ms", "ort_fp32_b32_ms",
+               "ort_int8_b1_ms", "ort_int8_b32_ms",
                "ort_fp32_top1", "ort_int8_top1", "int8_agreement", "train_seconds", "run_dir", "onnx_note")
 
 
@@ -49,8 +50,8 @@ def pareto_front(pts: list[Point]) -> list[Point]:
     """The points no other point beats on both axes (at least as accurate and at least as fast, better on
     one), fastest first."""
     def dominated(p: Point) -> bool:
-        return any(q.top1 >= p.top1 and q.latency_ms <= p.latency_ms and (q.top1 > p.top1 or q.latency_ms < p.latency_ms)
-                   for q in pts)
+        return any(q.top1 >= p.top1 and q.latency_ms <= p.latency_ms
+                   and (q.top1 > p.top1 or q.latency_ms < p.latency_ms) for q in pts)
 
     return sorted((p for p in pts if not dominated(p)), key=lambda p: (p.latency_ms, -p.top1))
 
