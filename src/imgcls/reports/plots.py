@@ -226,5 +226,6 @@ def plot_accuracy_latency(points: Sequence[tuple[str, str, float, float]], front
     ax.set_ylabel("val top-1 (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    if points:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return _save(fig, path, dpi=100)
