@@ -149,3 +149,28 @@ def test_end_to_end_with_onnx(tmp_path, monkeypatch):
         assert (tmp_path / "cmp" / r["run_dir"] / "model.int8.onnx").is_file()
     assert (tmp_path / "cmp" / "compare.png").stat().st_size > 0
     assert result.recommendation.split(" ")[0] in (LITE, "resnet18")
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_training_then_the_same_command_resumes_from_last_ckpt(tmp_path, monkeypatch, caplog):
+    """A real from-scratch run stopped by SIGINT after its 2nd step: compare stops with what it has; the rerun
+    resumes that run from its last.ckpt (not from the start) and measures it."""
+    from tests.conftest import stop_after_step
+
+    monkeypatch.setattr(measure, "onnx_missing", lambda: "onnxruntime not installed: pip install 'imgcls[export]'")
+    monkeypatch.setattr(measure, "LATENCY_ROUNDS", 1)
+    monkeypatch.setattr(measure, "LATENCY_MIN_TIME", 0.0)
+    monkeypatch.setattr(plan, "SCRATCH_EPOCHS", 2)
+    data = make_tiny_folder(tmp_path / "data", per_class=10, size=40)
+    kw = dict(models="resnet18", input_size=32, budget="1h", out=str(tmp_path / "cmp"), progress=False)
+    with monkeypatch.context() as m:
+        stop_after_step(m, 2, "ctrl-c")
+        first = compare(data, **kw)
+    run_dir = tmp_path / "cmp" / "resnet18-scratch-32"
+    assert first.interrupted and first.rows == [] and (run_dir / "last.ckpt").is_file()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="imgcls"):
+        second = compare(data, **kw)
+    assert not second.interrupted and [r["candidate"] for r in second.rows] == ["resnet18 (scratch)"]
+    assert any("resuming its interrupted training" in r.message for r in caplog.records)
+    assert any(r.message.startswith(f"resuming {run_dir / 'last.ckpt'} at epoch 2") for r in caplog.records)
