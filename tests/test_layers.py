@@ -14,10 +14,11 @@ LAYERS = {
     "models": 1,
     "weights": 2, "checkpoint": 2, "runtime": 2, "data": 2, "analysis": 2,
     "engine": 3, "tasks": 3, "inference": 3, "export": 3, "reports": 3, "demo": 3,
-    "serve": 4, "cli": 4, "__main__": 4,
+    "serve": 4, "compare": 4, "cli": 4, "__main__": 4,
 }
 # export/ may be used by inference/ (the ONNX Runtime runner for .onnx files), so it never imports inference/
-NEVER = {"tasks": {"engine", "inference", "export", "serve"}, "inference": {"engine"}, "export": {"engine", "inference"}, "serve": {"engine", "reports", "demo", "cli"},
+NEVER = {"tasks": {"engine", "inference", "export", "serve"}, "inference": {"engine"}, "export": {"engine", "inference"}, "serve": {"engine", "reports", "demo", "compare", "cli"},
+         "compare": {"serve", "cli"},
          "reports": {"engine", "inference"}}
 
 

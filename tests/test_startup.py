@@ -13,7 +13,7 @@ import pytest
 from imgcls.cli import build_parser
 
 COMMANDS = ["models", "summary", "split", "check", "train", "lr-find", "eval", "predict", "cam", "serve", "export",
-            "demo", "cache"]
+            "compare", "demo", "cache"]
 
 # runs main(argv) for each argv of sys.argv[1] in turn, a stand-in uvicorn so that `serve` returns where the
 # server would start; prints, after each, the modules of the watched kinds imported so far

@@ -87,3 +87,15 @@ def test_curves_draw_top5_only_when_logged(tmp_path, monkeypatch, top5, lines):
     monkeypatch.setattr(plots, "_save", keep_labels)
     plot_curves([{**row, "val_top5": top5} for row in _rows(3)], tmp_path / "c.png")
     assert drawn["accuracy"] == lines
+
+
+@pytest.mark.parametrize("n", [0, 1, 6])
+def test_accuracy_latency(tmp_path, n):
+    from imgcls.reports.plots import plot_accuracy_latency
+
+    backends = ("PyTorch", "ORT fp32", "ORT int8")
+    pts = [(f"model{i // 3}", backends[i % 3], 0.9 + 0.01 * i, 40.0 / (1 + i)) for i in range(n)]
+    front = [(t, ms) for _, _, t, ms in pts[-2:]]
+    out = plot_accuracy_latency(pts, front, tmp_path / "compare.png", title="flowers",
+                                chosen=(pts[-1][2], pts[-1][3]) if pts else None)
+    assert _is_png(out) and not list(tmp_path.glob(".*"))  # written whole, no temporary left

@@ -106,6 +106,16 @@ COMMANDS = (
             (arg("source", help="a checkpoint written by `imgcls train` or a weights name (efficientnet_lite0.in1k)"),),
             description="The file holds its class names and preprocessing: `imgcls predict model.onnx` and "
                         "`imgcls eval model.onnx DATA` run it with ONNX Runtime. Needs pip install 'imgcls[export]'."),
+    Command("compare", "which network to ship: candidates trained within a time budget on your photos, then "
+                       "accuracy, size, MACs and latency (PyTorch, ONNX Runtime fp32 and int8) side by side",
+            commands.run_compare, "imgcls.compare.options:CompareOptions",
+            (arg("data", help="class-per-folder set (split once, the split kept in --out), a split folder "
+                              "(train/ val/) or split.json"),),
+            description="Prints the plan with its estimated time first, then trains each candidate into its own "
+                        "run folder under --out (eval, predict and export work on it), measures it, and writes "
+                        "compare.csv, compare.json and compare.png (top-1 against latency, Pareto front) with a "
+                        "recommendation. Ctrl-C keeps what finished; the same command again resumes. exit code: 0 "
+                        "done, 2 unusable input, 130 interrupted"),
     Command("demo", "transfer learning on the bundled flower photos (EfficientNet-Lite0 ImageNet weights, a new "
                     "head), evaluate, predict (offline)", commands.run_demo, "imgcls.cli.options:DemoOptions"),
     Command("cache", "list or clear the decoded-image caches that `train --cache` writes", commands.run_cache,

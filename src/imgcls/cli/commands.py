@@ -261,6 +261,18 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_compare(args: argparse.Namespace) -> int:
+    from imgcls.compare import CompareOptions, compare
+    from imgcls.runtime import keep_freed_memory
+
+    opts = options_of(args, CompareOptions)
+    setup_logging()
+    keep_freed_memory()  # it trains too: this process only
+    result = compare(args.data, opts)
+    print(result.to_text())
+    return 130 if result.interrupted else 0
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from imgcls.cli.options import DemoOptions
     from imgcls.demo import run_demo as demo

@@ -1,5 +1,5 @@
-"""The pictures a run leaves behind: the training curves, the confusion matrix, the reliability diagram
-and the learning-rate finder's curve.
+"""The pictures a run leaves behind: the training curves, the confusion matrix, the reliability diagram,
+the learning-rate finder's curve, and `imgcls compare`'s accuracy against latency.
 
 Figures are built with matplotlib's object API on an Agg canvas, never through pyplot: nothing enters
 pyplot's global figure list (so nothing leaks over hundreds of epochs), the user's backend is left
@@ -187,4 +187,45 @@ def plot_lr_find(lrs: Sequence[float], losses: Sequence[float], smoothed: Sequen
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
+    return _save(fig, path, dpi=100)
+
+
+def plot_accuracy_latency(points: Sequence[tuple[str, str, float, float]], front: Sequence[tuple[float, float]],
+                          path: str | Path, *, title: str = "", chosen: tuple[float, float] | None = None) -> Path:
+    """Val top-1 against latency at batch 1 (log axis): one (candidate, backend, top-1, ms) point each, a colour
+    per candidate and a marker per backend; the Pareto front (its (top-1, ms) points) ringed and joined as a
+    step line, the recommended point ringed larger."""
+    fig = _figure(8.5, 4.8)
+    fig.subplots_adjust(left=0.09, right=0.68, bottom=0.12, top=0.9)
+    ax = fig.subplots()
+    colours: dict[str, str] = {}
+    markers: dict[str, str] = {}
+    palette = ["#4c72b0", "#55a868", "#dd8452", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd"]
+    for candidate, backend, top1, ms in points:
+        colour = colours.setdefault(candidate, palette[len(colours) % len(palette)])
+        marker = markers.setdefault(backend, "osD^v<>"[len(markers) % 7])
+        ax.scatter([ms], [100 * top1], marker=marker, color=colour, s=40, zorder=3)
+    for candidate, colour in colours.items():
+        ax.scatter([], [], marker="o", color=colour, label=candidate)
+    for backend, marker in markers.items():
+        ax.scatter([], [], marker=marker, color="grey", label=backend)
+    if front:
+        ordered = sorted(front, key=lambda p: p[1])
+        ax.step([ms for _, ms in ordered], [100 * t for t, _ in ordered], where="post", color="#c44e52",
+                linewidth=1, zorder=2)
+        ax.scatter([ms for _, ms in ordered], [100 * t for t, _ in ordered], s=90, facecolors="none",
+                   edgecolors="#c44e52", zorder=4, label="Pareto front")
+    if chosen is not None:
+        ax.scatter([chosen[1]], [100 * chosen[0]], s=260, facecolors="none", edgecolors="black", linewidths=1.5,
+                   zorder=5, label="recommended")
+    if points:
+        ax.set_xscale("log")
+        tops = [100 * p[2] for p in points]
+        ax.set_ylim(min(tops) - 2, min(max(tops) + 2, 100.5))
+    ax.set_xlabel("latency at batch 1 (ms, this machine)")
+    ax.set_ylabel("val top-1 (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    if points:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return _save(fig, path, dpi=100)
