@@ -96,3 +96,14 @@ def test_a_head_costs_one_pass_and_scratch_costs_epochs():
     head, scratch = _c("efficientnet_lite0", "efficientnet_lite0.in1k"), _c("resnet18", None)
     assert estimate(head, 30, 1000, 100, SPEED) < estimate(scratch, 2, 1000, 100, SPEED)
     assert estimate(scratch, 10, 1000, 100, SPEED) > estimate(scratch, 5, 1000, 100, SPEED)
+
+
+def test_scaled_estimates_take_back_what_an_overestimate_dropped():
+    # compare re-plans after each candidate with real / estimated time: estimates twice too high had dropped b
+    a, b = _c("efficientnet_lite0", "efficientnet_lite0.in1k"), _c("efficientnet_lite1", "efficientnet_lite1.in1k")
+    speeds = {a.slug: SPEED, b.slug: SPEED}
+    cost = estimate(a, 30, 1000, 100, SPEED)
+    assert [s.candidate for s in fit_budget([a, b], speeds, 1000, 100, budget=1.5 * cost).steps] == [a]
+    again = fit_budget([b], speeds, 1000, 100, budget=1.5 * cost, spent=0.5 * cost, scale=0.5)
+    assert [s.candidate for s in again.steps] == [b] and again.steps[0].seconds == pytest.approx(0.5 * cost)
+    assert not fit_budget([b], speeds, 1000, 100, budget=1.5 * cost, spent=0.5 * cost, scale=1.2).steps

@@ -174,3 +174,15 @@ def test_ctrl_c_in_training_then_the_same_command_resumes_from_last_ckpt(tmp_pat
     assert not second.interrupted and [r["candidate"] for r in second.rows] == ["resnet18 (scratch)"]
     assert any("resuming its interrupted training" in r.message for r in caplog.records)
     assert any(r.message.startswith(f"resuming {run_dir / 'last.ckpt'} at epoch 2") for r in caplog.records)
+
+
+def test_a_candidate_dropped_by_an_overestimate_runs_once_the_first_one_shows_it(tmp_path, fakes, caplog):
+    # each estimate is ~30 s (exports and timing rounds); the fake candidates take no time at all, so after
+    # the first one compare re-plans with the estimates x 0.25 and the second fits what is left of 45 s
+    data = make_tiny_folder(tmp_path / "data", per_class=10)
+    caplog.set_level("INFO", logger="imgcls")
+    result = compare(data, models=f"{LITE},efficientnet_lite1.in1k", input_size=32, budget="45s",
+                     out=str(tmp_path / "cmp"), progress=False)
+    assert "dropped efficientnet_lite1.in1k" in caplog.text and "re-planned with the estimates x 0.25" in caplog.text
+    assert fakes["trained"] == [LITE, "efficientnet_lite1.in1k"]
+    assert [s.candidate.label for s in result.plan.steps] == [LITE, "efficientnet_lite1.in1k"]

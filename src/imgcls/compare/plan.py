@@ -11,7 +11,7 @@ It is an estimate: the plan says so, and each candidate's line reports the time 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from imgcls.compare.candidates import Candidate
@@ -57,6 +57,7 @@ class Plan:
     steps: tuple[Step, ...]
     dropped: tuple[tuple[Candidate, str], ...]
     budget: float
+    speeds: dict[str, Speed] = field(default_factory=dict, compare=False)  # every candidate's, dropped ones too
 
     @property
     def seconds(self) -> float:
@@ -96,12 +97,20 @@ def estimate(c: Candidate, epochs: int, n_train: int, n_val: int, speed: Speed) 
     return train_cost(c, epochs, n_train, n_val, speed) + measure_cost(n_train, n_val, speed)
 
 
+_estimate = estimate
+
+
 def fit_budget(candidates: list[Candidate], speeds: dict[str, Speed], n_train: int, n_val: int, budget: float,
-               *, spent: float = 0.0) -> Plan:
+               *, spent: float = 0.0, scale: float = 1.0) -> Plan:
     """The candidates that fit `budget - spent`, in order (the optional ones last): a from-scratch run is
     shortened to the epochs that fit (at least MIN_SCRATCH_EPOCHS), anything else that does not fit is
-    dropped, each with the reason."""
+    dropped, each with the reason. `scale` multiplies every estimate: the ratio of the real to the estimated
+    time of the candidates that already ran (compare re-plans with it after each one)."""
     left = budget - spent
+
+    def estimate(c: Candidate, epochs: int, n_train: int, n_val: int, speed: Speed) -> float:
+        return scale * _estimate(c, epochs, n_train, n_val, speed)
+
     steps: list[Step] = []
     dropped: list[tuple[Candidate, str]] = []
     for c in [c for c in candidates if not c.optional] + [c for c in candidates if c.optional]:

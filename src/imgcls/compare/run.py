@@ -17,7 +17,7 @@ import hashlib
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,14 +74,17 @@ def compare(data: str | Path, options: CompareOptions | None = None, **kw: Any) 
                      for s in plan.steps]
     write_json(state, out / STATE)
     interrupted = False
+    queue, ran, estimated, real = list(plan.steps), [], 0.0, 0.0
     try:
-        for i, step in enumerate(plan.steps, 1):
+        while queue:
+            step = queue.pop(0)
             spent = time.perf_counter() - start
             if step.seconds > SLACK * (budget - spent):
                 log.info("compare: dropped %s: ~%s, over the %s left of the budget", step.candidate.label,
                          clock(step.seconds), clock(max(budget - spent, 0)))
                 continue
-            row = run_candidate(step, f"[{i}/{len(plan.steps)}]", out, source, val, n_train, opts,
+            tag = f"[{len(ran) + 1}/{len(ran) + 1 + len(queue)}]"
+            row = run_candidate(step, tag, out, source, val, n_train, opts,
                                 spent=lambda: f"{clock(time.perf_counter() - start)} of {clock(budget)} spent")
             if row is None:
                 interrupted = True
@@ -89,9 +92,31 @@ def compare(data: str | Path, options: CompareOptions | None = None, **kw: Any) 
             done[step.candidate.slug] = row
             write_json(state, out / STATE)
             write_csv(finished(state), out / "compare.csv")
+            ran.append(step)
+            estimated, real = estimated + step.seconds, real + row["seconds"]
+            scale = min(4.0, max(0.25, real / max(estimated, 1e-9)))  # one odd candidate must not swing it all
+            queue, plan = replan(queue, plan, ran, scale, start, budget, n_train, len(val))
+            state["plan"] = [{"candidate": s.candidate.label, "epochs": s.epochs, "estimate_s": round(s.seconds, 1)}
+                             for s in plan.steps]
     except KeyboardInterrupt:
         interrupted = True
     return finish(out, state, plan, interrupted)
+
+
+def replan(queue: list[Step], plan: Plan, ran: list[Step], scale: float, start: float, budget: float,
+           n_train: int, n_val: int) -> tuple[list[Step], Plan]:
+    """The candidates not run yet, the dropped ones included, fitted again to what is left of the budget
+    with every estimate scaled by how the finished ones' estimates held (real / estimated time): an
+    estimate that was twice too high dropped candidates that fit. Logs the new plan when it changed."""
+    rest = [s.candidate for s in queue] + [c for c, _ in plan.dropped]
+    if not rest:
+        return queue, plan
+    speeds = {s.candidate.slug: s.speed for s in queue} | plan.speeds
+    new = fit_budget(rest, speeds, n_train, n_val, budget, spent=time.perf_counter() - start, scale=scale)
+    if [s.candidate for s in new.steps] != [s.candidate for s in queue]:
+        log.info("compare: re-planned with the estimates x %.2f (the real time of what ran against its "
+                 "estimate):\n%s", scale, new.text(time.perf_counter() - start))
+    return list(new.steps), replace(new, steps=tuple(ran) + new.steps, speeds=speeds)
 
 
 def open_state(out: Path) -> dict[str, Any]:
@@ -166,7 +191,7 @@ def make_plan(pending: list[Candidate], classes: int, val: list[tuple[Path, int]
     if progress:
         log.info("compare: measuring the forward speed of %d candidate(s) on this machine", len(pending))
     speeds = {c.slug: Speed(forward_speed(c.model, c.input_size, classes), decode) for c in pending}
-    return fit_budget(pending, speeds, n_train, len(val), budget)
+    return replace(fit_budget(pending, speeds, n_train, len(val), budget), speeds=speeds)
 
 
 def candidate_config(step: Step, source: Path, out: Path, opts: CompareOptions) -> tuple[Any, set[str]]:
