@@ -56,7 +56,8 @@ def rows(root: Path, min_share: float) -> tuple[list[list[str]], list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("camvid", type=Path, help="the CamVid folder (train/ and val/ with images/ and masks/, classes.json)")
+    ap.add_argument("camvid", type=Path,
+                    help="the CamVid folder (train/ and val/ with images/ and masks/, classes.json)")
     ap.add_argument("-o", "--output", type=Path, required=True, help="the CSV to write (outside the CamVid folder)")
     ap.add_argument("--min-share", type=float, default=0.005,
                     help="a class is present from this share of the photo's pixels (default 0.005: 0.5%%)")

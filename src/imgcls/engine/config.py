@@ -54,9 +54,9 @@ class DataConfig:
     input_size: int = option(224, "training crop and evaluation crop size", ge=1)
     resize_size: int | None = option(None, "evaluation: shorter side before the centre crop (default input/0.875; "
                                      "segmentation: no crop, default the val photos' own shorter side)", ge=1)
-    whole_photo: bool = option(False, "train and evaluate on the whole photo, its shorter side resized to --resize-size "
-                               "(no random or centre crop, so none cuts a label off; train: flipped); a batch's photos "
-                               "must share one shape")
+    whole_photo: bool = option(False, "train and evaluate on the whole photo, its shorter side resized to "
+                               "--resize-size (no random or centre crop, so none cuts a label off; train: flipped); a "
+                               "batch's photos must share one shape")
     scale: list = option([0.08, 1.0], "RandomResizedCrop area range: MIN MAX with 0 < MIN <= MAX <= 1", nargs=2,
                       type=float, gt=0, le=1)
     seg_scale: list = option([0.5, 2.0], "segmentation: the photo's shorter side scaled by a random factor in MIN MAX "

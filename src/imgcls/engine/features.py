@@ -118,9 +118,9 @@ def extract_features(runner: Callable[[torch.Tensor], torch.Tensor], ds, cfg: Co
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the frozen part (`runner`: the module in eval mode, or `backbone_runner`'s choice) over `ds`
     `views` times (augmented when views > 1): its outputs [views, N, ...] in `dtype` on the CPU, written
-    batch by batch into one tensor, and the targets [N] ([N, C] multi-hot for a multi-label set). Under DDP each rank runs its share of the
-    images and every rank gets all of them, in sample order. float16 outputs beyond its range stop the
-    run with a TrainingError (they would train on infinities)."""
+    batch by batch into one tensor, and the targets [N] ([N, C] multi-hot for a multi-label set). Under DDP
+    each rank runs its share of the images and every rank gets all of them, in sample order. float16 outputs
+    beyond its range stop the run with a TrainingError (they would train on infinities)."""
     batches = ImageBatches(ds, cfg, device, train=False, workers=workers, dist=dist)
     index = batches.sampler.order()
     rows, targets = None, None

@@ -20,8 +20,8 @@ def multilabel_task(cfg: Any, data: Any, notes: list[str]) -> MultiLabel:
         raise ConfigError(f"--class-weights {cfg.optim.class_weights} weighs one class per photo; for several labels "
                           "per photo use --pos-weight balanced (or sqrt)")
     if cfg.train.metric not in ("top1", "map"):  # top1: the default, never given for multi-label
-        raise ConfigError(f"--metric {cfg.train.metric}: a multi-label run picks best.ckpt by macro mAP (--metric map); "
-                          "drop --metric")
+        raise ConfigError(f"--metric {cfg.train.metric}: a multi-label run picks best.ckpt by macro mAP "
+                          "(--metric map); drop --metric")
     cfg.train.metric = "map"
     counts = positives(data.train.samples, len(data.classes))
     absent = [c for c, n in zip(data.classes, counts) if n == 0]

@@ -256,7 +256,8 @@ class Explainer:
         x = pred.preprocessing.normalize(crop, pred.device)
         box = crop_box(image.width, image.height, pred.preprocessing)
         side = min(display_max, max(pred.preprocessing.crop or 0, box[2] - box[0]))
-        shown = image.crop(box).resize((side, round(side * (box[3] - box[1]) / (box[2] - box[0]))), Image.BILINEAR)
+        height = side if pred.preprocessing.crop else round(side * image.height / image.width)  # --whole-photo
+        shown = image.crop(box).resize((side, height), Image.BILINEAR)
         if pred.multilabel:
             return self._explain_labels(x, source, target_idx, shown)
         logits, maps, targets = self.gradcam(x, target_idx)

@@ -298,7 +298,8 @@ class Predictor:
         """A multi-label model's answer for [N, C] probabilities: each image's classes at or above their
         thresholds, most probable first."""
         keep = probs >= torch.tensor(self.thresholds, dtype=probs.dtype)
-        return [sorted(row.nonzero().flatten().tolist(), key=lambda c, p=p: -float(p[c])) for row, p in zip(keep, probs)]
+        return [sorted(row.nonzero().flatten().tolist(), key=lambda c, p=p: -float(p[c]))
+                for row, p in zip(keep, probs)]
 
     def is_unknown(self, top_prob: float) -> bool:
         """Whether the model abstains on a prediction made with this top probability."""
