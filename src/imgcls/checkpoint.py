@@ -10,12 +10,12 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so
     model                       the state dict
     classes, preprocessing      class names in index order; eval resize/crop/mean/std/interpolation
                                 (data.Preprocessing.to_dict(), checked on reading by from_dict)
-    task, labels                "classification" or "segmentation" (none: classification); segmentation's
+    task, labels                "classification", "multilabel" or "segmentation" (none: classification); segmentation's
                                 {"void", "palette"} of its masks
     config                      the run's resolved Config as a dict
     calibration                 what the end of training fitted on the val part (Calibration): the temperature
-                                predicting divides logits by, the abstain threshold of each stated precision;
-                                absent from older checkpoints (T = 1)
+                                predicting divides logits by, the abstain threshold of each stated precision
+                                (a multi-label run: each class's threshold); absent from older checkpoints (T = 1)
     optimizer, scheduler, scaler, epoch, epoch_step, global_step, rng, best, patience_left, history,
     threads, data_files         what `--resume` needs to continue bit-for-bit on CPU (engine/)
 
@@ -196,6 +196,7 @@ class Calibration:
     fitted_on: int = 0  # val images
     ece_before: float | None = None
     ece_after: float | None = None
+    thresholds: tuple[float, ...] | None = None  # multi-label: each class's threshold on its sigmoid (None: 0.5)
 
     @classmethod
     def from_dict(cls, d: Any, *, where: str | Path, what: str = "calibration", fix: str = "") -> Calibration:
@@ -221,12 +222,28 @@ class Calibration:
                                                                or not 0 <= thr <= 1)):
                 raise bad("abstain", {p: thr}, "must map a precision to a probability in [0, 1] or null")
         ece = {k: d.get(k) for k in ("ece_before", "ece_after")}
+        thresholds = d.get("thresholds")
+        if thresholds is not None and (not isinstance(thresholds, list) or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 1 for x in thresholds)):
+            raise bad("thresholds", thresholds, "must be a list of one probability in [0, 1] per class")
         return cls(float(t), {p: None if v is None else float(v) for p, v in table.items()},
-                   int(d.get("fitted_on") or 0), *(None if v is None else float(v) for v in ece.values()))
+                   int(d.get("fitted_on") or 0), *(None if v is None else float(v) for v in ece.values()),
+                   None if thresholds is None else tuple(float(x) for x in thresholds))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "abstain": dict(self.abstain), "fitted_on": self.fitted_on,
-                "ece_before": self.ece_before, "ece_after": self.ece_after}
+        out = {"temperature": self.temperature, "abstain": dict(self.abstain), "fitted_on": self.fitted_on,
+               "ece_before": self.ece_before, "ece_after": self.ece_after}
+        return out if self.thresholds is None else {**out, "thresholds": list(self.thresholds)}
+
+    def thresholds_for(self, n: int, where: str | Path) -> list[float]:
+        """A multi-label model's per-class thresholds (0.5 each without a record); a record for another number
+        of classes is a CheckpointError naming `where`."""
+        if self.thresholds is None:
+            return [0.5] * n
+        if len(self.thresholds) != n:
+            raise CheckpointError(f"{where}: calibration thresholds has {len(self.thresholds)} values for {n} classes; "
+                                  f"{CHANGED_CHECKPOINT}")
+        return list(self.thresholds)
 
     @property
     def fitted(self) -> bool:

@@ -51,6 +51,11 @@ def label_col_option() -> Any:
                         "category ...)", metavar="NAME")
 
 
+def label_sep_option() -> Any:
+    return option(None, "with a CSV file of labels: the character between the labels of a cell with several labels "
+                        "per photo (e.g. ';'): a multi-label set (docs/data.md)", metavar="CHAR")
+
+
 def device_option() -> Any:
     return option("auto", "auto | cpu | cuda | cuda:N | mps")
 

@@ -84,3 +84,30 @@ def test_train_eval_and_resume_from_a_csv_with_a_split_column(listed, tmp_path, 
     assert "top-1" in capsys.readouterr().out and (tmp_path / "eval" / "report.json").is_file()
     assert run_cli(["train", "--resume", tmp_path / "runs" / "exp1" / "last.ckpt", "--epochs", "2",
                     "--no-progress"]) == 0
+
+
+MULTI = {
+    "empty label in a cell": ("red;;blue", "labels.csv line 4: label cell 'red;;blue' has an empty label between ';' "
+                                           "separators; write the labels as a;b;c"),
+    "a label twice": ("red;blue;red", "labels.csv line 4: label cell 'red;blue;red' names 'red' twice; name each "
+                                      "label once"),
+    "empty cell": ("", "labels.csv line 4 (p002.png): empty label; give every row a label or remove the row"),
+    "a label seen once": ("red;tram", "labels.csv line 4: label 'tram' has this one image only, so it cannot be in "
+                                      "both train and val; add images of it or remove the row"),
+}
+
+
+@pytest.mark.parametrize("case", list(MULTI))
+def test_a_bad_multi_label_cell_is_one_line_naming_the_row(tmp_path, capsys, monkeypatch, case):
+    from tests.multilabel_data import make_multilabel_csv
+
+    labels = make_multilabel_csv(tmp_path / "data", n=12)
+    rows = list(csv.reader(labels.open()))
+    rows[3][1] = MULTI[case][0]
+    monkeypatch.chdir(tmp_path)
+    write_csv(tmp_path / "labels.csv", rows)
+    assert run_cli(train_args("labels.csv", tmp_path / "runs", "--images", tmp_path / "data" / "images",
+                              "--label-sep", ";")) == 2
+    line = error_line(capsys, only=True)
+    assert line.startswith("imgcls: error: ") and line.endswith(MULTI[case][1])
+    assert not (tmp_path / "runs").exists()

@@ -149,8 +149,9 @@ def run_eval(args: argparse.Namespace) -> int:
     setup_logging()
     report, out = evaluate(args.checkpoint, args.data, **dataclasses.asdict(options_of(args, EvalOptions)))
     print(report.to_text())
-    if getattr(report, "task", "classification") == "segmentation":
-        print(f"report.txt, report.json, confusion_matrix.csv, confusion_matrix.png in {safe_name(out)}")
+    if getattr(report, "task", "classification") != "classification":
+        extra = ", confusion_matrix.csv, confusion_matrix.png" if report.task == "segmentation" else ", ap.png"
+        print(f"report.txt, report.json{extra} in {safe_name(out)}")
         return 0
     cams = " and wrong_cam.png (Grad-CAM of the worst mistakes)" if args.cam and report.top1_correct < report.n else ""
     print(f"report.txt, report.json, confusion_matrix.csv, confusion_matrix.png, reliability.png{cams} in "
@@ -173,7 +174,7 @@ def run_predict(args: argparse.Namespace) -> int:
     predictor = Predictor.load(source, device=opts.device, batch_size=opts.batch_size, draft=opts.draft,
                                threads=opts.threads, abstain=opts.abstain, tta=opts.tta)
     n_classes = len(predictor.classes)
-    if opts.topk > n_classes:
+    if opts.topk > n_classes and not predictor.multilabel:
         print(f"imgcls: --topk {opts.topk} > {n_classes} classes; showing {n_classes}", file=sys.stderr)
     preds = predictor.predict(args.inputs, topk=opts.topk)
     bad = [p for p in preds if p.error]
@@ -238,6 +239,8 @@ def run_cam(args: argparse.Namespace) -> int:
             print(f"{safe_name(pred.source)}: error: {safe_name(pred.error)}")
             continue
         top = ", ".join(f"{safe_name(lab)} {p:.1%}" for lab, p in zip(pred.labels, pred.probs))
+        if pred.multilabel:  # every label above its threshold, each explained unless --class names one
+            top = f"{top or 'no label above its threshold'} (Grad-CAM of {safe_name(result.target)})"
         print(f"{safe_name(pred.source)}: {top} -> {safe_name(png)}")
     if bad:
         print(f"imgcls: {bad} file(s) could not be read", file=sys.stderr)

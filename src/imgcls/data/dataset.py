@@ -79,7 +79,8 @@ class ImageFolder(Dataset):
 
     `min_side` lets JPEGs decode reduced (draft mode) when the transform shrinks them anyway; `resize`
     (the eval transform's shorter side) lets only JPEGs above decode.REDUCE_ABOVE_PIXELS decode reduced.
-    `cache=True` decodes every image once into a memory-mapped store (see data.cache).
+    `cache=True` decodes every image once into a memory-mapped store (see data.cache). `multi_hot`: a
+    multi-label set, whose samples' targets are tuples of class indices, each item's target a [C] float vector.
     With `skip_bad`, an unreadable file found at load time is replaced by the next good one and
     logged, so a run never dies at step 4,000; `imgcls check` finds such files before training.
     """
@@ -87,7 +88,7 @@ class ImageFolder(Dataset):
     def __init__(self, root: str | Path, transform: Callable | None = None, *, min_side: int | None = None,
                  resize: int | None = None, skip_bad: bool = False, samples: list[tuple[Path, int]] | None = None,
                  classes: list[str] | None = None, cache: bool = False, cache_side: int = 256,
-                 cache_dir: str | Path | None = None) -> None:
+                 cache_dir: str | Path | None = None, multi_hot: bool = False) -> None:
         self.root = Path(root)
         if samples is None:
             classes, samples = scan_folder(self.root)
@@ -95,6 +96,7 @@ class ImageFolder(Dataset):
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
         self.samples = samples
         self.targets = [t for _, t in samples]
+        self.multi_hot = multi_hot  # samples' targets are tuples of class indices: items give [C] float vectors
         self.transform = transform
         self.min_side, self.resize = min_side, resize
         self.skip_bad = skip_bad
@@ -124,6 +126,8 @@ class ImageFolder(Dataset):
                     raise
                 log.warning("skipping %s", e)
                 continue
+            if self.multi_hot:
+                target = torch.zeros(len(self.classes)).index_fill_(0, torch.tensor(target, dtype=torch.long), 1.0)
             return (self.transform(img) if self.transform else img), target
         raise DataError(f"{self.root}: no readable image at all")
 

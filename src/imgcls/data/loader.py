@@ -51,7 +51,10 @@ def collate_uint8(batch: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, to
     else:
         images = torch.empty(shape, dtype=torch.uint8)
     np.stack(arrays, out=images.numpy())
-    return images, torch.tensor([t for _, t in batch], dtype=torch.long)
+    targets = [t for _, t in batch]
+    if isinstance(targets[0], torch.Tensor):  # multi-hot float vectors (a multi-label set)
+        return images, torch.stack(targets)
+    return images, torch.tensor(targets, dtype=torch.long)
 
 
 def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool = False, workers: int | None = None,

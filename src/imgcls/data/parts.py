@@ -9,6 +9,8 @@ DATA is one of
 - a CSV file of labels (data.table; `csv`: --images, --path-col, --label-col): the parts of its split
   column, or without one read as a class-per-folder tree is (one part, or split on the fly; a label
   with one image is then refused). The same photos in either layout give the same DatasetParts.
+  With --label-sep a cell holds several labels: a multi-label set (`multilabel`, task "multilabel"),
+  each sample's target the tuple of its class indices, split on the fly by each photo's rarest label.
 - segmentation data (data.masks: a masks/ folder beside images/, or the PASCAL VOC layout): each part's
   samples are (photo, mask) pairs and `labels` holds the classes' void value and palette; the task is
   recognised from this layout.
@@ -52,11 +54,12 @@ class DatasetParts:
     labels: MaskClasses | None = None  # segmentation data: void and palette (samples are (photo, mask))
     missing_masks: dict[str, list[Path]] | None = None  # segmentation: part -> photos without a mask
     pixel_counts: dict[str, Any] | None = None  # segmentation, after readable(): part -> pixels per value
+    multilabel: bool = False  # a CSV with --label-sep: targets are tuples of class indices
 
     @property
     def task(self) -> str:
-        """What the data trains: "segmentation" (photos with masks) or "classification"."""
-        return "classification" if self.labels is None else "segmentation"
+        """What the data trains: "segmentation" (photos with masks), "multilabel" or "classification"."""
+        return "segmentation" if self.labels is not None else "multilabel" if self.multilabel else "classification"
 
     def files(self, *names: str) -> list[Path]:
         """The files of parts `names` (default: every part), in order."""
@@ -112,17 +115,19 @@ class DatasetParts:
             from imgcls.data.seg_transforms import MaskDataset
 
             return MaskDataset(self.roots[name], transform, samples=self.parts[name], classes=self.labels)
-        return ImageFolder(self.roots[name], transform, samples=self.parts[name], classes=self.classes, **kwargs)
+        return ImageFolder(self.roots[name], transform, samples=self.parts[name], classes=self.classes,
+                           multi_hot=self.multilabel, **kwargs)
 
 
 def open_parts(path: str | Path, *, only: Sequence[str] | None = None, val_data: str | Path | None = None,
                val_fraction: float | None = None, split_seed: int = 0, labels: bool = True,
-               csv: CsvColumns | None = None) -> DatasetParts:
+               csv: CsvColumns | None = None, known: list[str] | None = None) -> DatasetParts:
     """The parts of dataset argument `path` (see the module's docstring). `only`: the parts wanted, each one
     a DataError when missing (default: every part there is; other parts of a split folder are not listed).
     `labels=False` reads photos only (export's calibration and check photos): a folder, or each part
     folder, is every image below it (list_images, class index UNLABELLED), class folders not required.
-    `csv`: how a CSV `path` (and `val_data`) is read; a DataError when given for anything else."""
+    `csv`: how a CSV `path` (and `val_data`) is read; a DataError when given for anything else; `known`: the
+    only labels a multi-label CSV may name (eval: the model's classes)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such folder; give a class-per-folder set, a split folder or split.json, or "
@@ -130,7 +135,7 @@ def open_parts(path: str | Path, *, only: Sequence[str] | None = None, val_data:
     assert labels or (val_data is None and val_fraction is None), "val_data and val_fraction read labels"
     if labels and mask_layout(path) is not None:
         return _open_mask_parts(path, only=only, val_data=val_data)
-    table = read_table(path, csv) if labels and is_table(path) else None
+    table = read_table(path, csv, known=known if csv and csv.label_sep else None) if labels and is_table(path) else None
     if table is None and csv is not None and csv.given():
         raise DataError(f"{csv.given()[0]} reads a CSV file of labels, and {path} is not one (a .csv file); "
                         f"drop {csv.given()[0]}")
@@ -165,7 +170,7 @@ def open_parts(path: str | Path, *, only: Sequence[str] | None = None, val_data:
         scans = {WHOLE: whole()}
         described = table.description if table is not None else None
     if val_data is not None and (only is None or "val" in only):
-        val_parts = open_parts(val_data, labels=labels, csv=csv if is_table(val_data) else None)
+        val_parts = open_parts(val_data, labels=labels, csv=csv if is_table(val_data) else None, known=known)
         name = val_parts.choose(None)
         scans["val"] = (val_parts.classes, val_parts.parts[name], val_parts.roots[name])
         described = described and f"{described} and {val_data}"
@@ -178,15 +183,27 @@ def open_parts(path: str | Path, *, only: Sequence[str] | None = None, val_data:
         if other != classes:
             raise DataError(f"{root}: classes {other} differ from {first}'s {classes}; use the same class folders")
     return DatasetParts(path, list(classes), {name: samples for name, (_, samples, _) in scans.items()}, roots,
-                        described or " and ".join(str(root) for root in roots.values()), split)
+                        described or " and ".join(str(root) for root in roots.values()), split,
+                        multilabel=table is not None and table.multilabel)
 
 
 def _split_on_the_fly(path: Path, table: Table | None, val_fraction: float, seed: int) -> Split:
     """`imgcls split`'s stratified split of a tree or of a CSV's rows (a label with one image refused)."""
     if table is not None:
         check_no_single_images(table)
+    samples = table.samples if table else None
+    if table is not None and table.multilabel:  # stratified by each photo's rarest label
+        counts: dict[int, int] = {}
+        for _, t in samples:
+            for c in t:
+                counts[c] = counts.get(c, 0) + 1
+        samples = [(p, min(t, key=lambda c: (counts[c], c))) for p, t in table.samples]
     split = make_split(table.images if table else path, val=val_fraction, seed=seed,
-                       labelled=(table.classes, table.samples) if table else None)
+                       labelled=(table.classes, samples) if table else None)
+    if table is not None and table.multilabel:
+        targets = dict(table.samples)
+        split = replace(split, parts={name: sorted((p, targets[p]) for p, _ in part)
+                                      for name, part in split.parts.items()})
     if not split.parts["val"]:
         raise DataError(f"{path}: --val-fraction {val_fraction} leaves no validation images")
     return split

@@ -13,6 +13,12 @@ Every row is checked before anything is read, and the first problem is one DataE
 an empty path or label, a missing file, a path listed twice with two labels (or in two parts), an
 unknown split. `read_table` returns classes and samples in the order a class-per-folder tree gives them
 (classes sorted, files sorted within a class), so the same photos in either layout are the same dataset.
+
+Several labels per photo (`--label-sep ";"`): a label cell holds any number of labels split by the separator
+(`road;sky;car`), the dataset is multi-label (`Table.multilabel`) and each sample's target is the sorted
+tuple of its class indices (data.dataset.ImageFolder makes it a multi-hot float vector). A cell with an
+empty label (`road;;sky`, a trailing `;`) or a label twice is refused naming its line; `known` (eval against
+a model's classes) refuses a label the model does not know.
 """
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ PATH_NAMES = ("path", "file", "filename", "file_name", "filepath", "image", "ima
 LABEL_NAMES = ("label", "class", "category", "class_name", "labels")
 SPLIT_NAMES = ("split", "subset", "part")
 SPLIT_VALUES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
-Samples = list[tuple[Path, int]]
+Samples = list[tuple[Path, int]]  # multi-label: (path, tuple of class indices)
 
 
 @dataclass(frozen=True)
@@ -38,11 +44,13 @@ class CsvColumns:
     images: str | Path | None = None
     path_col: str | None = None
     label_col: str | None = None
+    label_sep: str | None = None  # several labels per cell, split by this (a multi-label set)
 
     def given(self) -> list[str]:
         """The flags set, as the user typed them (for the message when DATA is not a CSV file)."""
         return [flag for flag, value in (("--images", self.images), ("--path-col", self.path_col),
-                                         ("--label-col", self.label_col)) if value is not None]
+                                         ("--label-col", self.label_col), ("--label-sep", self.label_sep))
+                if value is not None]
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,7 @@ class Table:
     samples: Samples
     parts: dict[str, Samples] | None
     lines: dict[Path, int]  # each file's row, for messages
+    multilabel: bool = False  # --label-sep: each sample's target is a tuple of class indices
 
     @property
     def description(self) -> str:
@@ -66,18 +75,23 @@ def is_table(path: str | Path) -> bool:
     return path.suffix.lower() in (".csv", ".tsv") and path.is_file()
 
 
-def read_table(path: str | Path, columns: CsvColumns | None = None) -> Table:
-    """Read and check every row of CSV `path` (see the module's docstring)."""
+def read_table(path: str | Path, columns: CsvColumns | None = None, *, known: list[str] | None = None) -> Table:
+    """Read and check every row of CSV `path` (see the module's docstring); `known`: the only labels allowed
+    (a model's classes), each other one refused naming its line."""
     path, columns = Path(path), columns or CsvColumns()
+    sep = columns.label_sep
+    if sep is not None and (not sep or sep.isspace() or sep in "\"'"):
+        raise DataError(f"--label-sep {sep!r}: give the character between the labels of a cell, e.g. --label-sep ';'")
     images = (Path(columns.images) if columns.images is not None else path.parent).resolve()
     if not images.is_dir():
         raise DataError(f"--images {safe_name(images)}: no such folder; give the folder the paths in "
                         f"{safe_name(path)} are relative to")
-    header, rows = _rows(path)
+    header, rows = _rows(path, sep)
     at_path = _column(path, header, columns.path_col, PATH_NAMES, "path", "--path-col")
     at_label = _column(path, header, columns.label_col, LABEL_NAMES, "label", "--label-col")
     at_split = next((i for i, name in enumerate(header) if name.strip().lower() in SPLIT_NAMES), None)
     seen: dict[Path, tuple[int, str, str | None]] = {}  # file -> (line, label, part)
+    labels_of: dict[str, tuple[str, ...]] = {}  # a cell -> its labels
     for line, row in rows:
         cells = row + [""] * (len(header) - len(row))
         file, label = cells[at_path].strip(), cells[at_label].strip()
@@ -86,6 +100,8 @@ def read_table(path: str | Path, columns: CsvColumns | None = None) -> Table:
             raise DataError(f"{where}: empty path; give every row the image's path or remove the row")
         if not label:
             raise DataError(f"{where} ({safe_name(file)}): empty label; give every row a label or remove the row")
+        if label not in labels_of:
+            labels_of[label] = _labels(where, label, sep, known)
         part = _part(where, cells[at_split]) if at_split is not None else None
         image = Path(file) if Path(file).is_absolute() else images / file
         if not (image.exists() or image.is_symlink()):  # a broken link is kept: the bad-file scan names it
@@ -93,7 +109,7 @@ def read_table(path: str | Path, columns: CsvColumns | None = None) -> Table:
                             f"{safe_name(images)}); fix the path or remove the row")
         if image in seen:
             first, other, other_part = seen[image]
-            if other != label:
+            if set(labels_of[other]) != set(labels_of[label]):
                 raise DataError(f"{where}: {safe_name(file)} is labelled {label!r} here and {other!r} on line "
                                 f"{first}; keep one row per image")
             if other_part != part:
@@ -103,22 +119,27 @@ def read_table(path: str | Path, columns: CsvColumns | None = None) -> Table:
         seen[image] = (line, label, part)
     if not seen:
         raise DataError(f"{safe_name(path)}: no rows below the header; one row per image: path,label")
-    classes = sorted({label for _, label, _ in seen.values()})
+    classes = sorted({c for _, label, _ in seen.values() for c in labels_of[label]})
     index = {c: i for i, c in enumerate(classes)}
-    samples = sorted(((p, index[label]) for p, (_, label, _) in seen.items()), key=lambda s: (s[1], s[0]))
+    if sep is None:
+        samples = sorted(((p, index[label]) for p, (_, label, _) in seen.items()), key=lambda s: (s[1], s[0]))
+    else:  # a photo has no one class to order by: file order
+        samples = sorted((p, tuple(sorted(index[c] for c in labels_of[label]))) for p, (_, label, _) in seen.items())
     parts = None
     if at_split is not None:
         part_of = {p: part for p, (_, _, part) in seen.items()}
         parts = {name: [s for s in samples if part_of[s[0]] == name] for name in ("train", "val", "test")}
         parts = {name: s for name, s in parts.items() if s}
-    return Table(path, images, classes, samples, parts, {p: line for p, (line, _, _) in seen.items()})
+    return Table(path, images, classes, samples, parts, {p: line for p, (line, _, _) in seen.items()},
+                 multilabel=sep is not None)
 
 
 def check_no_single_images(table: Table) -> None:
     """A label with one image cannot be in both the train and the val part: one line naming its row."""
     counts: dict[int, list[Path]] = {}
     for p, t in table.samples:
-        counts.setdefault(t, []).append(p)
+        for c in (t if isinstance(t, tuple) else (t,)):
+            counts.setdefault(c, []).append(p)
     for t, files in counts.items():
         if len(files) == 1:
             line = table.lines[files[0]]
@@ -126,15 +147,33 @@ def check_no_single_images(table: Table) -> None:
                             "only, so it cannot be in both train and val; add images of it or remove the row")
 
 
-def _rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """(header, [(line number, cells)]) of a CSV file: BOM removed, delimiter sniffed, blank lines skipped."""
+def _labels(where: str, cell: str, sep: str | None, known: list[str] | None) -> tuple[str, ...]:
+    """The labels of one label cell: itself, or split at `sep` (each one stripped, none empty nor twice)."""
+    labels = tuple(c.strip() for c in cell.split(sep)) if sep is not None else (cell,)
+    if "" in labels:
+        raise DataError(f"{where}: label cell {cell!r} has an empty label between {sep!r} separators; write the "
+                        f"labels as a{sep}b{sep}c")
+    twice = sorted({c for c in labels if labels.count(c) > 1})
+    if twice:
+        raise DataError(f"{where}: label cell {cell!r} names {twice[0]!r} twice; name each label once")
+    unknown = [c for c in labels if known is not None and c not in known]
+    if unknown:
+        shown = ", ".join(known[:12]) + (f", ... ({len(known)} in all)" if len(known) > 12 else "")
+        raise DataError(f"{where}: label {unknown[0]!r} is not a class of the model (its classes: {shown}); fix the "
+                        "cell or remove the row")
+    return labels
+
+
+def _rows(path: Path, sep: str | None = None) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """(header, [(line number, cells)]) of a CSV file: BOM removed, delimiter sniffed (never the label
+    separator `sep`), blank lines skipped."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise DataError(f"{safe_name(path)}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8 "
                         "CSV") from None
     try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters="".join(d for d in ",;\t" if d != sep))
     except csv.Error:
         dialect = csv.excel
     reader = csv.reader(io.StringIO(text), dialect)

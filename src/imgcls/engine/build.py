@@ -18,15 +18,19 @@ from imgcls.runtime import resolve_amp, resolve_device
 
 def preprocessing(cfg: DataConfig, *, dense: bool = False) -> Preprocessing:
     """The run's eval preprocessing: its eval transform and batch normaliser, and what a checkpoint records
-    (`to_dict()`) so predict/export rebuild the exact eval transform. `dense` (segmentation): no crop, the
-    whole photo at its resize."""
-    return Preprocessing(cfg.eval_resize(), None if dense else cfg.input_size, tuple(cfg.mean), tuple(cfg.std),
-                         cfg.interpolation)
+    (`to_dict()`) so predict/export rebuild the exact eval transform. `dense` (segmentation) or --whole-photo:
+    no crop, the whole photo at its resize."""
+    return Preprocessing(cfg.eval_resize(), None if dense or cfg.whole_photo else cfg.input_size, tuple(cfg.mean),
+                         tuple(cfg.std), cfg.interpolation)
 
 
 def data_task(cfg: DataConfig) -> str:
-    """The task DATA trains, from its layout: "segmentation" for photos with masks (data.masks), else
-    "classification"."""
+    """The task DATA trains, from its layout: "segmentation" for photos with masks (data.masks), "multilabel"
+    for a CSV file of labels read with --label-sep, else "classification"."""
+    from imgcls.data.table import is_table
+
+    if cfg.data and cfg.label_sep is not None and is_table(cfg.data):
+        return "multilabel"
     return "segmentation" if cfg.data and Path(cfg.data).is_dir() and mask_layout(Path(cfg.data)) else "classification"
 
 

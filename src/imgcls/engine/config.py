@@ -18,7 +18,7 @@ from typing import Any
 from imgcls.errors import ConfigError
 from imgcls.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from imgcls.options import (check_value, device_option, draft_option, flag_name, images_option, label_col_option,
-                            option, path_col_option)
+                            label_sep_option, option, path_col_option)
 
 
 
@@ -47,12 +47,16 @@ class DataConfig:
     images: str | None = images_option()
     path_col: str | None = path_col_option()
     label_col: str | None = label_col_option()
+    label_sep: str | None = label_sep_option()
     val_data: str | None = option(None, "a separate validation set (default: DATA/val, or a split of DATA)")
     val_fraction: float = option(0.1, "when DATA is one class-per-folder tree: stratified validation fraction", gt=0, lt=1)
     split_seed: int = option(0, "seed of that split (the same as `imgcls split --seed`)", ge=0)
     input_size: int = option(224, "training crop and evaluation crop size", ge=1)
     resize_size: int | None = option(None, "evaluation: shorter side before the centre crop (default input/0.875; "
                                      "segmentation: no crop, default the val photos' own shorter side)", ge=1)
+    whole_photo: bool = option(False, "train and evaluate on the whole photo, its shorter side resized to "
+                               "--resize-size (no random or centre crop, so none cuts a label off; train: flipped); a "
+                               "batch's photos must share one shape")
     scale: list = option([0.08, 1.0], "RandomResizedCrop area range: MIN MAX with 0 < MIN <= MAX <= 1", nargs=2,
                       type=float, gt=0, le=1)
     seg_scale: list = option([0.5, 2.0], "segmentation: the photo's shorter side scaled by a random factor in MIN MAX "
@@ -108,7 +112,7 @@ class DataConfig:
         """How a CSV DATA is read (data.table.CsvColumns)."""
         from imgcls.data.table import CsvColumns
 
-        return CsvColumns(self.images, self.path_col, self.label_col)
+        return CsvColumns(self.images, self.path_col, self.label_col, self.label_sep)
 
     def image_recipes(self) -> list[str]:
         """The flags set that act on batches of images (so not on cached features or maps)."""
@@ -141,6 +145,9 @@ class OptimConfig:
                                 "effective (Cui et al. 2019: (1-beta)/(1-beta^n)) | median-frequency (segmentation, "
                                 "SegNet's: the median class share over each class's share of the train masks' pixels)",
                                 choices=("none", "balanced", "effective", "median-frequency"))
+    pos_weight: str = option("none", "multi-label: each class's positives weighed in its binary cross-entropy: none | "
+                             "balanced (negatives / positives in the train part) | sqrt (its square root)",
+                             choices=("none", "balanced", "sqrt"))
     class_weights_beta: float = option(0.999, "--class-weights effective: beta", gt=0, lt=1)
     clip_grad: float | None = option(None, "clip the gradient norm to this value", gt=0)
     ema_decay: float | None = option(None, "keep an exponential moving average of the weights with this decay per "
@@ -158,7 +165,8 @@ class TrainConfig:
     deterministic: bool = option(True, "deterministic algorithms (bit-exact resume on CPU)")
     patience: int | None = option(None, "early stopping: epochs without a better --metric", ge=1)
     metric: str = option("top1", "the validation number that picks best.ckpt (and early stopping): top1 | "
-                         "balanced_acc (mean per-class recall) | macro_f1", choices=("top1", "balanced_acc", "macro_f1"))
+                         "balanced_acc (mean per-class recall) | macro_f1 | map (multi-label: macro mAP, its default)",
+                         choices=("top1", "balanced_acc", "macro_f1", "map"))
     aux_weight: float = option(0.3, "weight of auxiliary-classifier losses (GoogLeNet), 0.3 as in the paper", ge=0)
     out_dir: str = option("runs", "parent folder of run folders")
     name: str | None = option(None, "run folder name (default: exp1, exp2, ...; with --resume: continue in this new folder)")
@@ -242,7 +250,7 @@ class Config:
             from imgcls.engine.dense import check_dense
 
             check_dense(self, DataConfig())
-        elif d.resize_size is not None and d.resize_size < d.input_size:
+        elif d.resize_size is not None and d.resize_size < d.input_size and not d.whole_photo:
             raise ConfigError(f"--resize-size {d.resize_size} is smaller than --input-size {d.input_size}; "
                               "the centre crop needs resize >= input size")
         from imgcls.engine.budget import check_sizes, meta_model
@@ -278,6 +286,8 @@ class Config:
                 flag = f"--no-{flag_name(name)[2:]}" if value is False else f"{flag_name(name)} {value}"
                 raise ConfigError(f"{flag} has no effect without {needs}; add {example}, or drop "
                                   f"{flag.split()[0]}")
+        if d.whole_photo and d.progressive is not None:
+            raise ConfigError("--progressive resizes square crops, and --whole-photo trains on whole photos; drop one")
         o = self.optim
         if o.class_weights != "effective" and o.class_weights_beta != OptimConfig().class_weights_beta:
             raise ConfigError(f"--class-weights-beta {o.class_weights_beta} has no effect without --class-weights "

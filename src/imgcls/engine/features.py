@@ -90,8 +90,11 @@ def backbone_runner(backbone: nn.Module, cfg: Config, device: torch.device, *, i
                     ) -> Callable[[torch.Tensor], torch.Tensor]:
     """What runs `backbone` (eval mode) over `images` images, by --feature-backend; see the module doc."""
     choice = cfg.data.feature_backend
-    if choice == "torch":
+    if choice == "torch" or (cfg.data.whole_photo and choice == "auto"):  # the ONNX runner's input is square
         return backbone
+    if cfg.data.whole_photo:
+        raise ConfigError("--feature-backend onnxruntime runs square --input-size crops; with --whole-photo use "
+                          "--feature-backend torch (or auto)")
     check_backend(choice, device)
     if device.type != "cpu":
         return backbone
@@ -115,12 +118,12 @@ def extract_features(runner: Callable[[torch.Tensor], torch.Tensor], ds, cfg: Co
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the frozen part (`runner`: the module in eval mode, or `backbone_runner`'s choice) over `ds`
     `views` times (augmented when views > 1): its outputs [views, N, ...] in `dtype` on the CPU, written
-    batch by batch into one tensor, and the targets [N]. Under DDP each rank runs its share of the
-    images and every rank gets all of them, in sample order. float16 outputs beyond its range stop the
-    run with a TrainingError (they would train on infinities)."""
+    batch by batch into one tensor, and the targets [N] ([N, C] multi-hot for a multi-label set). Under DDP
+    each rank runs its share of the images and every rank gets all of them, in sample order. float16 outputs
+    beyond its range stop the run with a TrainingError (they would train on infinities)."""
     batches = ImageBatches(ds, cfg, device, train=False, workers=workers, dist=dist)
     index = batches.sampler.order()
-    rows, targets = None, torch.empty(len(index), dtype=torch.long)
+    rows, targets = None, None
     for v in range(views):
         start = 0
         for x, y in track(batches.epoch(v), total=batches.steps(), enabled=cfg.train.progress,
@@ -128,6 +131,7 @@ def extract_features(runner: Callable[[torch.Tensor], torch.Tensor], ds, cfg: Co
             out = runner(x)
             if rows is None:
                 rows = torch.empty((views, len(index), *out.shape[1:]), dtype=dtype)
+                targets = torch.empty((len(index), *y.shape[1:]), dtype=y.dtype)  # class indices, or multi-hot
             batch = rows[v, start:start + len(out)]
             batch.copy_(out)
             if dtype == torch.float16 and not torch.isfinite(batch).all():

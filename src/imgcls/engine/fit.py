@@ -61,7 +61,8 @@ class RunResult:
             f" ({self.metric.replace('_val_', ' ').removeprefix('val_')} {self.best_score:.2%}: --metric chose it)"
         return (f"{model}: {self.epochs_run} epochs ({how}{clock(self.seconds)}), best {self.score} "
                 f"{self.best_top1:.2%} at epoch {self.best_epoch}{by}; run folder {self.run_dir} "
-                f"(best.ckpt, metrics.csv, curves.png, confusion_matrix.png)")
+                f"(best.ckpt, metrics.csv, curves.png, "
+                f"{'report.txt, ap.png' if self.score == 'val mAP' else 'confusion_matrix.png'})")
 
 
 def train(config: Config, *, given: set[str] | None = None) -> RunResult:
@@ -94,7 +95,8 @@ def fit(p: Plan) -> RunResult:
         epochs, saves = recorders(p, run_dir, state, steps_per_epoch=train_b.steps())
         log_start(p, state)
         result = RunResult(run_dir, 0.0, 0, state.pos.epoch, 0.0,
-                           score="val mean IoU" if p.task.name == "segmentation" else "val top-1")
+                           score={"segmentation": "val mean IoU", "multilabel": "val mAP"}.get(p.task.name,
+                                                                                                "val top-1"))
         try:
             with STOP.installed(collective=dist.world > 1), epochs:
                 for epoch in range(state.pos.epoch, cfg.train.epochs):
@@ -239,6 +241,9 @@ def calibrate(p: Plan, saved: dict, outputs: Any, targets: Any, best: Path) -> N
     if record is None:
         return
     save_checkpoint({**saved, "calibration": record}, best)
+    if hasattr(p.task, "calibration_line"):
+        log.info("%s (written into %s)", p.task.calibration_line(record), best)
+        return
     log.info("calibration on %d val images: temperature %.3f, expected calibration error %.2f%% -> %.2f%% "
              "(written into %s)", record["fitted_on"], record["temperature"], 100 * record["ece_before"],
              100 * record["ece_after"], best)

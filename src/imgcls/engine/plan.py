@@ -96,7 +96,7 @@ def plan(config: Config, *, given: set[str] | None = None) -> Plan:
     data = build.build_datasets(cfg.data, *kind.transforms(cfg.data, train_crop=build.train_crop(cfg.data),
                                                            preprocessing=build.preprocessing(cfg.data, dense=dense)))
     task = _task(kind, cfg, data, notes)
-    weights = _class_weights(cfg, data, notes) if not dense else None
+    weights = _class_weights(cfg, data, notes) if kind.name == "classification" else None
     data_files = resume.data_files(data.train.samples, data.val.samples)
     if caching:
         _check_cache(cfg, policy, data, dist, notes)
@@ -185,7 +185,7 @@ def _task_of_data(cfg: Config) -> str:
     from imgcls.models.registry import task_of
 
     data, model = build.data_task(cfg.data), task_of(cfg.model.model)
-    if data != model:
+    if data != model and not (data == "multilabel" and model == "classification"):  # a classifier, sigmoid outputs
         what = ("photos with masks (segmentation)" if data == "segmentation" else
                 "a class-per-folder set (classification)")
         pick = ("a segmentation model, e.g. --model lraspp_efficientnet_lite0 --weights efficientnet_lite0.in1k"
@@ -212,6 +212,13 @@ def _resolve_dense(cfg: Config, given: set[str], notes: list[str]) -> None:
 
 
 def _task(kind: type, cfg: Config, data: build.Datasets, notes: list[str]) -> Task:
+    if kind.name == "multilabel":
+        from imgcls.engine.multilabel import multilabel_task
+
+        return multilabel_task(cfg, data, notes)
+    if cfg.train.metric == "map" or cfg.optim.pos_weight != "none":
+        flag = "--metric map" if cfg.train.metric == "map" else f"--pos-weight {cfg.optim.pos_weight}"
+        raise ConfigError(f"{flag} applies to multi-label data (a CSV read with --label-sep); drop it")
     if kind.name != "segmentation":
         if cfg.optim.class_weights == "median-frequency":
             raise ConfigError("--class-weights median-frequency weighs the pixels of segmentation masks; for "

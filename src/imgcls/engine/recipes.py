@@ -29,8 +29,9 @@ _MIX_STREAM = 2**41  # sample_seed index space of the batch mixer: far above any
 class BatchMixer:
     """Mixup (Zhang et al., 2018) and CutMix (Yun et al., 2019) as torchvision's v2 MixUp/CutMix do
     them: each image is mixed with its neighbour in the batch (the batch rolled by one), with
-    lambda ~ Beta(alpha, alpha); the targets become the same mix of one-hot labels. A batch is
-    mixed with probability `mix_prob`; with both on, `cutmix_share` of the mixed batches use CutMix.
+    lambda ~ Beta(alpha, alpha); the targets become the same mix of one-hot labels (of a multi-label
+    set's multi-hot vectors, as they come). A batch is mixed with probability `mix_prob`; with both on,
+    `cutmix_share` of the mixed batches use CutMix.
     """
 
     def __init__(self, cfg: DataConfig, *, seed: int, num_classes: int) -> None:
@@ -64,7 +65,8 @@ class BatchMixer:
             lam = 1.0 - (y2 - y1) * (x2 - x1) / (h * w)  # the area actually kept
         else:
             x.mul_(lam).add_(rolled, alpha=1.0 - lam)
-        one_hot = F.one_hot(y, self.num_classes).to(x.dtype if x.is_floating_point() else torch.float32)
+        dtype = x.dtype if x.is_floating_point() else torch.float32
+        one_hot = y.to(dtype) if y.is_floating_point() else F.one_hot(y, self.num_classes).to(dtype)
         return x, one_hot.mul(lam).add_(one_hot.roll(1, 0), alpha=1.0 - lam)
 
 

@@ -149,12 +149,18 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
     remove_stale_temps(out.parent, out.suffix)  # what an export killed with kill -9 left there
 
     src = load_source(source, plain_hint=PLAIN_HINT)
-    if src.task != "classification":
+    if src.task not in ("classification", "multilabel"):
         raise ConfigError(f"{source}: a {src.task} model; exporting it to ONNX is not supported yet: `imgcls predict` "
                           "and `imgcls eval` take its checkpoint")
+    if src.task == "multilabel" and int8:
+        raise ConfigError(f"--int8 is checked by top-1 agreement with fp32, and {source} is multi-label; export it "
+                          "without --int8")
     model, pre = src.network, src.preprocessing
+    if pre.crop is None:
+        raise ConfigError(f"{source}: trained with --whole-photo (no centre crop: the input's shape follows the "
+                          "photo's); exporting that to ONNX is not supported yet: predict and eval take its checkpoint")
     metadata = dict(classes=src.classes, preprocessing=pre, arch=src.arch, source=src.name, opset=OPSET,
-                    calibration=src.calibration)
+                    calibration=src.calibration, task=src.task)  # a multi-label model's thresholds: in calibration
     fp32 = temp_path(out, "fp32")
     temps = [fp32]
     try:

@@ -23,7 +23,8 @@ INSTALL_HINT = "pip install 'imgcls[export]' (onnx, onnxscript, onnxruntime)"
 FORMAT = "imgcls-onnx"
 # metadata_props keys of an exported file; values are strings (JSON for the structured ones)
 META_KEYS = ("format", "imgcls_version", "classes", "preprocessing", "arch", "source", "precision", "opset",
-             "calibration")
+             "calibration", "task")
+TASKS = ("classification", "multilabel")  # what an exported file predicts (none: classification)
 REQUIRED_KEYS = ("format", "classes", "preprocessing")  # the others are descriptions, checked when present
 PRECISIONS = ("fp32", "int8")
 # the fix for a file whose metadata is not what export writes (changed after export, or another tool's)
@@ -101,6 +102,9 @@ def decode_metadata(props: dict[str, str], path: str | Path) -> dict[str, Any]:
     # the checkpoint's temperature and abstain thresholds; a file exported before they existed: T = 1
     meta["calibration"] = Calibration.from_dict(meta["calibration"], where=path, what="metadata calibration",
                                                 fix=REEXPORT)
+    meta["task"] = meta.get("task", "classification")
+    if meta["task"] not in TASKS:
+        raise _altered(path, f"metadata task {quoted(meta['task'])}: must be {' or '.join(TASKS)}")
     if meta.get("precision", "fp32") not in PRECISIONS:
         raise _altered(path, f"metadata precision {quoted(meta['precision'])}: must be {' or '.join(PRECISIONS)}")
     return meta
@@ -153,14 +157,15 @@ def written_by_export(path: str | Path) -> bool:
 
 
 def encode_metadata(*, classes: Sequence[str], preprocessing: Preprocessing, arch: dict[str, Any], source: str,
-                    precision: str, opset: int, calibration: Calibration | None = None) -> dict[str, str]:
+                    precision: str, opset: int, calibration: Calibration | None = None,
+                    task: str = "classification") -> dict[str, str]:
     """The string properties `decode_metadata` reads back."""
     from imgcls import __version__
 
     return {"format": FORMAT, "imgcls_version": __version__, "classes": json.dumps(list(classes)),
             "preprocessing": json.dumps(preprocessing.to_dict()), "arch": json.dumps(arch), "source": str(source),
             "precision": precision, "opset": str(opset),
-            "calibration": json.dumps((calibration or Calibration()).to_dict())}
+            "calibration": json.dumps((calibration or Calibration()).to_dict()), "task": task}
 
 
 class OrtRunner:

@@ -22,7 +22,7 @@ import difflib
 import math
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +128,8 @@ class GradCAM:
 def crop_box(width: int, height: int, preprocessing: Preprocessing) -> tuple[int, int, int, int]:
     """The eval centre crop of a width x height photo in the photo's own pixels (left, top, right,
     bottom): the region the model sees (beyond the borders where the crop pads)."""
+    if preprocessing.crop is None:  # --whole-photo: the model sees all of it
+        return 0, 0, width, height
     rw, rh = resized_size(width, height, preprocessing.resize)
     left, top, right, bottom = center_crop_box(rw, rh, preprocessing.crop, preprocessing.crop)
     sx, sy = width / rw, height / rh
@@ -174,6 +176,12 @@ class CamResult:
     layer: str = ""
     cam: np.ndarray | None = None  # [h, w] float32 at the layer's resolution: ReLU(sum_k w_k A_k), not normalised
     image: Image.Image | None = None  # the centre crop the model saw, at the photo's resolution (<= DISPLAY_MAX)
+    per_label: list[CamResult] = field(default_factory=list)  # multi-label: one result per label explained
+
+    @property
+    def maps(self) -> np.ndarray:
+        """The raw map [h, w], or for a multi-label result one per label [labels, h, w]."""
+        return np.stack([r.cam for r in self.per_label]) if self.per_label else self.cam
 
     @property
     def error(self) -> str | None:
@@ -188,13 +196,20 @@ class CamResult:
 
     def overlay(self, lines: Sequence[str] | None = None) -> Image.Image:
         """`image` with the heatmap blended over it and a caption (default: predicted class and
-        probability; the explained class when it is another)."""
+        probability; the explained class when it is another). A multi-label result: the overlays of its
+        labels side by side, each captioned with its label, probability and threshold."""
+        if self.per_label:
+            return grid([r.overlay() for r in self.per_label], columns=len(self.per_label))
         photo = np.asarray(self.image, dtype=np.float32)
         blend = (1 - _ALPHA) * photo + _ALPHA * jet(self.heatmap()).astype(np.float32)
         return caption(Image.fromarray(blend.round().astype(np.uint8)), self.caption_lines() if lines is None else lines)
 
     def caption_lines(self) -> list[str]:
         p = self.prediction
+        if p.multilabel:
+            at = p.labels.index(self.target) if self.target in p.labels else None
+            return [f"{safe_name(self.target)} {self.target_prob:.1%}" + (
+                f" (threshold {p.thresholds[at]:.2f})" if at is not None else " (below its threshold)")]
         lines = [f"{safe_name(p.label)} {p.probs[0]:.1%}"]
         if self.target != p.label:
             lines.append(f"Grad-CAM of {safe_name(self.target)} ({self.target_prob:.1%})")
@@ -232,22 +247,43 @@ class Explainer:
     def explain(self, image: Image.Image, source: str = "<image>", *, target: str | None = None,
                 topk: int = 3, display_max: int = DISPLAY_MAX) -> CamResult:
         """The prediction and Grad-CAM of one RGB image (the top-1 class, or class `target`); the shown
-        crop is at most `display_max` pixels wide."""
+        crop is at most `display_max` pixels wide. A multi-label model without `target` explains each label
+        above its threshold (`per_label`; the most probable class when none is), in one pass."""
         pred = self.predictor
         target_idx = None if target is None else class_index(pred.classes, target)
         image = image.convert("RGB")
         crop = torch.from_numpy(np.array(self.transform(image)))[None]  # the centre crop, even under --tta
         x = pred.preprocessing.normalize(crop, pred.device)
+        box = crop_box(image.width, image.height, pred.preprocessing)
+        side = min(display_max, max(pred.preprocessing.crop or 0, box[2] - box[0]))
+        height = side if pred.preprocessing.crop else round(side * image.height / image.width)  # --whole-photo
+        shown = image.crop(box).resize((side, height), Image.BILINEAR)
+        if pred.multilabel:
+            return self._explain_labels(x, source, target_idx, shown)
         logits, maps, targets = self.gradcam(x, target_idx)
         probs = self.predictor.probabilities(logits)[0]
         p, idx = probs.topk(min(topk, len(pred.classes)))
         prediction = Prediction(source, [pred.classes[i] for i in idx.tolist()], p.tolist(), idx.tolist(),
                                 unknown=pred.is_unknown(float(p[0])))
         t = int(targets[0])
-        box = crop_box(image.width, image.height, pred.preprocessing)
-        side = min(display_max, max(pred.preprocessing.crop, box[2] - box[0]))
-        shown = image.crop(box).resize((side, side), Image.BILINEAR)
         return CamResult(prediction, pred.classes[t], float(probs[t]), self.layer, maps[0].numpy(), shown)
+
+    def _explain_labels(self, x: torch.Tensor, source: str, target: int | None, shown: Image.Image) -> CamResult:
+        """A multi-label model's result: its labels above their thresholds, and the Grad-CAM of `target` or of
+        each of those labels (one batch of copies of the image, one class each)."""
+        pred = self.predictor
+        probs = pred.probabilities(_logits(pred, x))[0]
+        found = pred.above_thresholds(probs[None])[0]
+        prediction = Prediction(source, [pred.classes[c] for c in found], [float(probs[c]) for c in found], found,
+                                thresholds=[pred.thresholds[c] for c in found])
+        explained = [target] if target is not None else found or [int(probs.argmax())]
+        _, maps, _ = self.gradcam(x.expand(len(explained), *x.shape[1:]).contiguous(), explained)
+        results = [CamResult(prediction, pred.classes[c], float(probs[c]), self.layer, maps[i].numpy(), shown)
+                   for i, c in enumerate(explained)]
+        if len(results) == 1:
+            return results[0]
+        return CamResult(prediction, ", ".join(r.target for r in results), results[0].target_prob, self.layer,
+                         results[0].cam, shown, per_label=results)
 
     def explain_paths(self, inputs: Sequence[str | Path], *, target: str | None = None,
                       topk: int = 3) -> Iterator[CamResult]:
@@ -262,6 +298,11 @@ class Explainer:
                 yield CamResult(Prediction(str(path), error=str(e)))
                 continue
             yield self.explain(image, str(path), target=target, topk=topk)
+
+
+@torch.no_grad()
+def _logits(predictor: Predictor, x: torch.Tensor) -> torch.Tensor:
+    return predictor.model(x).float().cpu()
 
 
 def save_png(image: Image.Image, path: Path) -> Path:
@@ -334,7 +375,7 @@ def write_cams(explainer: Explainer, inputs: Sequence[str | Path], out_dir: str 
             continue
         png = save_png(result.overlay(), out / f"{name}.cam.png")
         if npy:
-            save_npy(result.cam, out / f"{name}.cam.npy")
+            save_npy(result.maps, out / f"{name}.cam.npy")
         yield result, png
 
 

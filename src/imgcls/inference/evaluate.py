@@ -25,7 +25,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
              n_wrong: int = 10, progress: bool = True, draft: bool = False,
              skip_bad: bool = False, threads: int | None = None, cam: int = 0, images: str | None = None,
              path_col: str | None = None, label_col: str | None = None, abstain: str | float | None = None,
-             tta: str | None = None) -> tuple[ClassificationReport | Any, Path]:
+             tta: str | None = None, label_sep: str | None = None) -> tuple[ClassificationReport | Any, Path]:
     """Evaluate `checkpoint` (a checkpoint, a weights name or an exported .onnx file) on `data` (a
     class-per-folder tree, `part` of a split, or a CSV file of labels read with `images`, `path_col` and
     `label_col`: data.open_parts) and save the report.
@@ -41,6 +41,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
     reliability.png, accuracy at 90%/95% coverage; with `abstain` (a probability, or "precision:Q": the
     threshold train stored, else the one reaching Q on this data) the coverage and accuracy it gives.
     `tta` ("flip", "crops", "flip,crops"): every number is of the views' averaged probabilities.
+    A multi-label model is evaluated on a CSV read with `label_sep` (inference.ml_eval).
     """
     rule = parse_abstain(abstain)
     source = open_source(checkpoint, device=resolve_device(device), threads=threads)
@@ -54,10 +55,23 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
                               out_dir=out_dir, progress=progress, skip_bad=skip_bad, threads=threads)
     predictor = Predictor.load(source, device=device, batch_size=batch_size, workers=workers, draft=draft,
                                threads=threads, tta=tta)
+    out = Path(out_dir) if out_dir else Path(checkpoint).parent / f"eval-{Path(data).name or 'data'}"
+    csv = CsvColumns(images, path_col, label_col, label_sep)
+    if predictor.multilabel:
+        if cam:
+            raise ConfigError(f"--cam lists the worst mistakes of a classifier; {checkpoint} is multi-label: "
+                              "imgcls cam shows each label it finds")
+        from imgcls.inference.ml_eval import evaluate_multilabel
+
+        return evaluate_multilabel(predictor, str(checkpoint), data, part=part, csv=csv, out=out, skip_bad=skip_bad,
+                                   workers=workers, progress=progress), out
+    if label_sep is not None:
+        raise ConfigError(f"--label-sep reads several labels per photo, and {checkpoint} gives one class per photo; "
+                          "drop --label-sep")
     if cam and predictor.model is None:
         raise ConfigError(f"--cam needs a PyTorch model and {checkpoint} runs on {predictor.backend}; "
                           "evaluate its checkpoint for the Grad-CAM grid")
-    parts = open_parts(data, only=None if part is None else (part,), csv=CsvColumns(images, path_col, label_col))
+    parts = open_parts(data, only=None if part is None else (part,), csv=csv)
     name = parts.choose(part)
     if parts.classes != predictor.classes:
         classes = parts.classes
@@ -80,7 +94,6 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
     report.confidence = confidence_report(predictor.probabilities(logits, 1.0), probs, targets, temperature=predictor.temperature,
                                           threshold=threshold, threshold_rule=how,
                                           precisions=(rule.value,) if rule and rule.kind == "precision" else ())
-    out = Path(out_dir) if out_dir else Path(checkpoint).parent / f"eval-{Path(data).name or 'data'}"
     report.save(out)
     if worst:
         from imgcls.inference.cam import Explainer, mistakes_grid

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from imgcls.options import (device_option, draft_option, images_option, label_col_option, option, path_col_option,
-                            threads_option, workers_option)
+from imgcls.options import (device_option, draft_option, images_option, label_col_option, label_sep_option, option,
+                            path_col_option, threads_option, workers_option)
 
 
 def tta_option() -> Any:
@@ -28,6 +28,7 @@ class EvalOptions:
     images: str | None = images_option()
     path_col: str | None = path_col_option()
     label_col: str | None = label_col_option()
+    label_sep: str | None = label_sep_option()
     batch_size: int = option(64, "images per forward pass", ge=1)
     workers: int | None = workers_option()
     device: str = device_option()
@@ -47,7 +48,8 @@ class EvalOptions:
 
 @dataclass
 class PredictOptions:
-    topk: int = option(3, "how many classes to show per image, best first (at most the number of classes)", ge=1)
+    topk: int = option(3, "how many classes to show per image, best first (at most the number of classes; a "
+                          "multi-label model shows every label above its threshold)", ge=1)
     batch_size: int = option(32, "images per forward pass", ge=1)
     device: str = device_option()
     draft: bool = draft_option()
@@ -58,7 +60,8 @@ class PredictOptions:
                                          "by train for 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)")
     tta: str | None = tta_option()
     json: bool = option(False, "one JSON list: path, error, answer (the top label or unknown), top (label, index, "
-                               "prob)", cli="switch",
+                               "prob); multi-label: answer (the labels above their thresholds), labels (label, index, "
+                               "prob, threshold)", cli="switch",
                        exclusive="output")
     csv: bool = option(False, "CSV rows: path, rank, label, prob, error, answer", cli="switch", exclusive="output")
     out_dir: str | None = option(None, "segmentation checkpoints: folder for each photo's mask (STEM.png, palette) "
@@ -72,8 +75,8 @@ class CamOptions:
                                  flag="--output", short="-o")
     layer: str | None = option(None, "module whose feature map is explained, any name of model.named_modules() "
                                      "(default: the model's last feature stage; ViT: the last block's ln_1)")
-    target: str | None = option(None, "explain this class instead of the predicted one", flag="--class",
-                                metavar="LABEL")
+    target: str | None = option(None, "explain this class instead of the predicted one (multi-label: instead of "
+                                "each label above its threshold)", flag="--class", metavar="LABEL")
     topk: int = option(3, "how many classes to print per image", ge=1)
     save_npy: bool = option(False, "also save the raw map (the layer's resolution, not normalised) as .npy")
     force: bool = option(False, "replace the overlays (<image>.cam.png, .cam.npy) that an earlier run left in the "

@@ -43,18 +43,33 @@ class Prediction:
     indices: list[int] = field(default_factory=list)
     error: str | None = None
     unknown: bool = False  # the top probability is below the --abstain threshold
+    thresholds: list[float] | None = None  # multi-label: each listed label's threshold (the labels above theirs)
 
     @property
     def label(self) -> str | None:
         return self.labels[0] if self.labels else None
 
     @property
+    def multilabel(self) -> bool:
+        return self.thresholds is not None
+
+    @property
     def answer(self) -> str | None:
-        """The top label, or "unknown" when the model abstains; None for an unreadable file."""
+        """The top label, or "unknown" when the model abstains; a multi-label model's labels above their
+        thresholds joined by ';' ("" for none); None for an unreadable file."""
+        if self.multilabel and not self.error:
+            return ";".join(self.labels)
         return None if self.error or not self.labels else UNKNOWN if self.unknown else self.labels[0]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types; a file name that is not UTF-8 is escaped (see data.safe_name)."""
+        """Plain JSON types; a file name that is not UTF-8 is escaped (see data.safe_name). A multi-label
+        prediction's "answer" is the list of labels above their thresholds, "labels" each one with its
+        probability and threshold."""
+        if self.multilabel:
+            return {"path": safe_name(self.source), "error": safe_name(self.error) if self.error else None,
+                    "answer": [safe_name(lab) for lab in self.labels],
+                    "labels": [{"label": safe_name(lab), "index": i, "prob": round(p, 6), "threshold": round(t, 6)}
+                               for lab, i, p, t in zip(self.labels, self.indices, self.probs, self.thresholds)]}
         answer = self.answer
         return {"path": safe_name(self.source), "error": safe_name(self.error) if self.error else None,
                 "answer": safe_name(answer) if answer is not None and not self.unknown else answer,
@@ -85,6 +100,8 @@ def format_predictions(preds: list[Prediction], fmt: str = "text") -> str:
     for p in preds:
         shown = f"error: {safe_name(p.error)}" if p.error else \
             ", ".join(f"{safe_name(lab)} {pr:.1%}" for lab, pr in zip(p.labels, p.probs))
+        if p.multilabel and not p.error and not p.labels:
+            shown = "no label above its threshold"
         out.write(f"{safe_name(p.source)}: {f'{UNKNOWN} ({shown})' if p.unknown else shown}\n")
     return out.getvalue()
 
@@ -138,7 +155,7 @@ class Predictor:
     def __init__(self, model: nn.Module | None, classes: Sequence[str], preprocessing: Preprocessing, *,
                  device: str | torch.device = "auto", batch_size: int = 32, workers: int | None = 0,
                  draft: bool = False, runner=None, temperature: float = 1.0, abstain: float | None = None,
-                 tta: str | Sequence[str] | None = None) -> None:
+                 tta: str | Sequence[str] | None = None, thresholds: Sequence[float] | None = None) -> None:
         """A PyTorch `model`, or a `runner` (normalised float NCHW batch -> logits; then `model` is
         None, as for an ONNX file). Probabilities are softmax(logits / `temperature`): the temperature
         fitted on val at the end of training (checkpoint.Calibration; 1 for a model without one). With
@@ -147,8 +164,10 @@ class Predictor:
         probabilities. JPEGs decode at full size, so the pixels are torchvision's eval
         pixels (EXIF orientation applied), up to decode.REDUCE_ABOVE_PIXELS (bigger ones decode reduced);
         `draft=True` lets JPEG draft mode decode big ones reduced: faster, pixels differ slightly
-        (benchmarks/draft_mode.py measures both)."""
+        (benchmarks/draft_mode.py measures both). `thresholds` (one per class) makes it a multi-label
+        predictor: sigmoid probabilities, and a prediction lists every class at or above its threshold."""
         self.draft = draft
+        self.thresholds = None if thresholds is None else [float(t) for t in thresholds]
         if runner is None:
             device = resolve_device(device) if isinstance(device, str) else device
             runner = TorchRunner(model, device)
@@ -190,12 +209,19 @@ class Predictor:
         device = resolve_device(device) if isinstance(device, str) else device
         if not isinstance(source, ModelSource):
             source = open_source(source, device=device, threads=threads)
-        if source.task != "classification":
+        if source.task not in ("classification", "multilabel"):
             raise ConfigError(f"{source.name}: a {source.task} model; `imgcls predict` writes its masks "
                               "(inference.seg_predict), `imgcls eval` scores it; cam and serve take classifiers")
+        thresholds = None
+        if source.task == "multilabel":
+            if rule is not None:
+                raise ConfigError(f"--abstain: {source.name} is a multi-label model, which lists every label above its "
+                                  "own threshold (chosen on val) and may list none; drop --abstain")
+            thresholds = source.calibration.thresholds_for(len(source.classes), source.name)
         threshold = None if rule is None else stored_threshold(rule, source.calibration, source.name)
         predictor = cls(source.network, source.classes, source.preprocessing, runner=source.runner, device=device,
-                        temperature=source.calibration.temperature, abstain=threshold, **kwargs)
+                        temperature=source.calibration.temperature, abstain=threshold, thresholds=thresholds,
+                        **kwargs)
         predictor.calibration = source.calibration
         return predictor
 
@@ -228,7 +254,8 @@ class Predictor:
 
     def predict(self, images: list[str | Path | Image.Image] | str | Path | Image.Image, *, topk: int = 3) -> list[Prediction]:
         """Top-k labels and probabilities for each image (paths, folders, globs or PIL images); `topk`
-        above the number of classes gives every class."""
+        above the number of classes gives every class. A multi-label model gives every label at or above its
+        threshold instead (`topk` unused)."""
         if isinstance(images, (str, Path, Image.Image)):
             images = [images]
         pil = [im for im in images if isinstance(im, Image.Image)]
@@ -255,9 +282,24 @@ class Predictor:
 
     def probabilities(self, logits: torch.Tensor, temperature: float | None = None) -> torch.Tensor:
         """The model's calibrated probabilities [N, C]: softmax(logits / temperature) (the model's own unless
-        given), averaged over the views of [N, V, C] TTA logits."""
+        given; a multi-label model's: each class's sigmoid), averaged over the views of [N, V, C] TTA logits."""
+        if self.multilabel:
+            probs = logits.float().sigmoid()
+            return probs.mean(1) if probs.ndim == 3 else probs
         probs = (logits.float() / (self.temperature if temperature is None else temperature)).softmax(-1)
         return probs.mean(1) if probs.ndim == 3 else probs
+
+    @property
+    def multilabel(self) -> bool:
+        """Whether the model lists any number of labels per image (sigmoid outputs, per-class thresholds)."""
+        return self.thresholds is not None
+
+    def above_thresholds(self, probs: torch.Tensor) -> list[list[int]]:
+        """A multi-label model's answer for [N, C] probabilities: each image's classes at or above their
+        thresholds, most probable first."""
+        keep = probs >= torch.tensor(self.thresholds, dtype=probs.dtype)
+        return [sorted(row.nonzero().flatten().tolist(), key=lambda c, p=p: -float(p[c]))
+                for row, p in zip(keep, probs)]
 
     def is_unknown(self, top_prob: float) -> bool:
         """Whether the model abstains on a prediction made with this top probability."""
@@ -265,6 +307,11 @@ class Predictor:
 
     def _top(self, logits: torch.Tensor, names: list[str], errors: list[str], k: int) -> list[Prediction]:
         probs = self.probabilities(logits)
+        if self.multilabel:
+            return [Prediction(name, error=err) if err else
+                    Prediction(name, [self.classes[c] for c in found], [float(pi[c]) for c in found], found,
+                               thresholds=[self.thresholds[c] for c in found])
+                    for name, err, pi, found in zip(names, errors, probs, self.above_thresholds(probs))]
         p, idx = probs.topk(k, dim=1)
         out = []
         for name, err, pi, ii in zip(names, errors, p.tolist(), idx.tolist()):

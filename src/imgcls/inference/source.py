@@ -25,4 +25,4 @@ def open_source(source: str | Path, *, device: torch.device | None = None, threa
     runner = OrtRunner(source, threads=threads, device=device if device is not None and device.type == "cuda" else None)
     meta = runner.metadata
     return ModelSource("onnx", str(source), tuple(meta["classes"]), meta["preprocessing"], meta["arch"], runner=runner,
-                       calibration=meta["calibration"])
+                       calibration=meta["calibration"], task=meta["task"])

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 _CURVE_PANELS = (("loss", ("train_loss", "val_loss")),
                  ("accuracy", ("train_acc", "val_top1", "val_top5", "ema_val_top1", "val_balanced_acc", "val_macro_f1",
-                               "val_miou", "val_pixel_acc", "ema_val_miou")),
+                               "val_miou", "val_pixel_acc", "ema_val_miou", "val_map", "val_map_micro", "val_f1",
+                               "ema_val_map")),
                  ("learning rate", ("lr",)))
 _MAX_CELL_TEXT = 30  # classes; beyond this the numbers in the cells are unreadable
 
@@ -93,6 +94,25 @@ def plot_curves(rows: Sequence[Mapping[str, object]], path: str | Path) -> Path:
             ax.yaxis.set_major_formatter(PercentFormatter(1.0))
         if title == "learning rate" and min(ys_drawn) > 0 and max(ys_drawn) / min(ys_drawn) > 10:
             ax.set_yscale("log")  # step and cosine schedules span decades; a zero end-value stays linear
+    return _save(fig, path, dpi=100)
+
+
+def plot_class_bars(values: Mapping[str, float], path: str | Path, *, title: str, marks: Sequence[float] = ()
+                    ) -> Path:
+    """One horizontal bar per class (a multi-label run's per-class AP: ap.png), the worst at the top; `marks`
+    (one per class, e.g. F1 at its threshold) as dots on the bars."""
+    names, ys = list(values), [float(v) for v in values.values()]
+    fig = _figure(7, 1.2 + 0.3 * len(names), layout="constrained")
+    ax = fig.subplots()
+    order = sorted(range(len(names)), key=lambda i: ys[i])
+    ax.barh(range(len(names)), [ys[i] for i in order], color="#4c72b0", label=title.split(" ")[0])
+    if marks:
+        ax.plot([marks[i] for i in order], range(len(names)), "o", color="#dd8452", label="F1 at threshold")
+        ax.legend(loc="lower right")
+    ax.set_yticks(range(len(names)), [names[i] for i in order])
+    ax.set_xlim(0, 1)
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
     return _save(fig, path, dpi=100)
 
 

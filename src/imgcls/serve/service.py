@@ -184,7 +184,8 @@ class ModelService:
         return out
 
     def card(self) -> dict[str, Any]:
-        """Architecture, classes, validation top-1 (from the checkpoint), preprocessing, parameters, Grad-CAM."""
+        """Architecture, classes, validation top-1 (from the checkpoint), preprocessing, parameters, Grad-CAM;
+        a multi-label model's task and per-class thresholds."""
         model = self.predictor.model
         params = sum(p.numel() for p in model.parameters()) if model is not None else self.info.get("parameters")
         return {"source": self.source, "backend": "pytorch" if model is not None else self.info.get("backend", "onnx"),
@@ -195,6 +196,8 @@ class ModelService:
                 "device": str(getattr(self.predictor, "device", "cpu")),
                 "temperature": getattr(self.predictor, "temperature", 1.0),
                 "abstain": getattr(self.predictor, "abstain", None),
+                "task": "multilabel" if getattr(self.predictor, "multilabel", False) else "classification",
+                "thresholds": getattr(self.predictor, "thresholds", None),
                 "cam": {"available": self.explainer is not None,
                         "layer": self.explainer.layer if self.explainer else None, "reason": self.cam_reason}}
 

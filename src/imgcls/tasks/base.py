@@ -16,7 +16,9 @@ A task answers, for one run (it is built with the run's class names):
     epoch_line(row, epochs)        the log line of a finished epoch
     report(logits, targets, ...)   the evaluation files a finished run leaves (report, plots)
     calibrate(logits, targets)     (optional) what best.ckpt records of the val outputs' calibration: for
-                                   classification the temperature and abstain thresholds (checkpoint.Calibration)
+                                   classification the temperature and abstain thresholds, for multi-label each
+                                   class's threshold (checkpoint.Calibration); `calibration_line(record)`
+                                   (optional) says it in the log
     record()                       what a checkpoint stores about the task ({"task": name, ...}: a
                                    segmentation run's void value and palette)
 

@@ -61,6 +61,9 @@ class Classification:
         extra = augment_steps(data.auto_augment, randaugment_ops=data.randaugment_ops,
                               randaugment_magnitude=data.randaugment_magnitude, random_erasing=data.random_erasing,
                               mean=data.mean)
+        if getattr(data, "whole_photo", False):  # the whole photo as eval sees it, flipped: no crop drops a label
+            train = whole_photo_transform(preprocessing, hflip=data.hflip, color_jitter=data.color_jitter, extra=extra)
+            return train, preprocessing.eval_transform()
         train = train_transform(crop=train_crop, scale=tuple(data.scale), hflip=data.hflip, mean=data.mean,
                                 std=data.std, interpolation=data.interpolation, color_jitter=data.color_jitter,
                                 uint8=True, extra=extra)
@@ -149,6 +152,20 @@ class Classification:
         return calibration_record(logits, targets)
 
 
+def whole_photo_transform(preprocessing: Preprocessing, *, hflip: float, color_jitter: float, extra: Sequence[Any]
+                          ) -> Any:
+    """--whole-photo's train transform: the eval resize of the whole photo (no crop), a horizontal flip with
+    probability `hflip`, colour jitter and the `extra` uint8 steps."""
+    from imgcls.data.transforms import ColorJitter, Compose, RandomHorizontalFlip, Resize, ToUint8
+
+    steps: list[Any] = [Resize(preprocessing.resize, preprocessing.interpolation)]
+    if hflip > 0:
+        steps.append(RandomHorizontalFlip(hflip))
+    if color_jitter > 0:
+        steps.append(ColorJitter(color_jitter, color_jitter, color_jitter))
+    return Compose([*steps, *extra, ToUint8()])
+
+
 def per_class_recall_f1(preds: torch.Tensor, targets: torch.Tensor, num_classes: int
                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """([C] recall, [C] F1) of class-index predictions; 0 where a ratio's denominator is 0."""
@@ -158,15 +175,3 @@ def per_class_recall_f1(preds: torch.Tensor, targets: torch.Tensor, num_classes:
     recall = torch.where(support > 0, tp / support.clamp_min(1), torch.zeros_like(tp))
     f1 = torch.where(support + predicted > 0, 2 * tp / (support + predicted).clamp_min(1), torch.zeros_like(tp))
     return recall, f1
-
-
-def task_class(kind: str) -> type:
-    """The task of a kind; its transforms are known before the data (they need no class names), the task
-    object itself is made from the classes the data holds."""
-    from imgcls.tasks.segmentation import Segmentation
-
-    tasks = {"classification": Classification, "segmentation": Segmentation}
-    try:
-        return tasks[kind]
-    except KeyError:
-        raise ValueError(f"unknown task {kind!r}; known: {', '.join(tasks)}") from None

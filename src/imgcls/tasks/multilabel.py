@@ -12,8 +12,9 @@ Metrics of a validation pass (metrics.csv's columns):
     val_f1          macro F1 with each class present when its sigmoid is >= 0.5
     val_subset_acc  the share of images whose predicted label set is exactly the true one
 
-Per-class thresholds chosen on the val part, the CSV's `--label-sep` and predict/serve/export for this task
-are not built yet (issue 26): the engine trains classification only.
+At the end of a run each class gets its own threshold, the one that maximises its F1 on the val part
+(`choose_thresholds`); `calibrate` returns them for best.ckpt (checkpoint.Calibration.thresholds), from where
+predict, eval, export, serve and Grad-CAM read them, and the report gives F1 and subset accuracy at them.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from imgcls.data import Preprocessing
 from imgcls.data.names import safe_name
 from imgcls.paths import write_text_atomic
 from imgcls.reports import plot_curves
+from imgcls.reports.plots import plot_class_bars
 from imgcls.tasks.classification import Classification
 
 log = logging.getLogger("imgcls")
@@ -69,8 +71,31 @@ class MultiLabel:
     name = "multilabel"
     score = "val_map"
 
-    def __init__(self, classes: Sequence[str]) -> None:
+    def __init__(self, classes: Sequence[str], *, pos_weight: Sequence[float] | None = None,
+                 thresholds: Sequence[float] | None = None) -> None:
+        """`pos_weight`: the loss's weight of each class's positives; `thresholds`: the report's per-class
+        thresholds (eval: the stored ones; None: chosen on the reported outputs, as at the end of training)."""
         self.classes = list(classes)
+        self.pos_weight = None if pos_weight is None else [float(w) for w in pos_weight]
+        self.thresholds = None if thresholds is None else [float(t) for t in thresholds]
+
+    def record(self) -> dict[str, Any]:
+        """What a checkpoint stores about the task beside the class names."""
+        return {"task": self.name}
+
+    def calibrate(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
+        """best.ckpt's record of the val outputs (checkpoint.Calibration): each class's F1-maximising threshold."""
+        probs, truth = logits.float().cpu().sigmoid(), targets.float().cpu() > 0.5
+        thresholds = choose_thresholds(probs, truth)
+        f1 = f1_per_class(probs >= torch.tensor(thresholds), truth)
+        return {"temperature": 1.0, "abstain": {}, "fitted_on": len(targets), "ece_before": None, "ece_after": None,
+                "thresholds": thresholds, "threshold_f1": [round(float(f), 6) for f in f1]}
+
+    def calibration_line(self, record: dict[str, Any]) -> str:
+        """The log line of `calibrate`'s record."""
+        return (f"per-class thresholds (the F1-maximising one of each class on {record['fitted_on']} val photos): "
+                + ", ".join(f"{safe_name(c)} {t:.2f} (F1 {f:.2f})"
+                            for c, t, f in zip(self.classes, record["thresholds"], record["threshold_f1"])))
 
     @staticmethod
     def transforms(data: Any, *, train_crop: int, preprocessing: Preprocessing) -> tuple[Any, Any]:
@@ -79,7 +104,9 @@ class MultiLabel:
 
     def criterion(self, *, label_smoothing: float = 0.0, pos_weight: Sequence[float] | None = None) -> nn.Module:
         """Binary cross-entropy on the logits; `label_smoothing` eps moves each target towards 1/2 (eps/2 for
-        an absent class, 1 - eps/2 for a present one); `pos_weight`: one weight per class for its positives."""
+        an absent class, 1 - eps/2 for a present one); `pos_weight`: one weight per class for its positives
+        (default: the task's)."""
+        pos_weight = self.pos_weight if pos_weight is None else pos_weight
         weight = None if pos_weight is None else torch.tensor(list(pos_weight), dtype=torch.float32)
         return _SmoothedBCE(label_smoothing, weight)
 
@@ -121,24 +148,66 @@ class MultiLabel:
                 f"{100 * row['val_subset_acc']:.2f}%{ema}  {row['epoch_seconds']:.0f}s")
 
     def report(self, logits: torch.Tensor, targets: torch.Tensor, *, paths: Sequence[str], run_dir: Path,
-               history: Sequence[dict]) -> None:
-        """report.txt/json (per-class AP, F1 and support; the pooled numbers) and curves.png."""
+               history: Sequence[dict], title: str = "") -> dict[str, Any]:
+        """report.txt/json (per-class AP, threshold, F1 at it and support; mAP macro and micro, F1 and subset
+        accuracy at the thresholds), ap.png (per-class AP and F1) and, with a history, curves.png; returns
+        report.json's content."""
         logits, targets = logits.float().cpu(), targets.float().cpu()
+        probs, truth = logits.sigmoid(), targets > 0.5
+        chosen = self.thresholds is None
+        thresholds = choose_thresholds(probs, truth) if chosen else self.thresholds
         ap = per_class_ap(logits, targets)
-        truth, pred = targets > 0.5, logits.sigmoid() >= THRESHOLD
+        pred = probs >= torch.tensor(thresholds)
         f1, support = f1_per_class(pred, truth), truth.sum(0)
         totals = self.metrics(logits, targets)
         names = [safe_name(c) for c in self.classes]
         width = max(len(c) for c in [*names, "class"])
-        lines = [f"{'class':<{width}}  {'AP':>7}  {'F1':>7}  {'support':>8}"]
-        lines += [f"{c:<{width}}  {a:>7.3f}  {f:>7.3f}  {int(s):>8,}" for c, a, f, s in zip(names, ap, f1, support)]
-        lines.append(f"mAP {totals['val_map']:.2%} (micro {totals['val_map_micro']:.2%})   F1 {totals['val_f1']:.2%} "
-                     f"at {THRESHOLD}   subset accuracy {totals['val_subset_acc']:.2%}   {len(targets)} images")
+        lines = [title] if title else []
+        lines.append(f"{'class':<{width}}  {'AP':>7}  {'thresh':>7}  {'F1':>7}  {'support':>8}")
+        lines += [f"{c:<{width}}  {a:>7.3f}  {t:>7.2f}  {f:>7.3f}  {int(n):>8,}"
+                  for c, a, t, f, n in zip(names, ap, thresholds, f1, support)]
+        where = "chosen on these photos" if chosen else "stored with the model"
+        subset = float((pred == truth).all(1).double().mean()) if len(truth) else 0.0
+        lines.append(f"mAP {totals['val_map']:.2%} (micro {totals['val_map_micro']:.2%})   F1 {float(f1.mean()):.2%} "
+                     f"and subset accuracy {subset:.2%} at the per-class thresholds ({where})   {len(targets)} photos")
         write_text_atomic(run_dir / "report.txt", "\n".join(lines) + "\n")
-        per_class = [{"class": c, "ap": None if a != a else float(a), "f1": float(f), "support": int(s)}
-                     for c, a, f, s in zip(names, ap, f1, support)]
-        write_text_atomic(run_dir / "report.json", json.dumps({**totals, "per_class": per_class}, indent=2) + "\n")
-        plot_curves(list(history), run_dir / "curves.png")
+        per_class = [{"class": c, "ap": None if a != a else float(a), "threshold": float(t), "f1": float(f),
+                      "support": int(n)} for c, a, t, f, n in zip(names, ap, thresholds, f1, support)]
+        content = {"task": self.name, "map": totals["val_map"], "map_micro": totals["val_map_micro"],
+                   "f1": float(f1.mean()), "subset_acc": subset, "thresholds": where, "n": len(targets),
+                   "loss": totals["val_loss"], "per_class": per_class}
+        write_text_atomic(run_dir / "report.json", json.dumps(content, indent=2) + "\n")
+        plot_class_bars({c: 0.0 if a != a else float(a) for c, a in zip(names, ap)}, run_dir / "ap.png",
+                        title=f"AP per class (mAP {totals['val_map']:.1%})", marks=[float(f) for f in f1])
+        if history:
+            plot_curves(list(history), run_dir / "curves.png")
+        return content
+
+
+def choose_thresholds(probs: torch.Tensor, truth: torch.Tensor) -> list[float]:
+    """Each class's threshold on [N, C] probabilities that maximises its F1 against boolean `truth` (a class is
+    predicted present when its probability is >= the threshold): over the cuts between distinct probabilities,
+    ranked high first, the one with the best F1 (the higher threshold on a tie), at the midpoint between the
+    last probability kept and the next; THRESHOLD for a class without a positive."""
+    out = []
+    for c in range(probs.shape[1]):
+        p, t = probs[:, c].double(), truth[:, c]
+        n_pos = int(t.sum())
+        if n_pos == 0 or len(p) == 0:
+            out.append(THRESHOLD)
+            continue
+        order = torch.argsort(p, descending=True, stable=True)
+        p, hit = p[order], t[order].double()
+        tp = hit.cumsum(0)
+        k = torch.arange(1, len(p) + 1, dtype=torch.float64)
+        f1 = 2 * tp / (k + n_pos)
+        cut = torch.ones(len(p), dtype=torch.bool)  # a cut after rank k only where the next probability is lower
+        cut[:-1] = p[:-1] > p[1:]
+        f1 = torch.where(cut, f1, torch.full_like(f1, -1.0))
+        best = int(torch.argmax(f1))  # the first maximum: the fewest photos kept, the higher threshold
+        below = float(p[best + 1]) if best + 1 < len(p) else 0.0
+        out.append((float(p[best]) + below) / 2)
+    return out
 
 
 class _SmoothedBCE(nn.Module):
