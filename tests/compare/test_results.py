@@ -79,3 +79,11 @@ def test_csv_json_and_table_hold_every_row_with_n_a_for_what_was_not_measured(tm
 def test_points_leave_out_what_was_not_measured(ms):
     r = row("a", 0.9, {"eager": 10.0, "ort_int8": ms}, None if ms is None else 0.89)
     assert [p.backend for p in points([r])] == (["eager"] if ms is None else ["eager", "ort_int8"])
+
+
+def test_float32_top1_of_onnx_runtime_ties_pytorch_so_the_slower_one_leaves_the_front():
+    # flower_photos: 345 of 364 right is 0.9478021978 in PyTorch and 0.9478021860 from ONNX Runtime (float32)
+    r = row("a", 345 / 364, {"eager": 32.0, "ort_fp32": 6.6})
+    r["val_images"], r["top1_by_backend"]["ort_fp32"] = 364, 0.9478021860122681
+    front = pareto_front(points([r]))
+    assert [p.backend for p in front] == ["ort_fp32"] and front[0].top1 == 345 / 364

@@ -239,7 +239,12 @@ def plot_accuracy_latency(points: Sequence[tuple[str, str, float, float]], front
         ax.scatter([chosen[1]], [100 * chosen[0]], s=260, facecolors="none", edgecolors="black", linewidths=1.5,
                    zorder=5, label="recommended")
     if points:
-        ax.set_xscale("log")
+        from matplotlib.ticker import LogLocator, ScalarFormatter
+
+        ax.set_xscale("log")  # plain numbers at 1-2-5 steps: "3x10^1 4x10^1" labels ran into each other
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter("")
         tops = [100 * p[2] for p in points]
         ax.set_ylim(min(tops) - 2, min(max(tops) + 2, 100.5))
     ax.set_xlabel("latency at batch 1 (ms, this machine)")
