@@ -150,7 +150,8 @@ def run_eval(args: argparse.Namespace) -> int:
     report, out = evaluate(args.checkpoint, args.data, **dataclasses.asdict(options_of(args, EvalOptions)))
     print(report.to_text())
     if getattr(report, "task", "classification") == "segmentation":
-        print(f"report.txt, report.json, confusion_matrix.csv, confusion_matrix.png in {safe_name(out)}")
+        worst = " and worst.png (the photos with the lowest mean IoU)" if report.worst else ""
+        print(f"report.txt, report.json, confusion_matrix.csv, confusion_matrix.png{worst} in {safe_name(out)}")
         return 0
     cams = " and wrong_cam.png (Grad-CAM of the worst mistakes)" if args.cam and report.top1_correct < report.n else ""
     print(f"report.txt, report.json, confusion_matrix.csv, confusion_matrix.png, reliability.png{cams} in "

@@ -192,7 +192,8 @@ class Predictor:
             source = open_source(source, device=device, threads=threads)
         if source.task != "classification":
             raise ConfigError(f"{source.name}: a {source.task} model; `imgcls predict` writes its masks "
-                              "(inference.seg_predict), `imgcls eval` scores it; cam and serve take classifiers")
+                              "(inference.seg_predict), `imgcls eval` scores it, `imgcls serve` shows them; "
+                              "cam takes classifiers")
         threshold = None if rule is None else stored_threshold(rule, source.calibration, source.name)
         predictor = cls(source.network, source.classes, source.preprocessing, runner=source.runner, device=device,
                         temperature=source.calibration.temperature, abstain=threshold, **kwargs)

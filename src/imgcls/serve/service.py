@@ -208,7 +208,8 @@ def _rounded(preprocessing: Preprocessing) -> dict[str, Any]:
 def open_model(model: str | Path, *, device: str = "auto", abstain: str | float | None = None) -> ModelService:
     """The service for MODEL: a checkpoint file (its card shows the architecture and the best validation
     top-1 it records), a registry weights name or an exported .onnx file (an ONNX file's card shows the
-    architecture its metadata records, and it has no Grad-CAM); opened once, by inference.open_source.
+    architecture its metadata records, and it has no Grad-CAM); opened once, by inference.open_source. A
+    segmentation model (checkpoint or .onnx) gets a serve.masks.MaskService: masks instead of top-k.
     `abstain`: predict's --abstain (answers below it are "unknown"; a bad value is refused before opening)."""
     parse_abstain(abstain)
     torch_device = resolve_device(device)
@@ -217,5 +218,12 @@ def open_model(model: str | Path, *, device: str = "auto", abstain: str | float 
     if source.kind == "checkpoint":
         top1 = source.best.get("top1")
         info |= {"val_top1": top1 if top1 is not None and top1 >= 0 else None, "val_epoch": source.best.get("epoch")}
+    if source.task == "segmentation":  # masks: serve.masks
+        if abstain is not None:
+            raise ConfigError(f"--abstain applies to classifiers; {model} is a segmentation model: drop it")
+        from imgcls.inference.seg_predict import MaskPredictor
+        from imgcls.serve.masks import MaskService
+
+        return MaskService(MaskPredictor(source, device=torch_device), source=Path(model).name or str(model), info=info)
     return ModelService(Predictor.load(source, device=torch_device, abstain=abstain), source=Path(model).name or str(model),
                         info=info)
