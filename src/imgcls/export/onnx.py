@@ -3,8 +3,9 @@ PyTorch on real photos before it is written, optionally quantized to static int8
 
 Path: `torch.onnx.export(..., dynamo=True)`, the torch.export-based exporter (torch's default since
 2.9; the TorchScript one is deprecated), which needs onnxscript; opset 18, a dynamic batch axis,
-the graph optimised by onnxscript. The file holds its class names, preprocessing, architecture and
-the imgcls version as metadata (session.META_KEYS), so predicting needs only the file. It is written
+the graph optimised by onnxscript (a segmentation model: dynamic height and width too). The file holds
+its class names, preprocessing, architecture and the imgcls version (a segmentation model's task,
+void index and palette too) as metadata (session.META_KEYS), so predicting needs only the file. It is written
 under a temporary name beside the output and renamed only once every check passed: a failed
 export leaves nothing, and an existing file is replaced only by a verified one.
 """
@@ -160,6 +161,11 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
     the model when that agreement is below `min_agreement`. `weight_bits` (auto, 7 or 8): see
     quantize.resolve_weight_bits. `fp32_ends` (auto, yes, no): whether the first convolution and the
     classifier may stay in fp32; auto tries it only when no fully int8 model reaches `min_agreement`.
+
+    A segmentation checkpoint exports its "out" scores with dynamic height and width too; each check
+    photo runs at its own resized size (the report adds the argmax pixel agreement), the metadata holds
+    the task, void index and palette, and int8 is compared with fp32 pixel by pixel (agreement and the
+    mean IoU of its masks against fp32's).
     """
     require("onnxruntime")
     if int8 and not calib:
