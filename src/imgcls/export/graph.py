@@ -31,6 +31,13 @@ def quiet_exporter():
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
+    # ONNX Runtime's quantizer warns through the root logger (logging.warning: "Axis 1 is out-of-range for
+    # weight ..." per depthwise layer), which configures a root handler when there is none, after which
+    # every imgcls log line printed twice; a NullHandler for the while keeps the root logger as it was
+    root = logging.getLogger()
+    null = logging.NullHandler() if not root.handlers else None
+    if null is not None:
+        root.addHandler(null)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -38,6 +45,8 @@ def quiet_exporter():
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+        if null is not None:
+            root.removeHandler(null)
 
 
 class ScoresOnly(torch.nn.Module):

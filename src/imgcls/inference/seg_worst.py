@@ -1,6 +1,6 @@
 """The images a segmentation model does worst on, for `imgcls eval`'s worst.png: each photo's own mean IoU
 (over the classes in its truth or its prediction, void ignored) and pixel accuracy, the `k` lowest kept
-with their masks while the evaluation streams (k masks at the photos' size, never the whole set), then one
+with their masks while the evaluation streams (k masks at about the sheet's size, never the whole set), then one
 sheet with a row per image: photo | truth | prediction, captioned with the file name and its scores."""
 from __future__ import annotations
 
@@ -47,7 +47,9 @@ class WorstImages:
         key = (-m.miou, -m.pixel_acc, -index)
         if len(self._heap) == self.k and key <= self._heap[0][:3]:
             return
-        item = Scored(m.miou, m.pixel_acc, index, photo, truth.to(torch.uint8).numpy(), pred.to(torch.uint8).numpy())
+        step = max(1, -(-truth.shape[-1] // TILE))  # kept at about the sheet's size (nearest), not a big photo's
+        item = Scored(m.miou, m.pixel_acc, index, photo, truth[::step, ::step].to(torch.uint8).numpy(),
+                      pred[::step, ::step].to(torch.uint8).numpy())
         entry = (*key, item)
         if len(self._heap) < self.k:
             heapq.heappush(self._heap, entry)
