@@ -73,3 +73,19 @@ def make_voc(root: Path, *, n_train: int = 3, n_val: int = 2, size: tuple[int, i
             img.save(root / "SegmentationClass" / f"{i}.png")
         (root / "ImageSets/Segmentation" / f"{part}.txt").write_text("\n".join(ids) + "\n")
     return root
+
+
+# a segmentation model small enough to export in seconds and to write a ~1 MB .onnx: FCN-8s on a quarter-width
+# MobileNetV2 (the test fixtures' lraspp_efficientnet_lite0 takes over a minute to export)
+TINY_SEG_MODEL = ["--model", "fcn8s", "--model-kw", '{"backbone": "mobilenet_v2", "width_mult": 0.25}']
+
+
+def train_tiny_seg(root: Path) -> tuple[Path, Path]:
+    """(data, best.ckpt): make_seg_folder under `root`, one epoch of TINY_SEG_MODEL at 32 px."""
+    from tests.conftest import run_cli
+
+    data = make_seg_folder(root / "data")
+    code = run_cli(["train", data, *TINY_SEG_MODEL, "--input-size", 32, "--batch-size", 2, "--epochs", 1,
+                    "--workers", 0, "--no-progress", "--no-tensorboard", "--out-dir", root / "runs"])
+    assert code == 0
+    return data, root / "runs" / "exp1" / "best.ckpt"

@@ -171,3 +171,12 @@ def test_class_file_is_required_for_the_folder_layout(tmp_path):
     (root / "classes.json").unlink()
     with pytest.raises(DataError, match="without classes.json"):
         open_parts(root)
+
+
+def test_eval_batches_keep_the_resized_photo_apart_from_its_full_size_mask():
+    """PairedEval(keep_mask=True) gives a photo at the resize and its mask at the photo's own size: the
+    batch must hold the photo as it is, not pasted into a mask-sized black canvas."""
+    photo, mask = np.full((64, 96, 3), 7, np.uint8), np.ones((128, 192), np.uint8)
+    images, masks = collate_masks([PairedEval(64, keep_mask=True)(np.full((128, 192, 3), 7, np.uint8), mask)])
+    assert images.shape == (1, 64, 96, 3) and masks.shape == (1, 128, 192)
+    assert torch.equal(images[0], torch.from_numpy(photo)) and bool((masks == 1).all())

@@ -70,8 +70,8 @@ def test_the_default_folder_is_beside_the_checkpoint(seg_run, capsys):
 @pytest.mark.parametrize("argv, needle", [
     (["cam", "CKPT", "PHOTO"], "a segmentation model; `imgcls predict` writes its masks"),
     (["predict", "CKPT", "PHOTO", "--csv"], "--csv: CKPT is a segmentation model"),
-    (["serve", "CKPT", "--port", "0"], "cam and serve take classifiers"),
-    (["export", "CKPT", "-o", "OUT"], "CKPT: a segmentation model; exporting it to ONNX is not supported yet"),
+    (["serve", "CKPT", "--port", "0", "--abstain", "0.5"], "--abstain applies to classifiers; CKPT is a "
+                                                             "segmentation model"),
 ])
 def test_classifier_only_commands_refuse_in_one_line(seg_run, tmp_path, capsys, argv, needle):
     data, ckpt = seg_run

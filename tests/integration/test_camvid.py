@@ -4,6 +4,7 @@ photos scaled to a 128 px shorter side, resumes, and is evaluated; `imgcls check
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 
 import pytest
@@ -64,3 +65,9 @@ def test_train_resume_and_eval_on_a_small_camvid(small_camvid, tmp_path, capsys)
     table = (run / "eval-camvid" / "report.txt").read_text()
     assert all(name in table for name in ("Sky", "Road", "Pedestrian"))
     assert (run / "eval-camvid" / "confusion_matrix.csv").read_text().startswith("true \\ predicted,Sky,")
+    # eval scores the photos at the run's resize against their full-size masks: close to train's own val
+    # (which scores resized masks); a photo pasted into a mask-sized black canvas once made it near chance
+    report = json.loads((run / "eval-camvid" / "report.json").read_text())
+    best = max(float(r["val_miou"]) for r in rows)  # best.ckpt's
+    assert abs(report["miou"] - best) < 0.05, (report["miou"], best)
+    assert len(report["worst"]) == 4 and (run / "eval-camvid" / "worst.png").is_file()

@@ -149,9 +149,13 @@ def run_eval(args: argparse.Namespace) -> int:
     setup_logging()
     report, out = evaluate(args.checkpoint, args.data, **dataclasses.asdict(options_of(args, EvalOptions)))
     print(report.to_text())
-    if getattr(report, "task", "classification") != "classification":
-        extra = ", confusion_matrix.csv, confusion_matrix.png" if report.task == "segmentation" else ", ap.png"
-        print(f"report.txt, report.json{extra} in {safe_name(out)}")
+    task = getattr(report, "task", "classification")
+    if task == "segmentation":
+        worst = " and worst.png (the photos with the lowest mean IoU)" if report.worst else ""
+        print(f"report.txt, report.json, confusion_matrix.csv, confusion_matrix.png{worst} in {safe_name(out)}")
+        return 0
+    if task != "classification":  # multi-label
+        print(f"report.txt, report.json, ap.png in {safe_name(out)}")
         return 0
     cams = " and wrong_cam.png (Grad-CAM of the worst mistakes)" if args.cam and report.top1_correct < report.n else ""
     print(f"report.txt, report.json, confusion_matrix.csv, confusion_matrix.png, reliability.png{cams} in "

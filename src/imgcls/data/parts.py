@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from imgcls.data.dataset import ImageFolder, find_bad_images, list_images, scan_folder
-from imgcls.data.masks import MaskClasses, mask_layout, read_mask_parts, scan_masks
+from imgcls.data.masks import CLASS_FILE, MaskClasses, mask_layout, read_mask_parts, scan_masks
 from imgcls.data.names import safe_name, skipped_line
 from imgcls.data.split import PARTS, Samples, Split, is_split_index, make_split, read_split_index
 from imgcls.data.table import CsvColumns, Table, check_no_single_images, is_table, read_table
@@ -125,7 +125,8 @@ def open_parts(path: str | Path, *, only: Sequence[str] | None = None, val_data:
     """The parts of dataset argument `path` (see the module's docstring). `only`: the parts wanted, each one
     a DataError when missing (default: every part there is; other parts of a split folder are not listed).
     `labels=False` reads photos only (export's calibration and check photos): a folder, or each part
-    folder, is every image below it (list_images, class index UNLABELLED), class folders not required.
+    folder, is every image below it (list_images, class index UNLABELLED), class folders not required;
+    a segmentation set's parts are its photos (`files`), never its masks.
     `csv`: how a CSV `path` (and `val_data`) is read; a DataError when given for anything else; `known`: the
     only labels a multi-label CSV may name (eval: the model's classes)."""
     path = Path(path)
@@ -133,8 +134,11 @@ def open_parts(path: str | Path, *, only: Sequence[str] | None = None, val_data:
         raise DataError(f"{path}: no such folder; give a class-per-folder set, a split folder or split.json, or "
                         "a CSV file of labels")
     assert labels or (val_data is None and val_fraction is None), "val_data and val_fraction read labels"
-    if labels and mask_layout(path) is not None:
-        return _open_mask_parts(path, only=only, val_data=val_data)
+    layout = mask_layout(path)
+    if layout is not None and (labels or layout == "voc" or (path / CLASS_FILE).is_file()):
+        return _open_mask_parts(path, only=only, val_data=val_data)  # labels or not: masks are not photos
+    if layout == "folders" and (path / "images").is_dir():  # photos only, of one part without classes.json
+        path = path / "images"
     table = read_table(path, csv, known=known if csv and csv.label_sep else None) if labels and is_table(path) else None
     if table is None and csv is not None and csv.given():
         raise DataError(f"{csv.given()[0]} reads a CSV file of labels, and {path} is not one (a .csv file); "

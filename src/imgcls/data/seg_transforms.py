@@ -132,17 +132,18 @@ class MaskDataset(Dataset):
 def collate_masks(batch: list[tuple[np.ndarray, np.ndarray]], *, void: int = IGNORE
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """(NHWC uint8 photos, NHW long masks). Items of other sizes are padded to the largest at the bottom
-    right: the photo with zeros, the mask with `void`."""
+    right: the photo with zeros, the mask with `void`. Photos and masks are sized apart: eval's masks
+    stay at the photo's own size while the photos are resized (PairedEval keep_mask)."""
     h = max(m.shape[0] for _, m in batch)
     w = max(m.shape[1] for _, m in batch)
-    shape = (len(batch), h, w, 3)
+    shape = (len(batch), max(im.shape[0] for im, _ in batch), max(im.shape[1] for im, _ in batch), 3)
     if get_worker_info() is not None:  # straight into shared memory, as data.loader.collate_uint8
         storage = torch.UntypedStorage._new_shared(int(np.prod(shape)))
         images = torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
     else:
         images = torch.empty(shape, dtype=torch.uint8)
     masks = torch.full((len(batch), h, w), void, dtype=torch.long)
-    if any(m.shape != (h, w) for _, m in batch):
+    if any(im.shape[:2] != shape[1:3] for im, _ in batch):
         images.zero_()
     pixels, labels = images.numpy(), masks.numpy()
     for i, (img, mask) in enumerate(batch):

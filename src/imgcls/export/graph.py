@@ -11,6 +11,7 @@ import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -30,6 +31,13 @@ def quiet_exporter():
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
+    # ONNX Runtime's quantizer warns through the root logger (logging.warning: "Axis 1 is out-of-range for
+    # weight ..." per depthwise layer), which configures a root handler when there is none, after which
+    # every imgcls log line printed twice; a NullHandler for the while keeps the root logger as it was
+    root = logging.getLogger()
+    null = logging.NullHandler() if not root.handlers else None
+    if null is not None:
+        root.addHandler(null)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -37,18 +45,40 @@ def quiet_exporter():
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+        if null is not None:
+            root.removeHandler(null)
 
 
-def to_onnx(model: torch.nn.Module, path: Path, *, input_size: int, metadata: dict[str, str]) -> None:
-    """Write `model` (eval mode) as ONNX with a dynamic batch axis and `metadata` in its properties."""
+class ScoresOnly(torch.nn.Module):
+    """A segmentation model as the exported graph runs it: the "out" class scores [N, C, H, W] only (the
+    auxiliary head is a training aid; leaving it out of the graph leaves its work out of every run)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        return out["out"] if isinstance(out, dict) else out
+
+
+def to_onnx(model: torch.nn.Module, path: Path, *, input_size: int, metadata: dict[str, str],
+            spatial: bool = False) -> None:
+    """Write `model` (eval mode) as ONNX with a dynamic batch axis and `metadata` in its properties.
+    `spatial`: a segmentation model (ScoresOnly), whose height and width are dynamic too: every photo
+    runs at its own resized size, as in PyTorch. The example is not square, so that the exporter does
+    not take height and width for one size."""
     require("onnxscript")
     onnx = require("onnx")
-    example = torch.zeros(2, 3, input_size, input_size)
+    example = torch.zeros(2, 3, input_size, input_size + (32 if spatial else 0))
+    dims: dict[int, Any] = {0: torch.export.Dim("batch")}
+    if spatial:
+        model = ScoresOnly(model)
+        dims |= {2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
     try:
         with quiet_exporter(), torch.no_grad():
             program = torch.onnx.export(model.eval(), (example,), dynamo=True, opset_version=OPSET,
-                                        input_names=[INPUT], output_names=[OUTPUT],
-                                        dynamic_shapes=({0: torch.export.Dim("batch")},),
+                                        input_names=[INPUT], output_names=[OUTPUT], dynamic_shapes=(dims,),
                                         external_data=False, verbose=False)
             program.optimize()
     except Exception as e:  # noqa: BLE001 - the exporter raises many types; one line says which step failed

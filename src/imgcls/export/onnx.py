@@ -3,8 +3,9 @@ PyTorch on real photos before it is written, optionally quantized to static int8
 
 Path: `torch.onnx.export(..., dynamo=True)`, the torch.export-based exporter (torch's default since
 2.9; the TorchScript one is deprecated), which needs onnxscript; opset 18, a dynamic batch axis,
-the graph optimised by onnxscript. The file holds its class names, preprocessing, architecture and
-the imgcls version as metadata (session.META_KEYS), so predicting needs only the file. It is written
+the graph optimised by onnxscript (a segmentation model: dynamic height and width too). The file holds
+its class names, preprocessing, architecture and the imgcls version (a segmentation model's task,
+void index and palette too) as metadata (session.META_KEYS), so predicting needs only the file. It is written
 under a temporary name beside the output and renamed only once every check passed: a failed
 export leaves nothing, and an existing file is replaced only by a verified one.
 """
@@ -50,8 +51,13 @@ class ExportResult:
     weight_bits: int | None = None
     fp32_ends: bool = False
     size: int = 0
+    task: str = "classification"
+    pixel_agreement: float | None = None  # segmentation: fp32 ONNX vs PyTorch argmax masks
+    miou_vs_fp32: float | None = None  # segmentation int8: mean IoU of its masks against fp32's
 
     def to_text(self) -> str:
+        if self.task == "segmentation":
+            return self._dense_text()
         lines = [f"verified on {self.n_checked} images from {self.checked_on}: ONNX Runtime vs PyTorch max abs "
                  f"logit difference {self.max_abs_diff:.2e} (relative {self.rel_diff:.2e})"]
         if self.agreement is not None:
@@ -59,8 +65,24 @@ class ExportResult:
             ends = ", first convolution and classifier in fp32" if self.fp32_ends else ""
             lines.append(f"int8 ({self.method} calibration, {self.weight_bits}-bit weights{ends}) agrees with fp32 on top-1 "
                          f"for {self.agreement:.2%} of the images checked (tried: {tried})")
-        lines.append(f"wrote {safe_name(self.path)} ({self.precision}, {self.size / 2**20:.1f} MB, "
-                     f"{describe_arch(self.arch)}, opset {OPSET})")
+        lines.append(self._wrote())
+        return "\n".join(lines)
+
+    def _wrote(self) -> str:
+        return (f"wrote {safe_name(self.path)} ({self.precision}, {self.size / 2**20:.1f} MB, "
+                f"{describe_arch(self.arch)}, opset {OPSET})")
+
+    def _dense_text(self) -> str:
+        lines = [f"verified on {self.n_checked} images from {self.checked_on} at their own sizes: ONNX Runtime vs "
+                 f"PyTorch max abs score difference {self.max_abs_diff:.2e} (relative {self.rel_diff:.2e}); the "
+                 f"argmax masks agree on {self.pixel_agreement:.4%} of the pixels"]
+        if self.agreement is not None:
+            tried = ", ".join(f"{m} {a:.2%}" for m, a in self.method_agreement.items())
+            ends = ", first and last convolution in fp32" if self.fp32_ends else ""
+            lines.append(f"int8 ({self.method} calibration, {self.weight_bits}-bit weights{ends}) gives fp32's class "
+                         f"to {self.agreement:.2%} of the pixels checked, mean IoU {self.miou_vs_fp32:.2%} against "
+                         f"fp32's masks (tried: {tried})")
+        lines.append(self._wrote() + ", any height and width")
         return "\n".join(lines)
 
 
@@ -94,16 +116,26 @@ def check_output(output: str | Path, source: str | Path) -> Path:
 
 
 def verify_fp32(model: torch.nn.Module, runner: OrtRunner, paths: list[Path], preprocessing: Preprocessing, *,
-                tolerance: float) -> tuple[float, float, int]:
+                tolerance: float, agreement: list[float] | None = None) -> tuple[float, float, int]:
     """(max abs logit difference, relative to the largest |logit|, images) of ONNX Runtime vs PyTorch;
-    ExportError above `tolerance` (relative)."""
+    ExportError above `tolerance` (relative). A segmentation model (preprocessing without a crop) runs
+    each photo at its own resized size and compares its "out" scores; `agreement`, when given, gets the
+    share of the outputs' positions (pixels) whose argmax agrees appended."""
     max_diff, max_ref, n = 0.0, 0.0, 0
+    same = total = 0
+    dense = preprocessing.crop is None
     with torch.no_grad():
-        for x in float_batches(paths, preprocessing):
+        for x in float_batches(paths, preprocessing, batch_size=1 if dense else 32):
             ref, got = model(x), runner(x)
+            if isinstance(ref, dict):
+                ref = ref["out"]
             max_diff = max(max_diff, (ref - got).abs().max().item())
             max_ref = max(max_ref, ref.abs().max().item())
+            same += int((ref.argmax(1) == got.argmax(1)).sum())
+            total += ref.argmax(1).numel()
             n += len(x)
+    if agreement is not None and total:
+        agreement.append(same / total)
     if n == 0:
         raise ExportError("no readable image to verify the export on")
     rel = max_diff / max(max_ref, 1e-12)
@@ -129,6 +161,11 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
     the model when that agreement is below `min_agreement`. `weight_bits` (auto, 7 or 8): see
     quantize.resolve_weight_bits. `fp32_ends` (auto, yes, no): whether the first convolution and the
     classifier may stay in fp32; auto tries it only when no fully int8 model reaches `min_agreement`.
+
+    A segmentation checkpoint exports its "out" scores with dynamic height and width too; each check
+    photo runs at its own resized size (the report adds the argmax pixel agreement), the metadata holds
+    the task, void index and palette, and int8 is compared with fp32 pixel by pixel (agreement and the
+    mean IoU of its masks against fp32's).
     """
     require("onnxruntime")
     if int8 and not calib:
@@ -149,25 +186,33 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
     remove_stale_temps(out.parent, out.suffix)  # what an export killed with kill -9 left there
 
     src = load_source(source, plain_hint=PLAIN_HINT)
-    if src.task not in ("classification", "multilabel"):
+    if src.task not in ("classification", "multilabel", "segmentation"):
         raise ConfigError(f"{source}: a {src.task} model; exporting it to ONNX is not supported yet: `imgcls predict` "
                           "and `imgcls eval` take its checkpoint")
     if src.task == "multilabel" and int8:
         raise ConfigError(f"--int8 is checked by top-1 agreement with fp32, and {source} is multi-label; export it "
                           "without --int8")
     model, pre = src.network, src.preprocessing
-    if pre.crop is None:
+    dense = src.task == "segmentation"
+    if pre.crop is None and not dense:
         raise ConfigError(f"{source}: trained with --whole-photo (no centre crop: the input's shape follows the "
                           "photo's); exporting that to ONNX is not supported yet: predict and eval take its checkpoint")
     metadata = dict(classes=src.classes, preprocessing=pre, arch=src.arch, source=src.name, opset=OPSET,
                     calibration=src.calibration, task=src.task)  # a multi-label model's thresholds: in calibration
+    if dense:
+        metadata |= dict(labels=src.labels)
     fp32 = temp_path(out, "fp32")
     temps = [fp32]
     try:
-        to_onnx(model, fp32, input_size=pre.crop, metadata=encode_metadata(precision="fp32", **metadata))
+        # a segmentation model traces at a modest size: its height and width stay dynamic
+        to_onnx(model, fp32, input_size=pre.crop or min(pre.resize, 128), spatial=dense,
+                metadata=encode_metadata(precision="fp32", **metadata))
         runner = OrtRunner(fp32, threads=threads)
-        diff, rel, n = verify_fp32(model, runner, photos.check, pre, tolerance=tolerance)
-        result = ExportResult(out, "fp32", src.arch, photos.checked_on, n, diff, rel)
+        pixels: list[float] = []
+        diff, rel, n = verify_fp32(model, runner, photos.check, pre, tolerance=tolerance, agreement=pixels)
+        result = ExportResult(out, "fp32", src.arch, photos.checked_on, n, diff, rel, task=src.task)
+        if dense:
+            result.pixel_agreement = pixels[0]
         final = fp32
         if int8:
             from imgcls.export.quantize import quantize_best, resolve_weight_bits
@@ -180,9 +225,12 @@ def export_onnx(source: str | Path, output: str | Path | None = None, *, toleran
             temps += [*q.temps, final]  # final is renamed away below unless a check refuses it
             result.precision, result.method, result.agreement = "int8", q.method, agreement
             result.method_agreement, result.weight_bits, result.fp32_ends = q.tried, q.weight_bits, q.fp32_ends
+            result.miou_vs_fp32 = q.miou
+            on = "on the class of" if dense else "on top-1 for"
+            of = f"the pixels of {len(photos.agree)} validation images" if dense else f"{len(photos.agree)} validation images"
             if agreement < min_agreement:
-                raise ExportError(f"the int8 model agrees with fp32 on top-1 for {agreement:.2%} of "
-                                  f"{len(photos.agree)} validation images (best of {', '.join(q.tried)}), below "
+                raise ExportError(f"the int8 model agrees with fp32 {on} {agreement:.2%} of {of} (best of "
+                                  f"{', '.join(q.tried)}), below "
                                   f"--min-agreement {min_agreement:.0%}: {out} not written; calibrate on more "
                                   "images (--calib-images), accept it with a lower --min-agreement, or use the "
                                   "fp32 export")

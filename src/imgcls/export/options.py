@@ -24,7 +24,8 @@ class ExportOptions:
                                      "part of a split folder or split.json index")
     calib_images: int = option(256, "how many calibration images, spread over the folder", ge=1)
     min_agreement: float = option(0.98, "refuse to write the int8 model when its top-1 agrees with fp32 on less "
-                                        "than this fraction of the validation images", ge=0, le=1)
+                                        "than this fraction of the validation images (a segmentation model: of "
+                                        "their pixels)", ge=0, le=1)
     calib_methods: str = option("minmax,percentile", "calibration methods to try, comma-separated (minmax, "
                                                      "percentile, entropy); the best agreeing one is kept")
     weight_bits: str = option("auto", "int8 weight precision: 8, or 7 (ONNX Runtime's reduce_range): on x86 CPUs "

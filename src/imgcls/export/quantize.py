@@ -65,8 +65,20 @@ def _method(ort_quant, name: str):
 
 
 def _top1(session, batches: list[np.ndarray]) -> torch.Tensor:
+    """The argmax class of every output position, flattened: one per image (a classifier) or one per
+    pixel (a segmentation model, whose batches are single photos of their own sizes)."""
     name = session.get_inputs()[0].name
-    return torch.cat([torch.from_numpy(session.run(None, {name: b})[0]).argmax(1) for b in batches])
+    return torch.cat([torch.from_numpy(session.run(None, {name: b})[0]).argmax(1).flatten() for b in batches])
+
+
+def mean_iou(reference: torch.Tensor, got: torch.Tensor) -> float:
+    """Mean IoU of the classes `got` against `reference` (flat class indices), over the classes present in
+    either: how close int8's masks are to fp32's."""
+    n = int(max(reference.max(), got.max())) + 1
+    cm = torch.bincount(reference * n + got, minlength=n * n).reshape(n, n).double()
+    union = cm.sum(0) + cm.sum(1) - cm.diag()
+    present = union > 0
+    return float((cm.diag()[present] / union[present]).mean())
 
 
 @dataclass
@@ -79,6 +91,7 @@ class Quantized:
     agreement: float
     tried: dict[str, float]  # "<method> <bits>-bit[, ends fp32]" -> top-1 agreement with fp32
     temps: list[Path]  # its own temporary files (the rejected candidates) for the caller to remove
+    miou: float | None = None  # segmentation: mean IoU of its masks against fp32's (mean_iou)
 
 
 def end_layers(model) -> list[str]:
@@ -97,7 +110,8 @@ def quantize_best(fp32: Path, fp32_runner: OrtRunner, calib_paths: list[Path], a
     reduce_range; see resolve_weight_bits) and keep the candidate whose top-1 agrees best with fp32 on
     `agree_paths` (on a tie the earlier). `fp32_ends`: "no" quantizes every layer; "yes" leaves the
     first convolution and the classifier in fp32 (end_layers); "auto" tries that only when no fully
-    int8 candidate reaches `target`, the agreement the caller will demand."""
+    int8 candidate reaches `target`, the agreement the caller will demand. A segmentation model (`pre`
+    without a crop) is compared pixel by pixel, each photo at its own resized size."""
     ort_quant = require("onnxruntime.quantization")
     onnx = require("onnx")
     # one image per calibration run: ONNX Runtime's histogram calibrators (percentile, entropy) cannot
@@ -106,8 +120,9 @@ def quantize_best(fp32: Path, fp32_runner: OrtRunner, calib_paths: list[Path], a
     if not calib:
         raise DataError("no readable calibration image")
     # normalised once: every candidate runs on the same arrays
+    dense = pre.crop is None
     agree = [pre.normalize(b).contiguous().numpy()
-             for b, _ in uint8_batches(agree_paths, pre, batch_size=32)]
+             for b, _ in uint8_batches(agree_paths, pre, batch_size=1 if dense else 32)]
     reference = _top1(fp32_runner.session, agree)
 
     class Reader(ort_quant.CalibrationDataReader):
@@ -151,7 +166,8 @@ def quantize_best(fp32: Path, fp32_runner: OrtRunner, calib_paths: list[Path], a
                 log.info("int8 %s calibration on %d images, %d-bit weights%s: top-1 agreement with fp32 %.2f%%", m,
                          len(calib_paths), bits, f", {' and '.join(ends)} in fp32" if keep_ends else "", 100 * a)
                 if best is None or a > best.agreement:
-                    best = Quantized(q, m, bits, keep_ends, a, tried, temps)
+                    best = Quantized(q, m, bits, keep_ends, a, tried, temps,
+                                     miou=mean_iou(reference, got) if dense else None)
     assert best is not None
     model = onnx.load(str(best.path))  # the metadata goes into the one file that is kept
     del model.metadata_props[:]

@@ -23,10 +23,10 @@ INSTALL_HINT = "pip install 'imgcls[export]' (onnx, onnxscript, onnxruntime)"
 FORMAT = "imgcls-onnx"
 # metadata_props keys of an exported file; values are strings (JSON for the structured ones)
 META_KEYS = ("format", "imgcls_version", "classes", "preprocessing", "arch", "source", "precision", "opset",
-             "calibration", "task")
-TASKS = ("classification", "multilabel")  # what an exported file predicts (none: classification)
+             "calibration", "task", "labels")
 REQUIRED_KEYS = ("format", "classes", "preprocessing")  # the others are descriptions, checked when present
 PRECISIONS = ("fp32", "int8")
+TASKS = ("classification", "multilabel", "segmentation")  # a file without "task" (exported before it existed): classification
 # the fix for a file whose metadata is not what export writes (changed after export, or another tool's)
 REEXPORT = "export it again from its checkpoint (imgcls export CHECKPOINT -o FILE)"
 
@@ -89,7 +89,7 @@ def decode_metadata(props: dict[str, str], path: str | Path) -> dict[str, Any]:
     if missing:
         raise _altered(path, f"metadata has no {', '.join(missing)}")
     meta: dict[str, Any] = dict(props)
-    for key in ("classes", "preprocessing", "arch", "calibration"):
+    for key in ("classes", "preprocessing", "arch", "calibration", "labels"):
         meta[key] = _json(props[key], key, path) if key in props else None
     classes = meta["classes"]
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
@@ -102,17 +102,36 @@ def decode_metadata(props: dict[str, str], path: str | Path) -> dict[str, Any]:
     # the checkpoint's temperature and abstain thresholds; a file exported before they existed: T = 1
     meta["calibration"] = Calibration.from_dict(meta["calibration"], where=path, what="metadata calibration",
                                                 fix=REEXPORT)
+    if meta.get("precision", "fp32") not in PRECISIONS:
+        raise _altered(path, f"metadata precision {quoted(meta['precision'])}: must be {' or '.join(PRECISIONS)}")
     meta["task"] = meta.get("task", "classification")
     if meta["task"] not in TASKS:
         raise _altered(path, f"metadata task {quoted(meta['task'])}: must be {' or '.join(TASKS)}")
-    if meta.get("precision", "fp32") not in PRECISIONS:
-        raise _altered(path, f"metadata precision {quoted(meta['precision'])}: must be {' or '.join(PRECISIONS)}")
+    meta["labels"] = _labels(meta["labels"], meta["task"], path)
     return meta
+
+
+def _labels(labels: Any, task: str, path: str | Path) -> dict[str, Any]:
+    """A segmentation file's {"void": int, "palette": [[r, g, b], ...]} (what colours its masks), checked;
+    {} for a classifier."""
+    if task != "segmentation":
+        return {}
+    ok = (isinstance(labels, dict) and isinstance(labels.get("void"), int) and not isinstance(labels["void"], bool)
+          and 0 <= labels["void"] <= 255 and isinstance(labels.get("palette"), list)
+          and all(isinstance(c, list) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
+                  for c in labels["palette"]))
+    if not ok:
+        raise _altered(path, f"metadata labels {quoted(labels)}: a segmentation model needs its void index (0..255) "
+                             "and its palette ([[r, g, b], ...])")
+    return {"void": labels["void"], "palette": [list(c) for c in labels["palette"]]}
 
 
 def check_graph(session, meta: dict[str, Any], path: str | Path) -> None:
     """One-line CheckpointError unless the graph takes what imgcls feeds it (one float [N, 3, crop, crop]
-    batch, crop from the metadata) and gives one logit per class name (one [N, len(classes)] float)."""
+    batch, crop from the metadata) and gives one logit per class name (one [N, len(classes)] float); a
+    segmentation model: one float [N, 3, H, W] batch (any H, W) in, [N, len(classes), H, W] scores out."""
+    if meta.get("task") == "segmentation":
+        return _check_dense_graph(session, meta, path)
     inputs, outputs = session.get_inputs(), session.get_outputs()
     crop, n = meta["preprocessing"].crop, len(meta["classes"])
     x = inputs[0] if len(inputs) == 1 else None
@@ -127,6 +146,25 @@ def check_graph(session, meta: dict[str, Any], path: str | Path) -> None:
         raise _altered(path, f"the model gives {gives}, not one tensor(float) [N, classes] of logits")
     if y.shape[1] != n:
         raise _altered(path, f"metadata classes names {n} classes, but the model gives {y.shape[1]} logits per image")
+
+
+def _check_dense_graph(session, meta: dict[str, Any], path: str | Path) -> None:
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    x = inputs[0] if len(inputs) == 1 else None
+    if x is None or x.type != "tensor(float)" or len(x.shape) != 4 or x.shape[1] != 3:
+        takes = " and ".join(_described(i) for i in inputs) or "no input"
+        raise _altered(path, f"the model takes {takes}, not one image batch tensor(float) [N, 3, H, W]")
+    fixed = [d for d in x.shape[2:] if isinstance(d, int)]
+    if fixed:  # imgcls exports segmentation models with dynamic height and width: photos keep their shape
+        raise _altered(path, f"the model takes {_described(x)}: a fixed height or width, where a segmentation "
+                             "export takes any [N, 3, H, W]")
+    y = outputs[0] if len(outputs) == 1 else None
+    if y is None or y.type != "tensor(float)" or len(y.shape) != 4:
+        gives = " and ".join(_described(o) for o in outputs) or "no output"
+        raise _altered(path, f"the model gives {gives}, not one tensor(float) [N, classes, H, W] of class scores")
+    if y.shape[1] != len(meta["classes"]):
+        raise _altered(path, f"metadata classes names {len(meta['classes'])} classes, but the model gives "
+                             f"{y.shape[1]} scores per pixel")
 
 
 def _json(text: str, key: str, path: str | Path) -> Any:
@@ -157,12 +195,14 @@ def written_by_export(path: str | Path) -> bool:
 
 
 def encode_metadata(*, classes: Sequence[str], preprocessing: Preprocessing, arch: dict[str, Any], source: str,
-                    precision: str, opset: int, calibration: Calibration | None = None,
-                    task: str = "classification") -> dict[str, str]:
-    """The string properties `decode_metadata` reads back."""
+                    precision: str, opset: int, calibration: Calibration | None = None, task: str = "classification",
+                    labels: dict[str, Any] | None = None) -> dict[str, str]:
+    """The string properties `decode_metadata` reads back (a segmentation model's also "task" and "labels":
+    its void index and palette)."""
     from imgcls import __version__
 
-    return {"format": FORMAT, "imgcls_version": __version__, "classes": json.dumps(list(classes)),
+    tasked = {"task": task, "labels": json.dumps(labels or {})} if task != "classification" else {}
+    return tasked | {"format": FORMAT, "imgcls_version": __version__, "classes": json.dumps(list(classes)),
             "preprocessing": json.dumps(preprocessing.to_dict()), "arch": json.dumps(arch), "source": str(source),
             "precision": precision, "opset": str(opset),
             "calibration": json.dumps((calibration or Calibration()).to_dict()), "task": task}

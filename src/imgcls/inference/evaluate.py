@@ -1,6 +1,6 @@
 """`imgcls eval`: a checkpoint, weights name or exported .onnx file on a labelled folder — top-1 (and
 top-5 with more than 5 classes), per-class P/R/F1, confusion matrix (PNG + CSV) and the most confidently wrong images;
-a segmentation checkpoint's per-class IoU table (inference.seg_eval)."""
+a segmentation model's per-class IoU table and its worst images (inference.seg_eval)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -52,7 +52,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, part: str | None = Non
         from imgcls.inference.seg_eval import evaluate_masks
 
         return evaluate_masks(source, data, part=part, batch_size=batch_size, workers=workers, device=device,
-                              out_dir=out_dir, progress=progress, skip_bad=skip_bad, threads=threads)
+                              out_dir=out_dir, progress=progress, skip_bad=skip_bad, threads=threads,
+                              n_worst=n_wrong)
     predictor = Predictor.load(source, device=device, batch_size=batch_size, workers=workers, draft=draft,
                                threads=threads, tta=tta)
     out = Path(out_dir) if out_dir else Path(checkpoint).parent / f"eval-{Path(data).name or 'data'}"

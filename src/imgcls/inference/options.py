@@ -34,7 +34,8 @@ class EvalOptions:
     device: str = device_option()
     out_dir: str | None = option(None, "report folder (default: beside the checkpoint, eval-<data name>)",
                                  flag="--output", short="-o")
-    n_wrong: int = option(10, "how many confidently wrong images to list", ge=0, flag="--wrong")
+    n_wrong: int = option(10, "how many confidently wrong images to list (a segmentation model: how many of "
+                                   "its worst images worst.png shows)", ge=0, flag="--wrong")
     draft: bool = draft_option()
     skip_bad: bool = option(False, "leave unreadable images out (the report names them) instead of stopping "
                                    "before any work")

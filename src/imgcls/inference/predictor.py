@@ -211,7 +211,8 @@ class Predictor:
             source = open_source(source, device=device, threads=threads)
         if source.task not in ("classification", "multilabel"):
             raise ConfigError(f"{source.name}: a {source.task} model; `imgcls predict` writes its masks "
-                              "(inference.seg_predict), `imgcls eval` scores it; cam and serve take classifiers")
+                              "(inference.seg_predict), `imgcls eval` scores it, `imgcls serve` shows them; "
+                              "cam takes classifiers")
         thresholds = None
         if source.task == "multilabel":
             if rule is not None:

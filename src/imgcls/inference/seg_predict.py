@@ -1,11 +1,12 @@
-"""`imgcls predict` with a segmentation checkpoint: per photo a palette PNG mask at the photo's own size
-(values = class indices, colours = the checkpoint's palette), a blended overlay JPEG, and the share of
-the photo each class covers. Photos run one at a time at the checkpoint's resize; the class scores are
+"""`imgcls predict` with a segmentation checkpoint or its exported .onnx file: per photo a palette PNG mask
+at the photo's own size (values = class indices, colours = the model's palette), a blended overlay JPEG,
+and the share of the photo each class covers. Photos run one at a time at the checkpoint's resize; the class scores are
 brought back to the photo's size in bands of rows (bilinear, as one resize would), so memory stays
 bounded by the photo itself however large it is."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -66,17 +67,36 @@ def overlay(photo: np.ndarray, mask: np.ndarray, palette: list, alpha: float = 0
     return Image.fromarray(blended.round().clip(0, 255).astype(np.uint8))
 
 
+def score_function(source: ModelSource, device: str | torch.device = "auto"
+                   ) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.device]:
+    """(normalised float NCHW batch -> class scores [N, C, H, W], the device batches go to) of a segmentation
+    source: its network's "out" on `device`, or an exported file's ONNX Runtime runner (on the CPU)."""
+    if source.network is None:
+        return source.runner, source.runner.device
+    dev = resolve_device(device) if isinstance(device, str) else device
+    net = source.network.to(dev).eval()
+
+    def scores(x: torch.Tensor) -> torch.Tensor:
+        out = net(x)
+        return out["out"] if isinstance(out, dict) else out
+
+    return scores, dev
+
+
 class MaskPredictor:
-    """A segmentation ModelSource (a checkpoint's network) as masks of photos."""
+    """A segmentation ModelSource (a checkpoint's network, or an exported file's ONNX Runtime runner) as
+    masks of photos."""
 
     def __init__(self, source: ModelSource, *, device: str = "auto") -> None:
-        if source.network is None:
-            raise DataError(f"{source.name}: masks are predicted from a segmentation checkpoint (an exported file is "
-                            "not supported for segmentation yet)")
-        self.source, self.device = source, resolve_device(device)
-        self.net = source.network.to(self.device).eval()
+        self.source = source
+        self.scores, self.device = score_function(source, device)
+        self.backend = "pytorch" if source.network is not None else source.runner.backend
         self.pre = source.preprocessing
         self.palette = [tuple(c) for c in (source.labels.get("palette") or [])]
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.source.classes)
 
     @torch.no_grad()
     def mask_of(self, photo: np.ndarray) -> np.ndarray:
@@ -85,9 +105,12 @@ class MaskPredictor:
         size = resized_size(w, h, self.pre.resize)
         small = np.asarray(Image.fromarray(photo).resize(size, INTERPOLATION[self.pre.interpolation]))
         x = self.pre.normalize(torch.from_numpy(np.array(small))[None], self.device)
-        out = self.net(x)
-        logits = (out["out"] if isinstance(out, dict) else out)[0].cpu()
-        return upsampled_argmax(logits, (h, w))
+        return upsampled_argmax(self.scores(x)[0].cpu(), (h, w))
+
+    def shares(self, mask: np.ndarray) -> dict[str, float]:
+        """Class -> the share of the mask's pixels it covers, for the classes present."""
+        counts = np.bincount(mask.ravel(), minlength=len(self.source.classes))
+        return {c: float(n / mask.size) for c, n in zip(self.source.classes, counts) if n}
 
     def predict(self, paths: list[Path], out_dir: Path) -> list[MaskPrediction]:
         """One MaskPrediction per photo; files in `out_dir`: STEM.png (the mask) and STEM_overlay.jpg."""
@@ -108,9 +131,8 @@ class MaskPredictor:
             write_atomic(mask_file, lambda tmp: palette_png(mask, self.palette).save(tmp, format="PNG"))
             write_atomic(overlay_file,
                          lambda tmp: overlay(photo, mask, self.palette).save(tmp, format="JPEG", quality=90))
-            counts = np.bincount(mask.ravel(), minlength=len(self.source.classes))
             result.mask, result.overlay = safe_name(mask_file), safe_name(overlay_file)
-            result.shares = {c: float(n / mask.size) for c, n in zip(self.source.classes, counts) if n}
+            result.shares = self.shares(mask)
             results.append(result)
         return results
 

@@ -14,7 +14,8 @@ from imgcls.checkpoint import ModelSource, checkpoint_source, source_kind, weigh
 def open_source(source: str | Path, *, device: torch.device | None = None, threads: int | None = None) -> ModelSource:
     """`source` as a ModelSource: a checkpoint's or registered weights' network (in eval mode, on the CPU),
     or an exported .onnx file's ONNX Runtime runner, with `threads` intra-op threads, on CUDA when
-    `device` is a CUDA device (the file's class names and preprocessing come from its metadata)."""
+    `device` is a CUDA device (the file's class names and preprocessing, and a segmentation model's task,
+    void index and palette, come from its metadata)."""
     kind = source_kind(source)
     if kind == "checkpoint":
         return checkpoint_source(source)
@@ -25,4 +26,4 @@ def open_source(source: str | Path, *, device: torch.device | None = None, threa
     runner = OrtRunner(source, threads=threads, device=device if device is not None and device.type == "cuda" else None)
     meta = runner.metadata
     return ModelSource("onnx", str(source), tuple(meta["classes"]), meta["preprocessing"], meta["arch"], runner=runner,
-                       calibration=meta["calibration"], task=meta["task"])
+                       calibration=meta["calibration"], task=meta["task"], labels=meta["labels"])

@@ -4,7 +4,13 @@ upload, predict, Grad-CAM, the model card) and the bounded worker pool that runs
 Memory per request is bounded by design: the uploads' headers are read first and the request is refused
 (TooBig) when decoding and resizing them all would take more than its pixel budget; then they are
 decoded one at a time (a JPEG above data.decode.REDUCE_ABOVE_PIXELS reduced to the model's resize side)
-and each is kept only at the model's resize, so a request never holds more than one full decode."""
+and each is kept only at the model's resize, so a request never holds more than one full decode.
+
+A segmentation model (a checkpoint or its exported .onnx file) gets `MaskService`, the ModelService of
+masks: POST /predict gives, per upload, the share of its pixels each class covers and the mask itself as
+a palette PNG (data URL) at the size the photo was decoded to, which the page lays over the photo.
+Uploads are decoded and bounded exactly as for a classifier; a mask is predicted one photo at a time
+(inference.seg_predict.MaskPredictor)."""
 from __future__ import annotations
 
 import base64
@@ -17,14 +23,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 from PIL import Image
 
 from imgcls.data import Preprocessing
 from imgcls.data.decode import decoded_size, load_image
+from imgcls.data.names import safe_name
 from imgcls.data.transforms import Resize, resized_size
 from imgcls.errors import ConfigError, DataError
 from imgcls.inference import Explainer, Predictor, open_source
 from imgcls.inference.abstain import parse_abstain
+from imgcls.inference.seg_predict import MaskPredictor, palette_png
 from imgcls.runtime import resolve_device
 
 
@@ -202,6 +211,58 @@ class ModelService:
                         "layer": self.explainer.layer if self.explainer else None, "reason": self.cam_reason}}
 
 
+NO_CAM = "a segmentation model: the page lays its mask over the photo instead"
+
+
+class MaskService(ModelService):
+    """A MaskPredictor behind the web app: uploads in, class shares and palette-PNG masks out."""
+
+    task = "segmentation"
+
+    def __init__(self, predictor: MaskPredictor, *, source: str, info: dict[str, Any] | None = None) -> None:
+        self.predictor, self.source, self.info = predictor, source, dict(info or {})
+        self.explainer, self.cam_reason = None, NO_CAM
+
+    @property
+    def resize(self) -> int:
+        return self.predictor.pre.resize
+
+    def predict(self, uploads: Sequence[tuple[str, bytes | IO[bytes]]], *, topk: int = 5, cam: bool = False,
+                max_pixels: int | None = None) -> list[dict[str, Any]]:
+        """Per upload, in order: {"path", "error", "task", "size": [w, h], "shares": [{"label", "index",
+        "share"}, ...] (largest first, classes present only), "mask": PNG data URL}; "cam": None when asked
+        for (no Grad-CAM for masks). `topk` does not apply: every class present is listed."""
+        if max_pixels is not None:
+            self.check_pixels(uploads, max_pixels)
+        classes, palette = self.predictor.classes, self.predictor.palette
+        out = []
+        for name, data in uploads:
+            photo = np.asarray(self.decode(name, data))
+            mask = self.predictor.mask_of(photo)
+            counts = np.bincount(mask.ravel(), minlength=len(classes))
+            order = np.argsort(-counts, kind="stable")
+            shares = [{"label": safe_name(classes[i]), "index": int(i), "share": round(float(counts[i] / mask.size), 6)}
+                      for i in order if counts[i]]
+            out.append({"path": safe_name(name), "error": None, "task": self.task, "size": [mask.shape[1], mask.shape[0]],
+                        "shares": shares, "mask": png_data_url(palette_png(mask, palette))}
+                       | ({"cam": None} if cam else {}))
+        return out
+
+    def card(self) -> dict[str, Any]:
+        """The model card: a classifier's fields (val_top1 holds the best val mean IoU) plus the task, the
+        palette and the void index."""
+        model = self.predictor.source.network
+        params = sum(p.numel() for p in model.parameters()) if model is not None else self.info.get("parameters")
+        labels = self.predictor.source.labels
+        return {"task": self.task, "source": self.source, "backend": self.predictor.backend,
+                "architecture": self.info.get("architecture"), "classes": list(self.predictor.classes),
+                "num_classes": len(self.predictor.classes), "palette": [list(c) for c in self.predictor.palette],
+                "void": labels.get("void"), "val_top1": None, "val_miou": self.info.get("val_top1"),
+                "val_epoch": self.info.get("val_epoch"), "preprocessing": _rounded(self.predictor.pre),
+                "parameters": params, "device": str(self.predictor.device), "temperature": 1.0, "abstain": None,
+                "cam": {"available": False, "layer": None, "reason": NO_CAM}}
+
+
 def _rounded(preprocessing: Preprocessing) -> dict[str, Any]:
     """The preprocessing as people read it: mean and std to 3 decimals (0.498, not 0.4980392156862745)."""
     return {k: [round(float(x), 3) for x in v] if k in ("mean", "std") else v
@@ -211,7 +272,8 @@ def _rounded(preprocessing: Preprocessing) -> dict[str, Any]:
 def open_model(model: str | Path, *, device: str = "auto", abstain: str | float | None = None) -> ModelService:
     """The service for MODEL: a checkpoint file (its card shows the architecture and the best validation
     top-1 it records), a registry weights name or an exported .onnx file (an ONNX file's card shows the
-    architecture its metadata records, and it has no Grad-CAM); opened once, by inference.open_source.
+    architecture its metadata records, and it has no Grad-CAM); opened once, by inference.open_source. A
+    segmentation model (checkpoint or .onnx) gets a MaskService: masks instead of top-k.
     `abstain`: predict's --abstain (answers below it are "unknown"; a bad value is refused before opening)."""
     parse_abstain(abstain)
     torch_device = resolve_device(device)
@@ -220,5 +282,9 @@ def open_model(model: str | Path, *, device: str = "auto", abstain: str | float 
     if source.kind == "checkpoint":
         top1 = source.best.get("top1")
         info |= {"val_top1": top1 if top1 is not None and top1 >= 0 else None, "val_epoch": source.best.get("epoch")}
+    if source.task == "segmentation":
+        if abstain is not None:
+            raise ConfigError(f"--abstain applies to classifiers; {model} is a segmentation model: drop it")
+        return MaskService(MaskPredictor(source, device=torch_device), source=Path(model).name or str(model), info=info)
     return ModelService(Predictor.load(source, device=torch_device, abstain=abstain), source=Path(model).name or str(model),
                         info=info)
