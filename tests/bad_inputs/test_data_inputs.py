@@ -287,7 +287,7 @@ def test_check_with_undecodable_names(undecodable, capsys):
                                          ("two\nlines.jpg", "two\\x0alines.jpg")])
 def test_check_escapes_control_characters_in_names(photos, capsys, name, shown):
     (photos / "a" / name).write_bytes(b"nope")  # unreadable: check names it
-    (photos / f"b\x1b[2J").mkdir()  # ESC [2J would clear the terminal
+    (photos / "b\x1b[2J").mkdir()  # ESC [2J would clear the terminal
     shutil.copy(photos / "b" / "b00.png", photos / "b\x1b[2J" / "x.png")
     assert cli(["check", photos, "--verbose"]) == 1
     out = capsys.readouterr().out

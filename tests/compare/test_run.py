@@ -16,7 +16,7 @@ LITE = "efficientnet_lite0.in1k"
 
 def fake_row(top1: float) -> dict:
     lat = {k: {"1": 5.0, "32": 100.0} for k in ("eager", "ort_fp32", "ort_int8")}
-    return {"top1": top1, "macro_f1": top1, "val_images": 9, "params": 1000, "macs": 10_000, "ckpt_bytes": 4096,
+    return {"top1": top1, "macro_f1": top1, "val_images": 10, "params": 1000, "macs": 10_000, "ckpt_bytes": 4096,
             "onnx_bytes": 2048, "int8_bytes": 1024,
             "top1_by_backend": {"eager": top1, "ort_fp32": top1, "ort_int8": top1},
             "int8_agreement": 1.0, "onnx_note": None, "latency_ms": lat}
