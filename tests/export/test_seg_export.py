@@ -112,7 +112,7 @@ def test_mean_iou_against_a_reference():
 
 
 @pytest.mark.parametrize("change, needle", [
-    ({"task": "detection"}, "metadata task \"detection\": must be classification or segmentation"),
+    ({"task": "detection"}, "metadata task \"detection\": must be classification, multilabel or segmentation"),
     ({"labels": json.dumps({"void": 3})}, "a segmentation model needs its void index (0..255) and its palette"),
     ({"labels": json.dumps({"void": 300, "palette": []})}, "a segmentation model needs its void index"),
 ])

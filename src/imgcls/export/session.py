@@ -106,7 +106,7 @@ def decode_metadata(props: dict[str, str], path: str | Path) -> dict[str, Any]:
         raise _altered(path, f"metadata precision {quoted(meta['precision'])}: must be {' or '.join(PRECISIONS)}")
     meta["task"] = meta.get("task", "classification")
     if meta["task"] not in TASKS:
-        raise _altered(path, f"metadata task {quoted(meta['task'])}: must be {' or '.join(TASKS)}")
+        raise _altered(path, f"metadata task {quoted(meta['task'])}: must be {', '.join(TASKS[:-1])} or {TASKS[-1]}")
     meta["labels"] = _labels(meta["labels"], meta["task"], path)
     return meta
 
