@@ -136,3 +136,21 @@ def test_the_cli_split_trains_back_as_multi_label(labels, tmp_path, capsys):
                     "--no-progress", "--no-tensorboard"]) == 0
     ckpt = load_checkpoint(next((tmp_path / "runs").glob("*/best.ckpt")))
     assert ckpt["task"] == "multilabel" and ckpt["classes"] == ["blue", "green", "red"]
+
+
+def test_a_photo_stored_twice_with_other_labels_is_found_by_check_and_dropped_by_split_dedup(tmp_path):
+    import shutil
+
+    path = make_multilabel_csv(tmp_path, n=16, split=False)
+    rows = rows_of(path)
+    shutil.copy(tmp_path / "images" / rows[0]["path"], tmp_path / "images" / "copy.png")
+    other = "red" if rows[0]["labels"] != "red" else "blue"
+    with path.open("a", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerow(["copy.png", other])
+    report = check_dataset(path, csv=ml(path))
+    assert report.findings()["same image with different labels"] == [
+        f"{tmp_path / 'images' / 'copy.png'} == {tmp_path / 'images' / rows[0]['path']}"]
+    split = make_split(path, val=0.25, seed=0, csv=ml(path), duplicates="drop")
+    kept = {p.name for part in split.parts.values() for p, _ in part}
+    assert len(kept) == 15 and "copy.png" not in kept and rows[0]["path"] not in kept
+    assert split.duplicate_warnings()[0].startswith("1 image(s) stored with two or more label sets (no true label)")

@@ -68,10 +68,12 @@ def run_split(args: argparse.Namespace) -> int:
     for line in split.duplicate_warnings():
         print(f"imgcls: warning: {line}", file=sys.stderr)
     print(split.table())
-    print(f"wrote {opts.mode} split (seed {opts.seed}, per-class counts rounded down) to {safe_name(where)}")
-    if split.label_sep is not None:
-        print(f"multi-label, stratified by each photo's rarest label; train on it with: imgcls train "
-              f"{safe_name(where)} --label-sep '{split.label_sep}'")
+    if split.label_sep is None:
+        print(f"wrote {opts.mode} split (seed {opts.seed}, per-class counts rounded down) to {safe_name(where)}")
+    else:
+        print(f"wrote {opts.mode} split (seed {opts.seed}, photos per label; stratified by each photo's rarest label, "
+              f"its counts rounded down) to {safe_name(where)}")
+        print(f"train on it with: imgcls train {safe_name(where)} --label-sep '{split.label_sep}'")
     return 0
 
 

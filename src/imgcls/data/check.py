@@ -93,6 +93,9 @@ class CheckReport:
         """Kind -> one line per finding; file names are already printable (see names.safe_name)."""
         titles = {"within_class": "duplicate within a class", "across_classes": "same image in two classes",
                   "across_splits": "LEAK: same image in two splits"}
+        if self.multilabel:
+            titles |= {"within_class": "duplicate with the same labels",
+                       "across_classes": "same image with different labels"}
         imbalance = self.imbalance_line()
         return {"problem": self.problems, "imbalance": [imbalance] if imbalance else [],
                 "unreadable": [f"{path}: {why}" for path, why in self.bad_files],

@@ -79,7 +79,8 @@ class Split:
         across = [g for g in self.duplicates if len({t for _, t in g}) > 1]
         within = [g for g in self.duplicates if len({t for _, t in g}) == 1]
         lines = []
-        for groups, what, dedup in ((across, "in two or more classes (no true label)", "every copy"),
+        spans = "with two or more label sets" if self.label_sep is not None else "in two or more classes"
+        for groups, what, dedup in ((across, f"{spans} (no true label)", "every copy"),
                                     (within, "more than once in one class", "all but the first copy")):
             if not groups:
                 continue
