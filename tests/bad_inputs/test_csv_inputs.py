@@ -98,16 +98,36 @@ MULTI = {
 
 
 @pytest.mark.parametrize("case", list(MULTI))
-def test_a_bad_multi_label_cell_is_one_line_naming_the_row(tmp_path, capsys, monkeypatch, case):
+@pytest.mark.parametrize("command", ["train", "check", "split"])
+def test_a_bad_multi_label_cell_is_one_line_naming_the_row(tmp_path, capsys, monkeypatch, case, command):
     from tests.multilabel_data import make_multilabel_csv
 
-    labels = make_multilabel_csv(tmp_path / "data", n=12)
+    labels = make_multilabel_csv(tmp_path / "data", n=12, split=command != "split")
     rows = list(csv.reader(labels.open()))
     rows[3][1] = MULTI[case][0]
     monkeypatch.chdir(tmp_path)
     write_csv(tmp_path / "labels.csv", rows)
-    assert run_cli(train_args("labels.csv", tmp_path / "runs", "--images", tmp_path / "data" / "images",
-                              "--label-sep", ";")) == 2
+    images = tmp_path / "data" / "images"
+    argv = {"train": train_args("labels.csv", tmp_path / "runs", "--images", images, "--label-sep", ";"),
+            "check": ["check", "labels.csv", "--images", images, "--label-sep", ";"],  # a split column: as train
+            "split": ["split", "labels.csv", "--images", images, "--label-sep", ";", "-o", tmp_path / "out"]}[command]
+    assert run_cli(argv) == 2
     line = error_line(capsys, only=True)
     assert line.startswith("imgcls: error: ") and line.endswith(MULTI[case][1])
-    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["check", "split"])
+def test_check_and_split_refuse_a_blank_label_sep_and_label_sep_without_a_csv(tmp_path, capsys, command):
+    from tests.multilabel_data import make_multilabel_csv
+
+    labels = make_multilabel_csv(tmp_path / "data", n=8)
+    out = ["-o", tmp_path / "out"] if command == "split" else []
+    assert run_cli([command, labels, "--label-sep", " ", *out]) == 2
+    assert error_line(capsys, only=True).endswith("--label-sep ' ': give the character between the labels of a "
+                                                  "cell, e.g. --label-sep ';'")
+    tree = make_tiny_folder(tmp_path / "photos")
+    assert run_cli([command, tree, "--label-sep", ";", *out]) == 2
+    assert error_line(capsys, only=True).endswith(f"--label-sep reads a CSV file of labels, and {tree} is not one "
+                                                  "(a .csv file); drop --label-sep")
+    assert not (tmp_path / "out").exists()

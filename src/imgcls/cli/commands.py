@@ -63,12 +63,17 @@ def run_split(args: argparse.Namespace) -> int:
     opts = options_of(args, SplitOptions)
     split = make_split(args.source, val=opts.val, test=opts.test, seed=opts.seed,
                        duplicates="drop" if opts.dedup else "report", csv=CsvColumns(opts.images, opts.path_col,
-                                                                                     opts.label_col))
+                                                                                     opts.label_col, opts.label_sep))
     where = write_split(split, opts.output, mode=opts.mode, force=opts.force)
     for line in split.duplicate_warnings():
         print(f"imgcls: warning: {line}", file=sys.stderr)
     print(split.table())
-    print(f"wrote {opts.mode} split (seed {opts.seed}, per-class counts rounded down) to {safe_name(where)}")
+    if split.label_sep is None:
+        print(f"wrote {opts.mode} split (seed {opts.seed}, per-class counts rounded down) to {safe_name(where)}")
+    else:
+        print(f"wrote {opts.mode} split (seed {opts.seed}, photos per label; stratified by each photo's rarest label, "
+              f"its counts rounded down) to {safe_name(where)}")
+        print(f"train on it with: imgcls train {safe_name(where)} --label-sep '{split.label_sep}'")
     return 0
 
 
@@ -79,7 +84,7 @@ def run_check(args: argparse.Namespace) -> int:
 
     opts = options_of(args, CheckOptions)
     report = check_dataset(args.path, min_side=opts.min_side, csv=CsvColumns(opts.images, opts.path_col,
-                                                                              opts.label_col))
+                                                                              opts.label_col, opts.label_sep))
     print(report.to_json() if opts.json else report.to_text(verbose=opts.verbose))
     return 0 if report.clean else 1
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imgcls.options import images_option, label_col_option, option, path_col_option
+from imgcls.options import images_option, label_col_option, label_sep_option, option, path_col_option
 
 
 @dataclass
@@ -28,7 +28,9 @@ class SplitOptions:
     val: float = option(0.1, "fraction of each class for validation")
     test: float = option(0.0, "fraction of each class for test")
     seed: int = option(0, "seed of the per-class shuffles", ge=0)
-    mode: str = option("copy", "copy files, symlink them, or write only split.json", choices=("copy", "link", "index"))
+    mode: str = option("copy", "copy files, symlink them, or write only split.json (a multi-label CSV: files under "
+                               "DEST/<part>/ and DEST/labels.csv, or with index only labels.csv)",
+                       choices=("copy", "link", "index"))
     force: bool = option(False, "replace an earlier imgcls split in DEST: delete only the files listed in its "
                                 ".imgcls-split.json, then its emptied folders; any other file is kept, and a DEST "
                                 "without that list is refused", cli="switch")
@@ -38,6 +40,7 @@ class SplitOptions:
     images: str | None = images_option()
     path_col: str | None = path_col_option()
     label_col: str | None = label_col_option()
+    label_sep: str | None = label_sep_option()
 
 
 @dataclass
@@ -51,6 +54,7 @@ class CheckOptions:
     images: str | None = images_option()
     path_col: str | None = path_col_option()
     label_col: str | None = label_col_option()
+    label_sep: str | None = label_sep_option()
 
 
 @dataclass

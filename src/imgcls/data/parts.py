@@ -195,19 +195,8 @@ def _split_on_the_fly(path: Path, table: Table | None, val_fraction: float, seed
     """`imgcls split`'s stratified split of a tree or of a CSV's rows (a label with one image refused)."""
     if table is not None:
         check_no_single_images(table)
-    samples = table.samples if table else None
-    if table is not None and table.multilabel:  # stratified by each photo's rarest label
-        counts: dict[int, int] = {}
-        for _, t in samples:
-            for c in t:
-                counts[c] = counts.get(c, 0) + 1
-        samples = [(p, min(t, key=lambda c: (counts[c], c))) for p, t in table.samples]
-    split = make_split(table.images if table else path, val=val_fraction, seed=seed,
-                       labelled=(table.classes, samples) if table else None)
-    if table is not None and table.multilabel:
-        targets = dict(table.samples)
-        split = replace(split, parts={name: sorted((p, targets[p]) for p, _ in part)
-                                      for name, part in split.parts.items()})
+    split = make_split(table.images if table else path, val=val_fraction, seed=seed,  # multi-label: by rarest label
+                       labelled=(table.classes, table.samples) if table else None)
     if not split.parts["val"]:
         raise DataError(f"{path}: --val-fraction {val_fraction} leaves no validation images")
     return split

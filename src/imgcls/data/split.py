@@ -14,11 +14,18 @@ train and val (a leak that inflates validation accuracy), and one photo in two c
 label (flower_photos has one of each kind: roses/15922772266_1167a06620.jpg is also in tulips).
 `duplicates="drop"` keeps the first copy (sorted by path) of a group within one class and drops
 every copy of a group that spans classes; the other files of those classes may then change part.
+
+A multi-label CSV (read with --label-sep; targets are tuples of class indices) is stratified by each photo's
+rarest label (`rarest_labels`), as training's on-the-fly split is, so both give the same parts for a seed. Its
+split is written as DEST/labels.csv (path, labels joined by the separator, split column; the copies or links
+under DEST/<part>/), which `imgcls train DEST/labels.csv --label-sep SEP` reads back.
 """
 from __future__ import annotations
 
 import contextlib
+import csv as csv_module
 import hashlib
+import io
 import json
 import shutil
 from collections import defaultdict
@@ -35,6 +42,7 @@ from imgcls.paths import write_text_atomic
 
 PARTS = ("train", "val", "test")
 INDEX_NAME = "split.json"
+TABLE_NAME = "labels.csv"  # a multi-label split's index
 MANIFEST_NAME = ".imgcls-split.json"
 DUPLICATES = ("ignore", "report", "drop")
 
@@ -49,14 +57,16 @@ class Split:
     parts: dict[str, Samples] = field(default_factory=dict)
     duplicates: list[Samples] = field(default_factory=list)  # byte-identical groups, when looked for
     deduplicated: bool = False  # the groups' extra copies were dropped from `parts`
+    label_sep: str | None = None  # a multi-label split: targets are tuples of class indices
 
     def counts(self) -> dict[str, list[int]]:
-        """Images per class in each part."""
+        """Images per class in each part (multi-label: a photo counts once for each of its labels)."""
         out = {}
         for part, samples in self.parts.items():
             per = [0] * len(self.classes)
             for _, t in samples:
-                per[t] += 1
+                for c in (t if isinstance(t, tuple) else (t,)):
+                    per[c] += 1
             out[part] = per
         return out
 
@@ -69,7 +79,8 @@ class Split:
         across = [g for g in self.duplicates if len({t for _, t in g}) > 1]
         within = [g for g in self.duplicates if len({t for _, t in g}) == 1]
         lines = []
-        for groups, what, dedup in ((across, "in two or more classes (no true label)", "every copy"),
+        spans = "with two or more label sets" if self.label_sep is not None else "in two or more classes"
+        for groups, what, dedup in ((across, f"{spans} (no true label)", "every copy"),
                                     (within, "more than once in one class", "all but the first copy")):
             if not groups:
                 continue
@@ -108,21 +119,32 @@ def find_duplicates(samples: Samples) -> list[Samples]:
     return [g for g in by_hash.values() if len(g) > 1]
 
 
+def rarest_labels(samples: Samples) -> Samples:
+    """Each multi-label sample with its rarest label (fewest photos in `samples`; ties: the lower index), the
+    one class a stratified split files it under."""
+    counts: dict[int, int] = {}
+    for _, t in samples:
+        for c in t:
+            counts[c] = counts.get(c, 0) + 1
+    return [(p, min(t, key=lambda c: (counts[c], c))) for p, t in samples]
+
+
 def make_split(source: str | Path, *, val: float = 0.1, test: float = 0.0, seed: int = 0,
                duplicates: str = "ignore", labelled: tuple[list[str], Samples] | None = None,
                csv: CsvColumns | None = None) -> Split:
     """`duplicates`: "ignore" (no hashing), "report" (groups in `Split.duplicates`) or "drop" them too.
     `source`: a class-per-folder tree, or a CSV file of labels (data.table, read as `csv` says; a label
     with one image refused); `labelled`: (classes, samples) already read, `source` then the folder their
-    paths start at."""
+    paths start at; multi-label samples (tuple targets) are stratified by their rarest label."""
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
         raise DataError(f"--val {val} and --test {test} must be fractions in [0, 1) that sum to less than 1")
     if duplicates not in DUPLICATES:
         raise ConfigError(f"duplicates={duplicates!r}; use one of {DUPLICATES}")
+    label_sep = None
     if labelled is None and is_table(source):
         table = read_table(source, csv)
         check_no_single_images(table)
-        source, labelled = table.images, (table.classes, table.samples)
+        source, labelled, label_sep = table.images, (table.classes, table.samples), csv and csv.label_sep
     elif csv is not None and csv.given():
         raise DataError(f"{csv.given()[0]} reads a CSV file of labels, and {source} is not one (a .csv file); "
                         f"drop {csv.given()[0]}")
@@ -132,20 +154,27 @@ def make_split(source: str | Path, *, val: float = 0.1, test: float = 0.0, seed:
     if duplicates == "drop":
         dropped = {p for g in groups for p, _ in (g if len({t for _, t in g}) > 1 else g[1:])}
         samples = [(p, t) for p, t in samples if p not in dropped]
-    split = Split(source, classes, seed, {p: [] for p in PARTS}, duplicates=groups, deduplicated=duplicates == "drop")
+    multilabel = any(isinstance(t, tuple) for _, t in samples)
+    split = Split(source, classes, seed, {p: [] for p in PARTS}, duplicates=groups, deduplicated=duplicates == "drop",
+                  label_sep=(label_sep or ";") if multilabel else None)
+    targets = dict(samples)
+    strata = rarest_labels(samples) if multilabel else samples
     for idx, _ in enumerate(classes):
-        files = [p for p, t in samples if t == idx]
+        files = [p for p, t in strata if t == idx]
         rng = np.random.default_rng([seed, idx])  # one stream per class: adding a class moves no other
         order = [files[i] for i in rng.permutation(len(files))]
         n_val, n_test = int(len(files) * val), int(len(files) * test)
         parts = {"val": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
         for part, paths in parts.items():
             split.parts[part] += [(p, idx) for p in sorted(paths)]
+    if multilabel:  # back to each photo's labels, in file order
+        split.parts = {part: sorted((p, targets[p]) for p, _ in got) for part, got in split.parts.items()}
     return split
 
 
 def write_split(split: Split, dest: str | Path, *, mode: str = "copy", force: bool = False) -> Path:
-    """Write `dest/<part>/<class>/<file>` (copy or link) or `dest/split.json` (index), and the manifest.
+    """Write `dest/<part>/<class>/<file>` (copy or link) or `dest/split.json` (index), and the manifest; a
+    multi-label split writes `dest/<part>/<file>` and `dest/labels.csv` (returned), or that CSV alone (index).
 
     Every check runs before anything is written or removed: the destination must not overlap the
     source, and a non-empty one must hold an earlier split and `force` (only its files are removed).
@@ -156,12 +185,18 @@ def write_split(split: Split, dest: str | Path, *, mode: str = "copy", force: bo
     _refuse_overlap(split, given, dest)
     files, dirs = ({}, []) if mode == "index" else _plan(split)
     written = [INDEX_NAME] if mode == "index" else sorted(files)
+    if split.label_sep is not None:  # multi-label: the index is a CSV with a split column
+        written = sorted([TABLE_NAME, *files])
     old_files, old_dirs = _earlier_split(dest, force)
     _refuse_in_the_way(dest, written, dirs, old_files)
     _remove_earlier(dest, old_files, old_dirs)
     dest.mkdir(parents=True, exist_ok=True)
     manifest = {"source": str(split.source), "mode": mode, "files": written, "dirs": dirs}
     write_text_atomic(dest / MANIFEST_NAME, json.dumps(manifest, indent=1))  # first: an interrupted split is replaceable
+    if split.label_sep is not None:
+        write_text_atomic(dest / TABLE_NAME, _split_table(split, None if mode == "index" else files))
+    if mode == "index" and split.label_sep is not None:
+        return dest / TABLE_NAME
     if mode == "index":
         index = {"source": str(split.source), "classes": split.classes, "seed": split.seed,
                  "parts": {part: [[_indexed(p, split.source), t] for p, t in samples]
@@ -175,7 +210,20 @@ def write_split(split: Split, dest: str | Path, *, mode: str = "copy", force: bo
             shutil.copy2(p, dest / rel, follow_symlinks=p.exists())  # a broken link is copied as the link it is
         else:
             (dest / rel).symlink_to(p)
-    return dest
+    return dest / TABLE_NAME if split.label_sep is not None else dest
+
+
+def _split_table(split: Split, files: dict[str, Path] | None) -> str:
+    """A multi-label split as CSV text: path, labels (joined by the split's separator), split; a path is where
+    a copy or link went (relative to the CSV) or, for an index (`files` None), the photo's absolute path."""
+    where = {p: rel for rel, p in (files or {}).items()}
+    out = io.StringIO()
+    writer = csv_module.writer(out, delimiter="\t" if split.label_sep == "," else ",", lineterminator="\n")
+    writer.writerow(["path", "labels", "split"])
+    for part, samples in split.parts.items():
+        for p, t in samples:
+            writer.writerow([where.get(p, str(p)), split.label_sep.join(split.classes[c] for c in t), part])
+    return out.getvalue()
 
 
 def _refuse_overlap(split: Split, given: Path, dest: Path) -> None:
@@ -200,9 +248,11 @@ def _plan(split: Split) -> tuple[dict[str, Path], list[str]]:
     for part, samples in split.parts.items():
         if not samples:
             continue
-        dirs.update(f"{part}/{c}" for c in split.classes)  # every class, so the part reads as the same set
+        if split.label_sep is None:
+            dirs.update(f"{part}/{c}" for c in split.classes)  # every class, so the part reads as the same set
         for p, t in samples:
-            rel = PurePosixPath(part, split.classes[t], _member(p, split.source / split.classes[t], split.source))
+            rel = (PurePosixPath(part, _member(p, split.source)) if split.label_sep is not None else  # labels.csv
+                   PurePosixPath(part, split.classes[t], _member(p, split.source / split.classes[t], split.source)))
             if str(rel) in files:
                 raise DataError(f"{safe_name(p)} and {safe_name(files[str(rel)])} would both be {safe_name(rel)}; "
                                 "rename one, or write the split with --mode index")
