@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 
 from imgcls.checkpoint import save_checkpoint
+from imgcls.compare.measure import time_calls  # interleaved rounds, medians: the one timer compare uses too
 from imgcls.export import OrtRunner, export_onnx
 from imgcls.export.images import image_files
 from imgcls.paths import bundled_photos
@@ -58,25 +58,6 @@ def exports(ckpt: Path, folder: Path, calib: Path, val: Path | None, calib_image
     return fp32.path, int8["no"].path, int8["yes"].path, int8["no"].agreement, int8["yes"].agreement
 
 
-def time_variants(variants: dict, x: torch.Tensor, rounds: int, min_time: float) -> dict[str, float]:
-    """Median seconds per call of each variant over `rounds` interleaved rounds (each round runs every
-    variant for at least `min_time` s), after one warm-up call each."""
-    for fn in variants.values():
-        fn(x)
-    samples: dict[str, list[float]] = {k: [] for k in variants}
-    for _ in range(rounds):
-        for k, fn in variants.items():
-            n, start = 0, time.perf_counter()
-            while True:
-                fn(x)
-                n += 1
-                elapsed = time.perf_counter() - start
-                if elapsed >= min_time:
-                    break
-            samples[k].append(elapsed / n)
-    return {k: statistics.median(v) for k, v in samples.items()}
-
-
 def speed(ckpt: Path, fp32: Path, int8: Path, int8_ends: Path, size: int, batches: list[int], rounds: int,
           min_time: float) -> None:
     from imgcls.checkpoint import load_model
@@ -98,7 +79,7 @@ def speed(ckpt: Path, fp32: Path, int8: Path, int8_ends: Path, size: int, batche
                 "ORT int8, ends fp32": ort8_ends}
     for b in batches:
         x = torch.randn(b, 3, size, size)
-        t = time_variants(variants, x, rounds, min_time)
+        t = time_calls(variants, x, rounds=rounds, min_time=min_time)
         base = t["eager fp32 NCHW"]
         for k, sec in t.items():
             print(f"| {ckpt.stem} | {b} | {k} | {b / sec:,.1f} | {base / sec:.2f}x |", flush=True)
