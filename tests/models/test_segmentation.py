@@ -13,6 +13,7 @@ from imgcls.models import create_model, list_models
 from imgcls.models.base import SegmenterMixin
 from imgcls.models.layers import bilinear_upsampling
 from imgcls.models.registry import get_builder, paper_of, task_of
+from imgcls.models.seg_parts import SIZE_MULTIPLE, padded_forward
 from imgcls.models.segmentation import fit_to
 
 SEGMENTATION = list_models(task="segmentation")
@@ -103,6 +104,40 @@ def test_fcn8s_output_has_the_input_size_at_odd_sizes():
             model = create_model(name, num_classes=21, **kw).eval()
             for h, w in ((97, 131), (33, 64)):
                 assert model(torch.randn(1, 3, h, w))["out"].shape == (1, 21, h, w), (name, h, w)
+
+
+class _Probe(nn.Module):
+    """Records the size it was called with; answers a dict of maps of that size (and one non-map)."""
+
+    def forward(self, x: torch.Tensor) -> dict:
+        self.seen = tuple(x.shape[-2:])
+        return {"out": x * 2, "aux": x + 1, "note": None}
+
+
+def test_padded_forward_runs_whole_stride_32_cells_and_crops_every_map_back():
+    probe = _Probe()
+    x = torch.randn(2, 3, 45, 33)
+    out = padded_forward(probe, x)
+    assert probe.seen == (64, 64) and SIZE_MULTIPLE == 32
+    assert torch.equal(out["out"], x * 2) and torch.equal(out["aux"], x + 1) and out["note"] is None
+    same = torch.randn(1, 3, 64, 96)  # already whole cells: nothing padded
+    assert torch.equal(padded_forward(probe, same)["out"], same * 2) and probe.seen == (64, 96)
+    assert torch.equal(padded_forward(lambda t: t[:, :1], x), x[:, :1])  # a plain tensor output too
+
+
+def test_padded_forward_is_the_network_on_the_padded_photo_cropped():
+    """What a segmentation model scores for a 97x131 photo is what it scores for the photo padded with the
+    mean colour (zero once normalised) to 128x160, cropped: every map of it has whole cells."""
+    torch.manual_seed(0)
+    model = create_model("lraspp_efficientnet_lite0", num_classes=3).eval()
+    x = torch.randn(1, 3, 97, 131)
+    with torch.no_grad():
+        want = model(F.pad(x, (0, 160 - 131, 0, 128 - 97)))["out"][..., :97, :131]
+        got = padded_forward(model, x)["out"]
+        plain = model(x)["out"]
+    assert got.shape == plain.shape == (1, 3, 97, 131)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert not torch.allclose(got, plain, atol=1e-3)  # the unpadded call sees fractional cells
 
 
 def test_fit_to_crops_or_pads_at_the_bottom_right():

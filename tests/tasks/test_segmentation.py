@@ -72,3 +72,15 @@ def test_median_frequency_weights():
     w = median_frequency_weights(counts, 4)
     # shares 0.6, 0.3, 0.1 (median 0.3) -> 0.5, 1, 3; the class with no pixel: 1
     assert w.tolist() == pytest.approx([0.5, 1.0, 3.0, 1.0])
+
+
+def test_outputs_pad_to_whole_stride_32_cells_and_crop_back():
+    """Train and validation run the network through `outputs`: a val photo of 33x45 runs as 64x64."""
+    seen = []
+
+    def net(x):
+        seen.append(tuple(x.shape[-2:]))
+        return {"out": x[:, :2], "aux": None}
+
+    out = Segmentation(["a", "b"]).outputs(net, torch.zeros(1, 3, 33, 45))
+    assert seen == [(64, 64)] and out["out"].shape == (1, 2, 33, 45) and out["aux"] is None

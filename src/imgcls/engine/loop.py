@@ -51,7 +51,7 @@ def train_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor, state: TrainSta
     Ctrl-C on any of them, agreed in the same all-reduce)."""
     x, target = rule.mixer(x, y, epoch=epoch, step=step)
     with torch.autocast(x.device.type, dtype=rule.amp_dtype or torch.float32, enabled=rule.amp_dtype is not None):
-        loss, logits = rule.task.loss(net(x), target, rule.criterion, aux_weight=rule.aux_weight)
+        loss, logits = rule.task.loss(rule.task.outputs(net, x), target, rule.criterion, aux_weight=rule.aux_weight)
     # under DDP the per-rank means of the whole step's loss and hits: every rank keeps the same running
     # sums (a checkpoint's are the run's), and a non-finite loss on any rank stops all ranks here
     value, hits, *stop = rule.dist.average(float(loss.detach()), rule.task.hits(logits, target),
@@ -114,7 +114,7 @@ def tally_all(net: nn.Module, batches: Any, task: Any, *, dist: Dist, amp_dtype:
     total = None
     for x, y in batches.epoch(0):
         with torch.autocast(x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            tally = task.tally(net(x), y)
+            tally = task.tally(task.outputs(net, x), y)
         total = tally if total is None else total + tally
     assert total is not None, "validation without a batch"
     return dist.sum(total)

@@ -17,6 +17,7 @@ import torch
 
 from imgcls.errors import ExportError, summary_of
 from imgcls.export.session import make_session, require, run_session
+from imgcls.models.seg_parts import padded_forward
 from imgcls.paths import TEMP_SUFFIX, temp_prefix
 
 OPSET = 18
@@ -51,14 +52,16 @@ def quiet_exporter():
 
 class ScoresOnly(torch.nn.Module):
     """A segmentation model as the exported graph runs it: the "out" class scores [N, C, H, W] only (the
-    auxiliary head is a training aid; leaving it out of the graph leaves its work out of every run)."""
+    auxiliary head is a training aid; leaving it out of the graph leaves its work out of every run), on the
+    photo padded to whole stride-32 cells and cropped back (models.seg_parts.padded_forward): the file
+    scores a photo of any size as imgcls does."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x)
+        out = padded_forward(self.model, x)
         return out["out"] if isinstance(out, dict) else out
 
 

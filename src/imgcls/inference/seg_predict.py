@@ -19,6 +19,7 @@ from imgcls.checkpoint import ModelSource
 from imgcls.data import load_array, safe_name
 from imgcls.data.transforms import INTERPOLATION, resized_size
 from imgcls.errors import DataError
+from imgcls.models.seg_parts import padded_forward
 from imgcls.paths import write_atomic
 from imgcls.runtime import resolve_device
 
@@ -70,14 +71,17 @@ def overlay(photo: np.ndarray, mask: np.ndarray, palette: list, alpha: float = 0
 def score_function(source: ModelSource, device: str | torch.device = "auto"
                    ) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.device]:
     """(normalised float NCHW batch -> class scores [N, C, H, W], the device batches go to) of a segmentation
-    source: its network's "out" on `device`, or an exported file's ONNX Runtime runner (on the CPU)."""
-    if source.network is None:
-        return source.runner, source.runner.device
+    source: its network's "out" on `device`, or an exported file's ONNX Runtime runner (on the CPU), each
+    run on the batch padded to whole stride-32 cells and cropped back (models.seg_parts.padded_forward), as
+    training validated it."""
+    if source.network is None:  # files exported before the graph padded itself get padded here (a no-op after)
+        runner = source.runner
+        return (lambda x: padded_forward(runner, x)), runner.device
     dev = resolve_device(device) if isinstance(device, str) else device
     net = source.network.to(dev).eval()
 
     def scores(x: torch.Tensor) -> torch.Tensor:
-        out = net(x)
+        out = padded_forward(net, x)
         return out["out"] if isinstance(out, dict) else out
 
     return scores, dev

@@ -6,6 +6,9 @@ A task answers, for one run (it is built with the run's class names):
 
     transforms(data, ...)          the (train, eval) transforms, paired for image and target where the
                                    target is spatial (a mask gets the image's crop and flip)
+    outputs(net, x)                the network's output on a batch, train and validation alike
+                                   (segmentation: the batch padded to whole stride-32 cells and the
+                                   maps cropped back, models.seg_parts.padded_forward)
     criterion(label_smoothing)     the loss module (an ignore index where the target has a void label)
     loss(output, target, ...)      the step's loss from the network's output (auxiliary heads included)
                                    and the main logits
@@ -52,6 +55,8 @@ class Task(Protocol):
 
     @staticmethod
     def transforms(data: Any, *, train_crop: int, preprocessing: Preprocessing) -> tuple[Any, Any]: ...
+
+    def outputs(self, net: nn.Module, x: torch.Tensor) -> Any: ...
 
     def criterion(self, *, label_smoothing: float = 0.0) -> nn.Module: ...
 

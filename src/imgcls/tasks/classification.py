@@ -73,6 +73,10 @@ class Classification:
         """What a checkpoint stores about the task beside the class names."""
         return {"task": self.name}
 
+    @staticmethod
+    def outputs(net: nn.Module, x: torch.Tensor) -> Any:
+        return net(x)
+
     def criterion(self, *, label_smoothing: float = 0.0, class_weights: Sequence[float] | None = None) -> nn.Module:
         """Cross-entropy; it takes soft (mixed) targets too. With `class_weights` (one per class) each image's
         loss is weighted by its class (WeightedCrossEntropy)."""

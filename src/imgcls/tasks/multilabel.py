@@ -102,6 +102,10 @@ class MultiLabel:
         """Classification's: the same photos, the same augmentations (the target is not spatial)."""
         return Classification.transforms(data, train_crop=train_crop, preprocessing=preprocessing)
 
+    @staticmethod
+    def outputs(net: nn.Module, x: torch.Tensor) -> Any:
+        return net(x)
+
     def criterion(self, *, label_smoothing: float = 0.0, pos_weight: Sequence[float] | None = None) -> nn.Module:
         """Binary cross-entropy on the logits; `label_smoothing` eps moves each target towards 1/2 (eps/2 for
         an absent class, 1 - eps/2 for a present one); `pos_weight`: one weight per class for its positives

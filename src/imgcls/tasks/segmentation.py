@@ -22,6 +22,7 @@ from torch import nn
 from imgcls.data import Preprocessing
 from imgcls.data.masks import MaskClasses
 from imgcls.data.seg_transforms import IGNORE, PairedEval, PairedTrain
+from imgcls.models.seg_parts import padded_forward
 from imgcls.reports import plot_curves
 from imgcls.reports.seg_metrics import pixel_confusion, save_seg_report, seg_metrics
 
@@ -66,6 +67,12 @@ class Segmentation:
     def record(self) -> dict[str, Any]:
         """What a checkpoint stores about the task beside the class names: void and palette."""
         return {"task": self.name, "labels": self.labels.to_dict() if self.labels is not None else None}
+
+    @staticmethod
+    def outputs(net: nn.Module, x: torch.Tensor) -> Any:
+        """`net(x)` on whole stride-32 cells: a val photo of 480x360 runs padded to 480x384 and its maps are
+        cropped back (models.seg_parts.padded_forward); training crops of a multiple of 32 run as they are."""
+        return padded_forward(net, x)
 
     def criterion(self, *, label_smoothing: float = 0.0) -> nn.Module:
         return nn.CrossEntropyLoss(weight=self.class_weights, ignore_index=IGNORE, label_smoothing=label_smoothing)
