@@ -297,8 +297,11 @@ def checkpoint_source(path: str | Path, *, plain_hint: str = PLAIN_STATE_DICT_HI
 
 
 def weights_source(name: str) -> ModelSource:
-    """Registered weights as a ModelSource: the model they are for, with the 1000 ImageNet classes and the
-    spec's preprocessing."""
+    """Registered weights as a ModelSource: the model they are for, with the spec's classes (ImageNet's 1000,
+    or VOC's 21 for torchvision's segmentation weights: then task "segmentation", void 255 and the VOC
+    palette, so predict, eval and serve treat them as the mask models they are) and its preprocessing."""
+    from imgcls.data.masks import VOC_VOID, voc_palette
+    from imgcls.models.registry import task_of
     from imgcls.weights import build_pretrained, get_weight_spec, read_state_dict, resolve_weights, spec_categories
 
     spec = get_weight_spec(name)
@@ -306,8 +309,10 @@ def weights_source(name: str) -> ModelSource:
             "weights": spec.name}
     state, _ = read_state_dict(resolve_weights(spec))
     network = build_pretrained(arch, state, source=spec.name, strict=True, target=describe_arch(arch)).model
+    task = task_of(spec.arch)
+    labels = {"void": VOC_VOID, "palette": [list(c) for c in voc_palette()]} if task == "segmentation" else {}
     return ModelSource("weights", spec.name, tuple(spec_categories(spec)), spec.preprocessing, arch,
-                       network=network.eval())
+                       network=network.eval(), task=task, labels=labels)
 
 
 def load_source(source: str | Path, *, plain_hint: str = PLAIN_STATE_DICT_HINT) -> ModelSource:

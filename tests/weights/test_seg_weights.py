@@ -99,3 +99,19 @@ def test_a_file_for_other_classes_loads_all_but_the_class_sized_layers(name):
     assert report.head_only and report.skipped_shape and not report.missing and not report.unexpected
     assert {k.rsplit(".", 1)[0] for k, _, _ in report.skipped_shape} == set(heads)
     assert all(torch.equal(voc[k], model.state_dict()[k]) for k in report.loaded)
+
+
+def test_segmentation_weights_by_name_open_as_a_mask_model(tmp_path, monkeypatch):
+    """`imgcls predict lraspp_mobilenet_v3_large.tv_coco_voc photo.jpg` (or eval, serve): the weights name
+    opens as a segmentation model with VOC's classes, void 255 and palette, not as a 21-class classifier."""
+    from imgcls.checkpoint import load_source
+    from imgcls.data.masks import voc_palette
+
+    arch = "lraspp_mobilenet_v3_large"
+    path = tmp_path / get_weight_spec(arch).filename
+    torch.save(imgcls.create_model(arch).state_dict(), path)
+    monkeypatch.setattr("imgcls.weights.resolve_weights", lambda spec: path)  # what a download would give
+    source = load_source(f"{arch}.tv_coco_voc")
+    assert source.kind == "weights" and source.task == "segmentation" and len(source.classes) == 21
+    assert source.labels == {"void": 255, "palette": [list(c) for c in voc_palette()]}
+    assert source.preprocessing.crop is None and source.preprocessing.resize == 520
