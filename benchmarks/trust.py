@@ -121,7 +121,8 @@ def part_lrfind(a, split: Path, runs: Path) -> None:
         print(f"lr-find {name}: suggestion {found:.3g} in {seconds:.0f} s")
         results = {}
         for lr in [found, *grid]:
-            run_dir = train(split, runs, f"{name}-lr{lr:.3g}", *flags, "--lr", f"{lr:.3g}", "--epochs", epochs)
+            tag = "" if name == "head" or epochs == 30 else f"-e{epochs}"  # runs of other lengths kept apart
+            run_dir = train(split, runs, f"{name}{tag}-lr{lr:.3g}", *flags, "--lr", f"{lr:.3g}", "--epochs", epochs)
             results[lr] = best_top1(run_dir)
         best_lr = max(grid, key=results.get)
         print(f"lr-find {name}: {results[found]:.2%} at {found:.3g}; grid best {results[best_lr]:.2%} at {best_lr:g} "
@@ -137,9 +138,11 @@ def main() -> None:
     ap.add_argument("--holdout", default="roses", help="the class the 'unknown' model never sees")
     ap.add_argument("--lrfind", default="head,scratch", choices=["head", "scratch", "head,scratch"],
                     help="the lrfind part's cases (scratch: five 30-epoch resnet18 runs, hours on 2 cores)")
+    ap.add_argument("--scratch-epochs", type=int, default=30,
+                    help="epochs of each from-scratch run (30: hours for the five on 2 cores)")
     ap.add_argument("--quick", action="store_true", help="a smoke check: tiny epochs, steps and grids")
     a = ap.parse_args()
-    a.head_epochs, a.scratch_epochs, a.find_steps = (1, 1, 20) if a.quick else (15, 30, 100)
+    a.head_epochs, a.scratch_epochs, a.find_steps = (1, 1, 20) if a.quick else (15, a.scratch_epochs, 100)
     a.head_grid = [1e-3, 1e-2] if a.quick else [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
     a.scratch_grid = [0.1, 0.3] if a.quick else [0.01, 0.03, 0.1, 0.3]
     parts = a.parts.split(",")
