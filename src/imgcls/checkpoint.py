@@ -300,7 +300,7 @@ def weights_source(name: str) -> ModelSource:
     """Registered weights as a ModelSource: the model they are for, with the spec's classes (ImageNet's 1000,
     or VOC's 21 for torchvision's segmentation weights: then task "segmentation", void 255 and the VOC
     palette, so predict, eval and serve treat them as the mask models they are) and its preprocessing."""
-    from imgcls.data.masks import VOC_VOID, voc_palette
+    from imgcls.data.masks import voc_classes
     from imgcls.models.registry import task_of
     from imgcls.weights import build_pretrained, get_weight_spec, read_state_dict, resolve_weights, spec_categories
 
@@ -310,7 +310,7 @@ def weights_source(name: str) -> ModelSource:
     state, _ = read_state_dict(resolve_weights(spec))
     network = build_pretrained(arch, state, source=spec.name, strict=True, target=describe_arch(arch)).model
     task = task_of(spec.arch)
-    labels = {"void": VOC_VOID, "palette": [list(c) for c in voc_palette()]} if task == "segmentation" else {}
+    labels = voc_classes().to_dict() if task == "segmentation" else {}
     return ModelSource("weights", spec.name, tuple(spec_categories(spec)), spec.preprocessing, arch,
                        network=network.eval(), task=task, labels=labels)
 

@@ -25,10 +25,9 @@ from imgcls.errors import ConfigError, ExportError
 from imgcls.paths import remove_stale_temps
 from imgcls.weights import is_torch_file
 from imgcls.export.options import CALIB_METHODS, FP32_ENDS
-from imgcls.export.graph import OPSET, temp_path, to_onnx
+from imgcls.export.graph import OPSET, ScoresOnly, temp_path, to_onnx
 from imgcls.export.images import export_photos, float_batches
 from imgcls.export.session import OrtRunner, encode_metadata, require, written_by_export
-from imgcls.models.seg_parts import padded_forward
 
 log = logging.getLogger(__name__)
 
@@ -120,17 +119,16 @@ def verify_fp32(model: torch.nn.Module, runner: OrtRunner, paths: list[Path], pr
                 tolerance: float, agreement: list[float] | None = None) -> tuple[float, float, int]:
     """(max abs logit difference, relative to the largest |logit|, images) of ONNX Runtime vs PyTorch;
     ExportError above `tolerance` (relative). A segmentation model (preprocessing without a crop) runs
-    each photo at its own resized size, padded to whole stride-32 cells as the graph pads it
-    (models.seg_parts.padded_forward), and compares its "out" scores; `agreement`, when given, gets the
+    each photo at its own resized size through ScoresOnly, the module the graph was exported from (the
+    photo padded to whole stride-32 cells, the "out" scores); `agreement`, when given, gets the
     share of the outputs' positions (pixels) whose argmax agrees appended."""
     max_diff, max_ref, n = 0.0, 0.0, 0
     same = total = 0
     dense = preprocessing.crop is None
+    reference = ScoresOnly(model) if dense else model
     with torch.no_grad():
         for x in float_batches(paths, preprocessing, batch_size=1 if dense else 32):
-            ref, got = padded_forward(model, x) if dense else model(x), runner(x)  # as the graph runs it
-            if isinstance(ref, dict):
-                ref = ref["out"]
+            ref, got = reference(x), runner(x)
             max_diff = max(max_diff, (ref - got).abs().max().item())
             max_ref = max(max_ref, ref.abs().max().item())
             same += int((ref.argmax(1) == got.argmax(1)).sum())

@@ -71,7 +71,7 @@ class Segmentation:
     @staticmethod
     def outputs(net: nn.Module, x: torch.Tensor) -> Any:
         """`net(x)` on whole stride-32 cells: a val photo of 480x360 runs padded to 480x384 and its maps are
-        cropped back (models.seg_parts.padded_forward); training crops of a multiple of 32 run as they are."""
+        cropped back (models.seg_parts.padded_forward); training crops of a multiple of 32 get a zero-width pad."""
         return padded_forward(net, x)
 
     def criterion(self, *, label_smoothing: float = 0.0) -> nn.Module:
